@@ -1,0 +1,1 @@
+"""Geometry: transforms between frames, camera projection, boxes, IoU (ROS-free)."""
