@@ -1,0 +1,1 @@
+"""Benchmarks run by `spatial-ros bench NAME` (one module each)."""
