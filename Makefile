@@ -71,12 +71,15 @@ $(STAMPS)/system: $(STAMPS)/python
 	@touch $@
 
 # --- 3. colcon build of msg/ + srv/ inside the venv ---------------------------------------------
-INTERFACES := $(wildcard msg/*.msg srv/*.srv) CMakeLists.txt package.xml
+# tf2_msgs has no PyPI wheel: a TFMessage-only stand-in (scripts/offrobot_tf2_msgs) is built
+# next to ours, staged outside the repo's colcon search path (scripts/ has COLCON_IGNORE).
+INTERFACES := $(wildcard msg/*.msg srv/*.srv scripts/offrobot_tf2_msgs/*/*) CMakeLists.txt package.xml
 $(STAMPS)/interfaces: $(STAMPS)/system $(INTERFACES)
 	@echo "colcon build (interfaces) ..."
+	rm -rf build/ros_deps && mkdir -p build/ros_deps && cp -r scripts/offrobot_tf2_msgs build/ros_deps/tf2_msgs
 	source $(VENV)/bin/activate && \
 	export AMENT_PREFIX_PATH=$$VIRTUAL_ENV CMAKE_PREFIX_PATH=$$VIRTUAL_ENV && \
-	colcon --log-base build/colcon-log build --base-paths . \
+	colcon --log-base build/colcon-log build --base-paths . build/ros_deps --merge-install \
 	  --build-base build/colcon --install-base build/install \
 	  --event-handlers console_direct- summary- \
 	  --cmake-args -DSPATIAL_ROS_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF \

@@ -240,3 +240,23 @@ class GroundedObject:
     distance: float = float("nan")
     source: str = "vlm"
     raw_text: str = ""
+
+
+@dataclass(eq=False)
+class Relation:
+    """A spatial relation / metric between two objects (core twin of msg/SpatialRelation).
+
+    Attributes:
+        subject_id, object_id: GroundedObject ids ("sensor" for the sensor origin).
+        predicate: "distance", "surface_distance", "horizontal_distance", "left_of", ...
+        value: metres for distances, 1.0/0.0 for boolean predicates.
+        unit: "m", "bool", "rad", "o'clock".
+        answer: human-readable sentence.
+    """
+
+    subject_id: str
+    object_id: str
+    predicate: str
+    value: float
+    unit: str = "m"
+    answer: str = ""
