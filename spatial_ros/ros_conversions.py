@@ -1,0 +1,213 @@
+"""Core types <-> ROS messages, in one place (nodes, bag recording and replay all use this).
+
+Works with rclpy messages and with rosbags messages through ``spatial_ros.io.msgs.MessageFactory``,
+so a live node and ``spatial-ros play --record`` write identical content. No rclpy import here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from spatial_ros.geometry.transforms import (
+    TransformTree,
+    make_transform,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+)
+from spatial_ros.io.msgs import MessageFactory, stamp_to_ns
+from spatial_ros.types import Box3D, GroundedObject, Relation
+
+GROUNDED_OBJECT = "spatial_ros/msg/GroundedObject3D"
+GROUNDED_ARRAY = "spatial_ros/msg/GroundedObject3DArray"
+SPATIAL_RELATION = "spatial_ros/msg/SpatialRelation"
+REWARD_LABEL = "spatial_ros/msg/RewardLabel"
+
+# RViz colours per source (r, g, b).
+_SOURCE_COLOURS = {
+    "vlm": (1.0, 0.6, 0.0),
+    "vlm+lidar": (0.1, 0.9, 0.2),
+    "vlm+depth": (0.1, 0.8, 0.8),
+    "lidar": (0.3, 0.5, 1.0),
+    "depth": (0.6, 0.3, 1.0),
+    "onnx": (1.0, 0.2, 0.6),
+}
+# Box edges as index pairs into Box3D.corners() (bit order x, y, z).
+_BOX_EDGES = [(i, j) for i in range(8) for j in range(i + 1, 8) if bin(i ^ j).count("1") == 1]
+
+
+def _pose(f: MessageFactory, box: Box3D) -> Any:
+    x, y, z, w = matrix_to_quaternion(box.rotation)
+    return f.new(
+        "geometry_msgs/msg/Pose",
+        position=f.new("geometry_msgs/msg/Point", x=box.center[0], y=box.center[1], z=box.center[2]),
+        orientation=f.new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w),
+    )
+
+
+def grounded_object_to_msg(obj: GroundedObject, f: MessageFactory) -> Any:
+    """One ``spatial_ros/msg/GroundedObject3D``."""
+    b2 = np.zeros(4) if obj.box_2d is None else np.asarray(obj.box_2d, dtype=np.float64)
+    return f.new(
+        GROUNDED_OBJECT,
+        id=obj.id,
+        query=obj.query or "",
+        label=obj.label or "",
+        score=float(obj.score),
+        center=_pose(f, obj.box),
+        size=f.new("geometry_msgs/msg/Vector3", x=obj.box.size[0], y=obj.box.size[1], z=obj.box.size[2]),
+        box_2d=b2.astype(np.float32),
+        distance=float(obj.distance) if math.isfinite(obj.distance) else 0.0,
+        source=obj.source,
+    )
+
+
+def grounded_objects_to_msg(
+    objects: Sequence[GroundedObject], stamp_ns: int, frame_id: str, f: MessageFactory
+) -> Any:
+    """``GroundedObject3DArray`` with the SOURCE IMAGE stamp and the output frame (may be empty)."""
+    return f.new(
+        GROUNDED_ARRAY,
+        header=f.header(stamp_ns, frame_id),
+        objects=[grounded_object_to_msg(o, f) for o in objects],
+    )
+
+
+def msg_to_grounded_objects(msg: Any) -> tuple[int, str, list[GroundedObject]]:
+    """(stamp_ns, frame_id, objects) of a ``GroundedObject3DArray`` (rclpy or rosbags)."""
+    frame_id = msg.header.frame_id
+    out = []
+    for m in msg.objects:
+        q = m.center.orientation
+        rot = quaternion_to_matrix(q.x, q.y, q.z, q.w)
+        c = m.center.position
+        box = Box3D([c.x, c.y, c.z], [m.size.x, m.size.y, m.size.z], rot, frame_id)
+        b2 = np.asarray(m.box_2d, dtype=np.float64)
+        out.append(
+            GroundedObject(
+                id=m.id, query=m.query, label=m.label, score=float(m.score), box=box,
+                box_2d=None if not np.any(b2) else b2, distance=float(m.distance), source=m.source,
+            )
+        )
+    return stamp_to_ns(msg.header), frame_id, out
+
+
+def relation_to_msg(rel: Relation, stamp_ns: int, frame_id: str, f: MessageFactory) -> Any:
+    return f.new(
+        SPATIAL_RELATION,
+        header=f.header(stamp_ns, frame_id),
+        subject_id=rel.subject_id,
+        object_id=rel.object_id,
+        predicate=rel.predicate,
+        value=float(rel.value),
+        unit=rel.unit,
+        answer=rel.answer,
+    )
+
+
+def reward_label_to_msg(
+    stamp_ns: int, frame_id: str, goal: str, frame_index: int, reward: float, progress: float,
+    success: bool, explanation: str, f: MessageFactory,
+) -> Any:
+    return f.new(
+        REWARD_LABEL,
+        header=f.header(stamp_ns, frame_id),
+        goal=goal,
+        frame_index=int(frame_index),
+        reward=float(reward),
+        progress=float(progress),
+        success=bool(success),
+        explanation=explanation,
+    )
+
+
+def markers_for(
+    objects: Sequence[GroundedObject],
+    relations: Sequence[Relation],
+    stamp_ns: int,
+    frame_id: str,
+    f: MessageFactory,
+    lifetime_s: float = 0.5,
+) -> Any:
+    """``visualization_msgs/MarkerArray``: a DELETEALL, then box edges (LINE_LIST), a text label
+    per object, and a line + text per distance relation between two objects."""
+    header = f.header(stamp_ns, frame_id)
+    sec = int(lifetime_s)
+    lifetime = f.new("builtin_interfaces/msg/Duration", sec=sec, nanosec=int((lifetime_s - sec) * 1e9))
+    markers = [f.new("visualization_msgs/msg/Marker", header=header, ns="spatial_ros", action=3)]
+    by_id = {o.id: o for o in objects}
+
+    def point(p):
+        return f.new("geometry_msgs/msg/Point", x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+    def colour(rgb, a=1.0):
+        return f.new("std_msgs/msg/ColorRGBA", r=rgb[0], g=rgb[1], b=rgb[2], a=a)
+
+    def marker(mid, ns, mtype, **kw):
+        return f.new(
+            "visualization_msgs/msg/Marker", header=header, ns=ns, id=mid, type=mtype, action=0,
+            lifetime=lifetime, pose=f.new("geometry_msgs/msg/Pose"), **kw,
+        )
+
+    for i, o in enumerate(objects):
+        rgb = _SOURCE_COLOURS.get(o.source, (1.0, 1.0, 1.0))
+        c = o.box.corners()
+        pts = [point(c[k]) for e in _BOX_EDGES for k in e]
+        markers.append(
+            marker(i, "boxes", 5, points=pts, color=colour(rgb),
+                   scale=f.new("geometry_msgs/msg/Vector3", x=0.01 + 0.002 * o.box.size.max()))
+        )
+        top = o.box.center + np.array([0.0, 0.0, o.box.size[2] / 2 + 0.05])
+        text = f"{o.query or o.label or o.id} {o.score:.2f}"
+        if math.isfinite(o.distance):
+            text += f" {o.distance:.2f} m"
+        tm = marker(i, "labels", 9, text=text, color=colour((1.0, 1.0, 1.0)),
+                    scale=f.new("geometry_msgs/msg/Vector3", z=0.05 + 0.02 * o.box.size.max()))
+        tm.pose.position = point(top)
+        markers.append(tm)
+    for j, r in enumerate(x for x in relations if x.unit == "m"):
+        a, b = by_id.get(r.subject_id), by_id.get(r.object_id)
+        if a is None or b is None:
+            continue
+        markers.append(
+            marker(j, "distances", 5, points=[point(a.box.center), point(b.box.center)],
+                   color=colour((1.0, 1.0, 0.0)), scale=f.new("geometry_msgs/msg/Vector3", x=0.01))
+        )
+        tm = marker(j, "distance_labels", 9, text=f"{r.value:.2f} m", color=colour((1.0, 1.0, 0.0)),
+                    scale=f.new("geometry_msgs/msg/Vector3", z=0.05))
+        tm.pose.position = point((a.box.center + b.box.center) / 2)
+        markers.append(tm)
+    return f.new("visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def tf_message_into_tree(msg: Any, tree: TransformTree | None = None) -> TransformTree:
+    """Add every ``geometry_msgs/TransformStamped`` of a ``tf2_msgs/TFMessage`` to ``tree``."""
+    tree = TransformTree() if tree is None else tree
+    for ts in msg.transforms:
+        t, q = ts.transform.translation, ts.transform.rotation
+        T = make_transform(quaternion_to_matrix(q.x, q.y, q.z, q.w), [t.x, t.y, t.z])
+        tree.set(ts.header.frame_id, ts.child_frame_id, T)
+    return tree
+
+
+def tree_to_tf_message(tree: TransformTree, stamp_ns: int, f: MessageFactory) -> Any:
+    """``tf2_msgs/TFMessage`` with one TransformStamped per stored edge (parent -> child)."""
+    out = []
+    for parent, child, T in tree.edges():
+        x, y, z, w = matrix_to_quaternion(T[:3, :3])
+        out.append(
+            f.new(
+                "geometry_msgs/msg/TransformStamped",
+                header=f.header(stamp_ns, parent),
+                child_frame_id=child,
+                transform=f.new(
+                    "geometry_msgs/msg/Transform",
+                    translation=f.new("geometry_msgs/msg/Vector3", x=T[0, 3], y=T[1, 3], z=T[2, 3]),
+                    rotation=f.new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w),
+                ),
+            )
+        )
+    return f.new("tf2_msgs/msg/TFMessage", transforms=out)
