@@ -1,0 +1,1 @@
+"""Thin rclpy adapters over the core (the only modules that import rclpy)."""

@@ -1,0 +1,441 @@
+"""Perception node: camera + LiDAR (+ depth) in -> grounded 3D boxes and distances out.
+
+A managed (lifecycle) node, rclpy.lifecycle.LifecycleNode:
+  configure  -> parameters validated into PerceptionConfig, subscriptions/publishers/services made
+  activate   -> specialists + VLM loaded (CUDA bf16 when available), frames processed
+  deactivate -> model freed (torch.cuda.empty_cache), frames ignored
+  cleanup    -> everything destroyed
+With ``autostart: true`` (default) it configures and activates itself, so ``ros2 launch`` needs no
+lifecycle manager.
+
+Threading: subscription callbacks only decode headers and feed the synchronizer; a complete
+synchronized set replaces the single pending slot (a newer frame drops an unprocessed older one,
+counted); one worker thread decodes and processes the newest frame. Every output copies the source
+image's header stamp. Bad input never kills the node: the frame is skipped with a throttled log line
+and a diagnostic counter.
+
+Topics (relative to the node namespace): ~/objects (GroundedObject3DArray), ~/relations
+(SpatialRelation), ~/markers (MarkerArray), ~/active_queries (ActiveQueries, transient local),
+/diagnostics (DiagnosticArray). Services: ~/set_queries (SetQueries), ~/ask (AskSpatial).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+import traceback
+from collections import Counter
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (
+    QoSDurabilityPolicy,
+    QoSHistoryPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from spatial_ros.config import field_help, from_dict
+from spatial_ros.errors import SpatialRosError
+from spatial_ros.geometry.transforms import TransformTree, make_transform, quaternion_to_matrix
+from spatial_ros.io.camera_info import camera_info_to_intrinsics
+from spatial_ros.io.image import decode_compressed, depth_to_metres, image_to_rgb8
+from spatial_ros.io.msgs import MessageFactory, ns_to_stamp, stamp_to_ns
+from spatial_ros.io.pointcloud import pointcloud2_to_xyzi
+from spatial_ros.msg import ActiveQueries, GroundedObject3DArray, SpatialRelation
+from spatial_ros.perception import (
+    PerceptionConfig,
+    PerceptionPipeline,
+    PerceptionResult,
+    normalize_queries,
+)
+from spatial_ros.ros_conversions import (
+    grounded_objects_to_msg,
+    markers_for,
+    relation_to_msg,
+    tf_message_into_tree,
+)
+from spatial_ros.srv import AskSpatial, SetQueries
+from spatial_ros.sync import ApproximateTimeSynchronizer, LatestBeforeCache
+from spatial_ros.types import SensorFrame
+
+try:  # the real tf2_msgs on a robot; the TFMessage-only stand-in off-robot (Makefile)
+    from tf2_msgs.msg import TFMessage
+except ImportError:  # pragma: no cover - static_transforms parameter still works
+    TFMessage = None
+
+
+def parse_static_transforms(lines: list[str]) -> TransformTree:
+    """'parent child x y z qx qy qz qw' lines -> TransformTree (ConfigError on bad lines)."""
+    from spatial_ros.errors import ConfigError
+
+    tree = TransformTree()
+    for line in lines:
+        parts = line.split()
+        try:
+            if len(parts) != 9:
+                raise ValueError
+            x, y, z, qx, qy, qz, qw = map(float, parts[2:])
+        except ValueError:
+            raise ConfigError(
+                f"static transform {line!r} must be 'parent child x y z qx qy qz qw'"
+            ) from None
+        tree.set(parts[0], parts[1], make_transform(quaternion_to_matrix(qx, qy, qz, qw), [x, y, z]))
+    return tree
+
+
+class PerceptionNode(LifecycleNode):
+    """See the module docstring."""
+
+    def __init__(self, node_name: str = "perception_node", backend=None, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self._backend = backend  # tests inject a backend; otherwise the model is loaded on activate
+        helps = field_help(PerceptionConfig)
+        for f in dataclasses.fields(PerceptionConfig):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            self.declare_parameter(
+                f.name, default,
+                ParameterDescriptor(description=helps[f.name], dynamic_typing=isinstance(default, list)),
+            )
+        self.declare_parameter(
+            "autostart", True, ParameterDescriptor(description="configure + activate on start")
+        )
+        self.f = MessageFactory.rclpy()
+        self.cfg: PerceptionConfig | None = None
+        self.pipeline: PerceptionPipeline | None = None
+        self._active = False
+        self._lock = threading.Lock()
+        self._pending: tuple | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._tf = TransformTree()
+        self._info = LatestBeforeCache()
+        self._latest: tuple[SensorFrame, PerceptionResult] | None = None
+        self._queries: list[str] = []
+        self._newest_image_ns = -1
+        self.counters: Counter = Counter()
+        self._latencies: list[float] = []
+        self._proc_ms: list[float] = []
+        self._entities: list = []
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            values = {f.name: self.get_parameter(f.name).value
+                      for f in dataclasses.fields(PerceptionConfig)}
+            self.cfg = from_dict(PerceptionConfig, values)
+            static = parse_static_transforms(self.cfg.static_transforms)
+        except SpatialRosError as e:
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        for parent, child, T in static.edges():
+            self._tf.set(parent, child, T)
+        cfg = self.cfg
+        self.pipeline = PerceptionPipeline(cfg, backend=self._backend)
+        self._queries = list(cfg.queries)
+        sensor_qos = QoSProfile(
+            depth=cfg.qos_depth,
+            history=QoSHistoryPolicy.KEEP_LAST,
+            reliability=(QoSReliabilityPolicy.BEST_EFFORT if cfg.qos_reliability == "best_effort"
+                         else QoSReliabilityPolicy.RELIABLE),
+            durability=qos_profile_sensor_data.durability,
+        )
+        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_objects = self.create_lifecycle_publisher(GroundedObject3DArray, "~/objects", 10)
+        self.pub_relations = self.create_lifecycle_publisher(SpatialRelation, "~/relations", 50)
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 5)
+        self.pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_queries = self.create_publisher(ActiveQueries, "~/active_queries", latched)
+        inputs = ["image"] + (["cloud"] if cfg.cloud_topic else []) + (["depth"] if cfg.depth_topic else [])
+        self._inputs = inputs
+        self._sync = ApproximateTimeSynchronizer(
+            len(inputs), self._on_synced, queue_size=cfg.queue_size, slop_s=cfg.slop
+        )
+        img_type = CompressedImage if cfg.image_transport == "compressed" else Image
+        subs = [self.create_subscription(img_type, cfg.image_topic,
+                                         lambda m: self._on_input("image", m), sensor_qos)]
+        if cfg.cloud_topic:
+            subs.append(self.create_subscription(PointCloud2, cfg.cloud_topic,
+                                                 lambda m: self._on_input("cloud", m), sensor_qos))
+        if cfg.depth_topic:
+            subs.append(self.create_subscription(Image, cfg.depth_topic,
+                                                 lambda m: self._on_input("depth", m), sensor_qos))
+        subs.append(self.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_info,
+                                             sensor_qos))
+        if TFMessage is not None:
+            subs.append(self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, latched))
+        self._entities = subs + [
+            self.create_service(SetQueries, "~/set_queries", self._srv_set_queries),
+            self.create_service(AskSpatial, "~/ask", self._srv_ask),
+            self.create_timer(cfg.stats_period, self._publish_stats),
+        ]
+        self._publish_active_queries()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="perception_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"configured: inputs {inputs}, queries {self._queries}, use_vlm={cfg.use_vlm}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.pipeline.load()
+        except SpatialRosError as e:
+            self.get_logger().error(f"activate failed: {e}")
+            return TransitionCallbackReturn.ERROR
+        self._active = True
+        self.get_logger().info("active")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        with self._lock:
+            self._pending = None
+        self.pipeline.unload()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._shutdown_worker()
+        for e in self._entities:
+            self._destroy_entity(e)
+        self._entities = []
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._shutdown_worker()
+        if self.pipeline is not None:
+            self.pipeline.unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _destroy_entity(self, e) -> None:
+        for destroy in (self.destroy_subscription, self.destroy_service, self.destroy_timer):
+            try:
+                if destroy(e):
+                    return
+            except Exception:  # noqa: BLE001 - wrong kind of entity for this destroyer
+                continue
+
+    def _shutdown_worker(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10)
+        self._worker = None
+
+    # ---- input callbacks (cheap; never raise) ----------------------------------------------------
+    def _on_input(self, kind: str, msg) -> None:
+        try:
+            if not self._active:
+                return
+            stamp = stamp_to_ns(msg.header)
+            if kind == "image":
+                if 0 <= self._newest_image_ns and stamp < self._newest_image_ns - int(5e8):
+                    # Time went backwards by > 0.5 s (bag loop, clock reset): start over.
+                    self._skip("time_jumps", "image stamps jumped backwards; sync reset")
+                    self._sync.reset()
+                    self._newest_image_ns = stamp
+                else:
+                    self._newest_image_ns = max(self._newest_image_ns, stamp)
+            self._sync.add(self._inputs.index(kind), msg, stamp)
+        except Exception as e:  # noqa: BLE001 - a bad header must not kill the node
+            self._skip("bad_input", f"{kind} message rejected: {e}")
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        try:
+            self._info.add(msg, stamp_to_ns(msg.header))
+        except Exception as e:  # noqa: BLE001
+            self._skip("bad_camera_info", f"CameraInfo rejected: {e}")
+
+    def _on_tf_static(self, msg) -> None:
+        try:
+            tf_message_into_tree(msg, self._tf)
+        except Exception as e:  # noqa: BLE001
+            self._skip("bad_tf", f"/tf_static rejected: {e}")
+
+    def _on_synced(self, *msgs) -> None:
+        with self._lock:
+            if self._pending is not None:
+                self.counters["dropped_stale"] += 1
+            self._pending = (time.monotonic(), msgs)
+        self._wake.set()
+
+    def _skip(self, counter: str, message: str) -> None:
+        self.counters[counter] += 1
+        self.get_logger().warning(message, throttle_duration_sec=2.0)
+
+    # ---- worker ----------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.2)
+            self._wake.clear()
+            with self._lock:
+                item, self._pending = self._pending, None
+            if item is None or not self._active:
+                continue
+            received, msgs = item
+            try:
+                self._process(received, msgs)
+            except SpatialRosError as e:
+                self._skip("skipped_frames", f"frame skipped: {e}")
+            except Exception as e:  # noqa: BLE001 - the node stays alive; the trace goes to debug
+                self._skip("errors", f"frame failed ({type(e).__name__}: {e}); skipped")
+                self.get_logger().debug(traceback.format_exc())
+
+    def _frame_from(self, msgs) -> SensorFrame:
+        by_kind = dict(zip(self._inputs, msgs))
+        img_msg = by_kind["image"]
+        stamp = stamp_to_ns(img_msg.header)
+        if self._newest_image_ns - stamp > self.cfg.max_frame_age * 1e9:
+            from spatial_ros.errors import DataError
+
+            raise DataError(f"frame {stamp} older than max_frame_age; dropped")
+        info = self._info.get(stamp) or self._info.latest()
+        if info is None:
+            from spatial_ros.errors import CalibrationError
+
+            raise CalibrationError(f"no CameraInfo on {self.cfg.camera_info_topic} yet")
+        camera = camera_info_to_intrinsics(info)
+        if not camera.frame_id:
+            camera.frame_id = img_msg.header.frame_id
+        rgb = decode_compressed(img_msg) if isinstance(img_msg, CompressedImage) else image_to_rgb8(img_msg)
+        if rgb.shape[:2] != (camera.height, camera.width):
+            from spatial_ros.errors import CalibrationError
+
+            raise CalibrationError(
+                f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
+                f"{camera.width}x{camera.height}"
+            )
+        points, points_frame = None, "lidar"
+        if "cloud" in by_kind:
+            cloud = by_kind["cloud"]
+            points = pointcloud2_to_xyzi(cloud, skip_nans=True)
+            points = points[np.all(np.isfinite(points[:, :3]), axis=1)]
+            points_frame = cloud.header.frame_id
+        depth = depth_to_metres(by_kind["depth"]) if "depth" in by_kind else None
+        return SensorFrame(stamp, rgb, camera, points, points_frame, depth, self._tf)
+
+    def _process(self, received: float, msgs) -> None:
+        t0 = time.perf_counter()
+        frame = self._frame_from(msgs)
+        queries = list(self._queries)
+        result = self.pipeline.process(frame, queries)
+        self._latest = (frame, result)
+        stamp, fid = result.stamp_ns, result.frame_id
+        self.pub_objects.publish(grounded_objects_to_msg(result.objects, stamp, fid, self.f))
+        for rel in result.relations:
+            self.pub_relations.publish(relation_to_msg(rel, stamp, fid, self.f))
+        if self.cfg.publish_markers:
+            self.pub_markers.publish(markers_for(result.objects, result.relations, stamp, fid, self.f))
+        now_ns = self.get_clock().now().nanoseconds
+        self.counters["frames"] += 1
+        self.counters["parse_failures"] += result.parse_failures
+        self._proc_ms.append((time.perf_counter() - t0) * 1e3)
+        self._latencies.append((time.monotonic() - received) * 1e3)
+        self._proc_ms, self._latencies = self._proc_ms[-500:], self._latencies[-500:]
+        self.last_end_to_end_ms = (now_ns - stamp) / 1e6
+
+    # ---- services ----------------------------------------------------------------------------------
+    def _publish_active_queries(self) -> None:
+        msg = ActiveQueries()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.queries = list(self._queries)
+        self.pub_queries.publish(msg)
+
+    def _srv_set_queries(self, req, resp):
+        try:
+            queries = normalize_queries(list(req.queries))
+        except SpatialRosError as e:
+            resp.success, resp.message, resp.active_queries = False, str(e), list(self._queries)
+            return resp
+        self._queries = queries
+        self._publish_active_queries()
+        resp.success, resp.active_queries = True, queries
+        resp.message = f"{len(queries)} queries active"
+        self.get_logger().info(f"queries set: {queries}")
+        return resp
+
+    def _srv_ask(self, req, resp):
+        resp.value, resp.unit = math.nan, ""
+        latest = self._latest
+        if latest is None:
+            resp.success, resp.message = False, "no frame processed yet"
+            return resp
+        frame, result = latest
+        try:
+            from spatial_ros.spatial.qa import answer_objects
+
+            ans = answer_objects(req.question, result.objects, frame)
+        except SpatialRosError as e:
+            resp.success, resp.message = False, str(e)
+            return resp
+        resp.success, resp.answer = True, ans.text
+        resp.value = float(ans.value) if ans.value is not None else math.nan
+        resp.unit = ans.unit or ""
+        sec, nsec = ns_to_stamp(result.stamp_ns)
+        resp.stamp.sec, resp.stamp.nanosec = sec, nsec
+        return resp
+
+    # ---- stats ---------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, float]:
+        lat = np.array(self._latencies or [np.nan])
+        proc = np.array(self._proc_ms or [np.nan])
+        out = {k: float(v) for k, v in self.counters.items()}
+        out.update(
+            latency_p50_ms=float(np.nanpercentile(lat, 50)),
+            latency_p95_ms=float(np.nanpercentile(lat, 95)),
+            processing_p50_ms=float(np.nanpercentile(proc, 50)),
+            sync_dropped=float(getattr(self._sync, "dropped", 0)),
+        )
+        return out
+
+    def _publish_stats(self) -> None:
+        st = DiagnosticStatus()
+        st.name = f"{self.get_name()}: perception"
+        st.hardware_id = "spatial_ros"
+        errors = self.counters["errors"] + self.counters["skipped_frames"] + self.counters["bad_input"]
+        st.level = DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN
+        st.message = "ok" if errors == 0 else f"{errors} frames skipped (see counters)"
+        st.values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in sorted(self.stats().items())]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [st]
+        self.pub_diag.publish(arr)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = PerceptionNode()
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.on_shutdown(None)
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The perception pipeline, ROS-free: SensorFrame + queries -> grounded 3D objects and distances.
+
+One implementation serves the live node (``spatial_ros.nodes.perception_node``), ``spatial-ros
+ground`` and bag replay (``spatial-ros eval``), so replay reproduces what the node publishes.
+
+Per frame: specialists (LiDAR clustering, optional depth lifting) propose candidate 3D boxes ->
+the VLM engine grounds each active query with the candidates in its prompt (Cube-LLM specialist
+box prompts) -> objects in ``output_frame`` + distances (sensor<->object, configured pairs).
+Without a VLM (``use_vlm: false``) every candidate is published with its distance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spatial_ros.config import param
+from spatial_ros.errors import CalibrationError, ConfigError
+from spatial_ros.types import Candidate, GroundedObject, Relation, SensorFrame
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+@dataclass
+class PerceptionConfig:
+    """Parameters of the perception node (config/perception.yaml documents each one)."""
+
+    # --- inputs -------------------------------------------------------------------------------
+    image_topic: str = param("/camera/image_raw", "image topic (sensor_msgs/Image or, with "
+                             "image_transport=compressed, sensor_msgs/CompressedImage)")
+    image_transport: str = param("raw", "'raw' or 'compressed'")
+    camera_info_topic: str = param("/camera/camera_info", "sensor_msgs/CameraInfo topic")
+    cloud_topic: str = param("/lidar/points", "sensor_msgs/PointCloud2 topic; '' = no LiDAR")
+    depth_topic: str = param("", "aligned depth image topic (16UC1 mm / 32FC1 m); '' = none")
+    qos_reliability: str = param("best_effort", "sensor QoS reliability: best_effort | reliable")
+    qos_depth: int = param(5, "sensor subscription queue depth (messages)")
+    slop: float = param(0.05, "max stamp spread of a synchronized image/cloud set (s)")
+    queue_size: int = param(10, "synchronizer queue length per input (messages)")
+    max_frame_age: float = param(1.0, "frames whose image stamp is older than this relative to the "
+                                 "newest image seen are dropped unprocessed (s)")
+    static_transforms: list = param([], "fallback extrinsics when /tf_static has none: "
+                                    "'parent child x y z qx qy qz qw' (m, quaternion)")
+    # --- outputs ------------------------------------------------------------------------------
+    output_frame: str = param("base_link", "frame of the published boxes (z up)")
+    publish_markers: bool = param(True, "publish visualization_msgs/MarkerArray on ~/markers")
+    sensor_distances: bool = param(True, "publish a sensor<->object distance relation per object")
+    relation_pairs: list = param([], "query pairs 'subject | object' whose distances are published")
+    stats_period: float = param(1.0, "period of the diagnostics / stats output (s)")
+    # --- grounding ----------------------------------------------------------------------------
+    queries: list = param([], "initial natural-language queries (SetQueries replaces them)")
+    use_vlm: bool = param(True, "run the VLM; false = specialists-only (all candidates published)")
+    model_path: str = param("", "local model directory; '' = the embedded default (models/default)")
+    device: str = param("auto", "auto | cpu | cuda | cuda:N")
+    max_new_tokens: int = param(48, "generation budget per query (tokens)")
+    specialist_prompts: bool = param(True, "put specialist candidate boxes into the VLM prompt")
+    vcot: bool = param(False, "visual chain-of-thought: ask the 2D box first, then the 3D box")
+    visual_prompts: bool = param(False, "draw candidate marks on the image (ViP-LLaVA style)")
+    lidar_preset: str = param("tabletop", "LiDAR specialist preset: tabletop | street")
+    use_depth_specialist: bool = param(False, "also propose candidates from the depth image")
+    min_score: float = param(0.0, "objects scoring below this are not published [0, 1]")
+
+    def __post_init__(self) -> None:
+        if self.image_transport not in ("raw", "compressed"):
+            raise ConfigError(f"image_transport must be raw|compressed, got {self.image_transport!r}")
+        if self.qos_reliability not in ("best_effort", "reliable"):
+            raise ConfigError(f"qos_reliability must be best_effort|reliable, "
+                              f"got {self.qos_reliability!r}")
+        for name in ("slop", "max_frame_age", "stats_period"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 s, got {getattr(self, name)}")
+        if self.qos_depth < 1 or self.queue_size < 1 or self.max_new_tokens < 1:
+            raise ConfigError(
+                f"qos_depth ({self.qos_depth}), queue_size ({self.queue_size}) and max_new_tokens "
+                f"({self.max_new_tokens}) must be >= 1"
+            )
+        if self.lidar_preset not in ("tabletop", "street"):
+            raise ConfigError(f"lidar_preset must be tabletop|street, got {self.lidar_preset!r}")
+        if not self.cloud_topic and not self.depth_topic:
+            raise ConfigError("set cloud_topic or depth_topic: specialists need 3D data")
+        if self.use_depth_specialist and not self.depth_topic:
+            raise ConfigError("use_depth_specialist is true but depth_topic is empty")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"min_score must be in [0, 1], got {self.min_score}")
+        self.queries = normalize_queries(self.queries)
+        self.relation_pairs = [parse_pair(p) for p in self.relation_pairs]
+
+    @property
+    def resolved_model_path(self) -> Path:
+        return Path(self.model_path).expanduser() if self.model_path else DEFAULT_MODEL_DIR
+
+
+def normalize_queries(queries) -> list[str]:
+    """Strip, drop empties and duplicates (keeping order). Raises ConfigError on non-strings or
+    more than 32 queries."""
+    if isinstance(queries, str):
+        raise ConfigError("queries must be a list of strings, not one string")
+    out: list[str] = []
+    for q in queries:
+        if not isinstance(q, str):
+            raise ConfigError(f"query {q!r} is not a string")
+        q = " ".join(q.split())
+        if len(q) > 200:
+            raise ConfigError(f"query too long ({len(q)} chars > 200): {q[:40]}...")
+        if q and q not in out:
+            out.append(q)
+    if len(out) > 32:
+        raise ConfigError(f"{len(out)} queries given; at most 32 per frame")
+    return out
+
+
+def parse_pair(p) -> str:
+    """Validate 'subject | object' (returned normalised as 'a|b')."""
+    if not isinstance(p, str) or p.count("|") != 1 or not all(s.strip() for s in p.split("|")):
+        raise ConfigError(f"relation pair {p!r} must look like 'the red mug | the blue bowl'")
+    a, b = (" ".join(s.split()) for s in p.split("|"))
+    return f"{a}|{b}"
+
+
+@dataclass
+class PerceptionResult:
+    """What one frame produced (all in ``frame_id``, stamped with the source image's stamp)."""
+
+    stamp_ns: int
+    frame_id: str
+    objects: list[GroundedObject]
+    relations: list[Relation]
+    candidates: list[Candidate]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    parse_failures: int = 0
+
+
+class PerceptionPipeline:
+    """Specialists + VLM engine for one stream of frames. ``load()`` before ``process()``;
+    ``unload()`` frees the model (and GPU memory)."""
+
+    def __init__(self, config: PerceptionConfig, backend=None) -> None:
+        self.config = config
+        self._backend = backend  # injected (tests, a shared model) or built in load()
+        self._owns_backend = backend is None
+        self.engine = None
+        self.lidar = None
+        self.depth = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def load(self) -> None:
+        from spatial_ros.specialists import DepthSpecialist, LidarSpecialist, LidarSpecialistConfig
+
+        cfg = self.config
+        self.lidar = LidarSpecialist(LidarSpecialistConfig.preset(cfg.lidar_preset))
+        self.depth = DepthSpecialist() if cfg.use_depth_specialist else None
+        if cfg.use_vlm:
+            from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
+
+            if self._backend is None:
+                from spatial_ros.vlm.backend import TransformersBackend
+
+                self._backend = TransformersBackend(cfg.resolved_model_path, device=cfg.device)
+            self.engine = SpatialEngine(
+                self._backend,
+                EngineConfig(
+                    specialist_prompts=cfg.specialist_prompts,
+                    vcot=cfg.vcot,
+                    visual_prompts=cfg.visual_prompts,
+                    max_new_tokens=cfg.max_new_tokens,
+                ),
+            )
+
+    def unload(self) -> None:
+        """Drop the model; on CUDA also return the cached memory to the driver."""
+        self.engine = None
+        if self._owns_backend and self._backend is not None:
+            close = getattr(self._backend, "close", None)
+            if close:
+                close()
+            self._backend = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    @property
+    def loaded(self) -> bool:
+        return self.lidar is not None and (self.engine is not None or not self.config.use_vlm)
+
+    # ---- per frame ---------------------------------------------------------------------------
+    def candidates(self, frame: SensorFrame) -> list[Candidate]:
+        """Specialist proposals for the frame, boxes in the specialists' sensor frame."""
+        cands: list[Candidate] = []
+        tf = frame.transforms
+        if frame.points is not None and len(frame.points):
+            T_cam = tf.lookup(frame.camera.frame_id, frame.points_frame) if tf else None
+            cands += self.lidar.propose(
+                frame.points, camera=frame.camera, T_cam_from_lidar=T_cam, frame_id=frame.points_frame
+            )
+        if self.depth is not None and frame.depth is not None:
+            cands += self.depth.propose(frame.depth, frame.camera)
+        return cands
+
+    def process(self, frame: SensorFrame, queries: list[str]) -> PerceptionResult:
+        """Ground ``queries`` on ``frame``. Raises SpatialRosError subclasses on unusable input
+        (e.g. CalibrationError when the output frame is not connected to the sensors)."""
+        if not self.loaded:
+            raise ConfigError("PerceptionPipeline.process() before load()")
+        cfg = self.config
+        t0 = time.perf_counter()
+        tf = frame.transforms
+        if tf is None or not tf.can_transform(cfg.output_frame, frame.camera.frame_id):
+            raise CalibrationError(
+                f"no transform from '{frame.camera.frame_id}' to output_frame "
+                f"'{cfg.output_frame}': publish /tf_static or set static_transforms"
+            )
+        cands = self.candidates(frame)
+        t1 = time.perf_counter()
+        failures = 0
+        if cfg.use_vlm:
+            objects = self.engine.ground(frame, queries, cands, output_frame=cfg.output_frame)
+            failures = sum(1 for q in queries if not any(o.query == q for o in objects))
+        else:
+            objects = [self._candidate_object(c, frame) for c in cands]
+        objects = [o for o in objects if o.score >= cfg.min_score]
+        t2 = time.perf_counter()
+        relations = self.relations(objects, frame, cands)
+        t3 = time.perf_counter()
+        return PerceptionResult(
+            frame.stamp_ns, cfg.output_frame, objects, relations, cands,
+            {"specialists": (t1 - t0) * 1e3, "grounding": (t2 - t1) * 1e3,
+             "relations": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3},
+            failures,
+        )
+
+    def _candidate_object(self, c: Candidate, frame: SensorFrame) -> GroundedObject:
+        T = frame.transforms.lookup(self.config.output_frame, c.box.frame_id or frame.points_frame)
+        box = c.box.transformed(T, self.config.output_frame)
+        return GroundedObject(
+            id=c.id, query="", label=c.label, score=c.score, box=box, box_2d=c.box_2d,
+            distance=float(np.linalg.norm(c.box.center)), source=c.source,
+        )
+
+    def relations(
+        self, objects: list[GroundedObject], frame: SensorFrame, cands: list[Candidate]
+    ) -> list[Relation]:
+        """Sensor<->object distances and the configured query-pair distances (centre-to-centre
+        and closest-surface; surface from the fused candidate's points when available)."""
+        from spatial_ros.spatial.predicates import SpatialObject, center_distance, surface_distance
+
+        cfg = self.config
+        out: list[Relation] = []
+        if cfg.sensor_distances:
+            for o in objects:
+                if math.isfinite(o.distance):
+                    out.append(Relation("sensor", o.id, "distance", o.distance, "m",
+                                        f"{o.query or o.label or o.id} is {o.distance:.2f} m away"))
+        by_query = {o.query: o for o in objects if o.query}
+        for pair in cfg.relation_pairs:
+            qa, qb = pair.split("|")
+            a, b = by_query.get(qa), by_query.get(qb)
+            if a is None or b is None:
+                continue
+            sa, sb = SpatialObject(qa, a.box, id=a.id), SpatialObject(qb, b.box, id=b.id)
+            cd = center_distance(sa, sb).value
+            sd = surface_distance(sa, sb).value
+            out.append(Relation(a.id, b.id, "distance", cd, "m",
+                                f"{qa} is {cd:.2f} m from {qb} (centre to centre)"))
+            out.append(Relation(a.id, b.id, "surface_distance", sd, "m",
+                                f"the closest surfaces of {qa} and {qb} are {sd:.2f} m apart"))
+        return out
