@@ -264,7 +264,7 @@ def test_codecs_import_without_rclpy():
     code = (
         "import sys; sys.modules['rclpy'] = None\n"
         "import spatial_ros.io.image, spatial_ros.io.pointcloud, spatial_ros.io.camera_info\n"
-        "import spatial_ros.geometry.camera, spatial_ros.geometry.iou\n"
+        "import spatial_ros.geometry.camera, spatial_ros.geometry.iou, spatial_ros.sync\n"
         "from spatial_ros.io.msgs import MessageFactory; MessageFactory.rosbags()\n"
         "assert sys.modules['rclpy'] is None\n"
     )
