@@ -13,8 +13,10 @@ earliest has not yet delivered anything at or after the set's latest stamp). A h
 anyway once stream time has moved ``slop`` past it, or on ``flush()``, so an input that stops
 cannot stall the others. Messages may arrive out of order; a repeated stamp on an input replaces
 the queued message; a stamp far older than the newest seen on the same input (a bag loop, a
-simulator reset) clears the queues. The user callback runs outside the lock and a raising callback is logged and counted,
-never propagated.
+simulator reset) clears the queues. The user callback runs outside the lock; one that raises is
+logged and counted, never propagated.
+
+For bag replay call ``flush()`` at the end: the last set may still be waiting for a better match.
 
 Stamps are integer nanoseconds (``header.stamp`` unless given).
 """
