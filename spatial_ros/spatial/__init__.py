@@ -1,0 +1,54 @@
+"""Spatial predicates, human-like answers and SpatialVLM-style spatial QA (ROS-free).
+
+Shared by the perception node's ``ask`` service, the reward annotator and ``training/``:
+
+- :mod:`.predicates`: precise relations (left_of, behind, taller, ...) and measurements
+  (distances, height, width, depth, clock direction) over boxes in a gravity-aligned z-up frame.
+- :mod:`.answers`: human-like rounding and units, and parsers for answers (lengths, yes/no,
+  which-object, clock hours).
+- :mod:`.qa`: the QA generator (``generate_qa``) and the deterministic answerer
+  (``answer_question``).
+"""
+
+from spatial_ros.spatial.answers import (
+    format_length,
+    parse_choice,
+    parse_clock,
+    parse_quantity,
+    parse_yes_no,
+    rounding_tolerance,
+)
+from spatial_ros.spatial.predicates import (
+    RELATIONS,
+    ClockDirection,
+    Measurement,
+    PredicateConfig,
+    Relation,
+    SpatialObject,
+    Viewpoint,
+    clock_direction,
+    reorient,
+)
+from spatial_ros.spatial.qa import QAConfig, QAPair, answer_question, generate_qa
+
+__all__ = [
+    "RELATIONS",
+    "ClockDirection",
+    "Measurement",
+    "PredicateConfig",
+    "QAConfig",
+    "QAPair",
+    "Relation",
+    "SpatialObject",
+    "Viewpoint",
+    "answer_question",
+    "clock_direction",
+    "format_length",
+    "generate_qa",
+    "parse_choice",
+    "parse_clock",
+    "parse_quantity",
+    "parse_yes_no",
+    "reorient",
+    "rounding_tolerance",
+]
