@@ -1,0 +1,662 @@
+"""Goal-directed trajectories with exact per-frame progress (ground truth for reward work).
+
+A goal in words names a *target* object (and a *reference* object) of a tabletop scene. The gripper
+picks up one object and carries it; a successful trajectory ends inside the goal region, a failed
+one stalls, goes the wrong way or moves the wrong object.
+
+Goal regions (base_link, metres; "resting" = bottom within 1 cm of the table top):
+
+* ``next_to`` — "put the red cube next to the blue bowl": the bird's-eye-view (BEV) surface gap
+  between the two footprints is in (0, 0.10] m and the target rests on the table.
+  remaining = max(0, gap - 0.10).
+* ``left_of`` / ``right_of`` — "move the mug to the left of the can", left/right *as seen from the
+  camera*: with the camera's horizontal left axis l (= -right, the heading of the optical z axis
+  crossed as in ``spatial_ros.spatial``) and heading f, the offset r = c_target - c_reference
+  must satisfy r.l >= L_min (right_of: -r.l >= L_min) and |r.f| <= 0.15, where
+  L_min = (extent_target(l) + extent_reference(l)) / 2 + 0.02 (footprints clearly apart), and the
+  target rests on the table. remaining = Euclidean distance of (r.l, r.f) to that region.
+* ``lift`` — "lift the ball 20 cm above the table": the target's bottom is h +- 0.03 m above the
+  table top. remaining = distance of (bottom - table_top) to [h - 0.03, h + 0.03].
+
+Progress of frame t: ``clip(1 - remaining_t / remaining_0, 0, 1)`` with remaining_0 the value at
+the first frame of the episode (always >= 0.05 m by construction); ``in_goal`` = remaining == 0
+and the resting condition; ``success`` (per episode) = ``in_goal`` at the last frame.
+
+Timeline (u = 0..1 over the episode): still until 0.05, the gripper approaches and grasps until
+0.30, carries (lift, traverse at a clearance above every object, set down) until 0.85, then
+releases and rises. Each segment follows a minimum-jerk profile.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from shapely.geometry import Polygon
+
+from spatial_ros.errors import DataError, ParseError
+from spatial_ros.sim import catalog
+from spatial_ros.sim.meshes import ObjectMesh, merge
+from spatial_ros.sim.scene import Scene, SimObject, box_in_image
+from spatial_ros.types import Box3D
+
+GOAL_KINDS = ("next_to", "left_of", "right_of", "lift")
+NEXT_TO_GAP = 0.10
+BESIDE_DEPTH = 0.15
+LIFT_TOL = 0.03
+REST_TOL = 0.01
+T_START, T_GRASP, T_RELEASE = 0.05, 0.30, 0.85
+
+_OBJ = r"(?:the\s+)?(?P<{n}c>[a-z]+)\s+(?P<{n}k>[a-z]+)"
+_TEMPLATES = [
+    (
+        "next_to",
+        re.compile(
+            r"^(?:put|place|move|set)\s+"
+            + _OBJ.format(n="a")
+            + r"\s+(?:next\s+to|beside)\s+"
+            + _OBJ.format(n="b")
+            + r"$"
+        ),
+    ),
+    (
+        "side",
+        re.compile(
+            r"^(?:move|put|place)\s+"
+            + _OBJ.format(n="a")
+            + r"\s+to\s+the\s+(?P<side>left|right)\s+of\s+"
+            + _OBJ.format(n="b")
+            + r"$"
+        ),
+    ),
+    (
+        "lift",
+        re.compile(
+            r"^(?:lift|raise)\s+"
+            + _OBJ.format(n="a")
+            + r"\s+(?P<h>\d+(?:\.\d+)?)\s*(?P<u>cm|centimeters|centimetres|m)\s+"
+            r"(?:above|over)\s+the\s+table$"
+        ),
+    ),
+]
+GOAL_EXAMPLES = (
+    "put the red cube next to the blue bowl",
+    "move the green mug to the left of the yellow can",
+    "lift the blue ball 20 cm above the table",
+)
+
+
+@dataclass
+class Goal:
+    """A parsed goal.
+
+    Attributes:
+        kind: "next_to", "left_of", "right_of" or "lift".
+        target: (colour, category) of the object to move.
+        reference: (colour, category) of the reference object (None for lift).
+        height: lift height of the target's bottom above the table (metres), else None.
+    """
+
+    kind: str
+    target: tuple[str, str]
+    reference: tuple[str, str] | None = None
+    height: float | None = None
+
+    @property
+    def text(self) -> str:
+        a = catalog.caption(self.target[1], self.target[0])
+        if self.kind == "lift":
+            return f"lift {a} {round(self.height * 100):d} cm above the table"
+        b = catalog.caption(self.reference[1], self.reference[0])
+        if self.kind == "next_to":
+            return f"put {a} next to {b}"
+        side = "left" if self.kind == "left_of" else "right"
+        return f"move {a} to the {side} of {b}"
+
+    @property
+    def required(self) -> list[tuple[str, str]]:
+        return [self.target] + ([self.reference] if self.reference else [])
+
+
+def parse_goal(text: str) -> Goal:
+    """Parse a goal sentence of the simulator's templates (case-insensitive).
+
+    Raises:
+        ParseError: the sentence matches no template, or names an unknown colour/category.
+    """
+    t = " ".join(text.strip().lower().rstrip(".!").split())
+    for name, rx in _TEMPLATES:
+        m = rx.match(t)
+        if not m:
+            continue
+        a = (m["ac"], m["ak"])
+        b = (m["bc"], m["bk"]) if name != "lift" else None
+        for col, cat in [a] + ([b] if b else []):
+            if col not in catalog.TABLETOP_COLOURS:
+                raise ParseError(
+                    f"unknown colour '{col}' in goal {text!r}; "
+                    f"colours: {', '.join(catalog.TABLETOP_COLOURS)}"
+                )
+            if cat not in catalog.TABLETOP_CATEGORIES:
+                raise ParseError(
+                    f"unknown object '{cat}' in goal {text!r}; "
+                    f"objects: {', '.join(catalog.TABLETOP_CATEGORIES)}"
+                )
+        if b == a:
+            raise ParseError(f"goal {text!r} names the same object twice")
+        if name == "lift":
+            h = float(m["h"]) / (1.0 if m["u"] == "m" else 100.0)
+            if not 0.05 <= h <= 0.4:
+                raise ParseError(f"lift height {h:.2f} m in {text!r} must be 5..40 cm")
+            return Goal("lift", a, None, h)
+        if name == "side":
+            return Goal("left_of" if m["side"] == "left" else "right_of", a, b)
+        return Goal("next_to", a, b)
+    raise ParseError(f"cannot parse goal {text!r}; use one of: " + "; ".join(GOAL_EXAMPLES))
+
+
+# ----------------------------------------------------------------------------------------------
+# Goal geometry
+# ----------------------------------------------------------------------------------------------
+
+
+def view_axes(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """(left, heading): unit horizontal axes (base_link) as seen from the camera."""
+    T = scene.rig.T_base_from_optical
+    f = np.array([T[0, 2], T[1, 2], 0.0])
+    f /= np.linalg.norm(f)
+    right = np.cross(f, [0.0, 0.0, 1.0])
+    return -right[:2], f[:2]
+
+
+def _extent_along(obj: SimObject, yaw: float, axis2: np.ndarray) -> float:
+    c, s = math.cos(yaw), math.sin(yaw)
+    local = np.array([c * axis2[0] + s * axis2[1], -s * axis2[0] + c * axis2[1]])
+    return float(np.abs(local) @ obj.size[:2])
+
+
+@dataclass
+class GoalState:
+    """Where a scene state stands with respect to a goal."""
+
+    remaining: float
+    in_goal: bool
+
+
+def evaluate_goal(goal: Goal, scene: Scene, target_id: str, reference_id: str | None) -> GoalState:
+    """Remaining distance (metres) to the goal region and whether the state is in it."""
+    a = scene.get(target_id)
+    table = scene.table_top_z
+    resting = abs(a.bottom_z - table) <= REST_TOL
+    if goal.kind == "lift":
+        hb = a.bottom_z - table
+        lo, hi = goal.height - LIFT_TOL, goal.height + LIFT_TOL
+        rem = max(0.0, lo - hb, hb - hi)
+        return GoalState(rem, rem == 0.0)
+    b = scene.get(reference_id)
+    if goal.kind == "next_to":
+        gap = a.footprint().distance(b.footprint())
+        rem = max(0.0, gap - NEXT_TO_GAP)
+        return GoalState(rem, rem == 0.0 and gap > 0.0 and resting)
+    left, fwd = view_axes(scene)
+    sign = 1.0 if goal.kind == "left_of" else -1.0
+    r = (a.center - b.center)[:2]
+    lmin = (_extent_along(a, a.yaw, left) + _extent_along(b, b.yaw, left)) / 2 + 0.02
+    dl = max(0.0, lmin - sign * float(r @ left))
+    df = max(0.0, abs(float(r @ fwd)) - BESIDE_DEPTH)
+    rem = math.hypot(dl, df)
+    return GoalState(rem, rem == 0.0 and resting)
+
+
+# ----------------------------------------------------------------------------------------------
+# Motion
+# ----------------------------------------------------------------------------------------------
+
+
+def min_jerk(s: np.ndarray | float) -> np.ndarray | float:
+    """Minimum-jerk profile 10 s^3 - 15 s^4 + 6 s^5 on [0, 1]."""
+    s = np.clip(s, 0.0, 1.0)
+    return s**3 * (10 - 15 * s + 6 * s * s)
+
+
+@dataclass
+class _Segment:
+    u0: float
+    u1: float
+    obj0: np.ndarray  # moved object's centre at u0
+    obj1: np.ndarray
+    grip0: np.ndarray  # gripper centre at u0
+    grip1: np.ndarray
+    gyaw0: float
+    gyaw1: float
+
+
+@dataclass(eq=False)
+class TrajectoryState:
+    """Ground truth of one frame of a trajectory."""
+
+    goal: str
+    kind: str
+    mode: str
+    fail_mode: str | None
+    target_id: str
+    reference_id: str | None
+    moved_id: str
+    phase: str
+    remaining: float
+    progress: float
+    in_goal: bool
+    success: bool
+
+    def to_json(self) -> dict:
+        return {
+            "goal": self.goal,
+            "kind": self.kind,
+            "mode": self.mode,
+            "fail_mode": self.fail_mode,
+            "target_id": self.target_id,
+            "reference_id": self.reference_id,
+            "moved_id": self.moved_id,
+            "phase": self.phase,
+            "remaining_m": round(float(self.remaining), 6),
+            "progress": round(float(self.progress), 6),
+            "in_goal": bool(self.in_goal),
+            "success": bool(self.success),
+        }
+
+
+@dataclass(eq=False)
+class Trajectory:
+    """A planned episode: which object moves how, and the goal it is scored against.
+
+    Use :meth:`scene_at` for the scene state at normalised time u in [0, 1] and :meth:`state`
+    for its ground truth (goal, progress, success).
+    """
+
+    goal: Goal
+    mode: str  # "success" | "fail"
+    fail_mode: str | None
+    target_id: str
+    reference_id: str | None
+    moved_id: str
+    gripper_mesh: ObjectMesh
+    segments: list[_Segment]
+    remaining0: float = 0.0
+    success: bool = False
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def poses(self, u: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """(moved object centre, gripper centre, gripper yaw) at time u."""
+        u = float(np.clip(u, 0.0, 1.0))
+        seg = self.segments[-1]
+        for s in self.segments:
+            if u <= s.u1:
+                seg = s
+                break
+        a = 1.0 if seg.u1 <= seg.u0 else float(min_jerk((u - seg.u0) / (seg.u1 - seg.u0)))
+        return (
+            seg.obj0 + a * (seg.obj1 - seg.obj0),
+            seg.grip0 + a * (seg.grip1 - seg.grip0),
+            seg.gyaw0 + a * (seg.gyaw1 - seg.gyaw0),
+        )
+
+    def phase(self, u: float) -> str:
+        if u < T_START:
+            return "idle"
+        if u < T_GRASP:
+            return "approach"
+        if u < T_RELEASE:
+            return "carry"
+        return "release"
+
+    def scene_at(self, scene: Scene, u: float) -> Scene:
+        """The scene with the moved object and the gripper at their poses at time u."""
+        obj_c, grip_c, grip_yaw = self.poses(u)
+        objs = []
+        for o in scene.objects:
+            if o.id == self.moved_id:
+                o = o.moved(obj_c)
+            elif o.category == "gripper":
+                o = SimObject(
+                    o.id,
+                    o.category,
+                    o.colour,
+                    o.rgb,
+                    o.caption,
+                    self.gripper_mesh,
+                    grip_c,
+                    grip_yaw,
+                )
+            objs.append(o)
+        return scene.with_objects(objs)
+
+    def state(self, scene_u: Scene, u: float) -> TrajectoryState:
+        """Ground truth at time u (``scene_u`` = ``scene_at(scene, u)``)."""
+        g = evaluate_goal(self.goal, scene_u, self.target_id, self.reference_id)
+        prog = float(np.clip(1.0 - g.remaining / self.remaining0, 0.0, 1.0))
+        return TrajectoryState(
+            self.goal.text,
+            self.goal.kind,
+            self.mode,
+            self.fail_mode,
+            self.target_id,
+            self.reference_id,
+            self.moved_id,
+            self.phase(u),
+            g.remaining,
+            prog,
+            g.in_goal,
+            self.success,
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "goal": self.goal.text,
+            "kind": self.goal.kind,
+            "mode": self.mode,
+            "fail_mode": self.fail_mode,
+            "target_id": self.target_id,
+            "reference_id": self.reference_id,
+            "moved_id": self.moved_id,
+            "remaining0_m": self.remaining0,
+            "success": self.success,
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning
+# ----------------------------------------------------------------------------------------------
+
+
+def _unique_objects(scene: Scene) -> list[SimObject]:
+    """Objects whose caption is unique in the scene (never the gripper)."""
+    caps = [o.caption for o in scene.objects]
+    return [o for o in scene.objects if o.category != "gripper" and caps.count(o.caption) == 1]
+
+
+def _placement_ok(
+    scene: Scene, obj: SimObject, center: np.ndarray, ignore: set[str], min_gap: float = 0.02
+) -> bool:
+    """Target pose on the table, inside the image and clear of the other objects."""
+    x0, x1, y0, y1 = scene.table_bounds
+    fp = obj.footprint(center)
+    table = Polygon(
+        [
+            (x0 + 0.02, y0 + 0.02),
+            (x1 - 0.02, y0 + 0.02),
+            (x1 - 0.02, y1 - 0.02),
+            (x0 + 0.02, y1 - 0.02),
+        ]
+    )
+    if not table.contains(fp):
+        return False
+    if not box_in_image(Box3D.from_yaw(center, obj.size, obj.yaw), scene.rig, 2.0):
+        return False
+    for o in scene.objects:
+        if o.id == obj.id or o.id in ignore or o.category == "gripper":
+            continue
+        if fp.distance(o.footprint()) < min_gap:
+            return False
+    return True
+
+
+def _goal_pose(
+    goal: Goal, scene: Scene, obj: SimObject, ref: SimObject | None, rng: np.random.Generator
+) -> np.ndarray | None:
+    """A pose for ``obj`` well inside the goal region (relative to ``ref``), or None."""
+    if goal.kind == "lift":
+        c = obj.center + np.array([0.0, 0.0, goal.height])
+        return c if box_in_image(Box3D.from_yaw(c, obj.size, obj.yaw), scene.rig, 2.0) else None
+    if goal.kind == "next_to":
+        for phi in rng.permutation(24) * (2 * math.pi / 24):
+            d = np.array([math.cos(phi), math.sin(phi), 0.0])
+            want = rng.uniform(0.03, 0.06)
+            lo, hi = 0.0, 1.0
+            for _ in range(30):  # bisection on the footprint gap along d
+                mid = (lo + hi) / 2
+                c = ref.center + d * mid
+                c[2] = obj.center[2]
+                gap = obj.footprint(c).distance(ref.footprint())
+                lo, hi = (mid, hi) if gap < want else (lo, mid)
+            c = ref.center + d * hi
+            c[2] = obj.center[2]
+            if _placement_ok(scene, obj, c, {ref.id}):
+                return c
+        return None
+    left, fwd = view_axes(scene)
+    sign = 1.0 if goal.kind == "left_of" else -1.0
+    lmin = (_extent_along(obj, obj.yaw, left) + _extent_along(ref, ref.yaw, left)) / 2 + 0.02
+    for _ in range(20):
+        lat = lmin + rng.uniform(0.03, 0.1)
+        dep = rng.uniform(-0.06, 0.06)
+        c = ref.center.copy()
+        c[:2] += sign * lat * left + dep * fwd
+        c[2] = obj.center[2]
+        if _placement_ok(scene, obj, c, set()):
+            return c
+    return None
+
+
+def _random_goal(scene: Scene, rng: np.random.Generator) -> list[tuple[Goal, str, str | None]]:
+    """Candidate (goal, target_id, reference_id) triples in random order."""
+    objs = _unique_objects(scene)
+    out = []
+    for a in objs:
+        for b in objs:
+            if a is b:
+                continue
+            for kind in ("next_to", "left_of", "right_of"):
+                out.append(
+                    (Goal(kind, (a.colour, a.category), (b.colour, b.category)), a.id, b.id)
+                )
+        h = float(rng.choice([0.1, 0.15, 0.2, 0.25]))
+        out.append((Goal("lift", (a.colour, a.category), None, h), a.id, None))
+    weights = np.array([0.25 if g.kind == "lift" else 1.0 for g, _, _ in out])
+    weights[[g.kind == "lift" for g, _, _ in out]] *= max(1, len(objs) - 1)
+    order = rng.choice(len(out), size=len(out), replace=False, p=weights / weights.sum())
+    return [out[i] for i in order]
+
+
+def _bind(goal: Goal, scene: Scene) -> tuple[str, str | None]:
+    def pick(cc):
+        found = scene.find(*cc)
+        if not found:
+            raise DataError(f"the scene has no {cc[0]} {cc[1]} for goal '{goal.text}'")
+        return found[0].id
+
+    return pick(goal.target), (pick(goal.reference) if goal.reference else None)
+
+
+def _carry_path(scene: Scene, obj: SimObject, end: np.ndarray, lift: bool) -> list[np.ndarray]:
+    """Waypoints of the moved object's centre: up to the clearance, across, down."""
+    start = obj.center.copy()
+    if lift:
+        return [start, end.copy()]
+    tallest = max((o.size[2] for o in scene.objects if o.category != "gripper"), default=0.1)
+    z = scene.table_top_z + tallest + 0.04 + obj.size[2] / 2
+    up = start.copy()
+    up[2] = max(z, start[2])
+    over = end.copy()
+    over[2] = up[2]
+    return [start, up, over, end.copy()]
+
+
+def _truncate(path: list[np.ndarray], frac: float) -> list[np.ndarray]:
+    """The first ``frac`` of a polyline (by length)."""
+    lengths = [float(np.linalg.norm(b - a)) for a, b in zip(path[:-1], path[1:], strict=False)]
+    want = frac * sum(lengths)
+    out = [path[0]]
+    for (a, b), seg in zip(zip(path[:-1], path[1:], strict=False), lengths, strict=True):
+        if want <= seg:
+            out.append(a + (b - a) * (want / seg if seg > 0 else 0.0))
+            return out
+        want -= seg
+        out.append(b)
+    return out
+
+
+def _gripper_for(obj: SimObject) -> tuple[ObjectMesh, float]:
+    """Gripper mesh opened to the object's narrower horizontal side, and its yaw."""
+    if obj.size[1] <= obj.size[0]:
+        yaw, width = obj.yaw, obj.size[1]
+    else:
+        yaw, width = obj.yaw + math.pi / 2, obj.size[0]
+    return merge(catalog.gripper_parts(float(width) + 0.02)), yaw
+
+
+def _build_segments(
+    scene: Scene,
+    moved: SimObject,
+    path: list[np.ndarray],
+    release: bool,
+    gmesh: ObjectMesh,
+    gyaw: float,
+) -> list[_Segment]:
+    grip = scene.gripper
+    home = grip.center.copy()
+    top = moved.center[2] + moved.size[2] / 2
+    tip = max(moved.bottom_z + 0.005, top - 0.05)
+    hold = np.array([0.0, 0.0, tip + gmesh.size[2] / 2 - moved.center[2]])  # gripper - object
+    hover = moved.center + hold + np.array([0.0, 0.0, 0.08])
+    grasp = moved.center + hold
+    c0 = moved.center.copy()
+    segs = [_Segment(0.0, T_START, c0, c0, home, home, 0.0, 0.0)]
+    # approach: over the object, then down
+    d1, d2 = float(np.linalg.norm(hover - home)), 0.08
+    um = T_START + (T_GRASP - T_START) * d1 / (d1 + d2)
+    segs.append(_Segment(T_START, um, c0, c0, home, hover, 0.0, gyaw))
+    segs.append(_Segment(um, T_GRASP, c0, c0, hover, grasp, gyaw, gyaw))
+    # carry along the path; a truncated (stalled) path ends at its length fraction of the time
+    lengths = [float(np.linalg.norm(b - a)) for a, b in zip(path[:-1], path[1:], strict=False)]
+    total = sum(lengths) or 1.0
+    u = T_GRASP
+    for (a, b), seg_len in zip(zip(path[:-1], path[1:], strict=False), lengths, strict=True):
+        du = (T_RELEASE - T_GRASP) * seg_len / total
+        segs.append(_Segment(u, u + du, a, b, a + hold, b + hold, gyaw, gyaw))
+        u += du
+    end = path[-1]
+    if release:
+        segs.append(
+            _Segment(u, 1.0, end, end, end + hold, end + hold + [0.0, 0.0, 0.1], gyaw, gyaw)
+        )
+    else:
+        segs.append(_Segment(u, 1.0, end, end, end + hold, end + hold, gyaw, gyaw))
+    return segs
+
+
+def plan_trajectory(
+    scene: Scene,
+    mode: str,
+    seed: int,
+    goal: Goal | str | None = None,
+    fail_mode: str | None = None,
+) -> Trajectory:
+    """Plan a successful or failed trajectory for a tabletop scene (deterministic for a seed).
+
+    Args:
+        scene: a tabletop scene with a gripper.
+        mode: "success" or "fail".
+        seed: seeds the goal choice, the end pose and the failure.
+        goal: a :class:`Goal`, a sentence (parsed with :func:`parse_goal`), or None to draw one.
+        fail_mode: "stall", "wrong_way", "wrong_object" or None (drawn).
+
+    Raises:
+        DataError: no feasible plan (e.g. no room next to the reference); try another seed.
+    """
+    if scene.scenario != "tabletop" or scene.gripper is None:
+        raise DataError("trajectories need a tabletop scene with a gripper")
+    if mode not in ("success", "fail"):
+        raise DataError(f"trajectory mode must be 'success' or 'fail', got {mode!r}")
+    rng = np.random.default_rng([seed, 0x7A3])
+    if isinstance(goal, str):
+        goal = parse_goal(goal)
+    if mode == "fail" and fail_mode is None:
+        fail_mode = ("stall", "wrong_way", "wrong_object")[int(rng.integers(3))]
+    if goal is not None:
+        candidates = [(goal, *_bind(goal, scene))]
+    else:
+        candidates = _random_goal(scene, rng)
+    for g, tid, rid in candidates[:60]:
+        traj = _plan_one(scene, g, tid, rid, mode, fail_mode, rng)
+        if traj is not None:
+            return traj
+    what = f"goal '{goal.text}'" if goal else "any goal"
+    raise DataError(
+        f"no feasible {mode} trajectory for {what} in tabletop scene {scene.seed}; "
+        "try another seed"
+    )
+
+
+def _plan_one(
+    scene: Scene,
+    goal: Goal,
+    tid: str,
+    rid: str | None,
+    mode: str,
+    fail_mode: str | None,
+    rng: np.random.Generator,
+) -> Trajectory | None:
+    target = scene.get(tid)
+    ref = scene.get(rid) if rid else None
+    g0 = evaluate_goal(goal, scene, tid, rid)
+    if g0.remaining < 0.05:
+        return None
+    moved = target
+    release = goal.kind != "lift"
+    end = _goal_pose(goal, scene, target, ref, rng)
+    if end is None:
+        return None
+    path = _carry_path(scene, target, end, goal.kind == "lift")
+    if mode == "fail":
+        if fail_mode == "stall":
+            path = _truncate(path, float(rng.uniform(0.3, 0.55)))
+            release = False
+        elif fail_mode == "wrong_way":
+            if goal.kind == "lift":
+                d = rng.normal(size=2)
+                d /= np.linalg.norm(d)
+                end = target.center.copy()
+                end[:2] += d * rng.uniform(0.12, 0.2)
+            else:
+                away = target.center[:2] - end[:2]
+                away /= max(np.linalg.norm(away), 1e-9)
+                end = target.center.copy()
+                end[:2] += away * rng.uniform(0.12, 0.25)
+            if not _placement_ok(scene, target, end, set()):
+                return None
+            path = _carry_path(scene, target, end, False)
+            release = True
+        else:  # wrong_object: do the motion with another object
+            others = [
+                o for o in scene.objects if o.id not in (tid, rid) and o.category != "gripper"
+            ]
+            if not others:
+                return None
+            rank = [(o.category != target.category) + (o.colour != target.colour) for o in others]
+            moved = others[int(np.argmin(rank))]
+            end = _goal_pose(goal, scene, moved, ref, rng)
+            if end is None:
+                return None
+            path = _carry_path(scene, moved, end, goal.kind == "lift")
+    gmesh, gyaw = _gripper_for(moved)
+    segs = _build_segments(scene, moved, path, release, gmesh, gyaw)
+    traj = Trajectory(
+        goal,
+        mode,
+        fail_mode if mode == "fail" else None,
+        tid,
+        rid,
+        moved.id,
+        gmesh,
+        segs,
+        remaining0=g0.remaining,
+    )
+    final = traj.state(traj.scene_at(scene, 1.0), 1.0)
+    if mode == "success" and not final.in_goal:
+        return None
+    if mode == "fail" and (final.in_goal or final.progress > 0.8):
+        return None
+    traj.success = bool(final.in_goal)
+    return traj
