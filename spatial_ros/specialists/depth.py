@@ -1,0 +1,424 @@
+"""Depth specialist: depth image (+ optional 2D boxes or masks) → gravity-aligned 3D boxes.
+
+With 2D boxes/masks (from any detector, an ONNX model, the VLM's 2D answer…), each region is
+lifted on its own: pixels of the (slightly shrunk) box or the mask → points → support-plane
+points (floor/table) dropped → the foreground cluster (the connected part nearest the box
+centre's mass) → statistical outlier removal → yaw-only box in a gravity-aligned frame.
+Without boxes, the whole cloud is clustered like a LiDAR scan (``LidarSpecialist`` on the depth
+points, ``config.clustering``).
+
+Gravity: from ``T_base_from_camera`` when given (boxes are then in the base frame), else from
+the dominant horizontal plane below the camera (``planes.gravity_alignment``; boxes are then
+returned in the camera's optical frame, with the rotation that makes them yaw-only in the
+upright frame).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from spatial_ros.errors import ConfigError, DataError
+from spatial_ros.geometry.transforms import R_BODY_FROM_OPTICAL, apply, invert
+from spatial_ros.specialists.boxfit import fit_box
+from spatial_ros.specialists.clustering import grid_clusters
+from spatial_ros.specialists.lidar import (
+    LidarSpecialist,
+    LidarSpecialistConfig,
+    SpecialistStats,
+    box_to_image,
+    finalize_candidates,
+    support_below,
+)
+from spatial_ros.specialists.planes import OPTICAL_UP, Plane, fit_horizontal_planes, gravity_alignment
+from spatial_ros.types import CameraIntrinsics, Candidate
+
+log = logging.getLogger(__name__)
+
+
+def _default_clustering() -> LidarSpecialistConfig:
+    return LidarSpecialistConfig.tabletop(
+        auto_level=False, max_range=8.0, cell=0.02, cluster_tolerance=0.04, max_tolerance=0.04,
+        z_resolution=0.02, z_gap=0.06, plane_distance=0.015, min_points=50, crop_to_support=False,
+        max_planes=3, support="lowest", min_height=0.02, max_height=2.5, max_size=(3.0, 3.0, 2.5),
+        support_gap=0.08,
+    )
+
+
+@dataclass
+class DepthSpecialistConfig:
+    """Parameters of the depth specialist. Metres unless stated.
+
+    Attributes:
+        stride: use every ``stride``-th pixel row and column of the depth image.
+        min_depth, max_depth: depth window (metres along the optical axis).
+        box_shrink: fraction of a 2D box's width/height trimmed on each side (background at
+            the box border).
+        min_points: smallest object cloud kept.
+        max_object_points: larger object clouds are strided down to this many points.
+        cluster_cell, cluster_tolerance: grid clustering that separates the object from
+            background inside its box.
+        outlier_neighbors, outlier_std_ratio: statistical outlier removal (points whose mean
+            distance to their k neighbours exceeds mean + ratio * std are dropped); 0 = off.
+        remove_support: detect horizontal planes (floor, table) on the whole cloud and drop
+            their points from the objects.
+        plane_distance, plane_max_tilt_deg, plane_min_area, plane_connectivity, max_planes:
+            plane detection (see ``planes.fit_horizontal_planes``).
+        support_gap: an object whose lowest point is within this height of a plane below it
+            rests on it: its box bottom goes down to the plane.
+        gravity_max_tilt_deg: largest camera tilt looked for when estimating gravity.
+        clustering: LiDAR-style clustering used when no boxes/masks are given.
+        seed: random seed (deterministic output).
+    """
+
+    stride: int = 2
+    min_depth: float = 0.1
+    max_depth: float = 10.0
+    box_shrink: float = 0.0
+    min_points: int = 30
+    max_object_points: int = 20000
+    cluster_cell: float = 0.01
+    cluster_tolerance: float = 0.03
+    outlier_neighbors: int = 16
+    outlier_std_ratio: float = 2.0
+    remove_support: bool = True
+    plane_distance: float = 0.02
+    plane_max_tilt_deg: float = 10.0
+    plane_min_area: float = 0.15
+    plane_connectivity: float = 0.05
+    max_planes: int = 3
+    support_gap: float = 0.08
+    gravity_max_tilt_deg: float = 60.0
+    clustering: LidarSpecialistConfig = field(default_factory=_default_clustering)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = []
+        if self.stride < 1:
+            bad.append(f"stride={self.stride} (must be >= 1)")
+        if not 0 <= self.min_depth < self.max_depth:
+            bad.append(f"min_depth={self.min_depth}, max_depth={self.max_depth} "
+                       "(need 0 <= min_depth < max_depth)")
+        if not 0 <= self.box_shrink < 0.5:
+            bad.append(f"box_shrink={self.box_shrink} (must be in [0, 0.5))")
+        if self.min_points < 3 or self.max_object_points < self.min_points:
+            bad.append(f"min_points={self.min_points}, max_object_points="
+                       f"{self.max_object_points} (need 3 <= min_points <= max_object_points)")
+        if not 0 < self.cluster_cell <= self.cluster_tolerance:
+            bad.append(f"cluster_cell={self.cluster_cell}, cluster_tolerance="
+                       f"{self.cluster_tolerance} (need 0 < cell <= tolerance)")
+        if self.outlier_neighbors < 0 or self.outlier_std_ratio <= 0:
+            bad.append(f"outlier_neighbors={self.outlier_neighbors} (>= 0), outlier_std_ratio="
+                       f"{self.outlier_std_ratio} (> 0)")
+        if self.plane_connectivity < 0:
+            bad.append(f"plane_connectivity={self.plane_connectivity} (must be >= 0)")
+        if self.plane_distance <= 0 or self.max_planes < 0 or self.plane_min_area < 0:
+            bad.append(f"plane_distance={self.plane_distance} (> 0), max_planes="
+                       f"{self.max_planes} (>= 0), plane_min_area={self.plane_min_area} (>= 0)")
+        for k in ("plane_max_tilt_deg", "gravity_max_tilt_deg"):
+            if not 0 <= getattr(self, k) <= 90:
+                bad.append(f"{k}={getattr(self, k)} (must be in [0, 90])")
+        if self.support_gap < 0:
+            bad.append(f"support_gap={self.support_gap} (must be >= 0)")
+        if isinstance(self.clustering, dict):
+            self.clustering = LidarSpecialistConfig.from_dict(self.clustering)
+        if bad:
+            raise ConfigError("DepthSpecialistConfig: " + "; ".join(bad))
+
+
+def statistical_outliers(points: np.ndarray, k: int, std_ratio: float) -> np.ndarray:
+    """(N,) bool inlier mask: mean distance to the ``k`` nearest neighbours ≤ mean + ratio·std
+    over the cloud (the PCL/open3d rule, on scipy's cKDTree)."""
+    n = len(points)
+    if k <= 0 or n <= k + 1:
+        return np.ones(n, dtype=bool)
+    d, _ = cKDTree(points).query(points, k=k + 1)
+    md = d[:, 1:].mean(axis=1)
+    return md <= md.mean() + std_ratio * md.std()
+
+
+class DepthSpecialist:
+    """Model-free 3D boxes from depth (see the module docstring).
+
+    Attributes:
+        config: the parameters.
+        last_stats: ``SpecialistStats`` of the last call (``reason`` explains an empty result).
+    """
+
+    source = "depth"
+
+    def __init__(self, config: DepthSpecialistConfig | None = None) -> None:
+        self.config = config if config is not None else DepthSpecialistConfig()
+        self.last_stats = SpecialistStats()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def propose(
+        self,
+        depth_m: np.ndarray,
+        camera: CameraIntrinsics,
+        *,
+        boxes_2d=None,
+        masks=None,
+        labels=None,
+        scores=None,
+        T_base_from_camera: np.ndarray | None = None,
+        base_frame: str = "base_link",
+    ) -> list[Candidate]:
+        """Candidates from a depth image aligned with ``camera``.
+
+        Args:
+            depth_m: (H, W) depth in metres along the optical axis (NaN/0 = no return).
+            camera: intrinsics of the depth image (optical frame ``camera.frame_id``).
+            boxes_2d: optional (K, 4) x1, y1, x2, y2 pixel boxes of objects to lift.
+            masks: optional (K, H, W) bool instance masks (instead of boxes).
+            labels, scores: optional per-box/mask label strings and scores in [0, 1].
+            T_base_from_camera: 4x4 z-up base frame from the optical frame; when None gravity
+                is estimated from the depth and boxes are returned in the optical frame.
+            base_frame: name of the base frame.
+
+        Returns:
+            Candidates sorted by distance from the camera, ids "depth_0", …, each with its 2D
+            box (the given box, the mask's bounding box, or the 3D box's projection).
+        """
+        d = np.asarray(depth_m, dtype=np.float32)
+        if d.ndim != 2 or d.shape != (camera.height, camera.width):
+            raise ConfigError(
+                f"DepthSpecialist.propose: depth image is {d.shape} but the camera is "
+                f"{camera.height}x{camera.width}; use the depth camera's CameraInfo"
+            )
+        from spatial_ros.geometry.camera import unproject_pixels
+
+        s = self.config.stride
+        sub = d[::s, ::s]
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(sub) & (sub >= self.config.min_depth) & (sub <= self.config.max_depth)
+        vv, uu = np.nonzero(ok)
+        uv = np.stack([uu * s, vv * s], axis=1).astype(np.float64)
+        pts = unproject_pixels(uv, sub[vv, uu].astype(np.float64), camera)
+        return self.propose_points(
+            pts, pixels=uv, camera=camera, T_cam_from_points=np.eye(4),
+            boxes_2d=boxes_2d, masks=masks, labels=labels, scores=scores,
+            T_base_from_points=T_base_from_camera, base_frame=base_frame,
+            frame_id=camera.frame_id, n_input=int(d.size),
+        )
+
+    def propose_points(
+        self,
+        points: np.ndarray,
+        *,
+        pixels: np.ndarray | None = None,
+        camera: CameraIntrinsics | None = None,
+        T_cam_from_points: np.ndarray | None = None,
+        boxes_2d=None,
+        masks=None,
+        labels=None,
+        scores=None,
+        T_base_from_points: np.ndarray | None = None,
+        base_frame: str = "base_link",
+        frame_id: str = "camera_optical_frame",
+        up_hint=OPTICAL_UP,
+        n_input: int | None = None,
+    ) -> list[Candidate]:
+        """Candidates from a camera-derived cloud (e.g. SUN RGB-D's upright points).
+
+        Args:
+            points: (N, 3+) points in frame ``frame_id``, metres.
+            pixels: (N, 2) u, v pixel of each point (needed with ``boxes_2d``/``masks``;
+                computed from ``camera`` and ``T_cam_from_points`` when None).
+            camera, T_cam_from_points: the image the pixels/boxes refer to.
+            boxes_2d, masks, labels, scores: as in ``propose``.
+            T_base_from_points: 4x4 z-up frame from the points' frame; None = estimate gravity
+                (``up_hint`` is the rough up direction in the points' frame; boxes then stay
+                in ``frame_id``). Pass the identity for clouds that are already upright.
+            base_frame: name of the z-up frame when ``T_base_from_points`` is given.
+            frame_id: name of the points' frame.
+            n_input: for ``last_stats`` (pixels of the depth image).
+        """
+        cfg = self.config
+        st = self.last_stats = SpecialistStats()
+        t0 = time.perf_counter()
+        p = np.asarray(points, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] < 3:
+            raise ConfigError(f"DepthSpecialist: points must be (N, 3+), got {p.shape}")
+        p = p[:, :3]
+        st.n_input = len(p) if n_input is None else n_input
+        valid = np.isfinite(p.sum(axis=1))
+        p = p[valid]
+        st.n_valid = st.n_used = len(p)
+        if pixels is not None:
+            pixels = np.asarray(pixels, dtype=np.float64)[valid]
+        if len(p) < cfg.min_points:
+            st.reason = f"only {len(p)} valid depth points (min_points={cfg.min_points})"
+            return []
+        n_regions = self._count_regions(boxes_2d, masks)
+
+        # Working (upright, z-up) frame.
+        if T_base_from_points is not None:
+            T_w = np.asarray(T_base_from_points, dtype=np.float64)
+            out_frame, T_out_from_w = base_frame, np.eye(4)
+        else:
+            T_w = self._gravity(p, up_hint, st)
+            out_frame, T_out_from_w = frame_id, invert(T_w)
+        pw = apply(T_w, p)
+        st.timings_ms["prepare"] = (time.perf_counter() - t0) * 1e3
+
+        T_cam_from_out = None
+        if camera is not None:
+            T_cp = np.eye(4) if T_cam_from_points is None else np.asarray(T_cam_from_points, float)
+            T_cam_from_out = T_cp @ invert(T_w) @ invert(T_out_from_w)
+
+        if n_regions == 0:
+            cands = self._cluster_all(pw, st)
+        else:
+            if pixels is None:
+                if camera is None:
+                    raise ConfigError("DepthSpecialist: boxes_2d/masks need pixels or a camera")
+                from spatial_ros.geometry.camera import points_to_image
+
+                T_cp = np.eye(4) if T_cam_from_points is None else T_cam_from_points
+                pixels, _, _ = points_to_image(p, T_cp, camera)
+            cands = self._lift_regions(pw, pixels, boxes_2d, masks, labels, scores, st)
+
+        t = time.perf_counter()
+        identity_out = np.array_equal(T_out_from_w, np.eye(4))
+        for c in cands:
+            if not identity_out:
+                c.box = c.box.transformed(T_out_from_w)
+                c.points = apply(T_out_from_w, c.points).astype(np.float32)
+            c.box.frame_id = out_frame
+            if c.box_2d is None and camera is not None:
+                c.box_2d = box_to_image(c.box, camera, T_cam_from_out)
+        origin = (T_out_from_w @ T_w)[:3, 3]
+        out = finalize_candidates(cands, origin, self.source)
+        st.n_candidates = len(out)
+        if not out and not st.reason:
+            st.reason = f"no object cloud passed the filters (min_points={cfg.min_points})"
+        st.timings_ms["finish"] = (time.perf_counter() - t) * 1e3
+        st.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
+        return out
+
+    # -- steps --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _count_regions(boxes_2d, masks) -> int:
+        if boxes_2d is not None and masks is not None:
+            raise ConfigError("DepthSpecialist: give boxes_2d or masks, not both")
+        if boxes_2d is not None:
+            b = np.asarray(boxes_2d, dtype=np.float64).reshape(-1, 4)
+            if np.any(~np.isfinite(b)) or np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1]):
+                raise ConfigError(f"DepthSpecialist: boxes_2d must be finite x1<=x2, y1<=y2: {b}")
+            return len(b)
+        if masks is not None:
+            return len(np.asarray(masks).reshape(-1, *np.shape(masks)[-2:]))
+        return 0
+
+    def _gravity(self, p: np.ndarray, up_hint, st: SpecialistStats) -> np.ndarray:
+        cfg = self.config
+        try:
+            T = gravity_alignment(
+                p, up_hint, max_tilt_deg=cfg.gravity_max_tilt_deg, distance=cfg.plane_distance,
+                min_inliers=max(cfg.min_points, 100), min_area=cfg.plane_min_area, seed=cfg.seed,
+            )
+            st.leveled = True
+            return T
+        except DataError as e:
+            # No floor/table in view: assume a level camera (optical y down = -up) and say so.
+            log.debug("gravity unknown, assuming a level camera: %s", e)
+            st.leveled = False
+            T = np.eye(4)
+            T[:3, :3] = R_BODY_FROM_OPTICAL if np.allclose(up_hint, OPTICAL_UP) else np.eye(3)
+            return T
+
+    def _cluster_all(self, pw: np.ndarray, st: SpecialistStats) -> list[Candidate]:
+        inner = LidarSpecialist(self.config.clustering)
+        inner.source = self.source
+        cands = inner.propose(pw, frame_id="upright")
+        inner_st = inner.last_stats
+        st.n_cropped, st.n_object = inner_st.n_cropped, inner_st.n_object
+        st.planes, st.n_clusters = inner_st.planes, inner_st.n_clusters
+        st.reason = inner_st.reason
+        st.timings_ms.update({f"cluster_{k}": v for k, v in inner_st.timings_ms.items()})
+        return cands
+
+    def _lift_regions(self, pw, pixels, boxes_2d, masks, labels, scores, st) -> list[Candidate]:
+        cfg = self.config
+        t = time.perf_counter()
+        planes: list[Plane] = []
+        if cfg.remove_support and cfg.max_planes > 0:
+            planes = fit_horizontal_planes(
+                pw, (0.0, 0.0, 1.0), max_tilt_deg=cfg.plane_max_tilt_deg,
+                distance=cfg.plane_distance, min_inliers=max(cfg.min_points, 100),
+                min_inlier_fraction=0.02, min_area=cfg.plane_min_area,
+                max_planes=cfg.max_planes, seed=cfg.seed, connectivity=cfg.plane_connectivity,
+            )
+        st.planes = [q.height for q in planes]
+        on_plane = np.zeros(len(pw), dtype=bool)
+        for q in planes:
+            on_plane[q.inliers] = True
+        st.timings_ms["planes"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        u, v = pixels[:, 0], pixels[:, 1]
+        if boxes_2d is not None:
+            regions = np.asarray(boxes_2d, dtype=np.float64).reshape(-1, 4)
+        else:
+            mk = np.asarray(masks, dtype=bool)
+            mk = mk.reshape(-1, *mk.shape[-2:])
+            ui = np.clip(np.round(u).astype(np.int64), 0, mk.shape[2] - 1)
+            vi = np.clip(np.round(v).astype(np.int64), 0, mk.shape[1] - 1)
+        cands = []
+        n_regions = len(regions) if boxes_2d is not None else len(mk)
+        for i in range(n_regions):  # loop over regions, not points
+            if boxes_2d is not None:
+                x1, y1, x2, y2 = regions[i]
+                sx, sy = cfg.box_shrink * (x2 - x1), cfg.box_shrink * (y2 - y1)
+                sel = (u >= x1 + sx) & (u <= x2 - sx) & (v >= y1 + sy) & (v <= y2 - sy)
+                cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+                core = (np.abs(u - cx) <= (x2 - x1) / 4) & (np.abs(v - cy) <= (y2 - y1) / 4)
+                box2d = regions[i].copy()
+            else:
+                sel = mk[i][vi, ui]
+                core = sel
+                ys, xs = np.nonzero(mk[i])
+                box2d = (np.array([xs.min(), ys.min(), xs.max(), ys.max()], float)
+                         if len(xs) else None)
+            idx = np.flatnonzero(sel & ~on_plane)
+            idx = self._foreground(pw, idx, core)
+            if len(idx) < cfg.min_points:
+                continue
+            obj = pw[idx]
+            z_min = support_below(obj, planes, cfg.support_gap, cfg.plane_distance)
+            box = fit_box(obj, method="min_area", z_min=z_min)
+            lab = "" if labels is None else str(labels[i])
+            sc = 1.0 if scores is None else float(scores[i])
+            cands.append(Candidate(box=box, box_2d=box2d, score=sc, source=self.source,
+                                   num_points=len(obj), label=lab,
+                                   points=obj.astype(np.float32)))
+        st.n_clusters = n_regions
+        st.timings_ms["lift"] = (time.perf_counter() - t) * 1e3
+        return cands
+
+    def _foreground(self, pw, idx, core) -> np.ndarray:
+        """Indices (subset of ``idx``) of the object: the connected cluster holding most of the
+        region's central points (background and other objects are other clusters), then
+        statistical outliers removed."""
+        cfg = self.config
+        if len(idx) > cfg.max_object_points:
+            idx = idx[:: len(idx) // cfg.max_object_points + 1]
+        if len(idx) < cfg.min_points:
+            return idx
+        labels, n = grid_clusters(pw[idx], cell=cfg.cluster_cell,
+                                  tolerance=cfg.cluster_tolerance, z_gap=np.inf)
+        counts = np.bincount(labels, minlength=n)
+        central = np.bincount(labels, weights=core[idx].astype(np.float64), minlength=n)
+        # Prefer the cluster with the most central points; ties by size.
+        best = int(np.lexsort((counts, central))[-1])
+        idx = idx[labels == best]
+        if len(idx) >= cfg.min_points and cfg.outlier_neighbors > 0:
+            idx = idx[statistical_outliers(pw[idx], cfg.outlier_neighbors, cfg.outlier_std_ratio)]
+        return idx
