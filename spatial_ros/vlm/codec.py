@@ -43,7 +43,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from spatial_ros.config import param
-from spatial_ros.errors import ConfigError
+from spatial_ros.errors import ConfigError, DataError
 from spatial_ros.geometry.transforms import R_BODY_FROM_OPTICAL
 from spatial_ros.types import Box3D, CameraIntrinsics
 
@@ -599,7 +599,11 @@ def parse_loc_tokens(
 
 
 def _pinhole(p: np.ndarray, camera: CameraIntrinsics) -> np.ndarray:
-    """(3,) optical-frame point -> (2,) pixel, with distortion when the camera has any."""
-    from spatial_ros.vlm.lifting import project_points
+    """(3,) optical-frame point -> (2,) pixel, with distortion when the camera has any.
+    Raises DataError for points behind the camera (they have no image answer)."""
+    from spatial_ros.geometry.camera import project_points
 
-    return project_points(np.asarray(p, dtype=np.float64).reshape(1, 3), camera)[0]
+    p = np.asarray(p, dtype=np.float64).reshape(1, 3)
+    if not p[0, 2] > 0:
+        raise DataError(f"cannot encode a point behind the camera (z = {p[0, 2]:.3f} m)")
+    return project_points(p, camera)[0][0]
