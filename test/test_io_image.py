@@ -270,3 +270,22 @@ def test_codecs_import_without_rclpy():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_bench_io_runs_small(tmp_path, capsys):
+    import argparse
+
+    from spatial_ros.bench import io as bench_io
+
+    p = argparse.ArgumentParser()
+    bench_io.add_arguments(p)
+    out = tmp_path / "io.json"
+    args = p.parse_args(["--points", "3000", "--width", "64", "--height", "32", "--repeat", "1",
+                         "--naive-points", "300", "--naive-rows", "2", "--json", str(out)])
+    assert bench_io.run(args) == 0
+    import json
+
+    res = json.loads(out.read_text())
+    assert res["naive_matches"] is True
+    assert res["results"]["pointcloud2_xyzi"]["points"] == 3000
+    assert "EXTRAPOLATED" in capsys.readouterr().out

@@ -164,6 +164,21 @@ def _to_u8(a: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+_TO_RGB = {
+    (3, False): None,
+    (4, False): cv2.COLOR_RGBA2RGB,
+    (3, True): cv2.COLOR_BGR2RGB,
+    (4, True): cv2.COLOR_BGRA2RGB,
+}
+
+
+def _colour_to_rgb(arr: np.ndarray, bgr: bool) -> np.ndarray:
+    """(H, W, 3|4) colour of any depth -> (H, W, 3) uint8 RGB (OpenCV's SIMD channel swap)."""
+    u8 = np.ascontiguousarray(_to_u8(arr))
+    code = _TO_RGB[(u8.shape[2], bgr)]
+    return u8 if code is None else cv2.cvtColor(u8, code)
+
+
 def _bayer_code(pattern: str) -> int:
     new, old = _BAYER_CODES[pattern]
     return getattr(cv2, new) if hasattr(cv2, new) else getattr(cv2, old)
@@ -192,14 +207,14 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
     if enc in _YUV_CODES:
         return cv2.cvtColor(np.ascontiguousarray(arr), _YUV_CODES[enc])
     if enc.startswith("rgb"):
-        return np.ascontiguousarray(_to_u8(arr[..., :3]))
+        return _colour_to_rgb(arr, bgr=False)
     if enc.startswith("bgr"):
-        return np.ascontiguousarray(_to_u8(arr[..., 2::-1]))
+        return _colour_to_rgb(arr, bgr=True)
     if arr.ndim == 2:
         return np.repeat(_to_u8(arr)[:, :, None], 3, axis=2)
     ch = arr.shape[2]
     if ch in (3, 4):  # generic nC3/nC4: BGR(A), as cv_bridge assumes
-        return np.ascontiguousarray(_to_u8(arr[..., 2::-1]))
+        return _colour_to_rgb(arr, bgr=True)
     if ch == 2:  # e.g. 8UC2 without a colour meaning: show the first channel
         return np.repeat(_to_u8(arr[..., 0])[:, :, None], 3, axis=2)
     raise DecodeError(f"encoding {msg.encoding!r} with {ch} channels has no RGB meaning")

@@ -119,10 +119,9 @@ def finite_xyz_mask(arr: np.ndarray, nan_only: bool = False) -> np.ndarray:
 
 
 def _columns(arr: np.ndarray, names: list[str | None]) -> np.ndarray:
-    out = np.zeros((arr.shape[0], len(names)), dtype=np.float32)
+    out = np.empty((arr.shape[0], len(names)), dtype=np.float32)
     for i, n in enumerate(names):
-        if n is not None:
-            out[:, i] = arr[n]
+        out[:, i] = arr[n] if n is not None else 0.0
     return out
 
 
@@ -134,14 +133,20 @@ def _xyz_names(msg_or_arr_names: tuple[str, ...]) -> list[str]:
     return ["x", "y", "z"]
 
 
+def _drop_nan_rows(out: np.ndarray) -> np.ndarray:
+    bad = np.isnan(out[:, 0]) | np.isnan(out[:, 1]) | np.isnan(out[:, 2])
+    return out[~bad] if bad.any() else out
+
+
 def pointcloud2_to_xyz(msg: Any, skip_nans: bool = True) -> np.ndarray:
     """``(N, 3)`` float32 x, y, z (metres, ``header.frame_id``) of a PointCloud2.
 
     Raises:
         DecodeError: malformed cloud or no x/y/z fields.
     """
-    arr = pointcloud2_to_array(msg, skip_nans=skip_nans)
-    return _columns(arr, _xyz_names(arr.dtype.names or ()))
+    arr = pointcloud2_to_array(msg)
+    out = _columns(arr, _xyz_names(arr.dtype.names or ()))
+    return _drop_nan_rows(out) if skip_nans else out
 
 
 def pointcloud2_to_xyzi(msg: Any, skip_nans: bool = True) -> np.ndarray:
@@ -151,10 +156,11 @@ def pointcloud2_to_xyzi(msg: Any, skip_nans: bool = True) -> np.ndarray:
     Raises:
         DecodeError: malformed cloud or no x/y/z fields.
     """
-    arr = pointcloud2_to_array(msg, skip_nans=skip_nans)
+    arr = pointcloud2_to_array(msg)
     names = arr.dtype.names or ()
     inten = next((n for n in INTENSITY_NAMES if n in names), None)
-    return _columns(arr, [*_xyz_names(names), inten])
+    out = _columns(arr, [*_xyz_names(names), inten])
+    return _drop_nan_rows(out) if skip_nans else out
 
 
 def dtype_to_fields(dt: np.dtype, factory: MessageFactory) -> list[Any]:
