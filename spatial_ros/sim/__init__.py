@@ -11,11 +11,11 @@ Quick use::
     simulate(SimConfig(frames=30, trajectory="success"), "runs/sim")  # bag + truth files
 
 ``spatial-ros sim`` is the command-line front end. See the submodules for the definitions of
-frames (scene), rendering (render), goals/progress (trajectory) and truth (truth).
+frames (scene), ray casting (raycast), goals/progress (trajectory) and truth (truth).
 """
 
 from spatial_ros.sim.config import CameraConfig, LidarConfig, SimConfig
-from spatial_ros.sim.render import RayWorld
+from spatial_ros.sim.raycast import RayWorld
 from spatial_ros.sim.scene import Rig, Scene, SimObject, make_scene
 from spatial_ros.sim.trajectory import (
     Goal,

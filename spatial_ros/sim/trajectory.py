@@ -428,9 +428,9 @@ def _goal_pose(
     left, fwd = view_axes(scene)
     sign = 1.0 if goal.kind == "left_of" else -1.0
     lmin = (_extent_along(obj, obj.yaw, left) + _extent_along(ref, ref.yaw, left)) / 2 + 0.02
-    for _ in range(20):
-        lat = lmin + rng.uniform(0.03, 0.1)
-        dep = rng.uniform(-0.06, 0.06)
+    for k in range(80):  # close beside the reference first, then further out
+        lat = lmin + rng.uniform(0.02, 0.08 + 0.2 * k / 80)
+        dep = rng.uniform(-0.12, 0.12) * min(1.0, 0.5 + k / 80)
         c = ref.center.copy()
         c[:2] += sign * lat * left + dep * fwd
         c[2] = obj.center[2]

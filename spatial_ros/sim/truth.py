@@ -17,7 +17,7 @@ import numpy as np
 from spatial_ros.boxfile import BoxFrame, BoxRecord
 from spatial_ros.geometry.camera import project_box
 from spatial_ros.geometry.transforms import invert
-from spatial_ros.sim.render import CameraImage, LidarScan, RayWorld, footprint_pixels
+from spatial_ros.sim.raycast import CameraImage, LidarScan, RayWorld, footprint_pixels
 from spatial_ros.sim.scene import BASE_FRAME, OPTICAL_FRAME, Scene
 from spatial_ros.sim.trajectory import TrajectoryState
 from spatial_ros.types import Box3D

@@ -25,7 +25,7 @@ import numpy as np
 from spatial_ros.boxfile import write_box_file
 from spatial_ros.errors import DataError
 from spatial_ros.sim.config import SimConfig
-from spatial_ros.sim.render import RayWorld, render_camera, render_lidar
+from spatial_ros.sim.raycast import RayWorld, render_camera, render_lidar
 from spatial_ros.sim.scene import LIDAR_FRAME, OPTICAL_FRAME, Rig, Scene, scene_for_config
 from spatial_ros.sim.trajectory import Trajectory, parse_goal, plan_trajectory
 from spatial_ros.sim.truth import FrameTruth, compute_truth
@@ -39,6 +39,7 @@ TOPICS = {
     "points": "/lidar/points",
     "tf_static": "/tf_static",
 }
+MAX_SCENE_ATTEMPTS = 12
 # Random streams (second element of every seed sequence).
 _S_CAMERA, _S_LIDAR, _S_STAMP_CAM, _S_STAMP_LIDAR, _S_EPISODE = 0xCA3, 0x11D, 0x57A, 0x57B, 0xE9
 
@@ -208,11 +209,26 @@ def make_episode(cfg: SimConfig, number: int, rig: Rig | None = None) -> Episode
     count = min(per, cfg.frames - first)
     seed = episode_seed(cfg, number)
     goal = parse_goal(cfg.goal) if cfg.goal else None
-    scene = scene_for_config(cfg, seed, required=goal.required if goal else (), rig=rig)
-    traj = None
-    if cfg.trajectory != "none":
-        traj = plan_trajectory(scene, cfg.trajectory, seed, goal, cfg.fail_mode)
-    return Episode(number, seed, first, count, scene, traj)
+    required = goal.required if goal else ()
+    if cfg.trajectory == "none":
+        return Episode(
+            number, seed, first, count, scene_for_config(cfg, seed, required, rig), None
+        )
+    # A scene may leave no room for the goal (crowded table, goal already met): redraw the scene
+    # from derived seeds, deterministically, a few times before giving up.
+    err: DataError | None = None
+    for attempt in range(MAX_SCENE_ATTEMPTS):
+        if attempt:
+            ss = np.random.SeedSequence([cfg.seed, _S_EPISODE, number, attempt])
+            seed = int(ss.generate_state(1)[0])
+        scene = scene_for_config(cfg, seed, required, rig)
+        try:
+            traj = plan_trajectory(scene, cfg.trajectory, seed, goal, cfg.fail_mode)
+        except DataError as e:
+            err = e
+            continue
+        return Episode(number, seed, first, count, scene, traj)
+    raise DataError(f"{err} (tried {MAX_SCENE_ATTEMPTS} scenes)")
 
 
 def frame_stamps(cfg: SimConfig, index: int) -> tuple[int, int | None, int | None]:
