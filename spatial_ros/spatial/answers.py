@@ -272,7 +272,7 @@ def parse_yes_no(text: str) -> bool | None:
         if re.match(rf"{re.escape(phrase)}(?![\w'])", t):
             if phrase in YES_OPENERS and re.match(rf"{re.escape(phrase)}\W*not\b", t):
                 return False  # "certainly not"
-            return phrase in NO_OPENERS
+            return phrase in YES_OPENERS
     if _NEGATION_RE.search(t):
         return False
     if re.search(r"\b(?:yes|indeed|correct|true)\b", t):
@@ -317,14 +317,18 @@ def find_mentions(
                 ptoks = ptoks[1:]
             if not ptoks:
                 continue
-            target = " ".join(ptoks)
+            matcher = difflib.SequenceMatcher(None, "", " ".join(ptoks))  # caches the target
             L = len(ptoks)
             for n in range(max(1, L - 1), L + 2):
                 for s in range(0, len(toks) - n + 1):
                     window = toks[s:s + n]
                     if window[0] in _ARTICLES:
                         continue
-                    score = difflib.SequenceMatcher(None, " ".join(window), target).ratio()
+                    matcher.set_seq1(" ".join(window))
+                    # cheap upper bounds first; ratio() only for plausible windows
+                    if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
+                        continue
+                    score = matcher.ratio()
                     if score >= threshold:
                         cands.append((score, n, idx, s, s + n))
     cands.sort(key=lambda c: (-c[0], -c[1], c[3], c[2]))

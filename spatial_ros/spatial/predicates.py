@@ -170,19 +170,24 @@ class Viewpoint:
     def __post_init__(self) -> None:
         self.position = _finite_vector("Viewpoint.position", self.position)
         self.forward = _finite_vector("Viewpoint.forward", self.forward)
-        horizontal = np.hypot(self.forward[0], self.forward[1])
-        if horizontal < 1e-6 * max(np.linalg.norm(self.forward), 1e-300):
-            raise ConfigError(
-                f"Viewpoint.forward {self.forward.tolist()} is vertical, so left/right are "
-                "undefined; build it with Viewpoint.from_camera_pose (falls back to the image's "
-                "up direction) or pass the camera's heading"
-            )
+        if not np.linalg.norm(self.forward) > 0:
+            raise ConfigError("Viewpoint.forward must be a non-zero direction")
 
     @property
     def heading(self) -> np.ndarray:
-        """(3,) unit horizontal view direction h (z = 0)."""
+        """(3,) unit horizontal view direction h (z = 0). Raises ConfigError when ``forward``
+        is vertical (checked here, not at construction, because a viewpoint may be built in a
+        tilted sensor frame and only later be brought upright with :func:`reorient`)."""
         h = np.array([self.forward[0], self.forward[1], 0.0])
-        return h / np.linalg.norm(h)
+        n = np.linalg.norm(h)
+        if n < 1e-6 * np.linalg.norm(self.forward):
+            raise ConfigError(
+                f"Viewpoint.forward {self.forward.tolist()} is vertical in this frame, so "
+                "left/right are undefined: bring the data upright first (reorient), build the "
+                "viewpoint with Viewpoint.from_camera_pose (falls back to the image's up "
+                "direction), or pass the camera's heading"
+            )
+        return h / n
 
     @property
     def right(self) -> np.ndarray:

@@ -18,7 +18,6 @@ service and ``spatial-ros ask`` use it on grounded objects.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
@@ -661,7 +660,8 @@ def answer_question(
     tname, direction = _classify(s, len(mentions))
     qt = QUESTION_TYPES[tname]
     subj, obj = 0, (1 if len(mentions) == 2 else None)
-    if obj is not None:
+    if obj is not None and qt.kind != "choice" and tname not in _PAIR_MEASURE:
+        # (which-of-two and symmetric distances keep the mention order)
         marked = _MARKER_RE.findall(s)
         if marked and int(marked[-1]) in (0, 1):
             obj = int(marked[-1])
