@@ -289,3 +289,30 @@ def test_bench_io_runs_small(tmp_path, capsys):
     assert res["naive_matches"] is True
     assert res["results"]["pointcloud2_xyzi"]["points"] == 3000
     assert "EXTRAPOLATED" in capsys.readouterr().out
+
+
+def test_rgb8_result_is_writable_and_owned(factory):
+    rgb = np.arange(H * W * 3, dtype=np.uint8).reshape(H, W, 3)
+    msg = encode_image(rgb, "rgb8", 0, "c", factory)
+    if factory.kind == "rosbags":  # as read from a bag: a read-only view of the raw bytes
+        ts = default_typestore()
+        msg = ts.deserialize_cdr(ts.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
+    out = image_to_rgb8(msg)
+    out[0, 0] = 7  # drawing on the decoded image must be possible...
+    assert decode_image(msg)[0, 0].tolist() == rgb[0, 0].tolist()  # ...and not alter the message
+
+
+def test_factory_defaults_and_nested_dicts(factory):
+    m = factory.new("sensor_msgs/msg/PointCloud2", header={"frame_id": "lidar"},
+                    fields=[{"name": "x", "offset": 0, "datatype": 7, "count": 1}])
+    assert m.header.frame_id == "lidar" and m.fields[0].name == "x" and m.width == 0
+    pose = factory.new("geometry_msgs/msg/Pose")
+    assert pose.orientation.w == 1.0  # the .msg default, also for rosbags
+    g = factory.new("spatial_ros/msg/GroundedObject3DArray", objects=[{"id": "q0"}])
+    assert g.objects[0].id == "q0" and list(g.objects[0].box_2d) == [0.0] * 4
+    from spatial_ros.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no field"):
+        factory.new("sensor_msgs/msg/Image", colour="red")
+    with pytest.raises(ConfigError, match="not"):
+        factory.new("no_such_pkg/msg/Thing")

@@ -176,7 +176,9 @@ def _colour_to_rgb(arr: np.ndarray, bgr: bool) -> np.ndarray:
     """(H, W, 3|4) colour of any depth -> (H, W, 3) uint8 RGB (OpenCV's SIMD channel swap)."""
     u8 = np.ascontiguousarray(_to_u8(arr))
     code = _TO_RGB[(u8.shape[2], bgr)]
-    return u8 if code is None else cv2.cvtColor(u8, code)
+    if code is None:  # rgb8: never hand out a (possibly read-only) view of the message buffer
+        return u8.copy() if u8.base is not None or not u8.flags.writeable else u8
+    return cv2.cvtColor(u8, code)
 
 
 def _bayer_code(pattern: str) -> int:
@@ -187,6 +189,7 @@ def _bayer_code(pattern: str) -> int:
 def image_to_rgb8(msg: Any) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB of any colour, mono, bayer or YUV Image, or a CompressedImage.
 
+    The result is always a new, writable array (never a view of ``msg.data``).
     Semantics follow cv_bridge: 16-bit colour/mono is scaled by 255/65535; generic
     ``8UC3``/``8UC4`` are taken as BGR/BGRA; 1-channel data is replicated to grey. Depth-like
     data (32FC1, 16SC1, ...) has no colour scale and is min-max normalised for display.

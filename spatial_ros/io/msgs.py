@@ -270,6 +270,10 @@ class MessageFactory:
                 out = array.array(code)
                 out.frombytes(_as_numeric(v, dtype).tobytes())
                 return out
+            if "/" in elem and not isinstance(v, (str, bytes)):
+                pkg, name = elem.split("/")[0], elem.split("/")[-1]
+                return [self._new_rclpy(f"{pkg}/msg/{name}", e) if isinstance(e, Mapping) else e
+                        for e in v]
             return v
         if "[" in ftype:  # fixed-size array: rclpy stores numpy arrays
             elem = ftype.split("[")[0]
