@@ -182,6 +182,13 @@ def test_project_box_with_distortion_matches_dense_sampling():
     box = Box3D([2.0, 1.0, 5.0], [1.5, 1.0, 2.0])
     got = project_box(box, PLUMB, edge_samples=32)
     np.testing.assert_allclose(got, _brute_force_box(box, PLUMB), atol=0.05)
+    # Partly behind the camera: the distortion polynomial folds back far outside the field of
+    # view; the result must still be the sensible clipped box, not a folded one.
+    long_box = Box3D([0.8, 0.0, 0.5], [1.0, 1.0, 7.0])
+    got = project_box(long_box, PLUMB)
+    ref = project_box(long_box, CAM)
+    assert got[2:].tolist() == [639.0, 479.0] and got[1] == 0.0
+    assert abs(got[0] - ref[0]) < 5.0
 
 
 # ----------------------------------------------------------------------------------------------
