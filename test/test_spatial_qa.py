@@ -129,8 +129,8 @@ def _check_pair(q, objs, cfg=QAConfig()):
     b = by_id.get(q.object_id)
     qt = QUESTION_TYPES[q.type]
     stem = q.type.rsplit("_", 1)[0]
-    rel = {"front": "in_front_of", "closer": "closer_to_camera",
-           "farther": "farther_from_camera", "left": "left_of", "right": "right_of"}.get(stem, stem)
+    rel = {"front": "in_front_of", "closer": "closer_to_camera", "farther": "farther_from_camera",
+           "left": "left_of", "right": "right_of"}.get(stem, stem)
     if qt.kind == "predicate":
         r = P.relation(rel, a, b, VP)
         assert not r.ambiguous and r.value == q.value

@@ -191,8 +191,10 @@ class Viewpoint:
 
     @property
     def right(self) -> np.ndarray:
-        """(3,) unit horizontal right axis r = h x z_up, as seen from the camera."""
-        return np.cross(self.heading, Z_UP)
+        """(3,) unit horizontal right axis r = h x z_up = (h_y, -h_x, 0), as seen from the
+        camera."""
+        h = self.heading
+        return np.array([h[1], -h[0], 0.0])
 
     @classmethod
     def from_camera_pose(cls, T_frame_from_optical: np.ndarray) -> Viewpoint:
@@ -617,7 +619,10 @@ def clock_direction(
 
 def left_of(a, b, viewpoint: Viewpoint | None = None, config: PredicateConfig | None = None):
     """a is left of b iff its box centre is further left along the camera's horizontal right
-    axis r: margin = r . (c_b - c_a) > 0 (metres)."""
+    axis r: margin = r . (c_b - c_a) > 0 (metres).
+
+    This is the sideways offset in the camera's heading frame, not the image column: under
+    perspective a far object can be further right in metres yet nearer the image centre."""
     vp = _need_view(viewpoint, "left_of")
     cfg = config or DEFAULT_CONFIG
     la, lb = float(a.box.center @ vp.right), float(b.box.center @ vp.right)

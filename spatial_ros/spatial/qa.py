@@ -586,7 +586,8 @@ def _ordinal_aliases(objects, members, base, vp, cfg) -> dict[int, tuple[str, tu
             al += [f"leftmost {core}", f"{core} on the left"]
         if k == len(order) - 1:
             al += [f"rightmost {core}", f"{core} on the right"]
-        out[i] = (f"the {al[0]}", tuple(al))
+        if al:  # (the middle of very long rows has no ordinal phrase)
+            out[i] = (f"the {al[0]}", tuple(al))
     return out
 
 
