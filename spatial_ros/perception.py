@@ -194,16 +194,16 @@ class PerceptionPipeline:
 
     # ---- per frame ---------------------------------------------------------------------------
     def candidates(self, frame: SensorFrame) -> list[Candidate]:
-        """Specialist proposals for the frame, boxes in the specialists' sensor frame."""
-        cands: list[Candidate] = []
-        tf = frame.transforms
-        if frame.points is not None and len(frame.points):
-            T_cam = tf.lookup(frame.camera.frame_id, frame.points_frame) if tf else None
-            cands += self.lidar.propose(
-                frame.points, camera=frame.camera, T_cam_from_lidar=T_cam, frame_id=frame.points_frame
-            )
+        """Specialist proposals for the frame; boxes in ``output_frame`` (z up) when the frame's
+        transforms connect it to the sensors, else in the sensor frame."""
+        cfg = self.config
+        cands: list[Candidate] = list(self.lidar.propose_frame(frame, base_frame=cfg.output_frame))
         if self.depth is not None and frame.depth is not None:
-            cands += self.depth.propose(frame.depth, frame.camera)
+            tf = frame.transforms
+            T_base = tf.lookup(cfg.output_frame, frame.camera.frame_id) if tf is not None else None
+            cands += self.depth.propose(
+                frame.depth, frame.camera, T_base_from_camera=T_base, base_frame=cfg.output_frame
+            )
         return cands
 
     def process(self, frame: SensorFrame, queries: list[str]) -> PerceptionResult:
