@@ -353,3 +353,30 @@ def _check_pair_real(q, objs, vp):
         assert q.value == P.left_of(a, b, vp).value
     if not q.qualitative and q.unit == "m":
         assert abs(parse_quantity(q.answer) - abs(q.value)) <= q.tolerance
+
+
+def test_answer_objects_from_a_sensor_frame():
+    """The ask-service path: grounded boxes in base_link, the camera placed by the frame's
+    transforms (camera 1 m up, turned 90 deg left: it looks along base_link +y, so its right
+    is +x)."""
+    from spatial_ros.errors import CalibrationError
+    from spatial_ros.geometry.transforms import R_BODY_FROM_OPTICAL, TransformTree, make_transform
+    from spatial_ros.spatial.qa import answer_objects
+    from spatial_ros.types import CameraIntrinsics, GroundedObject, SensorFrame, yaw_to_matrix
+
+    tree = TransformTree()
+    tree.set("base_link", "camera_link", make_transform(yaw_to_matrix(math.pi / 2), [0, 0, 1]))
+    tree.set("camera_link", "camera_optical_frame", make_transform(R_BODY_FROM_OPTICAL))
+    cam = CameraIntrinsics.from_fov(64, 48, 90.0)
+    frame = SensorFrame(0, np.zeros((48, 64, 3), np.uint8), cam, transforms=tree)
+    mug = GroundedObject("0", "the mug", "mug", 0.9,
+                         Box3D([0.5, 2.0, 0.05], [0.1, 0.1, 0.1], frame_id="base_link"))
+    bowl = GroundedObject("1", "the bowl", "bowl", 0.9,
+                          Box3D([-0.3, 2.0, 0.05], [0.2, 0.2, 0.1], frame_id="base_link"))
+    a = answer_objects("Is the mug to the right of the bowl?", [mug, bowl], frame)
+    assert a.value is True and a.text == a.answer and (a.subject_id, a.object_id) == ("0", "1")
+    a = answer_objects("How far is the mug from the bowl?", [mug, bowl], frame)
+    assert a.value == pytest.approx(0.8) and a.unit == "m"
+    with pytest.raises(CalibrationError, match="share one named"):
+        bowl.box.frame_id = "odom"
+        answer_objects("Is the mug to the right of the bowl?", [mug, bowl], frame)

@@ -29,10 +29,17 @@ from spatial_ros.spatial.predicates import (
     clock_direction,
     reorient,
 )
-from spatial_ros.spatial.qa import QAConfig, QAPair, answer_question, generate_qa
+from spatial_ros.spatial.qa import (
+    QAConfig,
+    QAPair,
+    answer_objects,
+    answer_question,
+    generate_qa,
+)
 
 __all__ = [
     "RELATIONS",
+    "answer_objects",
     "ClockDirection",
     "Measurement",
     "PredicateConfig",

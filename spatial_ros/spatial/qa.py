@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_ros.errors import ConfigError, ParseError
+from spatial_ros.errors import CalibrationError, ConfigError, ParseError
 from spatial_ros.spatial import predicates as P
 from spatial_ros.spatial.answers import (
     DISPLAY_UNITS,
@@ -38,6 +38,7 @@ from spatial_ros.spatial.templates import (
     QUANTITATIVE_TYPES,
     QUESTION_TYPES,
 )
+from spatial_ros.types import GroundedObject, SensorFrame
 
 # ----------------------------------------------------------------------------------------------
 # Results and configuration
@@ -79,6 +80,11 @@ class QAPair:
     display_unit: str | None = None
     tolerance: float = 0.0
     ambiguous: bool = False
+
+    @property
+    def text(self) -> str:
+        """The answer text (alias of ``answer``, for callers that treat this as a reply)."""
+        return self.answer
 
 
 @dataclass(frozen=True)
@@ -742,3 +748,37 @@ def _opposite(tname: str, names: dict, d: str, out: _Outcome) -> str:
     if tname == "depth":
         return _cap(f"{a} is behind the camera, {d} back along the viewing direction.")
     return _cap(f"{a}: {d}.")  # pragma: no cover - other lengths are never negative
+
+
+def answer_objects(
+    question: str,
+    objects: list[GroundedObject],
+    frame: SensorFrame,
+    config: QAConfig | None = None,
+    *,
+    unit: str = "auto",
+) -> QAPair:
+    """Answer a question about grounded objects of one sensor frame (the ``ask`` service).
+
+    The objects' boxes must share one z-up output frame (``box.frame_id``, e.g. base_link);
+    the viewpoint is the camera of ``frame`` (its optical frame looked up in
+    ``frame.transforms``). Objects are named by their query, else label, else id.
+
+    Raises:
+        ParseError: see :func:`answer_question`; also when nothing was grounded.
+        CalibrationError: boxes without a frame, in several frames, or no transform from the
+            camera to their frame.
+    """
+    if not objects:
+        raise ParseError("there are no objects to answer about (nothing was grounded)")
+    frames = {o.box.frame_id for o in objects}
+    if len(frames) != 1 or "" in frames:
+        raise CalibrationError(
+            f"grounded boxes must share one named z-up frame to be compared, got {sorted(frames)}"
+        )
+    if frame.transforms is None:
+        raise CalibrationError("the frame has no transforms: cannot place the camera")
+    T = frame.transforms.lookup(frames.pop(), frame.camera.frame_id)
+    vp = Viewpoint.from_camera_pose(T)
+    spatial = [SpatialObject.from_grounded(o) for o in objects]
+    return answer_question(question, spatial, vp, config, unit=unit)
