@@ -212,3 +212,25 @@ def complete_with_prior(box: Box3D, priors, sensor_xy=(0.0, 0.0)) -> tuple[Box3D
         yaw = yaw + np.pi / 2.0
     yaw = float(np.arctan2(np.sin(yaw), np.cos(yaw)))
     return Box3D.from_yaw([ctr[0], ctr[1], box.center[2]], size, yaw, box.frame_id), pr.label
+
+
+def extend_away(box: Box3D, direction_xy, amount: float) -> Box3D:
+    """Grow a yaw-only box by ``amount`` metres along the BEV unit ``direction_xy`` (its faces on
+    that side move, the opposite faces stay): the far side of an object seen from the sensor,
+    which sparse sampling or self-occlusion left short."""
+    if amount <= 0:
+        return box
+    v = np.asarray(direction_xy, dtype=np.float64)[:2]
+    v = v / max(np.linalg.norm(v), 1e-12)
+    yaw = box.yaw
+    axes = (np.array([np.cos(yaw), np.sin(yaw)]), np.array([-np.sin(yaw), np.cos(yaw)]))
+    ctr, size = box.center.copy(), box.size.copy()
+    for k, e in enumerate(axes):
+        c = float(v @ e) * amount
+        size[k] += abs(c)
+        ctr[:2] += e * c / 2.0
+    if size[1] > size[0]:
+        size[:2] = size[[1, 0]]
+        yaw += np.pi / 2.0
+    yaw = float(np.arctan2(np.sin(yaw), np.cos(yaw)))
+    return Box3D.from_yaw(ctr, size, yaw, box.frame_id)

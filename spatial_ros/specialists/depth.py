@@ -34,7 +34,13 @@ from spatial_ros.specialists.lidar import (
     finalize_candidates,
     support_below,
 )
-from spatial_ros.specialists.planes import OPTICAL_UP, Plane, fit_horizontal_planes, gravity_alignment
+from spatial_ros.specialists.planes import (
+    OPTICAL_UP,
+    Plane,
+    fit_horizontal_planes,
+    fit_walls,
+    gravity_alignment,
+)
 from spatial_ros.types import CameraIntrinsics, Candidate
 
 log = logging.getLogger(__name__)
@@ -56,18 +62,20 @@ class DepthSpecialistConfig:
     Attributes:
         stride: use every ``stride``-th pixel row and column of the depth image.
         min_depth, max_depth: depth window (metres along the optical axis).
-        box_shrink: fraction of a 2D box's width/height trimmed on each side (background at
-            the box border).
         min_points: smallest object cloud kept.
         max_object_points: larger object clouds are strided down to this many points.
-        cluster_cell, cluster_tolerance: grid clustering that separates the object from
-            background inside its box.
+        max_points_total: the points inside all regions are strided down to this many first.
+        cluster_cell, cluster_tolerance: grid clustering that separates objects from each
+            other and from the background inside the regions.
+        min_fill: smallest 2D IoU between a region and its cluster's pixel box to accept it.
         outlier_neighbors, outlier_std_ratio: statistical outlier removal (points whose mean
             distance to their k neighbours exceeds mean + ratio * std are dropped); 0 = off.
         remove_support: detect horizontal planes (floor, table) on the whole cloud and drop
             their points from the objects.
         plane_distance, plane_max_tilt_deg, plane_min_area, plane_connectivity, max_planes:
             plane detection (see ``planes.fit_horizontal_planes``).
+        max_walls: room walls to detect and drop (``planes.fit_walls``; vertical planes of at
+            least ``wall_min_area`` m^2 with almost nothing behind them); 0 = off.
         support_gap: an object whose lowest point is within this height of a plane below it
             rests on it: its box bottom goes down to the plane.
         gravity_max_tilt_deg: largest camera tilt looked for when estimating gravity.
@@ -78,9 +86,10 @@ class DepthSpecialistConfig:
     stride: int = 2
     min_depth: float = 0.1
     max_depth: float = 10.0
-    box_shrink: float = 0.0
     min_points: int = 30
     max_object_points: int = 20000
+    max_points_total: int = 200_000
+    min_fill: float = 0.1
     cluster_cell: float = 0.01
     cluster_tolerance: float = 0.03
     outlier_neighbors: int = 16
@@ -91,6 +100,8 @@ class DepthSpecialistConfig:
     plane_min_area: float = 0.15
     plane_connectivity: float = 0.05
     max_planes: int = 3
+    max_walls: int = 0
+    wall_min_area: float = 2.0
     support_gap: float = 0.08
     gravity_max_tilt_deg: float = 60.0
     clustering: LidarSpecialistConfig = field(default_factory=_default_clustering)
@@ -103,8 +114,6 @@ class DepthSpecialistConfig:
         if not 0 <= self.min_depth < self.max_depth:
             bad.append(f"min_depth={self.min_depth}, max_depth={self.max_depth} "
                        "(need 0 <= min_depth < max_depth)")
-        if not 0 <= self.box_shrink < 0.5:
-            bad.append(f"box_shrink={self.box_shrink} (must be in [0, 0.5))")
         if self.min_points < 3 or self.max_object_points < self.min_points:
             bad.append(f"min_points={self.min_points}, max_object_points="
                        f"{self.max_object_points} (need 3 <= min_points <= max_object_points)")
@@ -122,6 +131,9 @@ class DepthSpecialistConfig:
         for k in ("plane_max_tilt_deg", "gravity_max_tilt_deg"):
             if not 0 <= getattr(self, k) <= 90:
                 bad.append(f"{k}={getattr(self, k)} (must be in [0, 90])")
+        if self.max_walls < 0 or self.wall_min_area <= 0:
+            bad.append(f"max_walls={self.max_walls} (>= 0), wall_min_area={self.wall_min_area}"
+                       " (> 0)")
         if self.support_gap < 0:
             bad.append(f"support_gap={self.support_gap} (must be >= 0)")
         if isinstance(self.clustering, dict):
@@ -132,13 +144,14 @@ class DepthSpecialistConfig:
 
 def statistical_outliers(points: np.ndarray, k: int, std_ratio: float) -> np.ndarray:
     """(N,) bool inlier mask: mean distance to the ``k`` nearest neighbours ≤ mean + ratio·std
-    over the cloud (the PCL/open3d rule, on scipy's cKDTree)."""
+    over the cloud (the PCL/open3d rule, on scipy's cKDTree), but never below twice the mean:
+    on a regular depth grid the spread is ~0 and the plain rule would shave off every edge."""
     n = len(points)
     if k <= 0 or n <= k + 1:
         return np.ones(n, dtype=bool)
     d, _ = cKDTree(points).query(points, k=k + 1)
     md = d[:, 1:].mean(axis=1)
-    return md <= md.mean() + std_ratio * md.std()
+    return md <= max(md.mean() + std_ratio * md.std(), 2.0 * md.mean())
 
 
 class DepthSpecialist:
@@ -265,6 +278,7 @@ class DepthSpecialist:
             T_w = self._gravity(p, up_hint, st)
             out_frame, T_out_from_w = frame_id, invert(T_w)
         pw = apply(T_w, p)
+        self._sensor_in_w = T_w[:3, 3].copy()
         st.timings_ms["prepare"] = (time.perf_counter() - t0) * 1e3
 
         T_cam_from_out = None
@@ -346,6 +360,16 @@ class DepthSpecialist:
         return cands
 
     def _lift_regions(self, pw, pixels, boxes_2d, masks, labels, scores, st) -> list[Candidate]:
+        """Lift each 2D region to the connected cluster that fills it best.
+
+        The points of all regions (minus support-plane points) are clustered once. Each
+        (region, cluster) pair is scored by the 2D IoU between the region's box and the box of
+        the cluster's pixels inside it — an object fills its own box, while an occluder in
+        front or background behind fills it only partly. Pairs are taken greedily, best first;
+        the points a region takes are no longer available to the others (an occluder assigned
+        to its own box stops competing in the box behind it). The object is the cluster's
+        unclaimed points inside the region, statistical outliers removed.
+        """
         cfg = self.config
         t = time.perf_counter()
         planes: list[Plane] = []
@@ -360,65 +384,100 @@ class DepthSpecialist:
         on_plane = np.zeros(len(pw), dtype=bool)
         for q in planes:
             on_plane[q.inliers] = True
+        if cfg.max_walls > 0:
+            sensor = self._sensor_in_w
+            walls = fit_walls(pw - sensor, (0.0, 0.0, 1.0), distance=cfg.plane_distance * 1.5,
+                              min_area=cfg.wall_min_area, max_planes=cfg.max_walls,
+                              seed=cfg.seed, exclude=on_plane)
+            for q in walls:
+                on_plane[q.inliers] = True
+            st.walls = len(walls)
         st.timings_ms["planes"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
         u, v = pixels[:, 0], pixels[:, 1]
         if boxes_2d is not None:
             regions = np.asarray(boxes_2d, dtype=np.float64).reshape(-1, 4)
+            member = [(u >= x1) & (u <= x2) & (v >= y1) & (v <= y2) for x1, y1, x2, y2 in regions]
         else:
             mk = np.asarray(masks, dtype=bool)
             mk = mk.reshape(-1, *mk.shape[-2:])
             ui = np.clip(np.round(u).astype(np.int64), 0, mk.shape[2] - 1)
             vi = np.clip(np.round(v).astype(np.int64), 0, mk.shape[1] - 1)
+            member = [m[vi, ui] for m in mk]
+            regions = np.array([_mask_box(m) for m in mk])
+        n_regions = len(member)
+        st.n_clusters = n_regions
+        union = np.flatnonzero(np.any(member, axis=0) & ~on_plane)
+        if len(union) > cfg.max_points_total:
+            union = union[:: len(union) // cfg.max_points_total + 1]
+        if len(union) < cfg.min_points:
+            st.reason = f"only {len(union)} depth points inside the regions, off the planes"
+            return []
+        lab, n_lab = grid_clusters(pw[union], cell=cfg.cluster_cell,
+                                   tolerance=cfg.cluster_tolerance, z_gap=np.inf)
+        claimed = np.zeros(len(union), dtype=bool)
+        left = [i for i in range(n_regions) if np.all(np.isfinite(regions[i]))]
         cands = []
-        n_regions = len(regions) if boxes_2d is not None else len(mk)
-        for i in range(n_regions):  # loop over regions, not points
-            if boxes_2d is not None:
-                x1, y1, x2, y2 = regions[i]
-                sx, sy = cfg.box_shrink * (x2 - x1), cfg.box_shrink * (y2 - y1)
-                sel = (u >= x1 + sx) & (u <= x2 - sx) & (v >= y1 + sy) & (v <= y2 - sy)
-                cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-                core = (np.abs(u - cx) <= (x2 - x1) / 4) & (np.abs(v - cy) <= (y2 - y1) / 4)
-                box2d = regions[i].copy()
-            else:
-                sel = mk[i][vi, ui]
-                core = sel
-                ys, xs = np.nonzero(mk[i])
-                box2d = (np.array([xs.min(), ys.min(), xs.max(), ys.max()], float)
-                         if len(xs) else None)
-            idx = np.flatnonzero(sel & ~on_plane)
-            idx = self._foreground(pw, idx, core)
+        while left:  # greedy, best (region, cluster) pair first; few regions
+            best = (cfg.min_fill, -1, None)
+            for i in left:
+                inside = member[i][union] & ~claimed
+                sc_i, sel_i = _best_cluster(lab[inside], n_lab, u[union][inside],
+                                            v[union][inside], regions[i], cfg.min_points)
+                if sc_i > best[0]:
+                    best = (sc_i, i, np.flatnonzero(inside)[sel_i])
+            _, i, local = best
+            if i < 0:
+                break
+            left.remove(i)
+            claimed[local] = True  # an occluder's points cannot serve another region
+            idx = union[local]
+            if len(idx) > cfg.max_object_points:
+                idx = idx[:: len(idx) // cfg.max_object_points + 1]
+            if cfg.outlier_neighbors > 0:
+                idx = idx[statistical_outliers(pw[idx], cfg.outlier_neighbors,
+                                               cfg.outlier_std_ratio)]
             if len(idx) < cfg.min_points:
                 continue
             obj = pw[idx]
             z_min = support_below(obj, planes, cfg.support_gap, cfg.plane_distance)
             box = fit_box(obj, method="min_area", z_min=z_min)
-            lab = "" if labels is None else str(labels[i])
+            lab_i = "" if labels is None else str(labels[i])
             sc = 1.0 if scores is None else float(scores[i])
+            box2d = regions[i].copy()
             cands.append(Candidate(box=box, box_2d=box2d, score=sc, source=self.source,
-                                   num_points=len(obj), label=lab,
+                                   num_points=len(obj), label=lab_i,
                                    points=obj.astype(np.float32)))
-        st.n_clusters = n_regions
         st.timings_ms["lift"] = (time.perf_counter() - t) * 1e3
         return cands
 
-    def _foreground(self, pw, idx, core) -> np.ndarray:
-        """Indices (subset of ``idx``) of the object: the connected cluster holding most of the
-        region's central points (background and other objects are other clusters), then
-        statistical outliers removed."""
-        cfg = self.config
-        if len(idx) > cfg.max_object_points:
-            idx = idx[:: len(idx) // cfg.max_object_points + 1]
-        if len(idx) < cfg.min_points:
-            return idx
-        labels, n = grid_clusters(pw[idx], cell=cfg.cluster_cell,
-                                  tolerance=cfg.cluster_tolerance, z_gap=np.inf)
-        counts = np.bincount(labels, minlength=n)
-        central = np.bincount(labels, weights=core[idx].astype(np.float64), minlength=n)
-        # Prefer the cluster with the most central points; ties by size.
-        best = int(np.lexsort((counts, central))[-1])
-        idx = idx[labels == best]
-        if len(idx) >= cfg.min_points and cfg.outlier_neighbors > 0:
-            idx = idx[statistical_outliers(pw[idx], cfg.outlier_neighbors, cfg.outlier_std_ratio)]
-        return idx
+
+def _best_cluster(labels, n_labels, u, v, region, min_points):
+    """(score, selection) of the cluster whose pixels' box best fills ``region`` (2D IoU)."""
+    counts = np.bincount(labels, minlength=n_labels)
+    best, sel = 0.0, None
+    for j in np.flatnonzero(counts >= min_points):  # clusters in the region (few)
+        m = labels == j
+        cb = np.array([u[m].min(), v[m].min(), u[m].max(), v[m].max()])
+        sc = _iou2d(cb, region)
+        if sc > best:
+            best, sel = sc, m
+    return best, sel
+
+
+def _mask_box(m: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(m)
+    if len(xs) == 0:
+        return np.full(4, np.nan)
+    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float64)
+
+
+def _iou2d(a: np.ndarray, b: np.ndarray) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

@@ -30,7 +30,7 @@ import numpy as np
 
 from spatial_ros.errors import ConfigError, DataError
 from spatial_ros.geometry.transforms import apply, invert
-from spatial_ros.specialists.boxfit import SizePrior, complete_with_prior, fit_box
+from spatial_ros.specialists.boxfit import SizePrior, complete_with_prior, extend_away, fit_box
 from spatial_ros.specialists.clustering import grid_clusters, group_indices
 from spatial_ros.specialists.planes import Plane, fit_horizontal_planes, gravity_alignment
 from spatial_ros.types import Box3D, CameraIntrinsics, Candidate, SensorFrame
@@ -89,6 +89,11 @@ class LidarSpecialistConfig:
         max_size: (length, width, height) largest box kept after completion, metres.
         box_method: "lshape" (LiDAR sees 1-2 sides) or "min_area" (footprint seen from above).
         box_pad: metres added to each side of fitted boxes.
+        sampling_pad: grow each box on its far side (seen from the sensor) by half the spacing
+            of the LiDAR rows on its top surface there: the last row falls short of the far
+            edge by that much on average. The row pitch is the smallest elevation step between
+            the cluster's beams (spinning LiDAR: each point's elevation is its beam's).
+        sampling_pad_max: cap of that growth, metres.
         extend_to_support: a box's bottom goes down to the highest detected plane below it
             when the gap is at most ``support_gap`` metres (hidden lower parts, e.g. wheels).
         support_gap: see ``extend_to_support``, metres.
@@ -131,6 +136,8 @@ class LidarSpecialistConfig:
     max_size: tuple[float, float, float] = (7.0, 3.0, 3.5)
     box_method: str = "lshape"
     box_pad: float = 0.0
+    sampling_pad: bool = False
+    sampling_pad_max: float = 0.05
     extend_to_support: bool = True
     support_gap: float = 1.0
     size_priors: tuple[SizePrior, ...] = ()
@@ -145,7 +152,7 @@ class LidarSpecialistConfig:
         bad += [f"{k}={getattr(self, k)} (must be > 0)" for k in pos if not getattr(self, k) > 0]
         nonneg = ("min_range", "voxel_size", "tolerance_per_m", "z_gap_per_m", "min_height",
                   "plane_min_area", "plane_min_fraction", "box_pad", "min_extent",
-                  "plane_connectivity", "support_gap",
+                  "plane_connectivity", "support_gap", "sampling_pad_max",
                   "ground_height_tolerance")
         bad += [f"{k}={getattr(self, k)} (must be >= 0)" for k in nonneg
                 if not getattr(self, k) >= 0]
@@ -207,7 +214,7 @@ class LidarSpecialistConfig:
             crop_to_support=True, auto_level=True, plane_connectivity=0.05, support_gap=0.05,
             cell=0.01, cluster_tolerance=0.02, tolerance_per_m=0.0, max_tolerance=0.02, z_resolution=0.01, z_gap=0.04, z_gap_per_m=0.0,
             min_points=10, min_extent=0.02, max_size=(0.6, 0.6, 0.6), box_method="min_area",
-            box_pad=0.0, extend_to_support=True, score_points=20.0,
+            box_pad=0.0, sampling_pad=True, extend_to_support=True, score_points=20.0,
         )
         base.update(overrides)
         return cls(**base)
@@ -244,6 +251,7 @@ class SpecialistStats:
         planes: heights (m) of the removed horizontal planes, lowest first;
         n_clusters: clusters found; n_candidates: candidates returned;
         subsampled: the cap applied; leveled: auto-levelling found a plane (None: not tried);
+        walls: room walls removed (depth specialist);
         reason: why the result is empty ('' when it is not);
         timings_ms: per stage.
     """
@@ -258,6 +266,7 @@ class SpecialistStats:
     n_candidates: int = 0
     subsampled: bool = False
     leveled: bool | None = None
+    walls: int = 0
     reason: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -414,7 +423,7 @@ class LidarSpecialist:
         origin_w = T_w[:3, 3].copy()
         st.timings_ms["prepare"] = (time.perf_counter() - t0) * 1e3
 
-        cands = self._propose_upright(xyz, origin_w, st)
+        cands = self._propose_upright(xyz, T_w, st)
         t1 = time.perf_counter()
         identity_out = np.array_equal(T_out_from_w, np.eye(4))
         for c in cands:
@@ -485,10 +494,12 @@ class LidarSpecialist:
     # -- pipeline -----------------------------------------------------------------------------
 
     def _propose_upright(
-        self, xyz: np.ndarray, origin: np.ndarray, st: SpecialistStats
+        self, xyz: np.ndarray, T_w: np.ndarray, st: SpecialistStats
     ) -> list[Candidate]:
-        """Steps 1-4 on finite points already in the z-up output frame."""
+        """Steps 1-4 on finite points already in the z-up working frame W (``T_w`` = W from
+        the sensor: the sensor's pose in W)."""
         cfg = self.config
+        origin = T_w[:3, 3]
         t = time.perf_counter()
         r = np.hypot(xyz[:, 0] - origin[0], xyz[:, 1] - origin[1])
         keep = (r >= cfg.min_range) & (r <= cfg.max_range)
@@ -536,7 +547,7 @@ class LidarSpecialist:
             sub_idx = np.flatnonzero(lab >= 0)
             max_size = np.asarray(cfg.max_size, float)
             for g in group_indices(lab[sub_idx], len(big)):
-                c = self._box_for_cluster(obj[sub_idx[g]], planes, origin)
+                c = self._box_for_cluster(obj[sub_idx[g]], planes, T_w)
                 size = c.box.size  # (length >= width, height)
                 if size.max() < cfg.min_extent or np.any(size > max_size):
                     continue
@@ -575,18 +586,20 @@ class LidarSpecialist:
         h = support.signed_distance(xyz)
         keep &= (h >= cfg.min_height) & (h <= cfg.max_height)
         if cfg.crop_to_support and len(support.inliers) >= 3:
-            hull = _hull_ccw(xyz[support.inliers, :2])
+            sup = support.inliers[:: len(support.inliers) // 4096 + 1]  # hull of a subset
+            hull = _hull_ccw(xyz[sup, :2])
             idx = np.flatnonzero(keep)
             keep[idx] = _inside_convex_hull(xyz[idx, :2], hull, margin=cfg.cluster_tolerance)
         return keep, planes
 
-    def _box_for_cluster(
-        self, cp: np.ndarray, planes: list[Plane], origin: np.ndarray
-    ) -> Candidate:
+    def _box_for_cluster(self, cp: np.ndarray, planes: list[Plane], T_w: np.ndarray) -> Candidate:
         cfg = self.config
+        origin = T_w[:3, 3]
         z_min = support_below(cp, planes, cfg.support_gap, cfg.plane_distance) \
             if cfg.extend_to_support else None
         box = fit_box(cp, method=cfg.box_method, z_min=z_min, pad=cfg.box_pad)
+        if cfg.sampling_pad:
+            box = extend_away(box, box.center[:2] - origin[:2], _far_row_gap(cp, T_w, cfg))
         label = ""
         if cfg.size_priors:
             box, label = complete_with_prior(box, cfg.size_priors, origin[:2])
@@ -595,6 +608,25 @@ class LidarSpecialist:
             box=box, score=float(n_pts / (n_pts + cfg.score_points)), source=self.source,
             num_points=n_pts, label=label, points=cp.astype(np.float32),
         )
+
+
+def _far_row_gap(cp: np.ndarray, T_w: np.ndarray, cfg: LidarSpecialistConfig) -> float:
+    """Half the spacing (metres) of LiDAR rows on a horizontal top surface at the cluster's
+    far edge: ``0.5 · Δ · R² / h`` for beam pitch Δ (radians), range R and drop h from the
+    sensor to the top. 0 when it cannot be estimated (one row, sensor not above the top)."""
+    d = (cp - T_w[:3, 3]) @ T_w[:3, :3]  # points in the sensor frame
+    el = np.sort(np.arctan2(d[:, 2], np.hypot(d[:, 0], d[:, 1])))
+    steps = np.diff(el)
+    steps = steps[steps > 1e-4]  # distinct beams (a beam's points share its elevation)
+    if len(steps) == 0:
+        return 0.0
+    pitch = float(steps.min())
+    origin = T_w[:3, 3]
+    h = float(origin[2] - cp[:, 2].max())
+    if h <= 0:
+        return 0.0
+    r_far = float(np.hypot(cp[:, 0] - origin[0], cp[:, 1] - origin[1]).max())
+    return float(min(0.5 * pitch * (r_far**2 + h**2) / h, cfg.sampling_pad_max))
 
 
 def support_below(points: np.ndarray, planes: list[Plane], max_gap: float, tol: float):

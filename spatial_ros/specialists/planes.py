@@ -86,6 +86,7 @@ def ransac_plane(
     distance: float,
     up=None,
     max_tilt_deg: float = 90.0,
+    min_tilt_deg: float = 0.0,
     iterations: int = 256,
     max_eval_points: int = 4096,
     seed: int = 0,
@@ -100,6 +101,8 @@ def ransac_plane(
         up: when given, only planes whose normal is within ``max_tilt_deg`` of ``up`` count,
             and the returned normal points towards ``up``.
         max_tilt_deg: see ``up``.
+        min_tilt_deg: with ``up``, also reject normals closer than this to ``up`` (e.g. 80
+            for vertical planes such as walls).
         iterations: number of 3-point hypotheses (all drawn and scored at once).
         max_eval_points: hypotheses are scored on at most this many random points.
         seed: seed of the random generator (results are deterministic for a seed).
@@ -126,7 +129,8 @@ def ransac_plane(
         u = _unit(up)
         cos_tilt = normals @ u
         normals[cos_tilt < 0] *= -1.0
-        ok &= np.abs(cos_tilt) >= np.cos(np.radians(max_tilt_deg))
+        ok &= np.abs(cos_tilt) >= np.cos(np.radians(max_tilt_deg)) - 1e-12
+        ok &= np.abs(cos_tilt) <= np.cos(np.radians(min_tilt_deg)) + 1e-12
     if not np.any(ok):
         return None
     normals, tri = normals[ok], tri[ok]
@@ -141,7 +145,8 @@ def ransac_plane(
         return None
     sub = inl if len(inl) <= max_refit_points else inl[:: len(inl) // max_refit_points + 1]
     n2, d2 = refit_plane(p[sub], up=n)
-    if up is None or abs(n2 @ _unit(up)) >= np.cos(np.radians(max_tilt_deg)):
+    c2 = 1.0 if up is None else abs(n2 @ _unit(up))
+    if np.cos(np.radians(max_tilt_deg)) <= c2 <= np.cos(np.radians(min_tilt_deg)) + 1e-12:
         n, d = n2, d2  # else the refit tilted out of range: keep the hypothesis
         inl = np.flatnonzero(np.abs(p @ n + d) <= distance)
     return Plane(n, float(d), inl, _plane_area(p[inl], n))
@@ -256,6 +261,62 @@ def fit_horizontal_planes(
         planes.append(Plane(pl.normal, pl.offset, inl, area))
         remaining[inl] = False
     return sorted(planes, key=lambda q: q.height)
+
+
+def fit_walls(
+    points: np.ndarray,
+    up=(0.0, 0.0, 1.0),
+    *,
+    distance: float = 0.03,
+    min_area: float = 2.0,
+    max_beyond: float = 0.05,
+    max_planes: int = 3,
+    connectivity: float = 0.1,
+    iterations: int = 256,
+    seed: int = 0,
+    exclude: np.ndarray | None = None,
+) -> list[Plane]:
+    """Large vertical planes that bound the scene (room walls), for indoor depth clouds.
+
+    A candidate counts only when at most ``max_beyond`` of the points lie behind it (more than
+    ``distance`` on the side away from the sensor origin): a wall closes the room, while the
+    front of a dresser has the wall behind it.
+
+    Args:
+        points: (N, 3+) points in a frame whose origin is the sensor, metres.
+        up: up direction in that frame.
+        distance: inlier distance, metres.
+        min_area: smallest wall patch (m^2).
+        max_beyond: largest share of points behind a wall.
+        max_planes: most walls returned.
+        connectivity: patch connectivity (metres), see ``fit_horizontal_planes``.
+        iterations, seed: RANSAC settings.
+        exclude: (N,) bool of points to ignore (e.g. floor inliers).
+
+    Returns:
+        Walls (normals pointing towards the sensor), most inliers first.
+    """
+    p = np.asarray(points, dtype=np.float64)[:, :3]
+    u = _unit(up)
+    remaining = np.ones(len(p), dtype=bool) if exclude is None else ~np.asarray(exclude)
+    walls: list[Plane] = []
+    for k in range(3 * max_planes):
+        idx = np.flatnonzero(remaining)
+        if len(walls) == max_planes or len(idx) < 100:
+            break
+        pl = ransac_plane(p[idx], distance=distance, up=u, max_tilt_deg=90.0, min_tilt_deg=80.0,
+                          iterations=iterations, seed=seed + k)
+        if pl is None or len(pl.inliers) < 100:
+            break
+        n, d = pl.normal, pl.offset
+        if d < 0:  # orient the normal towards the sensor (origin on its positive side)
+            n, d = -n, -d
+        inl, area = _largest_patch(p[idx[pl.inliers]], idx[pl.inliers], n, connectivity)
+        beyond = np.mean(p @ n + d < -distance)
+        remaining[idx[pl.inliers]] = False
+        if area >= min_area and beyond <= max_beyond:
+            walls.append(Plane(n, float(d), inl, area))
+    return walls
 
 
 def gravity_alignment(
