@@ -134,6 +134,7 @@ class Rig:
         T_base_from_lidar: 4x4, LiDAR frame in base_link.
         camera, lidar: the sensor settings used.
         table_top_z: tabletop: the table height the rig was set up for (metres), else None.
+        cache: derived data of this (static) rig, e.g. its camera and LiDAR rays.
     """
 
     intrinsics: CameraIntrinsics
@@ -142,6 +143,7 @@ class Rig:
     camera: CameraConfig
     lidar: LidarConfig
     table_top_z: float | None = None
+    cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def T_camera_link_from_optical(self) -> np.ndarray:
