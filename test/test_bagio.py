@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -120,3 +123,14 @@ def test_frames_from_bag_needs_camera_info(tmp_path):
     _camera_bag(tmp_path / "notf", [T0, T0 + 10], [], tf=False)
     frames = list(frames_from_bag(tmp_path / "notf", "/img", "/info", None))
     assert len(frames) == 2 and frames[0].transforms.frames == []
+
+
+def test_sim_and_bagio_import_without_rclpy():
+    code = (
+        "import sys; sys.modules['rclpy'] = None\n"
+        "import spatial_ros.bagio, spatial_ros.sim, spatial_ros.commands.sim\n"
+        "import spatial_ros.bench.sim\n"
+        "assert sys.modules['rclpy'] is None\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
