@@ -9,8 +9,7 @@ import open3d as o3d
 import pytest
 
 from spatial_ros.errors import ConfigError
-from spatial_ros.sim import CameraConfig, SimConfig, make_scene
-from spatial_ros.sim import catalog
+from spatial_ros.sim import CameraConfig, SimConfig, catalog, make_scene
 from spatial_ros.sim.meshes import lathe
 from spatial_ros.sim.scene import box_in_image
 
@@ -78,9 +77,16 @@ def test_ambiguous_pairs_on_request():
     assert dup_seen >= 5  # a duplicate can only be lost when it does not fit on the table
 
 
-def test_required_objects_are_added():
-    s = make_scene("tabletop", 7, camera=SMALL, required=[("red", "cube"), ("blue", "bowl")])
-    assert s.find("red", "cube") and s.find("blue", "bowl")
+def test_required_objects_are_added_and_never_duplicated():
+    for seed in range(6):
+        s = make_scene(
+            "tabletop",
+            seed,
+            camera=SMALL,
+            ambiguous_prob=1.0,
+            required=[("red", "cube"), ("blue", "bowl")],
+        )
+        assert len(s.find("red", "cube")) == 1 and len(s.find("blue", "bowl")) == 1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -152,7 +152,7 @@ def test_truth_is_consistent_with_the_sensors(scenario, seed, camera):
     for i, (obj, t) in enumerate(zip(scene.objects, fr.truth.objects, strict=True)):
         assert t.id == obj.id
         assert np.allclose(t.box.center, obj.center) and np.allclose(t.box.size, obj.mesh.size)
-        # (1) >= 95 % of the LiDAR returns on the object lie in its box (range noise margin 3 sigma)
+        # (1) >= 95 % of the LiDAR returns on the object lie in its box (margin: 3 sigma noise)
         mine = fr.point_object == i
         assert t.lidar_points == int(mine.sum())
         if mine.sum() >= 5:

@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
         "--trajectory",
         choices=("none", "success", "fail"),
         default="none",
-        help="tabletop: the gripper moves an object towards a goal (success) or fails",
+        help="tabletop: the gripper moves an object towards a goal (success) or fails "
+        "(default: none, or success when --goal is given)",
     )
     parser.add_argument(
         "--goal", default=None, help='e.g. "put the red cube next to the blue bowl" (tabletop)'
@@ -69,7 +70,8 @@ def config_from_args(args):
         seed=args.seed,
         frames=args.frames,
         camera=cam,
-        trajectory=args.trajectory,
+        # a goal alone means "show me it being reached"
+        trajectory="success" if args.goal and args.trajectory == "none" else args.trajectory,
         goal=args.goal,
         fail_mode=args.fail_mode,
         storage=args.storage,

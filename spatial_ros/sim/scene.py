@@ -273,7 +273,7 @@ def _choose_pairs(
     ambiguous: bool,
 ) -> list[tuple[str, str]]:
     """n (colour, category) pairs: the required ones first, otherwise distinct; with
-    ``ambiguous`` one pair is deliberately repeated (two red mugs)."""
+    ``ambiguous`` one non-required pair is deliberately repeated (two red mugs)."""
     pairs = list(required)
     pool = [(c, k) for k in categories for c in colours if (c, k) not in pairs]
     order = rng.permutation(len(pool))
@@ -281,8 +281,9 @@ def _choose_pairs(
         if len(pairs) >= n:
             break
         pairs.append(pool[i])
-    if ambiguous and len(pairs) >= 2 and len(pairs) > len(required):
-        src = int(rng.integers(0, len(pairs) - 1))
+    free = len(pairs) - len(required)  # never duplicate a required (goal) object
+    if ambiguous and free >= 2:
+        src = int(rng.integers(len(required), len(pairs) - 1))
         pairs[-1] = pairs[src]
     return pairs
 
