@@ -244,16 +244,18 @@ def frames_from_bag(
         log.warning("no %s in %s: frames carry no transforms", tf_topic, bag)
         topics.remove(tf_topic)
     slot = {t: i for i, t in enumerate(inputs)}
-    pending: deque[tuple[Any, ...]] = deque()
+    # (messages, the transforms when the set fired): each /tf_static message makes a new tree,
+    # so a frame keeps the transforms that were valid for it.
+    pending: deque[tuple[tuple[Any, ...], TransformTree]] = deque()
+    tree = TransformTree()
     sync = ApproximateTimeSynchronizer(
-        len(inputs), lambda *m: pending.append(m), queue_size=queue_size, slop_s=slop_s
+        len(inputs), lambda *m: pending.append((m, tree)), queue_size=queue_size, slop_s=slop_s
     )
     infos = LatestBeforeCache(tolerance_s=0.001)
-    tree = TransformTree()
     count = 0
     skipped = 0
 
-    def build(msgs: tuple[Any, ...]) -> SensorFrame | None:
+    def build(msgs: tuple[Any, ...], transforms: TransformTree) -> SensorFrame | None:
         nonlocal count, skipped
         img = msgs[0]
         stamp = stamp_to_ns(img)
@@ -276,7 +278,7 @@ def frames_from_bag(
             points=points,
             points_frame=frame,
             depth=depth,
-            transforms=tree,
+            transforms=transforms,
             index=count,
         )
         count += 1
@@ -285,19 +287,22 @@ def frames_from_bag(
     for m in read_messages(bag, topics):
         # Sets are completed lazily: a set fired at stamp t is built once the bag has moved past
         # t, so a CameraInfo written just after its image (same stamp) is already cached.
-        while pending and stamp_to_ns(pending[0][0]) < m.log_time_ns:
-            fr = build(pending.popleft())
+        while pending and stamp_to_ns(pending[0][0][0]) < m.log_time_ns:
+            fr = build(*pending.popleft())
             if fr is not None:
                 yield fr
         if m.topic == info_topic:
             infos.add(m.msg)
         elif tf_topic and m.topic == tf_topic:
-            tf_message_into_tree(m.msg, tree)
+            new = TransformTree()
+            for parent, child, T in tree.edges():
+                new.set(parent, child, T)
+            tree = tf_message_into_tree(m.msg, new)
         if m.topic in slot:
             sync.add(slot[m.topic], m.msg)
     sync.flush()
     while pending:
-        fr = build(pending.popleft())
+        fr = build(*pending.popleft())
         if fr is not None:
             yield fr
     if skipped and not count:

@@ -255,3 +255,18 @@ def test_outputs_do_not_depend_on_the_wall_clock(run):
 
 def test_paths(run):
     assert isinstance(run.bag_path, Path) and run.fps > 0 and run.scans == 3
+
+
+def test_vary_rig_episodes_carry_their_own_transforms(tmp_path):
+    cfg = _cfg(frames=6, frames_per_scene=3, trajectory="none", vary_rig=True)
+    frames = list(iter_frames(cfg))
+    rig0, rig1 = frames[0].scene.rig, frames[3].scene.rig
+    assert not np.allclose(rig0.T_base_from_camera_link, rig1.T_base_from_camera_link)
+    res = simulate(cfg, tmp_path / "v")
+    tfs = list(read_messages(res.bag_path, [TOPICS["tf_static"]]))
+    assert len(tfs) == 2
+    got = list(frames_from_bag(res.bag_path))
+    assert [f.stamp_ns for f in got] == [frames[0].stamp_ns, frames[3].stamp_ns]
+    for f, rig in zip(got, (rig0, rig1), strict=True):
+        T = f.transforms.lookup("base_link", "camera_optical_frame")
+        assert np.allclose(T, rig.T_base_from_optical, atol=1e-9)

@@ -217,6 +217,9 @@ class SimConfig:
         camera_height: tabletop camera height above the table top (metres); None = U(0.6, 0.9).
         camera_pitch_deg: tabletop camera down-tilt (degrees); None = U(35, 50).
         crop_lidar_to_camera: street only: crop the 360 deg scan to the camera's field of view.
+        vary_rig: tabletop: draw a new camera height/pitch and table for every episode (variety
+            for training data) instead of keeping episode 0's rig; bags then carry a new
+            /tf_static message at each episode start.
     """
 
     scenario: str = "tabletop"
@@ -238,6 +241,7 @@ class SimConfig:
     camera_height: float | None = None
     camera_pitch_deg: float | None = None
     crop_lidar_to_camera: bool = False
+    vary_rig: bool = False
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:

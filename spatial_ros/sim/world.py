@@ -176,6 +176,8 @@ class Episode:
             "first_frame": self.first,
             "num_frames": self.count,
             "table_top_z": self.scene.table_top_z,
+            "T_base_from_camera_link": self.scene.rig.T_base_from_camera_link.tolist(),
+            "T_base_from_lidar": self.scene.rig.T_base_from_lidar.tolist(),
             "table_bounds": None
             if self.scene.table_bounds is None
             else [float(v) for v in self.scene.table_bounds],
@@ -256,7 +258,7 @@ def iter_episodes(cfg: SimConfig) -> Iterator[Episode]:
     per = cfg.frames_per_scene or cfg.frames
     rig = None
     for e in range((cfg.frames + per - 1) // per):
-        ep = make_episode(cfg, e, rig)
+        ep = make_episode(cfg, e, None if cfg.vary_rig else rig)
         rig = ep.scene.rig
         yield ep
 
@@ -410,7 +412,7 @@ def simulate(
     episodes: list[Episode] = []
     truth_frames, details = [], []
     scans = 0
-    cam_cfg = None
+    cam_cfg = last_rig = None
     with BagWriter(bag, storage=config.storage) as w:
         f = w.factory
         w.add_topic(TOPICS["tf_static"], "tf2_msgs/msg/TFMessage", latched=True)
@@ -420,9 +422,9 @@ def simulate(
         w.add_topic(TOPICS["points"], "sensor_msgs/msg/PointCloud2")
         for fr in iter_frames(config, episodes):
             rig = fr.scene.rig
-            if fr.index == 0:
-                cam_cfg = rig.camera
-                tf_stamp = max(0, config.start_time_ns - 10_000_000)
+            if rig is not last_rig:  # first frame, or a new episode with its own rig
+                last_rig, cam_cfg = rig, rig.camera
+                tf_stamp = max(0, min(fr.stamp_ns, fr.lidar_stamp_ns or fr.stamp_ns) - 5_000_000)
                 w.write(
                     TOPICS["tf_static"],
                     tree_to_tf_message(rig.transform_tree(), tf_stamp, f),
