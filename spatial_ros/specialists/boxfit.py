@@ -152,23 +152,28 @@ def fit_box(
 def _prior_cost(L: float, W: float, H: float, pr: SizePrior) -> tuple[float, bool] | None:
     """(cost, end_on) of explaining visible extents (L >= W, H) by ``pr``; None if impossible.
 
-    ``end_on``: the longer visible side is the object's width (seen from the front/back).
-    The cost is the log-size mismatch of the seen dimensions only (height and the longer
-    visible side); unseen depth is free to grow.
+    ``end_on``: the longer visible side is the object's width (seen from the front/back), the
+    shorter one part of its length. The cost adds the log-size mismatch of each dimension
+    with its role in the prior; a side SHORTER than its role may be partly hidden, so it counts
+    half and at most ``0.5 · log 2`` (an unseen depth costs the same whatever the prior).
     """
     t = pr.tolerance
     if not ((1 - t) * pr.height <= H <= (1 + t) * pr.height and W <= (1 + t) * pr.width):
         return None
     if L > (1 + t) * pr.length or L < pr.min_visible * pr.width:
         return None
-    end_on = L <= (1 + t) * pr.width
-    ref = pr.width if end_on else pr.length
-    # A side shorter than the prior may be partly occluded: its mismatch counts half; growing
-    # the unseen depth costs a little (prefers the prior needing the least invention).
-    side = np.log(L / ref) if L >= ref else 0.5 * np.log(ref / L)
-    other = pr.length if end_on else pr.width
-    grow = np.log(max(other, W) / max(W, 1e-3))
-    return float(abs(np.log(H / pr.height)) + side + 0.05 * grow), bool(end_on)
+
+    def m(x: float, ref: float) -> float:
+        if x >= ref:
+            return float(np.log(x / ref))
+        return 0.5 * float(min(np.log(ref / max(x, 1e-3)), np.log(2.0)))
+
+    side_on = m(L, pr.length) + m(W, pr.width)
+    if L <= (1 + t) * pr.width:
+        end_on = m(L, pr.width) + m(W, pr.length)
+        if end_on < side_on:
+            return float(abs(np.log(H / pr.height)) + end_on), True
+    return float(abs(np.log(H / pr.height)) + side_on), False
 
 
 def complete_with_prior(box: Box3D, priors, sensor_xy=(0.0, 0.0)) -> tuple[Box3D, str]:

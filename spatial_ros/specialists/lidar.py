@@ -212,7 +212,8 @@ class LidarSpecialistConfig:
             plane_distance=0.01, plane_max_tilt_deg=10.0, plane_min_area=0.15,
             plane_min_fraction=0.02, support="highest", min_height=0.012, max_height=0.6,
             crop_to_support=True, auto_level=True, plane_connectivity=0.05, support_gap=0.05,
-            cell=0.01, cluster_tolerance=0.02, tolerance_per_m=0.0, max_tolerance=0.02, z_resolution=0.01, z_gap=0.04, z_gap_per_m=0.0,
+            cell=0.01, cluster_tolerance=0.02, tolerance_per_m=0.025, max_tolerance=0.05,
+            z_resolution=0.01, z_gap=0.1, z_gap_per_m=0.0,
             min_points=10, min_extent=0.02, max_size=(0.6, 0.6, 0.6), box_method="min_area",
             box_pad=0.0, sampling_pad=True, extend_to_support=True, score_points=20.0,
         )
@@ -406,7 +407,8 @@ class LidarSpecialist:
             keep = np.random.default_rng(cfg.seed).random(len(p))
             valid &= keep < cfg.max_input_points / st.n_valid
             st.subsampled = True
-        xyz = xyz.astype(np.float64) if st.n_valid == len(p) else xyz[valid].astype(np.float64)
+        all_used = st.n_valid == len(p) and not st.subsampled
+        xyz = xyz.astype(np.float64) if all_used else xyz[valid].astype(np.float64)
         st.n_used = len(xyz)
 
         # Working frame W (z-up) and output frame O.

@@ -250,15 +250,18 @@ def fit_horizontal_planes(
         if pl is None or len(pl.inliers) < need:
             break
         inl = idx[pl.inliers]
-        area = pl.area
+        area, normal, offset = pl.area, pl.normal, pl.offset
         if connectivity > 0:
             inl, area = _largest_patch(p[inl], inl, pl.normal, connectivity)
+            if len(inl) >= 3:  # refit on the patch alone: stray coplanar rows tilt a plane
+                sub = inl if len(inl) <= 8192 else inl[:: len(inl) // 8192 + 1]
+                normal, offset = refit_plane(p[sub], up=u)
         if len(inl) < need or area < min_area:
             remaining[idx[pl.inliers]] = False  # not a surface: set aside, keep looking
             if connectivity <= 0:
                 break
             continue
-        planes.append(Plane(pl.normal, pl.offset, inl, area))
+        planes.append(Plane(normal, offset, inl, area))
         remaining[inl] = False
     return sorted(planes, key=lambda q: q.height)
 
