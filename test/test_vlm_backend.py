@@ -35,6 +35,16 @@ CONTEXT = (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The tiny model is overhead-bound: one thread is faster on shared, busy cores."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     # A larger init std than transformers' default so the random model's answers depend on the

@@ -1,0 +1,414 @@
+"""SpatialEngine: natural-language queries + a sensor frame + specialist candidates -> metric
+3D objects in an output frame.
+
+Per frame: candidates are brought into the camera optical frame and listed in the prompt
+(Cube-LLM specialist box prompts, closest first); every query becomes one conversation; all of
+them run as ONE backend batch (the shared image/candidate prefix is encoded once); each answer
+is parsed (failures are logged and counted, that query yields no object — never an exception),
+lifted to a metric box, fused with the candidate it designates, and moved to the output frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spatial_ros.config import param
+from spatial_ros.errors import ConfigError
+from spatial_ros.types import Box3D, Candidate, GroundedObject, SensorFrame
+from spatial_ros.vlm.backend import GenerationResult, GroundingAnswer, VLMBackend
+from spatial_ros.vlm.codec import BoxCodec, CodecConfig, ParseFailure
+from spatial_ros.vlm.lifting import (
+    CandidateView,
+    FusionConfig,
+    candidate_views,
+    lift_box2d_with_depth,
+    lift_box3d,
+    match_candidate,
+    project_box,
+    project_points,
+    surface_distance,
+)
+from spatial_ros.vlm.prompts import DEFAULT_SYSTEM, PromptBuilder
+from spatial_ros.vlm.visual_prompts import COLORS, KINDS, draw_visual_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Behaviour of the SpatialEngine (fills from YAML / ROS parameters via config.from_dict)."""
+
+    specialist_prompts: bool = param(True, "list specialist candidate boxes in the prompt")
+    max_candidates: int = param(20, "most candidates listed in a prompt (closest first)")
+    vcot: bool = param(False, "visual chain of thought: ask the 2D box first, then the 3D box")
+    visual_prompts: bool = param(
+        False, "draw the listed candidates' 2D boxes on the image (ViP-LLaVA-style marks)"
+    )
+    visual_prompt_kind: str = param(
+        "rectangle", "mark drawn for queries that come with an image region (ViP-LLaVA kinds)"
+    )
+    visual_prompt_color: str = param("red", "colour of the marks")
+    max_new_tokens: int = param(64, "longest answer, tokens")
+    fuse: bool = param(True, "replace the model's geometry by the matching candidate's")
+    fusion_iou_2d: float = param(0.3, "2D IoU with a candidate that counts as a match")
+    fusion_center_fraction: float = param(
+        0.06, "or: centres closer than this fraction of the image diagonal"
+    )
+    fusion_depth_log_tol: float = param(0.35, "and: |ln(z_answer / z_candidate)| at most this")
+    system_prompt: str = param(DEFAULT_SYSTEM, "system prompt ('' for none)")
+    default_score: float = param(1.0, "score of an answer when the backend gives none, [0, 1]")
+
+    def __post_init__(self) -> None:
+        bad = []
+        if self.max_candidates < 0:
+            bad.append(f"max_candidates={self.max_candidates} (must be >= 0)")
+        if self.visual_prompt_kind not in KINDS:
+            bad.append(
+                f"visual_prompt_kind={self.visual_prompt_kind!r} (one of {', '.join(KINDS)})"
+            )
+        if self.visual_prompt_color not in COLORS:
+            bad.append(
+                f"visual_prompt_color={self.visual_prompt_color!r} (one of {', '.join(COLORS)})"
+            )
+        if self.max_new_tokens < 1:
+            bad.append(f"max_new_tokens={self.max_new_tokens} (must be >= 1)")
+        if not 0.0 <= self.default_score <= 1.0:
+            bad.append(f"default_score={self.default_score} (must be in [0, 1])")
+        if bad:
+            raise ConfigError("invalid EngineConfig: " + "; ".join(bad))
+        self.fusion  # validates the fusion thresholds
+
+    @property
+    def fusion(self) -> FusionConfig:
+        return FusionConfig(
+            self.fusion_iou_2d, self.fusion_center_fraction, self.fusion_depth_log_tol
+        )
+
+
+@dataclass(frozen=True)
+class Query:
+    """A grounding query: text, optionally with an image region it refers to.
+
+    Attributes:
+        text: the phrase ("the red mug"); with a region and empty text, the engine asks about
+            "the object <mark phrase>" ("the object within the red rectangle").
+        region_2d: (4,) x1, y1, x2, y2 px of the referred region, or None.
+        mask: (H, W) bool mask of the referred region, or None.
+        visual_prompt: mark kind for this query (None: the engine's default).
+    """
+
+    text: str = ""
+    region_2d: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = field(default=None, compare=False)
+    visual_prompt: str | None = None
+
+
+@dataclass
+class EngineStats:
+    """Counters since the engine was created (``reset()`` clears them)."""
+
+    frames: int = 0
+    queries: int = 0
+    objects: int = 0
+    parse_failures: int = 0
+    failure_reasons: Counter = field(default_factory=Counter)
+    fused: int = 0
+    lifted_2d: int = 0
+    total_ms: float = 0.0
+    generate_ms: float = 0.0
+    new_tokens: int = 0
+    last_frame_ms: float = 0.0
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    @property
+    def parse_failure_rate(self) -> float:
+        return self.parse_failures / self.queries if self.queries else 0.0
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "failure_reasons"}
+        d["failure_reasons"] = dict(self.failure_reasons)
+        d["parse_failure_rate"] = self.parse_failure_rate
+        return d
+
+
+@dataclass
+class _Lifted:
+    box_optical: Box3D
+    box_2d: np.ndarray | None
+    source: str
+    label: str
+    points_optical: np.ndarray | None = None
+
+
+class SpatialEngine:
+    """Grounds natural-language queries in a sensor frame.
+
+    Args:
+        backend: any VLMBackend (transformers model, or a ScriptedBackend in tests).
+        config: EngineConfig.
+        codec: the box codec; default: the one recorded with the model
+            (``spatial_ros_vlm.json``) when the backend has a model directory, else defaults.
+    """
+
+    def __init__(
+        self,
+        backend: VLMBackend,
+        config: EngineConfig | None = None,
+        codec: BoxCodec | CodecConfig | None = None,
+    ) -> None:
+        self.backend = backend
+        self.config = config or EngineConfig()
+        if codec is None:
+            model_dir = getattr(backend, "info", {}).get("model_dir")
+            if model_dir:
+                from spatial_ros.vlm.tiny import codec_config_for
+
+                codec = codec_config_for(model_dir)
+        self.codec = codec if isinstance(codec, BoxCodec) else BoxCodec(codec)
+        self.prompts = PromptBuilder(self.codec, self.config.system_prompt or None)
+        self.stats = EngineStats()
+        self._points: dict[str, np.ndarray] = {}
+
+    # -- public API ----------------------------------------------------------------------
+
+    def ground(
+        self,
+        frame: SensorFrame,
+        queries: list[str | Query],
+        candidates: list[Candidate] | None = None,
+        output_frame: str = "base_link",
+    ) -> list[GroundedObject]:
+        """Ground every query in ``frame``.
+
+        Args:
+            frame: the synchronized sensor frame (image, camera, depth, transforms).
+            queries: phrases, or Query objects (with an image region for visual prompts).
+            candidates: specialist proposals (boxes in z-up frames named by box.frame_id).
+            output_frame: frame of the returned boxes (must be connected to the camera's
+                optical frame in ``frame.transforms``).
+
+        Returns:
+            One GroundedObject per query whose answer parsed and lifted, in query order
+            (ids "q<index>"). Parse failures are logged and counted in ``stats``.
+
+        Raises:
+            CalibrationError: the output frame or a candidate's frame is not connected to the
+                camera (a set-up error, not a model error).
+        """
+        t0 = time.perf_counter()
+        cam = frame.camera
+        cfg = self.config
+        qs = [q if isinstance(q, Query) else Query(text=str(q)) for q in queries]
+        T_out = self._lookup(frame, output_frame, cam.frame_id)
+        views = candidate_views(list(candidates or []), cam, frame.transforms)
+        listed = self._listed(views)
+        context = None
+        if cfg.specialist_prompts and listed:
+            context = self.prompts.specialist_block([v.box_optical for v in listed], cam)
+        self.stats.frames += 1
+        self.stats.queries += len(qs)
+        self._points = {}
+        if not qs:
+            self.stats.last_frame_ms = (time.perf_counter() - t0) * 1e3
+            self.stats.total_ms += self.stats.last_frame_ms
+            return []
+
+        images, texts = self._images_and_texts(frame, qs, listed)
+        adapter = self.backend.adapter
+        if cfg.vcot and adapter.family == "cube-llm":
+            first = [self.prompts.box2d(t, context) for t in texts]
+            r1 = self._generate(images, first)
+            convs = [self.prompts.vcot_second(c, r.text) for c, r in zip(first, r1)]
+        else:
+            convs = [adapter.grounding_prompt(self.prompts, t, context) for t in texts]
+        results = self._generate(images, convs)
+
+        out: list[GroundedObject] = []
+        H, W = frame.image.shape[:2]
+        for i, (q, text, res) in enumerate(zip(qs, texts, results)):
+            parsed = adapter.parse_grounding(res.text, self.codec, (H, W), res.model_image_hw)
+            if not parsed.ok:
+                self._fail(i, text, parsed, res.text)
+                continue
+            lifted = self._lift(parsed.value, frame, views)
+            if isinstance(lifted, ParseFailure):
+                self._fail(i, text, lifted, res.text)
+                continue
+            score = res.score if np.isfinite(res.score) else cfg.default_score
+            box_out = lifted.box_optical.transformed(T_out, output_frame)
+            obj = GroundedObject(
+                id=f"q{i}",
+                query=q.text or text,
+                label=lifted.label,
+                score=float(np.clip(score, 0.0, 1.0)),
+                box=box_out,
+                box_2d=lifted.box_2d,
+                distance=float(np.linalg.norm(lifted.box_optical.center)),
+                source=lifted.source,
+                raw_text=res.text,
+            )
+            if lifted.points_optical is not None:
+                P = lifted.points_optical
+                self._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
+            out.append(obj)
+        self.stats.objects += len(out)
+        self.stats.last_frame_ms = (time.perf_counter() - t0) * 1e3
+        self.stats.total_ms += self.stats.last_frame_ms
+        return out
+
+    def specialist_objects(
+        self, frame: SensorFrame, candidates: list[Candidate], output_frame: str = "base_link"
+    ) -> list[GroundedObject]:
+        """Every candidate as a GroundedObject in ``output_frame`` (specialists-only mode:
+        no model), with its distance from the camera and its 2D projection."""
+        cam = frame.camera
+        T_out = self._lookup(frame, output_frame, cam.frame_id)
+        out = []
+        for k, v in enumerate(candidate_views(candidates, cam, frame.transforms)):
+            c = v.candidate
+            out.append(
+                GroundedObject(
+                    id=c.id or f"{c.source}_{k}",
+                    query="",
+                    label=c.label,
+                    score=float(c.score),
+                    box=v.box_optical.transformed(T_out, output_frame),
+                    box_2d=v.box_2d,
+                    distance=float(np.linalg.norm(v.box_optical.center)),
+                    source=c.source,
+                )
+            )
+        return out
+
+    def distance(self, a: GroundedObject, b: GroundedObject) -> dict:
+        """Distances between two objects of the LAST ground() call (same output frame):
+        ``center`` (m), ``surface`` (m, closest surfaces: from the fused candidates' points
+        when both have them, else between the boxes) and ``method`` ("points"/"boxes")."""
+        if a.box.frame_id != b.box.frame_id:
+            raise ConfigError(
+                f"objects are in different frames ({a.box.frame_id!r}, {b.box.frame_id!r})"
+            )
+        surf, method = surface_distance(a.box, b.box, self._points.get(a.id),
+                                        self._points.get(b.id))
+        return {
+            "center": float(np.linalg.norm(a.box.center - b.box.center)),
+            "surface": surf,
+            "method": method,
+        }
+
+    # -- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _lookup(frame: SensorFrame, target: str, source: str) -> np.ndarray:
+        if target == source:
+            return np.eye(4)
+        if frame.transforms is None:
+            from spatial_ros.errors import CalibrationError
+
+            raise CalibrationError(
+                f"no transforms in the frame to reach output frame {target!r} from {source!r}"
+            )
+        return frame.transforms.lookup(target, source)
+
+    def _listed(self, views: list[CandidateView]) -> list[CandidateView]:
+        """Candidates worth listing: in front of the camera and visible, closest first."""
+        vis = [v for v in views if v.box_optical.center[2] > 0 and v.box_2d is not None]
+        vis.sort(key=lambda v: float(np.linalg.norm(v.box_optical.center)))
+        return vis[: self.config.max_candidates]
+
+    def _images_and_texts(self, frame: SensorFrame, qs: list[Query], listed: list[CandidateView]):
+        cfg = self.config
+        base = frame.image
+        if cfg.visual_prompts and listed:
+            # Mark every listed candidate once on the shared image (the prefix stays shared).
+            for v in listed:
+                base = draw_visual_prompt(base, "rectangle", v.box_2d,
+                                          color=cfg.visual_prompt_color).image
+        images: list[np.ndarray] = []
+        texts: list[str] = []
+        any_region = any(q.region_2d is not None or q.mask is not None for q in qs)
+        for q in qs:
+            if q.region_2d is None and q.mask is None:
+                images.append(base)
+                texts.append(q.text)
+                continue
+            vp = draw_visual_prompt(
+                base,
+                q.visual_prompt or cfg.visual_prompt_kind,
+                None if q.region_2d is None else np.asarray(q.region_2d, float),
+                q.mask,
+                color=cfg.visual_prompt_color,
+            )
+            images.append(vp.image)
+            texts.append(f"{q.text} {vp.phrase}".strip() if q.text else vp.query())
+        if not any_region:
+            images = [base]  # one shared image: the backend can reuse its prefix
+        return images, texts
+
+    def _generate(self, images, convs) -> list[GenerationResult]:
+        res = self.backend.generate(images, convs, self.config.max_new_tokens)
+        if res:
+            # prefill/decode times are per batch: count each batch once.
+            seen = set()
+            for r in res:
+                key = (r.prefill_ms, r.decode_ms, r.batch_size)
+                if key not in seen:
+                    seen.add(key)
+                    self.stats.generate_ms += r.prefill_ms + r.decode_ms
+                self.stats.new_tokens += r.new_tokens
+        return res
+
+    def _fail(self, i: int, text: str, failure: ParseFailure, raw: str) -> None:
+        self.stats.parse_failures += 1
+        self.stats.failure_reasons[failure.kind] += 1
+        log.warning("query %d %r: no object (%s); model said %r", i, text, failure.reason,
+                    raw[:120])
+
+    def _lift(self, ans: GroundingAnswer, frame: SensorFrame, views: list[CandidateView]):
+        cam = frame.camera
+        fcfg = self.config.fusion
+        if ans.box3d is not None:
+            box = lift_box3d(ans.box3d, cam, self.codec)
+            if box.center[2] <= 0:
+                return ParseFailure("behind camera: lifted box has z <= 0")
+            b2 = project_box(box, cam)
+            cuv = project_points(box.center[None], cam)[0]
+            m = None
+            if self.config.fuse and views:
+                m = match_candidate(b2, cuv, float(box.center[2]), views, cam, fcfg)
+            if m is None:
+                return _Lifted(box, b2, "vlm", ans.label)
+            return self._fused(views[m.index], ans)
+        # 2D-only answer: a candidate, else the depth image, lifts it.
+        b2 = np.asarray(ans.box_2d, dtype=np.float64)
+        cuv = np.array([(b2[0] + b2[2]) / 2, (b2[1] + b2[3]) / 2])
+        if views:
+            m = match_candidate(b2, cuv, None, views, cam, fcfg)
+            if m is not None:
+                return self._fused(views[m.index], ans)
+        if frame.depth is not None:
+            box = lift_box2d_with_depth(b2, cam, frame.depth)
+            if box is not None:
+                self.stats.lifted_2d += 1
+                return _Lifted(box, b2, "vlm+depth", ans.label)
+        return ParseFailure(
+            "unliftable: a 2D-only answer matched no candidate and the frame has no usable depth"
+        )
+
+    def _fused(self, v: CandidateView, ans: GroundingAnswer) -> _Lifted:
+        self.stats.fused += 1
+        c = v.candidate
+        pts = None
+        if c.points is not None and len(c.points):
+            pts = np.asarray(c.points, dtype=np.float64)[:, :3]
+            pts = pts @ v.T_cam_from_cand[:3, :3].T + v.T_cam_from_cand[:3, 3]  # -> optical
+        lifted = _Lifted(v.box_optical, v.box_2d, f"vlm+{c.source}", ans.label or c.label)
+        lifted.points_optical = pts
+        return lifted
