@@ -168,12 +168,15 @@ def _prior_cost(L: float, W: float, H: float, pr: SizePrior) -> tuple[float, boo
             return float(np.log(x / ref))
         return 0.5 * float(min(np.log(ref / max(x, 1e-3)), np.log(2.0)))
 
+    # Height is the most reliable extent (bottom on the ground, top from the highest row):
+    # it weighs three times a side.
+    h = 3.0 * abs(float(np.log(H / pr.height)))
     side_on = m(L, pr.length) + m(W, pr.width)
     if L <= (1 + t) * pr.width:
         end_on = m(L, pr.width) + m(W, pr.length)
         if end_on < side_on:
-            return float(abs(np.log(H / pr.height)) + end_on), True
-    return float(abs(np.log(H / pr.height)) + side_on), False
+            return h + end_on, True
+    return h + side_on, False
 
 
 def complete_with_prior(box: Box3D, priors, sensor_xy=(0.0, 0.0)) -> tuple[Box3D, str]:
