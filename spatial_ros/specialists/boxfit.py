@@ -90,6 +90,7 @@ def fit_box(
     method: str = "min_area",
     z_min: float | None = None,
     pad: float = 0.0,
+    pad_top: float | None = None,
     max_fit_points: int = 512,
     lshape_step_deg: float = 1.0,
     lshape_min_dist: float = 0.01,
@@ -103,6 +104,7 @@ def fit_box(
         z_min: bottom of the box (e.g. the ground/table height) instead of the lowest point.
         pad: metres added to each side in BEV and on top (half a point spacing compensates
             for points sampling the surface just inside its true edge).
+        pad_top: metres added on top instead of ``pad`` (e.g. half a LiDAR row).
         max_fit_points: the heading is fitted on at most this many evenly strided points.
         lshape_step_deg, lshape_min_dist: L-shape search resolution (degrees) and the
             closeness floor (metres).
@@ -138,7 +140,7 @@ def fit_box(
         ext = ext[::-1]
     ctr_xy = mid[0] * e1 + mid[1] * e2
     zlo = float(p[:, 2].min()) if z_min is None else float(min(z_min, p[:, 2].min()))
-    zhi = float(p[:, 2].max()) + pad
+    zhi = float(p[:, 2].max()) + (pad if pad_top is None else pad_top)
     yaw = float(np.arctan2(np.sin(theta), np.cos(theta)))
     if yaw > np.pi / 2:
         yaw -= np.pi

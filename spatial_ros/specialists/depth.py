@@ -66,7 +66,9 @@ class DepthSpecialistConfig:
         max_object_points: larger object clouds are strided down to this many points.
         max_points_total: the points inside all regions are strided down to this many first.
         cluster_cell, cluster_tolerance: grid clustering that separates objects from each
-            other and from the background inside the regions.
+            other and from the background inside the regions (near the camera).
+        pixel_gap, max_cluster_tolerance: the gap tolerance grows with range to ``pixel_gap``
+            pixel footprints (depth * stride / f), up to ``max_cluster_tolerance`` metres.
         min_fill: smallest 2D IoU between a region and its cluster's pixel box to accept it.
         outlier_neighbors, outlier_std_ratio: statistical outlier removal (points whose mean
             distance to their k neighbours exceeds mean + ratio * std are dropped); 0 = off.
@@ -92,6 +94,8 @@ class DepthSpecialistConfig:
     min_fill: float = 0.1
     cluster_cell: float = 0.01
     cluster_tolerance: float = 0.03
+    pixel_gap: float = 3.0
+    max_cluster_tolerance: float = 0.15
     outlier_neighbors: int = 16
     outlier_std_ratio: float = 2.0
     remove_support: bool = True
@@ -120,6 +124,9 @@ class DepthSpecialistConfig:
         if not 0 < self.cluster_cell <= self.cluster_tolerance:
             bad.append(f"cluster_cell={self.cluster_cell}, cluster_tolerance="
                        f"{self.cluster_tolerance} (need 0 < cell <= tolerance)")
+        if self.pixel_gap < 0 or self.max_cluster_tolerance < self.cluster_tolerance:
+            bad.append(f"pixel_gap={self.pixel_gap} (>= 0), max_cluster_tolerance="
+                       f"{self.max_cluster_tolerance} (>= cluster_tolerance)")
         if self.outlier_neighbors < 0 or self.outlier_std_ratio <= 0:
             bad.append(f"outlier_neighbors={self.outlier_neighbors} (>= 0), outlier_std_ratio="
                        f"{self.outlier_std_ratio} (> 0)")
@@ -207,6 +214,7 @@ class DepthSpecialist:
         from spatial_ros.geometry.camera import unproject_pixels
 
         s = self.config.stride
+        self._stride_used = s
         sub = d[::s, ::s]
         with np.errstate(invalid="ignore"):
             ok = np.isfinite(sub) & (sub >= self.config.min_depth) & (sub <= self.config.max_depth)
@@ -279,6 +287,10 @@ class DepthSpecialist:
             out_frame, T_out_from_w = frame_id, invert(T_w)
         pw = apply(T_w, p)
         self._sensor_in_w = T_w[:3, 3].copy()
+        # Angle between neighbouring points (radians): stride / focal length in pixels.
+        stride = getattr(self, "_stride_used", 1)
+        self._stride_used = 1
+        self._pixel_angle = 0.0 if camera is None else stride / min(camera.fx, camera.fy)
         st.timings_ms["prepare"] = (time.perf_counter() - t0) * 1e3
 
         T_cam_from_out = None
@@ -414,8 +426,18 @@ class DepthSpecialist:
         if len(union) < cfg.min_points:
             st.reason = f"only {len(union)} depth points inside the regions, off the planes"
             return []
-        lab, n_lab = grid_clusters(pw[union], cell=cfg.cluster_cell,
-                                   tolerance=cfg.cluster_tolerance, z_gap=np.inf)
+        # Neighbouring depth pixels lie ``depth * stride / f`` apart: the gap tolerance grows
+        # with range (``pixel_gap`` pixels), the cell with it so the search stays small.
+        sensor = self._sensor_in_w
+        r = np.hypot(pw[union, 0] - sensor[0], pw[union, 1] - sensor[1])
+        per_m = cfg.pixel_gap * self._pixel_angle
+        max_tol = float(np.clip(per_m * np.percentile(r, 95), cfg.cluster_tolerance,
+                                cfg.max_cluster_tolerance))
+        cell = max(cfg.cluster_cell, max_tol / 4.0)
+        lab, n_lab = grid_clusters(pw[union], cell=cell,
+                                   tolerance=max(cfg.cluster_tolerance, cell),
+                                   tolerance_per_m=per_m, max_tolerance=max_tol,
+                                   z_gap=np.inf, origin=sensor[:2])
         claimed = np.zeros(len(union), dtype=bool)
         left = [i for i in range(n_regions) if np.all(np.isfinite(regions[i]))]
         cands = []

@@ -89,7 +89,11 @@ class LidarSpecialistConfig:
         min_extent: a box's largest side must reach this, metres.
         max_size: (length, width, height) largest box kept after completion, metres.
         box_method: "lshape" (LiDAR sees 1-2 sides) or "min_area" (footprint seen from above).
-        box_pad: metres added to each side of fitted boxes.
+        box_pad, box_pad_per_m: metres added to each side of fitted boxes, plus this much per
+            metre of range (half the azimuth step: the outermost points of an object lie up to
+            one step inside its edges).
+        top_pad_rows: box tops are raised by this many beam pitches x range (the highest row
+            hitting a vertical object lies below its top; 0.5 = the expected shortfall).
         sampling_pad: grow each box on its far side (seen from the sensor) by half the spacing
             of the LiDAR rows on its top surface there: the last row falls short of the far
             edge by that much on average. The row pitch is the smallest elevation step between
@@ -140,6 +144,8 @@ class LidarSpecialistConfig:
     max_size: tuple[float, float, float] = (7.0, 3.0, 3.5)
     box_method: str = "lshape"
     box_pad: float = 0.0
+    box_pad_per_m: float = 0.0
+    top_pad_rows: float = 0.0
     sampling_pad: bool = False
     sampling_pad_max: float = 0.05
     extend_to_support: bool = True
@@ -157,7 +163,8 @@ class LidarSpecialistConfig:
         bad += [f"{k}={getattr(self, k)} (must be > 0)" for k in pos if not getattr(self, k) > 0]
         nonneg = ("min_range", "voxel_size", "tolerance_per_m", "z_gap_per_m", "min_height",
                   "plane_min_area", "plane_min_fraction", "box_pad", "min_extent",
-                  "plane_connectivity", "support_gap", "sampling_pad_max",
+                  "plane_connectivity", "support_gap", "sampling_pad_max", "box_pad_per_m",
+                  "top_pad_rows",
                   "ground_height_tolerance")
         bad += [f"{k}={getattr(self, k)} (must be >= 0)" for k in nonneg
                 if not getattr(self, k) >= 0]
@@ -204,7 +211,8 @@ class LidarSpecialistConfig:
         pedestrians, cyclists at 2-60 m). ``ground_height`` is the ground's z in the output
         frame: -1.73 for KITTI's velodyne frame, ~0 for base_link."""
         base = dict(size_priors=STREET_PRIORS, max_height=4.0, max_size=(7.0, 3.0, 4.5),
-                    cell=0.15, cluster_tolerance=0.3, tolerance_per_m=0.03, max_tolerance=1.2)
+                    cell=0.15, cluster_tolerance=0.3, tolerance_per_m=0.03, max_tolerance=1.2,
+                    box_pad_per_m=0.0017, top_pad_rows=0.5)
         base.update(overrides)
         return cls(**base)
 
@@ -630,9 +638,13 @@ class LidarSpecialist:
         origin = T_w[:3, 3]
         z_min = support_below(cp, planes, cfg.support_gap, cfg.plane_distance) \
             if cfg.extend_to_support else None
-        box = fit_box(cp, method=cfg.box_method, z_min=z_min, pad=cfg.box_pad)
-        if cfg.sampling_pad:
-            box = extend_away(box, box.center[:2] - origin[:2], _far_row_gap(cp, T_w, cfg))
+        pitch = _beam_pitch(cp, T_w) if (cfg.sampling_pad or cfg.top_pad_rows) else 0.0
+        c = cp.mean(axis=0) - origin
+        pad = cfg.box_pad + cfg.box_pad_per_m * float(np.hypot(c[0], c[1]))
+        pad_top = pad + cfg.top_pad_rows * pitch * float(np.linalg.norm(c))
+        box = fit_box(cp, method=cfg.box_method, z_min=z_min, pad=pad, pad_top=pad_top)
+        if cfg.sampling_pad and pitch > 0:
+            box = extend_away(box, box.center[:2] - origin[:2], _far_row_gap(cp, T_w, pitch, cfg))
         label = ""
         if cfg.size_priors:
             box, label = complete_with_prior(box, cfg.size_priors, origin[:2])
@@ -643,17 +655,21 @@ class LidarSpecialist:
         )
 
 
-def _far_row_gap(cp: np.ndarray, T_w: np.ndarray, cfg: LidarSpecialistConfig) -> float:
-    """Half the spacing (metres) of LiDAR rows on a horizontal top surface at the cluster's
-    far edge: ``0.5 · Δ · R² / h`` for beam pitch Δ (radians), range R and drop h from the
-    sensor to the top. 0 when it cannot be estimated (one row, sensor not above the top)."""
+def _beam_pitch(cp: np.ndarray, T_w: np.ndarray) -> float:
+    """Smallest elevation step (radians) between the cluster's LiDAR rows, 0 with one row.
+    A spinning LiDAR's points keep their beam's elevation whatever the range noise."""
     d = (cp - T_w[:3, 3]) @ T_w[:3, :3]  # points in the sensor frame
     el = np.sort(np.arctan2(d[:, 2], np.hypot(d[:, 0], d[:, 1])))
     steps = np.diff(el)
-    steps = steps[steps > 1e-4]  # distinct beams (a beam's points share its elevation)
-    if len(steps) == 0:
-        return 0.0
-    pitch = float(steps.min())
+    steps = steps[steps > 1e-4]  # distinct beams
+    return float(steps.min()) if len(steps) else 0.0
+
+
+def _far_row_gap(cp: np.ndarray, T_w: np.ndarray, pitch: float,
+                 cfg: LidarSpecialistConfig) -> float:
+    """Half the spacing (metres) of LiDAR rows on a horizontal top surface at the cluster's
+    far edge: ``0.5 · Δ · R² / h`` for beam pitch Δ (radians), range R and drop h from the
+    sensor to the top. 0 when the sensor is not above the top."""
     origin = T_w[:3, 3]
     h = float(origin[2] - cp[:, 2].max())
     if h <= 0:
