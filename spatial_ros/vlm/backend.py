@@ -795,8 +795,8 @@ class TransformersBackend(VLMBackend):
     def _prefix_len(self, enc: _Encoded) -> int:
         """Usable shared-prefix length (0 = none): covers every image token, leaves at least
         one suffix token per prompt, and is at least min_prefix_tokens long."""
-        if not enc.shared or not self.custom_loop:
-            return 0
+        if not enc.shared or not self.custom_loop or len(enc.ids) < 2:
+            return 0  # one prompt: nothing to share within the batch
         P = min(self.common_prefix(enc.ids), min(len(s) for s in enc.ids) - 1)
         last_img = max((i for i, t in enumerate(enc.ids[0]) if t == self.image_token_id),
                        default=-1)
@@ -894,9 +894,12 @@ class TransformersBackend(VLMBackend):
                 )
         return out  # type: ignore[return-value]
 
-    def generate_naive(self, images, prompts, max_new_tokens=64) -> list[GenerationResult]:
+    def generate_naive(
+        self, images, prompts, max_new_tokens=64, **generate_kwargs
+    ) -> list[GenerationResult]:
         """Baseline for benchmarks: one ``model.generate()`` call per prompt, each with its own
-        processor call (image preprocessing included), no batching, no prefix reuse."""
+        processor call (image preprocessing included), no batching, no prefix reuse.
+        ``generate_kwargs`` go to ``model.generate`` (e.g. ``min_new_tokens``)."""
         _check_batch(images, prompts)
         out = []
         for i, p in enumerate(prompts):
@@ -908,7 +911,8 @@ class TransformersBackend(VLMBackend):
                 enc = self.processor(images=[img], text=[text], return_tensors="pt")
                 enc = self._to_dev(dict(enc))
                 g = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                        num_beams=1, pad_token_id=self.pad_id)
+                                        num_beams=1, pad_token_id=self.pad_id,
+                                        **generate_kwargs)
             self._sync()
             ms = (time.perf_counter() - t0) * 1e3
             new = g[:, enc["input_ids"].shape[1]:]
