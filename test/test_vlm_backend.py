@@ -86,7 +86,7 @@ def test_batched_prefix_and_sequential_greedy_outputs_are_identical(backend, ima
     bat = backend.generate([image], prompts, max_new_tokens=12, mode="batched")
     pre = backend.generate([image], prompts, max_new_tokens=12, mode="prefix")
     assert len({r.token_ids for r in seq}) >= 3  # answers depend on the query
-    for s, b, p in zip(seq, bat, pre):
+    for s, b, p in zip(seq, bat, pre, strict=True):
         assert s.token_ids == b.token_ids == p.token_ids
         assert s.text == b.text == p.text
         assert abs(s.score - p.score) < 1e-4 and 0.0 < s.score <= 1.0
@@ -116,7 +116,7 @@ def test_fast_tokenization_matches_the_processor(backend, image):
     pb = PromptBuilder()
     prompts = [pb.box3d(c, CONTEXT) for c in CAPTIONS[:3]] + [[Turn("user", "hi", image=True)]]
     enc = backend.encode([image], prompts)
-    for p, ids in zip(prompts, enc.ids):
+    for p, ids in zip(prompts, enc.ids, strict=True):
         ref = backend.processor(images=[image], text=[backend.chat_text(p)], return_tensors="pt")
         assert ref["input_ids"][0].tolist() == ids
 
@@ -270,5 +270,5 @@ def test_cuda_bf16_prefix_reuse_matches_batched(tiny_dir, image):
     pre = gpu.generate([image], prompts, max_new_tokens=8, mode="prefix")
     bat = gpu.generate([image], prompts, max_new_tokens=8, mode="batched")
     assert pre[0].prefix_tokens > 0
-    same = sum(p.token_ids == b.token_ids for p, b in zip(pre, bat))
+    same = sum(p.token_ids == b.token_ids for p, b in zip(pre, bat, strict=True))
     assert same >= 7  # bf16 rounding may flip a near-tie on one of 8

@@ -302,7 +302,8 @@ def _mangle(rng: np.random.Generator, text: str) -> str:
         del s[i : i + int(rng.integers(1, 6))]
     elif ops == 1:  # insert junk
         i = int(rng.integers(0, len(s) + 1))
-        junk = "".join(rng.choice(list(string.printable + "[]{},.-+eE√ñ中"), int(rng.integers(1, 8))))
+        alphabet = list(string.printable + "[]{},.-+eE√ñ中")
+        junk = "".join(rng.choice(alphabet, int(rng.integers(1, 8))))
         s[i:i] = list(junk)
     elif ops == 2:  # truncate
         s = s[: int(rng.integers(0, len(s) + 1))]
@@ -311,7 +312,8 @@ def _mangle(rng: np.random.Generator, text: str) -> str:
     elif ops == 4:  # nested / doubled brackets
         s = list("[[" + text + "]]" + text)
     elif ops == 5:  # huge or weird numbers
-        s = list(text.replace("1", str(rng.choice(["1e308", "1e999", "-0", "99999999999", ".", "+-"]))))
+        weird = ["1e308", "1e999", "-0", "99999999999", ".", "+-"]
+        s = list(text.replace("1", str(rng.choice(weird))))
     elif ops == 6:  # random printable garbage
         s = list(rng.choice(list(string.printable), int(rng.integers(0, 80))))
     elif ops == 7:  # repeated answer, unclosed

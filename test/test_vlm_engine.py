@@ -202,7 +202,8 @@ def test_2d_answers_lift_via_candidates_or_depth(frame):
     b2 = project_box(_truth("the red mug").transformed(T), CAM)
     mh, mw = smart_resize(240, 320)
     rb = b2 * [mw / 320, mh / 240, mw / 320, mh / 240]
-    js = '[{"bbox_2d": [%d, %d, %d, %d], "label": "mug"}]' % tuple(np.rint(rb))
+    x1, y1, x2, y2 = (int(v) for v in np.rint(rb))
+    js = f'[{{"bbox_2d": [{x1}, {y1}, {x2}, {y2}], "label": "mug"}}]'
     qwen = ScriptedBackend([js], adapter=QwenJSONAdapter())
     engine = SpatialEngine(qwen)
     (obj,) = engine.ground(frame, ["the red mug"], cands)
@@ -244,8 +245,8 @@ def test_specialist_objects_and_calibration_errors(frame):
     objs = engine.specialist_objects(frame, cands, "base_link")
     assert [o.id for o in objs] == ["lidar_0", "lidar_1"]
     assert all(o.source == "lidar" and o.box.frame_id == "base_link" for o in objs)
-    np.testing.assert_allclose(objs[0].box.center, TRUTH["the red mug"][0] + np.r_[0.01, -0.005, 0],
-                               atol=1e-9)
+    expect = TRUTH["the red mug"][0] + np.r_[0.01, -0.005, 0]
+    np.testing.assert_allclose(objs[0].box.center, expect, atol=1e-9)
     with pytest.raises(CalibrationError, match="odom"):
         engine.ground(frame, ["the mug"], cands, output_frame="odom")
     with pytest.raises(ConfigError, match="visual_prompt_kind='star'"):
@@ -315,7 +316,7 @@ def test_tiny_model_end_to_end_batch_equals_sequential(frame, tmp_path):
     # The exact conversations the engine sends (recorded with a scripted run).
     rec = ScriptedBackend(["-"])
     SpatialEngine(rec, cfg, codec).ground(frame, list(TRUTH), cands)
-    pairs = [(conv, _answer(name, tf, codec)) for (conv, _), name in zip(rec.calls, TRUTH)]
+    pairs = [(conv, _answer(n, tf, codec)) for (conv, _), n in zip(rec.calls, TRUTH, strict=True)]
     assert _memorise(backend, pairs, frame.image) < 0.1
 
     queries = ["the red mug", "the blue bowl", "the green can", "the yellow box",

@@ -30,7 +30,7 @@ import numpy as np
 
 from spatial_ros.errors import ConfigError
 
-HELP = "VLM grounding latency: batched + prefix KV reuse vs sequential generate() (1 and 8 queries)"
+HELP = "VLM grounding latency: batched + prefix KV reuse vs sequential generate() (1, 8 queries)"
 
 CAPTIONS = [
     "the red mug", "the blue bowl", "the green can on the left", "the yellow ball",
@@ -64,7 +64,12 @@ def build_7b(device: str):
     """A LLaVA-1.5-7B-shaped model (Llama-2-7B text, CLIP ViT-L/14 at 336 px: 576 image
     tokens) with random bf16 weights on ``device``, and a processor with our tokenizer."""
     import torch
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
 
     processor = _processor(336, 14)
     ids = processor.tokenizer.convert_tokens_to_ids
@@ -204,7 +209,8 @@ def measure(backend, n_queries: int, args) -> dict:
         "naive_tokens_per_s": n_queries * steps / nwall,
         "ratio_naive_over_ours": nwall / wall,
         "same_tokens_as_naive": sum(
-            a.token_ids == b.token_ids for a, b in zip(res, nruns[-1][1])) / n_queries,
+            a.token_ids == b.token_ids for a, b in zip(res, nruns[-1][1], strict=True)
+        ) / n_queries,
     }
 
 
@@ -236,7 +242,8 @@ def run(args) -> int:
             f"{r['ours_decode_ms_per_token']:.2f} ms/token, prefix {r['shared_prefix_tokens']}/"
             f"{r['prompt_tokens']} tokens shared) {r['ours_tokens_per_s']:7.1f} tok/s | naive "
             f"generate() x{n}: {r['naive_ms']:8.1f} ms {r['naive_tokens_per_s']:7.1f} tok/s | "
-            f"ratio {r['ratio_naive_over_ours']:.2f}x | same tokens {r['same_tokens_as_naive']:.0%}"
+            f"ratio {r['ratio_naive_over_ours']:.2f}x | "
+            f"same tokens {r['same_tokens_as_naive']:.0%}"
         )
     out = {"model": name, "info": info, "max_new_tokens": args.max_new_tokens, "rows": rows}
     if on_gpu:

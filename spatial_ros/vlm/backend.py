@@ -408,7 +408,9 @@ class BackendConfig:
 
     model_dir: str = param("", "local model directory (config.json + *.safetensors + processor)")
     device: str = param("auto", "auto (cuda when available), cpu, cuda or cuda:N")
-    dtype: str = param("auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16")
+    dtype: str = param(
+        "auto", "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"
+    )
     attn_implementation: str = param("sdpa", "attention kernel: sdpa or eager")
     prefix_reuse: bool = param(True, "encode the shared image/system prefix once per batch")
     max_batch_size: int = param(16, "largest batch; more prompts are split into batches")
@@ -639,7 +641,7 @@ class TransformersBackend(VLMBackend):
                     ids.append(e["input_ids"][0].tolist())
             return _Encoded(ids, [pix], True, self._model_hw(pix))
         ids, pixs = [], []
-        for im, t in zip(images, texts):
+        for im, t in zip(images, texts, strict=True):
             e = self.processor(images=[im], text=[t], return_tensors="pt")
             ids.append(e["input_ids"][0].tolist())
             pixs.append(self._pixel_kwargs(e))
@@ -875,7 +877,8 @@ class TransformersBackend(VLMBackend):
         out: list[GenerationResult | None] = [None] * B
         for rows, gen, tm in runs:
             lps = tm.extra.get("logprobs")
-            for j, (r, (text, n, tids)) in enumerate(zip(rows, self._texts(gen, tm.steps))):
+            texts = self._texts(gen, tm.steps)
+            for j, (r, (text, n, tids)) in enumerate(zip(rows, texts, strict=True)):
                 score = float("nan")
                 if lps is not None and float(lps[1][j]) > 0:
                     score = math.exp(float(lps[0][j]) / float(lps[1][j]))

@@ -242,7 +242,8 @@ def _candidates(text: str) -> list[_Candidate]:
         line_end = text.find("\n", tail_open)
         line_end = len(text) if line_end < 0 else line_end
         inner = text[tail_open + 1 : line_end]
-        out.append(_Candidate(_split_items(inner), (tail_open, line_end), text[tail_open:line_end]))
+        snippet = text[tail_open:line_end]
+        out.append(_Candidate(_split_items(inner), (tail_open, line_end), snippet))
     if not out:
         # Bare runs "12, 34, 56" (missing brackets): numbers separated only by commas.
         run: list[re.Match] = []
@@ -507,7 +508,7 @@ class BoxCodec:
 
     def parse_box2d(self, text: str) -> ParseResult[Box2DCode] | ParseFailure:
         def val(v):
-            cs = [self._coord(a, n) for a, n in zip(v, ("x1", "y1", "x2", "y2"))]
+            cs = [self._coord(a, n) for a, n in zip(v, ("x1", "y1", "x2", "y2"), strict=True)]
             for r in cs:
                 if isinstance(r, str):
                     return r

@@ -81,7 +81,7 @@ class EngineConfig:
             bad.append(f"default_score={self.default_score} (must be in [0, 1])")
         if bad:
             raise ConfigError("invalid EngineConfig: " + "; ".join(bad))
-        self.fusion  # validates the fusion thresholds
+        _ = self.fusion  # validates the fusion thresholds
 
     @property
     def fusion(self) -> FusionConfig:
@@ -225,14 +225,14 @@ class SpatialEngine:
         if cfg.vcot and adapter.family == "cube-llm":
             first = [self.prompts.box2d(t, context) for t in texts]
             r1 = self._generate(images, first)
-            convs = [self.prompts.vcot_second(c, r.text) for c, r in zip(first, r1)]
+            convs = [self.prompts.vcot_second(c, r.text) for c, r in zip(first, r1, strict=True)]
         else:
             convs = [adapter.grounding_prompt(self.prompts, t, context) for t in texts]
         results = self._generate(images, convs)
 
         out: list[GroundedObject] = []
         H, W = frame.image.shape[:2]
-        for i, (q, text, res) in enumerate(zip(qs, texts, results)):
+        for i, (q, text, res) in enumerate(zip(qs, texts, results, strict=True)):
             parsed = adapter.parse_grounding(res.text, self.codec, (H, W), res.model_image_hw)
             if not parsed.ok:
                 self._fail(i, text, parsed, res.text)

@@ -175,7 +175,9 @@ def candidate_views(
 class FusionConfig:
     """When a VLM answer is taken to designate a specialist candidate."""
 
-    iou_2d_min: float = param(0.3, "2D IoU (answer vs candidate projection) that counts as a match")
+    iou_2d_min: float = param(
+        0.3, "2D IoU (answer vs candidate projection) that counts as a match"
+    )
     center_fraction: float = param(
         0.06, "or: projected centres closer than this fraction of the image diagonal"
     )
