@@ -67,8 +67,10 @@ def evaluate(scenario: str, seeds) -> dict:
     return res
 
 
-@pytest.mark.parametrize("scenario, seeds, min_recall",
-                         [("tabletop", range(1000, 1004), 0.85), ("street", range(1000, 1002), 0.85)])
+@pytest.mark.parametrize(
+    "scenario, seeds, min_recall",
+    [("tabletop", range(1000, 1004), 0.85), ("street", range(1000, 1002), 0.85)],
+)
 def test_sim_recall_few_frames(scenario, seeds, min_recall):
     res = evaluate(scenario, list(seeds))
     assert res["n"] >= 8

@@ -59,7 +59,9 @@ class SizePrior:
             )
 
 
-def _rect_lshape(xy: np.ndarray, step_deg: float, min_dist: float) -> tuple[float, np.ndarray, np.ndarray]:
+def _rect_lshape(
+    xy: np.ndarray, step_deg: float, min_dist: float
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Best rectangle heading by the closeness criterion; returns (theta, lo, hi) where lo/hi
     are the min/max projections on the axes e1 = (cos t, sin t), e2 = (-sin t, cos t)."""
     thetas = np.radians(np.arange(0.0, 90.0, step_deg))

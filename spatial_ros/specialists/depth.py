@@ -214,7 +214,6 @@ class DepthSpecialist:
         from spatial_ros.geometry.camera import unproject_pixels
 
         s = self.config.stride
-        self._stride_used = s
         sub = d[::s, ::s]
         with np.errstate(invalid="ignore"):
             ok = np.isfinite(sub) & (sub >= self.config.min_depth) & (sub <= self.config.max_depth)
@@ -225,7 +224,7 @@ class DepthSpecialist:
             pts, pixels=uv, camera=camera, T_cam_from_points=np.eye(4),
             boxes_2d=boxes_2d, masks=masks, labels=labels, scores=scores,
             T_base_from_points=T_base_from_camera, base_frame=base_frame,
-            frame_id=camera.frame_id, n_input=int(d.size),
+            frame_id=camera.frame_id, pixel_stride=s, n_input=int(d.size),
         )
 
     def propose_points(
@@ -243,6 +242,7 @@ class DepthSpecialist:
         base_frame: str = "base_link",
         frame_id: str = "camera_optical_frame",
         up_hint=OPTICAL_UP,
+        pixel_stride: int = 1,
         n_input: int | None = None,
     ) -> list[Candidate]:
         """Candidates from a camera-derived cloud (e.g. SUN RGB-D's upright points).
@@ -258,6 +258,8 @@ class DepthSpecialist:
                 in ``frame_id``). Pass the identity for clouds that are already upright.
             base_frame: name of the z-up frame when ``T_base_from_points`` is given.
             frame_id: name of the points' frame.
+            pixel_stride: pixels between neighbouring points (sets the range-adaptive gap
+                with the camera's focal length).
             n_input: for ``last_stats`` (pixels of the depth image).
         """
         cfg = self.config
@@ -286,11 +288,9 @@ class DepthSpecialist:
             T_w = self._gravity(p, up_hint, st)
             out_frame, T_out_from_w = frame_id, invert(T_w)
         pw = apply(T_w, p)
-        self._sensor_in_w = T_w[:3, 3].copy()
+        sensor = T_w[:3, 3].copy()
         # Angle between neighbouring points (radians): stride / focal length in pixels.
-        stride = getattr(self, "_stride_used", 1)
-        self._stride_used = 1
-        self._pixel_angle = 0.0 if camera is None else stride / min(camera.fx, camera.fy)
+        pixel_angle = 0.0 if camera is None else pixel_stride / min(camera.fx, camera.fy)
         st.timings_ms["prepare"] = (time.perf_counter() - t0) * 1e3
 
         T_cam_from_out = None
@@ -308,7 +308,8 @@ class DepthSpecialist:
 
                 T_cp = np.eye(4) if T_cam_from_points is None else T_cam_from_points
                 pixels, _, _ = points_to_image(p, T_cp, camera)
-            cands = self._lift_regions(pw, pixels, boxes_2d, masks, labels, scores, st)
+            cands = self._lift_regions(pw, pixels, boxes_2d, masks, labels, scores, st,
+                                       sensor, pixel_angle)
 
         t = time.perf_counter()
         identity_out = np.array_equal(T_out_from_w, np.eye(4))
@@ -371,7 +372,9 @@ class DepthSpecialist:
         st.timings_ms.update({f"cluster_{k}": v for k, v in inner_st.timings_ms.items()})
         return cands
 
-    def _lift_regions(self, pw, pixels, boxes_2d, masks, labels, scores, st) -> list[Candidate]:
+    def _lift_regions(
+        self, pw, pixels, boxes_2d, masks, labels, scores, st, sensor, pixel_angle
+    ) -> list[Candidate]:
         """Lift each 2D region to the connected cluster that fills it best.
 
         The points of all regions (minus support-plane points) are clustered once. Each
@@ -397,7 +400,6 @@ class DepthSpecialist:
         for q in planes:
             on_plane[q.inliers] = True
         if cfg.max_walls > 0:
-            sensor = self._sensor_in_w
             walls = fit_walls(pw - sensor, (0.0, 0.0, 1.0), distance=cfg.plane_distance * 1.5,
                               min_area=cfg.wall_min_area, max_planes=cfg.max_walls,
                               seed=cfg.seed, exclude=on_plane)
@@ -428,9 +430,8 @@ class DepthSpecialist:
             return []
         # Neighbouring depth pixels lie ``depth * stride / f`` apart: the gap tolerance grows
         # with range (``pixel_gap`` pixels), the cell with it so the search stays small.
-        sensor = self._sensor_in_w
         r = np.hypot(pw[union, 0] - sensor[0], pw[union, 1] - sensor[1])
-        per_m = cfg.pixel_gap * self._pixel_angle
+        per_m = cfg.pixel_gap * pixel_angle
         max_tol = float(np.clip(per_m * np.percentile(r, 95), cfg.cluster_tolerance,
                                 cfg.max_cluster_tolerance))
         cell = max(cfg.cluster_cell, max_tol / 4.0)

@@ -238,7 +238,9 @@ class LidarSpecialistConfig:
     def preset(cls, name: str, **overrides) -> LidarSpecialistConfig:
         """The named preset ("street" or "tabletop") with ``overrides`` applied."""
         if name not in ("street", "tabletop"):
-            raise ConfigError(f"LidarSpecialistConfig: preset must be street|tabletop, got {name!r}")
+            raise ConfigError(
+                f"LidarSpecialistConfig: preset must be street|tabletop, got {name!r}"
+            )
         return getattr(cls, name)(**overrides)
 
     @classmethod
@@ -249,7 +251,9 @@ class LidarSpecialistConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"LidarSpecialistConfig: unknown keys {unknown}; known: {sorted(known)}")
+            raise ConfigError(
+                f"LidarSpecialistConfig: unknown keys {unknown}; known: {sorted(known)}"
+            )
         for k in ("roi_min", "roi_max", "max_size"):
             if d.get(k) is not None:
                 d[k] = tuple(float(v) for v in d[k])
@@ -596,7 +600,9 @@ class LidarSpecialist:
                 out.append(c)
         return out
 
-    def _remove_planes(self, xyz: np.ndarray, st: SpecialistStats) -> tuple[np.ndarray, list[Plane]]:
+    def _remove_planes(
+        self, xyz: np.ndarray, st: SpecialistStats
+    ) -> tuple[np.ndarray, list[Plane]]:
         """Mask of object points (in the height window above the support plane, on no plane)
         and the detected planes (lowest first; the prior ground when none was found)."""
         cfg = self.config

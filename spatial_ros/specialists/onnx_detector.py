@@ -26,7 +26,7 @@ be plugged in without code (``onnxruntime-gpu`` on robots, ``onnxruntime`` here)
     class_names: [person, car]
     score_threshold: 0.3
     max_detections: 100
-    providers: auto                   # or a list, e.g. [CUDAExecutionProvider, CPUExecutionProvider]
+    providers: auto                   # or e.g. [CUDAExecutionProvider, CPUExecutionProvider]
 
 2D detections become candidates by lifting them with the depth specialist (needs a depth
 image); 3D detections are boxes in the input cloud's frame (z-up). ``providers: auto`` picks
@@ -47,7 +47,9 @@ from spatial_ros.types import Box3D, CameraIntrinsics, Candidate
 
 log = logging.getLogger(__name__)
 
-PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+PREFERRED_PROVIDERS = (
+    "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+)
 BOX_FORMATS_2D = ("xyxy", "xywh", "cxcywh")
 BOX_FORMATS_3D = ("xyzlwhr", "xyzwlhr")
 
@@ -255,7 +257,9 @@ class OnnxDetector:
 
     # -- inference ----------------------------------------------------------------------------
 
-    def detect(self, image: np.ndarray | None = None, points: np.ndarray | None = None) -> Detections:
+    def detect(
+        self, image: np.ndarray | None = None, points: np.ndarray | None = None
+    ) -> Detections:
         """Run the detector on an (H, W, 3) uint8 RGB image or an (N, 3+) cloud."""
         spec = self.config.input
         if spec.kind == "image":
@@ -333,7 +337,8 @@ class OnnxDetector:
         )
         for c in cands:
             c.source = self.source
-        origin = np.zeros(3) if T_base_from_camera is None else np.asarray(T_base_from_camera)[:3, 3]
+        origin = (np.zeros(3) if T_base_from_camera is None
+                  else np.asarray(T_base_from_camera)[:3, 3])
         return finalize_candidates(cands, origin, self.source)
 
     # -- pre/post-processing ------------------------------------------------------------------

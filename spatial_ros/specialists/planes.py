@@ -135,7 +135,10 @@ def ransac_plane(
         return None
     normals, tri = normals[ok], tri[ok]
     offsets = -np.einsum("ij,ij->i", normals, tri[:, 0])
-    ev = cand if len(cand) <= max_eval_points else cand[rng.choice(len(cand), max_eval_points, replace=False)]
+    if len(cand) > max_eval_points:
+        ev = cand[rng.choice(len(cand), max_eval_points, replace=False)]
+    else:
+        ev = cand
     counts = (np.abs(p[ev] @ normals.T + offsets) <= distance).sum(axis=0)
     best = int(np.argmax(counts))
     n, d = normals[best], offsets[best]
