@@ -147,6 +147,20 @@ def test_bench_vlm_reports_the_ratio(tmp_path, capsys):
     assert main(["bench", "vlm", "--preset", "7b", "--device", "cpu"]) == 1
 
 
+def test_7b_preset_has_llava_7b_shapes():
+    """Built on the meta device (no memory): parameter count and image tokens of LLaVA-1.5-7B."""
+    from spatial_ros.bench.vlm import build_7b
+
+    model, proc = build_7b("meta")
+    n = sum(p.numel() for p in model.parameters())
+    assert 7.0e9 < n < 7.1e9  # LLaVA-1.5-7B: 7.06 B
+    assert next(model.parameters()).dtype.is_floating_point
+    assert model.config.text_config._attn_implementation == "sdpa"
+    img = np.zeros((480, 640, 3), np.uint8)
+    enc = proc(images=[img], text=["<image>\nhi"], return_tensors="pt")
+    assert int((enc["input_ids"] == model.config.image_token_id).sum()) == 576
+
+
 @pytest.mark.gpu
 def test_bench_vlm_7b_on_gpu(tmp_path):
     torch = pytest.importorskip("torch")

@@ -60,20 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def build_7b(device: str):
-    """A LLaVA-1.5-7B-shaped model (Llama-2-7B text, CLIP ViT-L/14 at 336 px: 576 image
-    tokens) with random bf16 weights on ``device``, and a processor with our tokenizer."""
-    import torch
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-    )
+def llava_7b_config(processor):
+    """LlavaConfig of a LLaVA-1.5-7B-shaped model: Llama-2-7B text model, CLIP ViT-L/14 vision
+    tower at 336 px (576 image tokens), penultimate-layer features."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
-    processor = _processor(336, 14)
     ids = processor.tokenizer.convert_tokens_to_ids
-    cfg = LlavaConfig(
+    return LlavaConfig(
         vision_config=CLIPVisionConfig(
             hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
             num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768,
@@ -88,9 +81,20 @@ def build_7b(device: str):
         vision_feature_layer=-2,
         image_seq_length=576,
     )
-    cfg._attn_implementation = "sdpa"
+
+
+def build_7b(device: str):
+    """The 7B-shaped model with random bf16 weights created directly on ``device`` (``"meta"``
+    builds it without memory), and a processor with our tokenizer."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    processor = _processor(336, 14)
+    cfg = llava_7b_config(processor)
     with torch.device(device):
-        model = LlavaForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16)
+        model = LlavaForConditionalGeneration._from_config(
+            cfg, dtype=torch.bfloat16, attn_implementation="sdpa"
+        )
     return model.eval(), processor
 
 

@@ -368,8 +368,12 @@ class SpatialEngine:
     def _fail(self, i: int, text: str, failure: ParseFailure, raw: str) -> None:
         self.stats.parse_failures += 1
         self.stats.failure_reasons[failure.kind] += 1
-        log.warning("query %d %r: no object (%s); model said %r", i, text, failure.reason,
-                    raw[:120])
+        n = self.stats.parse_failures
+        # The first 20 failures at WARNING, then every 100th (a bad model at 10 Hz would flood
+        # the log); all of them at DEBUG. ``stats.failure_reasons`` counts every one.
+        level = logging.WARNING if n <= 20 or n % 100 == 0 else logging.DEBUG
+        log.log(level, "query %d %r: no object (%s); model said %r [%d parse failures so far]",
+                i, text, failure.reason, raw[:120], n)
 
     def _lift(self, ans: GroundingAnswer, frame: SensorFrame, views: list[CandidateView]):
         cam = frame.camera
