@@ -218,3 +218,15 @@ def test_bad_specs_and_models_say_what_is_wrong(tmp_path, image_model):
         det.detect(points=np.zeros((3, 3)))
     with pytest.raises(ConfigError, match="uint8"):
         det.detect(image=np.zeros((10, 10, 3), np.float32))
+
+
+@pytest.mark.gpu
+def test_auto_providers_prefer_cuda_when_present(image_model):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu with CUDA is not installed here")
+    det = OnnxDetector(image_model)
+    assert det.providers[0] in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+    assert "CUDAExecutionProvider" in det.session.get_providers()
+    out = det.detect(image=_image_with_rect())
+    np.testing.assert_allclose(out.boxes_2d[0], [40, 30, 100, 90], atol=2.0)

@@ -102,9 +102,10 @@ class LidarSpecialistConfig:
         extend_to_support: a box's bottom goes down to the highest detected plane below it
             when the gap is at most ``support_gap`` metres (hidden lower parts, e.g. wheels).
         support_gap: see ``extend_to_support``, metres.
-        split_oversized: a cluster larger than ``max_size`` (but at most 2.5x as long) is split
-            once more with a one-cell gap (objects the range-grown gap merged, e.g. parked
-            cars); pieces are kept when they fit, and with size priors only when one matches.
+        split_oversized: a cluster larger than ``max_size`` (but at most 2.5x as long, and no
+            taller than the tallest size prior) is split once more with a one-cell gap (objects
+            the range-grown gap merged, e.g. parked cars); pieces are kept when they fit, and
+            with size priors only when one matches.
         size_priors: categories used to complete partially seen clusters (also their label).
         score_points: score = n / (n + score_points) for a cluster of n points.
         require_in_image: drop candidates whose box does not project into the image (only when
@@ -566,16 +567,28 @@ class LidarSpecialist:
             lab = remap[labels]
             sub_idx = np.flatnonzero(lab >= 0)
             max_size = np.asarray(cfg.max_size, float)
+            # Tallest thing worth splitting: merged parked cars are car-high, buildings not.
+            split_h = max([p.height * (1 + p.tolerance) for p in cfg.size_priors],
+                          default=max_size[2])
             for g in group_indices(lab[sub_idx], len(big)):
                 cp = obj[sub_idx[g]]
-                c = self._box_for_cluster(cp, planes, T_w)
-                if np.any(c.box.size > max_size) and cfg.split_oversized \
-                        and c.box.size[0] <= 2.5 * max_size[0]:
-                    # Too big: objects closer than the range-grown gap (parked cars) merged.
-                    # Split once with the tightest gap (one cell) and keep what fits.
+                lo, hi = cp.min(axis=0), cp.max(axis=0)
+                ext = hi - lo
+                # Cheap bounds first: an oriented box is at least AABB/sqrt(2) long.
+                long_side = max(ext[0], ext[1]) / np.sqrt(2.0)
+                too_big = long_side > max_size[0] or ext[2] > max_size[2]
+                if not too_big:
+                    c = self._box_for_cluster(cp, planes, T_w)
+                    too_big = bool(np.any(c.box.size > max_size))
+                    if not too_big:
+                        if self._fits(c):
+                            cands.append(c)
+                        continue
+                if cfg.split_oversized and long_side <= 2.5 * max_size[0] \
+                        and ext[2] <= split_h:
+                    # Objects closer than the range-grown gap (parked cars) merged: split
+                    # once with the tightest gap (one cell) and keep what fits.
                     cands += self._split(cp, planes, T_w)
-                elif self._fits(c):
-                    cands.append(c)
         st.timings_ms["boxes"] = (time.perf_counter() - t) * 1e3
         return cands
 

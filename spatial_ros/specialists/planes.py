@@ -88,7 +88,7 @@ def ransac_plane(
     max_tilt_deg: float = 90.0,
     min_tilt_deg: float = 0.0,
     iterations: int = 256,
-    max_eval_points: int = 4096,
+    max_eval_points: int = 2048,
     seed: int = 0,
     candidate_mask: np.ndarray | None = None,
     max_refit_points: int = 8192,
