@@ -473,7 +473,12 @@ class BoxCodec:
         return self._list(parts)
 
     def encode_box3d(self, box_optical: Box3D, camera: CameraIntrinsics) -> str:
-        """Box in the camera optical frame -> Cube-LLM 3D box text."""
+        """Box in the camera optical frame -> Cube-LLM 3D box text (depth clamped to the
+        codec's range; check ``depth_in_range`` to drop such annotations instead).
+
+        Raises:
+            DataError: the box centre is behind the camera (z <= 0).
+        """
         return self.format_box3d(self.box3d_code(box_optical, camera))
 
     # -- parsing (text -> typed code, never raises) -----------------------------------------
