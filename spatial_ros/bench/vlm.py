@@ -138,9 +138,10 @@ def make_backend(args):
         return TransformersBackend.from_model(model, proc, BackendConfig(device=dev)), "7b"
     from spatial_ros.vlm.tiny import build_tiny_vlm
 
-    tmp = tempfile.mkdtemp(prefix="spatial_ros_bench_vlm_")
-    d = build_tiny_vlm(tmp, "default" if preset == "tiny" else "test")
-    return TransformersBackend(d, device=args.device), f"tiny preset '{preset}' (random weights)"
+    with tempfile.TemporaryDirectory(prefix="spatial_ros_bench_vlm_") as tmp:
+        d = build_tiny_vlm(tmp, "default" if preset == "tiny" else "test")
+        backend = TransformersBackend(d, device=args.device)  # weights now in memory
+    return backend, f"tiny preset '{preset}' (random weights)"
 
 
 # ----------------------------------------------------------------------------------------------
