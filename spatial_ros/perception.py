@@ -239,11 +239,14 @@ class PerceptionPipeline:
         )
 
     def _candidate_object(self, c: Candidate, frame: SensorFrame) -> GroundedObject:
-        T = frame.transforms.lookup(self.config.output_frame, c.box.frame_id or frame.points_frame)
-        box = c.box.transformed(T, self.config.output_frame)
+        tf, src = frame.transforms, c.box.frame_id or frame.points_frame
+        box = c.box.transformed(tf.lookup(self.config.output_frame, src), self.config.output_frame)
+        # Distance from the SENSOR origin (the source's sensor frame), not from output_frame.
+        sensor = frame.points_frame if c.source == "lidar" else frame.camera.frame_id
+        centre_in_sensor = tf.lookup(sensor, src) @ np.append(c.box.center, 1.0)
         return GroundedObject(
             id=c.id, query="", label=c.label, score=c.score, box=box, box_2d=c.box_2d,
-            distance=float(np.linalg.norm(c.box.center)), source=c.source,
+            distance=float(np.linalg.norm(centre_in_sensor[:3])), source=c.source,
         )
 
     def relations(

@@ -137,6 +137,11 @@ def test_specialists_only_matches_truth_and_keeps_stamps(ros, sim_frames):
             stamp, frame_id, objs = msg_to_grounded_objects(by_stamp[fr.stamp_ns])
             assert stamp == fr.stamp_ns and frame_id == "base_link"
             assert all(o.source == "lidar" and np.isfinite(o.distance) for o in objs)
+            # distance is from the LiDAR origin, not from base_link
+            T_lidar_base = h.tree.lookup("lidar", "base_link")
+            for o in objs:
+                c = T_lidar_base @ np.append(o.box.center, 1.0)
+                assert o.distance == pytest.approx(np.linalg.norm(c[:3]), abs=1e-3)
             for t in fr.truth.objects:
                 if (t.lidar_points or 0) < 30:
                     continue
