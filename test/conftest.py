@@ -33,3 +33,22 @@ def sunrgbd_dir(real_data: Path) -> Path:
     if not d.is_dir():
         pytest.skip("sunrgbd_000001 not present")
     return d
+
+
+def _factory_params():
+    out = [pytest.param("rosbags", id="rosbags")]
+    try:
+        import sensor_msgs.msg  # noqa: F401
+
+        out.append(pytest.param("rclpy", id="rclpy"))
+    except ImportError:
+        out.append(pytest.param("rclpy", id="rclpy", marks=pytest.mark.skip("no sensor_msgs")))
+    return out
+
+
+@pytest.fixture(params=_factory_params())
+def factory(request):
+    """A MessageFactory for rosbags messages and (when rclpy imports) for rclpy messages."""
+    from spatial_ros.io.msgs import MessageFactory
+
+    return MessageFactory.rclpy() if request.param == "rclpy" else MessageFactory.rosbags()

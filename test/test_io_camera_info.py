@@ -18,20 +18,6 @@ K = np.array([[600.0, 0.0, 321.5], [0.0, 605.0, 239.25], [0.0, 0.0, 1.0]])
 D = np.array([-0.2, 0.05, 0.001, -0.002, 0.01])
 
 
-def _factories():
-    out = [pytest.param("rosbags", id="rosbags")]
-    try:
-        import sensor_msgs.msg  # noqa: F401
-
-        out.append(pytest.param("rclpy", id="rclpy"))
-    except ImportError:
-        out.append(pytest.param("rclpy", id="rclpy", marks=pytest.mark.skip("no sensor_msgs")))
-    return out
-
-
-@pytest.fixture(params=_factories())
-def factory(request) -> MessageFactory:
-    return MessageFactory.rclpy() if request.param == "rclpy" else MessageFactory.rosbags()
 
 
 def test_roundtrip(factory):

@@ -25,20 +25,6 @@ from spatial_ros.io.msgs import MessageFactory, default_typestore, ns_to_stamp, 
 H, W = 6, 10
 
 
-def _factories():
-    out = [pytest.param("rosbags", id="rosbags")]
-    try:
-        import sensor_msgs.msg  # noqa: F401
-
-        out.append(pytest.param("rclpy", id="rclpy"))
-    except ImportError:
-        out.append(pytest.param("rclpy", id="rclpy", marks=pytest.mark.skip("no sensor_msgs")))
-    return out
-
-
-@pytest.fixture(params=_factories())
-def factory(request) -> MessageFactory:
-    return MessageFactory.rclpy() if request.param == "rclpy" else MessageFactory.rosbags()
 
 
 def _random(encoding: str, rng: np.random.Generator, h: int = H, w: int = W) -> np.ndarray:

@@ -17,20 +17,6 @@ from spatial_ros.io.pointcloud import (
 )
 
 
-def _factories():
-    out = [pytest.param("rosbags", id="rosbags")]
-    try:
-        import sensor_msgs.msg  # noqa: F401
-
-        out.append(pytest.param("rclpy", id="rclpy"))
-    except ImportError:
-        out.append(pytest.param("rclpy", id="rclpy", marks=pytest.mark.skip("no sensor_msgs")))
-    return out
-
-
-@pytest.fixture(params=_factories())
-def factory(request) -> MessageFactory:
-    return MessageFactory.rclpy() if request.param == "rclpy" else MessageFactory.rosbags()
 
 
 # An Ouster/Velodyne-like layout: gaps between fields and a point_step beyond the last field.

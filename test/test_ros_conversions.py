@@ -27,18 +27,8 @@ def _objects():
     ]
 
 
-def _factories():
-    out = [MessageFactory.rosbags()]
-    try:
-        import spatial_ros.msg  # noqa: F401  (built interfaces present)
-
-        out.append(MessageFactory.rclpy())
-    except ImportError:
-        pass
-    return out
 
 
-@pytest.mark.parametrize("factory", _factories(), ids=lambda f: repr(f))
 def test_grounded_array_roundtrip(factory):
     objs = _objects()
     msg = grounded_objects_to_msg(objs, 1_700_000_000_123_456_789, "base_link", factory)
@@ -54,7 +44,6 @@ def test_grounded_array_roundtrip(factory):
     assert msg_to_grounded_objects(empty) == (5, "base_link", [])
 
 
-@pytest.mark.parametrize("factory", _factories(), ids=lambda f: repr(f))
 def test_markers_and_relations(factory):
     objs = _objects()
     rel = Relation("q0", "q1", "distance", 0.54, "m", "0.54 m")

@@ -43,7 +43,8 @@ def parameter_overrides(node_name: str, config: str | None, params: list[str]) -
 
 def run(args) -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from spatial_ros.nodes import spin_node
 
     module, cls, node_name = NODES[args.node]
     overrides = parameter_overrides(node_name, args.config, args.param)
@@ -55,21 +56,5 @@ def run(args) -> int:
         raise ConfigError(f"the {args.node} node is not part of this build ({module})") from None
     rclpy.init()
     node = node_cls(parameter_overrides=overrides)
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        if args.duration > 0:
-            import time
-
-            end = time.monotonic() + args.duration
-            while time.monotonic() < end and rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
-        else:
-            executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.on_shutdown(None)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(node, args.duration)
     return 0

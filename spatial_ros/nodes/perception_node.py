@@ -32,7 +32,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
     QoSDurabilityPolicy,
@@ -45,7 +44,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from spatial_ros.config import field_help, from_dict
-from spatial_ros.errors import SpatialRosError
+from spatial_ros.errors import CalibrationError, ConfigError, DataError, SpatialRosError
 from spatial_ros.geometry.transforms import TransformTree, make_transform, quaternion_to_matrix
 from spatial_ros.io.camera_info import camera_info_to_intrinsics
 from spatial_ros.io.image import decode_compressed, depth_to_metres, image_to_rgb8
@@ -58,6 +57,7 @@ from spatial_ros.perception import (
     PerceptionResult,
     normalize_queries,
 )
+from spatial_ros.nodes import spin_node
 from spatial_ros.ros_conversions import (
     grounded_objects_to_msg,
     markers_for,
@@ -76,8 +76,6 @@ except ImportError:  # pragma: no cover - static_transforms parameter still work
 
 def parse_static_transforms(lines: list[str]) -> TransformTree:
     """'parent child x y z qx qy qz qw' lines -> TransformTree (ConfigError on bad lines)."""
-    from spatial_ros.errors import ConfigError
-
     tree = TransformTree()
     for line in lines:
         parts = line.split()
@@ -306,21 +304,15 @@ class PerceptionNode(LifecycleNode):
         img_msg = by_kind["image"]
         stamp = stamp_to_ns(img_msg.header)
         if self._newest_image_ns - stamp > self.cfg.max_frame_age * 1e9:
-            from spatial_ros.errors import DataError
-
             raise DataError(f"frame {stamp} older than max_frame_age; dropped")
         info = self._info.get(stamp) or self._info.latest()
         if info is None:
-            from spatial_ros.errors import CalibrationError
-
             raise CalibrationError(f"no CameraInfo on {self.cfg.camera_info_topic} yet")
         camera = camera_info_to_intrinsics(info)
         if not camera.frame_id:
             camera.frame_id = img_msg.header.frame_id
         rgb = decode_compressed(img_msg) if isinstance(img_msg, CompressedImage) else image_to_rgb8(img_msg)
         if rgb.shape[:2] != (camera.height, camera.width):
-            from spatial_ros.errors import CalibrationError
-
             raise CalibrationError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                 f"{camera.width}x{camera.height}"
@@ -424,17 +416,7 @@ class PerceptionNode(LifecycleNode):
 
 def main(args=None) -> None:
     rclpy.init(args=args)
-    node = PerceptionNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.on_shutdown(None)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(PerceptionNode())
 
 
 if __name__ == "__main__":
