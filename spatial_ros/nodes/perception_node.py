@@ -389,13 +389,14 @@ class PerceptionNode(LifecycleNode):
 
     # ---- stats ---------------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
-        lat = np.array(self._latencies or [np.nan])
-        proc = np.array(self._proc_ms or [np.nan])
+        def pct(values: list[float], q: float) -> float:
+            return float(np.percentile(values, q)) if values else float("nan")
+
         out = {k: float(v) for k, v in self.counters.items()}
         out.update(
-            latency_p50_ms=float(np.nanpercentile(lat, 50)),
-            latency_p95_ms=float(np.nanpercentile(lat, 95)),
-            processing_p50_ms=float(np.nanpercentile(proc, 50)),
+            latency_p50_ms=pct(self._latencies, 50),
+            latency_p95_ms=pct(self._latencies, 95),
+            processing_p50_ms=pct(self._proc_ms, 50),
             sync_dropped=float(getattr(self._sync, "dropped", 0)),
         )
         return out
