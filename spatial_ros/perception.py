@@ -11,16 +11,21 @@ Without a VLM (``use_vlm: false``) every candidate is published with its distanc
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import json
 import logging
 import math
+import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from spatial_ros.config import param
-from spatial_ros.errors import CalibrationError, ConfigError
+from spatial_ros.config import field_help, param
+from spatial_ros.errors import CalibrationError, ConfigError, ModelError, SpatialRosError
 from spatial_ros.types import Candidate, GroundedObject, Relation, SensorFrame
 
 log = logging.getLogger(__name__)
@@ -43,20 +48,25 @@ class PerceptionConfig:
     qos_depth: int = param(5, "sensor subscription queue depth (messages)")
     slop: float = param(0.05, "max stamp spread of a synchronized image/cloud set (s)")
     queue_size: int = param(10, "synchronizer queue length per input (messages)")
-    max_frame_age: float = param(1.0, "frames whose image stamp is older than this relative to the "
-                                 "newest image seen are dropped unprocessed (s)")
+    max_frame_age: float = param(1.0, "frames whose image stamp is older than this relative to "
+                                 "the newest image seen are dropped unprocessed (s)")
+    time_jump: float = param(0.5, "a stamp this much older than the newest on its input (bag "
+                             "loop, simulator restart) clears the queues and restarts (s)")
     static_transforms: list = param([], "fallback extrinsics when /tf_static has none: "
                                     "'parent child x y z qx qy qz qw' (m, quaternion)")
     # --- outputs ------------------------------------------------------------------------------
     output_frame: str = param("base_link", "frame of the published boxes (z up)")
     publish_markers: bool = param(True, "publish visualization_msgs/MarkerArray on ~/markers")
     sensor_distances: bool = param(True, "publish a sensor<->object distance relation per object")
-    relation_pairs: list = param([], "query pairs 'subject | object' whose distances are published")
+    relation_pairs: list = param(["the red mug | the blue bowl"],
+                                 "query pairs 'subject | object' whose distances are published")
     stats_period: float = param(1.0, "period of the diagnostics / stats output (s)")
     # --- grounding ----------------------------------------------------------------------------
-    queries: list = param([], "initial natural-language queries (SetQueries replaces them)")
+    queries: list = param(["the red mug", "the blue bowl"],
+                          "initial natural-language queries (SetQueries replaces them)")
     use_vlm: bool = param(True, "run the VLM; false = specialists-only (all candidates published)")
-    model_path: str = param("", "local model directory; '' = the embedded default (models/default)")
+    model_path: str = param("", "local model directory; '' = the embedded default "
+                            "(models/default)")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
     max_new_tokens: int = param(48, "generation budget per query (tokens)")
     specialist_prompts: bool = param(True, "put specialist candidate boxes into the VLM prompt")
@@ -65,16 +75,24 @@ class PerceptionConfig:
     lidar_preset: str = param("tabletop", "LiDAR specialist preset: tabletop | street")
     use_depth_specialist: bool = param(False, "also propose candidates from the depth image")
     min_score: float = param(0.0, "objects scoring below this are not published [0, 1]")
+    # --- node -----------------------------------------------------------------------------------
+    autostart: bool = param(True, "configure + activate on start (false: drive it with a "
+                            "lifecycle manager)")
 
     def __post_init__(self) -> None:
         if self.image_transport not in ("raw", "compressed"):
-            raise ConfigError(f"image_transport must be raw|compressed, got {self.image_transport!r}")
+            raise ConfigError(
+                f"image_transport must be raw|compressed, got {self.image_transport!r}"
+            )
         if self.qos_reliability not in ("best_effort", "reliable"):
             raise ConfigError(f"qos_reliability must be best_effort|reliable, "
                               f"got {self.qos_reliability!r}")
-        for name in ("slop", "max_frame_age", "stats_period"):
-            if getattr(self, name) <= 0:
+        for name in ("slop", "max_frame_age", "stats_period", "time_jump"):
+            if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0 s, got {getattr(self, name)}")
+        if self.time_jump <= self.slop:
+            raise ConfigError(f"time_jump ({self.time_jump} s) must be > slop ({self.slop} s), "
+                              "else jittered stamps would reset the synchronizer")
         if self.qos_depth < 1 or self.queue_size < 1 or self.max_new_tokens < 1:
             raise ConfigError(
                 f"qos_depth ({self.qos_depth}), queue_size ({self.queue_size}) and max_new_tokens "
@@ -138,7 +156,13 @@ class PerceptionResult:
 
 class PerceptionPipeline:
     """Specialists + VLM engine for one stream of frames. ``load()`` before ``process()``;
-    ``unload()`` frees the model (and GPU memory)."""
+    ``unload()`` frees the model (and GPU memory).
+
+    Args:
+        config: the node's configuration.
+        backend: a VLMBackend to use instead of loading ``config.resolved_model_path`` (tests,
+            a model shared between pipelines). An injected backend is never closed here.
+    """
 
     def __init__(self, config: PerceptionConfig, backend=None) -> None:
         self.config = config
@@ -150,6 +174,13 @@ class PerceptionPipeline:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def load(self) -> None:
+        """Build the specialists and, with ``use_vlm``, load the model (CUDA bf16 when a GPU is
+        available and ``device`` allows it, CPU fp32 otherwise).
+
+        Raises:
+            ModelError: the model directory is missing or not loadable.
+            ConfigError: ``device`` asks for CUDA on a machine without it.
+        """
         from spatial_ros.specialists import DepthSpecialist, LidarSpecialist, LidarSpecialistConfig
 
         cfg = self.config
@@ -161,6 +192,7 @@ class PerceptionPipeline:
             if self._backend is None:
                 from spatial_ros.vlm.backend import TransformersBackend
 
+                # dtype "auto" = bfloat16 on CUDA, float32 on CPU (BackendConfig).
                 self._backend = TransformersBackend(cfg.resolved_model_path, device=cfg.device)
             self.engine = SpatialEngine(
                 self._backend,
@@ -173,20 +205,19 @@ class PerceptionPipeline:
             )
 
     def unload(self) -> None:
-        """Drop the model; on CUDA also return the cached memory to the driver."""
+        """Drop the engine and an owned model, collect garbage, and on CUDA return the cached
+        blocks to the driver (``torch.cuda.memory_allocated()`` is back to its value before
+        ``load()``). Safe to call twice. An injected backend is left alone."""
         self.engine = None
         if self._owns_backend and self._backend is not None:
             close = getattr(self._backend, "close", None)
             if close:
                 close()
             self._backend = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        gc.collect()  # model modules hold reference cycles: free the tensors now, not later
+        torch = sys.modules.get("torch")  # never import torch just to free nothing
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     @property
     def loaded(self) -> bool:
@@ -207,8 +238,13 @@ class PerceptionPipeline:
         return cands
 
     def process(self, frame: SensorFrame, queries: list[str]) -> PerceptionResult:
-        """Ground ``queries`` on ``frame``. Raises SpatialRosError subclasses on unusable input
-        (e.g. CalibrationError when the output frame is not connected to the sensors)."""
+        """Ground ``queries`` on ``frame``.
+
+        Raises:
+            CalibrationError: the output frame is not connected to the sensors.
+            ModelError: the VLM backend failed on this frame (e.g. CUDA out of memory); the
+                frame has no result, the pipeline stays usable for the next one.
+        """
         if not self.loaded:
             raise ConfigError("PerceptionPipeline.process() before load()")
         cfg = self.config
@@ -223,13 +259,22 @@ class PerceptionPipeline:
         t1 = time.perf_counter()
         failures = 0
         if cfg.use_vlm:
-            objects = self.engine.ground(frame, queries, cands, output_frame=cfg.output_frame)
-            failures = sum(1 for q in queries if not any(o.query == q for o in objects))
+            before = self.engine.stats.parse_failures
+            try:
+                objects = self.engine.ground(frame, queries, cands, output_frame=cfg.output_frame)
+            except SpatialRosError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any backend failure -> one typed error
+                raise ModelError(
+                    f"VLM backend failed on frame {frame.stamp_ns} ({type(e).__name__}: {e}); "
+                    "frame skipped. Check the device's memory and the model directory"
+                ) from e
+            failures = self.engine.stats.parse_failures - before
         else:
             objects = [self._candidate_object(c, frame) for c in cands]
         objects = [o for o in objects if o.score >= cfg.min_score]
         t2 = time.perf_counter()
-        relations = self.relations(objects, frame, cands)
+        relations = self.relations(objects)
         t3 = time.perf_counter()
         return PerceptionResult(
             frame.stamp_ns, cfg.output_frame, objects, relations, cands,
@@ -249,31 +294,84 @@ class PerceptionPipeline:
             distance=float(np.linalg.norm(centre_in_sensor[:3])), source=c.source,
         )
 
-    def relations(
-        self, objects: list[GroundedObject], frame: SensorFrame, cands: list[Candidate]
-    ) -> list[Relation]:
-        """Sensor<->object distances and the configured query-pair distances (centre-to-centre
-        and closest-surface; surface from the fused candidate's points when available)."""
-        from spatial_ros.spatial.predicates import SpatialObject, center_distance, surface_distance
+    def relations(self, objects: list[GroundedObject]) -> list[Relation]:
+        """Distances of the frame just processed.
 
+        - sensor<->object (``sensor_distances``): ``distance`` from the sensor origin (camera
+          for VLM objects, the LiDAR for LiDAR candidates) to the box centre, metres.
+        - each configured pair whose two queries were grounded: ``distance`` (centre to
+          centre) and ``surface_distance`` (closest surfaces), metres, both from
+          ``SpatialEngine.distance``: from the fused candidates' points when both objects have
+          them, else between the boxes (the answer text says which).
+        """
         cfg = self.config
         out: list[Relation] = []
         if cfg.sensor_distances:
             for o in objects:
                 if math.isfinite(o.distance):
+                    name = o.query or o.label or o.id
                     out.append(Relation("sensor", o.id, "distance", o.distance, "m",
-                                        f"{o.query or o.label or o.id} is {o.distance:.2f} m away"))
+                                        f"{name} is {o.distance:.2f} m away"))
+        if self.engine is None:
+            return out  # specialists-only: objects carry no query, so no pair applies
         by_query = {o.query: o for o in objects if o.query}
         for pair in cfg.relation_pairs:
             qa, qb = pair.split("|")
             a, b = by_query.get(qa), by_query.get(qb)
             if a is None or b is None:
                 continue
-            sa, sb = SpatialObject(qa, a.box, id=a.id), SpatialObject(qb, b.box, id=b.id)
-            cd = center_distance(sa, sb).value
-            sd = surface_distance(sa, sb).value
-            out.append(Relation(a.id, b.id, "distance", cd, "m",
-                                f"{qa} is {cd:.2f} m from {qb} (centre to centre)"))
-            out.append(Relation(a.id, b.id, "surface_distance", sd, "m",
-                                f"the closest surfaces of {qa} and {qb} are {sd:.2f} m apart"))
+            d = self.engine.distance(a, b)
+            how = "closest points" if d["method"] == "points" else "box surfaces"
+            out.append(Relation(a.id, b.id, "distance", d["center"], "m",
+                                f"{qa} is {d['center']:.2f} m from {qb} (centre to centre)"))
+            out.append(Relation(a.id, b.id, "surface_distance", d["surface"], "m",
+                                f"the closest surfaces of {qa} and {qb} are {d['surface']:.2f} m "
+                                f"apart ({how})"))
         return out
+
+
+# ---- config/perception.yaml, generated from PerceptionConfig (its single source) ----------------
+
+NODE_NAME = "perception_node"
+CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"
+_YAML_HEADER = """\
+# Parameters of the perception node, GENERATED from spatial_ros/perception.py (PerceptionConfig):
+# edit the dataclass, then run `python -m spatial_ros.perception > config/perception.yaml`
+# (test/test_launch.py fails when this file and the dataclass disagree).
+# Used unchanged by `ros2 launch spatial_ros perception.launch.py` and by
+# `spatial-ros run perception --config config/perception.yaml`.
+"""
+
+
+def _yaml_value(value) -> str:
+    """A ROS 2 parameter-file literal: JSON is valid YAML, floats keep their decimal point (a
+    ROS double), strings are quoted (so '' and 'true' stay strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value)
+
+
+def config_yaml(node_name: str = NODE_NAME) -> str:
+    """The text of config/perception.yaml: every PerceptionConfig field with its default and its
+    help as a comment. An empty-list default cannot be written in a ROS parameter file (the
+    element type is unknown), so such a field is written as a commented-out line."""
+    helps = field_help(PerceptionConfig)
+    defaults = PerceptionConfig()
+    lines = [_YAML_HEADER.rstrip("\n"), f"{node_name}:", "  ros__parameters:"]
+    for f in dataclasses.fields(PerceptionConfig):
+        value = getattr(defaults, f.name)
+        if f.name == "relation_pairs":  # normalised 'a|b' -> the documented 'a | b' spelling
+            value = [p.replace("|", " | ") for p in value]
+        lines += textwrap.wrap(helps[f.name], 95, initial_indent="    # ",
+                               subsequent_indent="    #   ")
+        if isinstance(value, list) and not value:
+            lines.append(f"    # {f.name}: []   (default; a ROS parameter file cannot hold [])")
+        else:
+            lines.append(f"    {f.name}: {_yaml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(config_yaml(), end="")

@@ -12,7 +12,16 @@ Threading: subscription callbacks only decode headers and feed the synchronizer;
 synchronized set replaces the single pending slot (a newer frame drops an unprocessed older one,
 counted); one worker thread decodes and processes the newest frame. Every output copies the source
 image's header stamp. Bad input never kills the node: the frame is skipped with a throttled log line
-and a diagnostic counter.
+and a diagnostic counter, and nothing is published for it (no empty array that would claim
+"nothing found"):
+
+  skipped_frames  undecodable image/cloud, missing CameraInfo or transforms (SpatialRosError)
+  model_errors    the VLM backend raised (e.g. CUDA out of memory)
+  errors          anything else (the traceback goes to the debug log)
+  dropped_old     the frame was older than ``max_frame_age`` when the worker got to it
+  dropped_stale   a newer synchronized frame replaced it before the worker got to it
+  time_jumps      stamps jumped back by more than ``time_jump`` (bag loop, simulator restart):
+                  synchronizer queues, the pending frame and the stale-frame clock are reset
 
 Topics (relative to the node namespace): ~/objects (GroundedObject3DArray), ~/relations
 (SpatialRelation), ~/markers (MarkerArray), ~/active_queries (ActiveQueries, transient local),
@@ -44,7 +53,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from spatial_ros.config import field_help, from_dict
-from spatial_ros.errors import CalibrationError, ConfigError, DataError, SpatialRosError
+from spatial_ros.errors import CalibrationError, ConfigError, DataError, ModelError, SpatialRosError
 from spatial_ros.geometry.transforms import TransformTree, make_transform, quaternion_to_matrix
 from spatial_ros.io.camera_info import camera_info_to_intrinsics
 from spatial_ros.io.image import decode_compressed, depth_to_metres, image_to_rgb8
@@ -74,6 +83,17 @@ except ImportError:  # pragma: no cover - static_transforms parameter still work
     TFMessage = None
 
 
+# Counters always present in stats() / diagnostics (0 until they happen).
+SKIP_COUNTERS = ("skipped_frames", "model_errors", "errors", "bad_input", "bad_camera_info",
+                 "bad_tf")
+COUNTERS = ("frames", "objects", "parse_failures", "dropped_stale", "dropped_old", "time_jumps",
+            *SKIP_COUNTERS)
+
+
+class StaleFrame(DataError):
+    """The frame is older than max_frame_age relative to the newest image (not an error)."""
+
+
 def parse_static_transforms(lines: list[str]) -> TransformTree:
     """'parent child x y z qx qy qz qw' lines -> TransformTree (ConfigError on bad lines)."""
     tree = TransformTree()
@@ -98,20 +118,18 @@ class PerceptionNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self._backend = backend  # tests inject a backend; otherwise the model is loaded on activate
         helps = field_help(PerceptionConfig)
-        for f in dataclasses.fields(PerceptionConfig):
+        for f in dataclasses.fields(PerceptionConfig):  # one ROS parameter per field, no others
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             self.declare_parameter(
                 f.name, default,
                 ParameterDescriptor(description=helps[f.name], dynamic_typing=isinstance(default, list)),
             )
-        self.declare_parameter(
-            "autostart", True, ParameterDescriptor(description="configure + activate on start")
-        )
         self.f = MessageFactory.rclpy()
         self.cfg: PerceptionConfig | None = None
         self.pipeline: PerceptionPipeline | None = None
         self._active = False
         self._lock = threading.Lock()
+        self._busy = threading.Lock()  # held while a frame is processed (unload waits for it)
         self._pending: tuple | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -121,8 +139,11 @@ class PerceptionNode(LifecycleNode):
         self._latest: tuple[SensorFrame, PerceptionResult] | None = None
         self._queries: list[str] = []
         self._newest_image_ns = -1
+        self._newest: dict[str, int] = {}  # newest stamp per input (time-jump detection)
+        self._newest_info_ns = -1
         self.counters: Counter = Counter()
         self._latencies: list[float] = []
+        self._e2e_ms: list[float] = []
         self._proc_ms: list[float] = []
         self._entities: list = []
         if self.get_parameter("autostart").value:
@@ -165,7 +186,8 @@ class PerceptionNode(LifecycleNode):
         inputs = ["image"] + (["cloud"] if cfg.cloud_topic else []) + (["depth"] if cfg.depth_topic else [])
         self._inputs = inputs
         self._sync = ApproximateTimeSynchronizer(
-            len(inputs), self._on_synced, queue_size=cfg.queue_size, slop_s=cfg.slop
+            len(inputs), self._on_synced, queue_size=cfg.queue_size, slop_s=cfg.slop,
+            reset_on_jump_back_s=cfg.time_jump,
         )
         img_type = CompressedImage if cfg.image_transport == "compressed" else Image
         subs = [self.create_subscription(img_type, cfg.image_topic,
@@ -208,7 +230,9 @@ class PerceptionNode(LifecycleNode):
         self._active = False
         with self._lock:
             self._pending = None
-        self.pipeline.unload()
+        with self._busy:  # let a frame in progress finish before its model goes away
+            self.pipeline.unload()
+        self.get_logger().info("inactive: model unloaded")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -222,7 +246,8 @@ class PerceptionNode(LifecycleNode):
         self._active = False
         self._shutdown_worker()
         if self.pipeline is not None:
-            self.pipeline.unload()
+            with self._busy:
+                self.pipeline.unload()
         return TransitionCallbackReturn.SUCCESS
 
     def _destroy_entity(self, e) -> None:
@@ -246,21 +271,43 @@ class PerceptionNode(LifecycleNode):
             if not self._active:
                 return
             stamp = stamp_to_ns(msg.header)
+            newest = self._newest.get(kind)
+            if newest is not None and stamp < newest - int(self.cfg.time_jump * 1e9):
+                self._time_jump(kind, newest - stamp)
+            self._newest[kind] = max(self._newest.get(kind, stamp), stamp)
             if kind == "image":
-                if 0 <= self._newest_image_ns and stamp < self._newest_image_ns - int(5e8):
-                    # Time went backwards by > 0.5 s (bag loop, clock reset): start over.
-                    self._skip("time_jumps", "image stamps jumped backwards; sync reset")
-                    self._sync.reset()
-                    self._newest_image_ns = stamp
-                else:
-                    self._newest_image_ns = max(self._newest_image_ns, stamp)
+                self._newest_image_ns = max(self._newest_image_ns, stamp)
             self._sync.add(self._inputs.index(kind), msg, stamp)
         except Exception as e:  # noqa: BLE001 - a bad header must not kill the node
             self._skip("bad_input", f"{kind} message rejected: {e}")
 
+    def _time_jump(self, kind: str, back_ns: int) -> None:
+        """Stamps went backwards (bag loop, simulator restart, clock reset): forget every queued
+        message and the pending frame, and restart the stale-frame clock, so the new timeline
+        is processed at once instead of being judged against the old one."""
+        self._sync.reset()
+        with self._lock:
+            if self._pending is not None:
+                self.counters["dropped_stale"] += 1
+            self._pending = None
+        self._newest.clear()
+        self._newest_image_ns = -1
+        self.counters["time_jumps"] += 1
+        self.get_logger().warning(
+            f"{kind} stamps jumped back {back_ns / 1e9:.3f} s (bag loop or restart?): "
+            "synchronizer queues and the pending frame cleared"
+        )
+
     def _on_info(self, msg: CameraInfo) -> None:
         try:
-            self._info.add(msg, stamp_to_ns(msg.header))
+            stamp = stamp_to_ns(msg.header)
+            if 0 <= self._newest_info_ns and stamp < self._newest_info_ns - int(
+                self.cfg.time_jump * 1e9
+            ):
+                self._info.clear()  # else the old timeline's entries shadow the new ones
+                self._newest_info_ns = -1
+            self._newest_info_ns = max(self._newest_info_ns, stamp)
+            self._info.add(msg, stamp)
         except Exception as e:  # noqa: BLE001
             self._skip("bad_camera_info", f"CameraInfo rejected: {e}")
 
@@ -291,20 +338,28 @@ class PerceptionNode(LifecycleNode):
             if item is None or not self._active:
                 continue
             received, msgs = item
-            try:
-                self._process(received, msgs)
-            except SpatialRosError as e:
-                self._skip("skipped_frames", f"frame skipped: {e}")
-            except Exception as e:  # noqa: BLE001 - the node stays alive; the trace goes to debug
-                self._skip("errors", f"frame failed ({type(e).__name__}: {e}); skipped")
-                self.get_logger().debug(traceback.format_exc())
+            with self._busy:
+                if not self._active:  # deactivated while waiting for the lock
+                    continue
+                try:
+                    self._process(received, msgs)
+                except StaleFrame as e:
+                    self.counters["dropped_old"] += 1
+                    self.get_logger().debug(str(e))
+                except ModelError as e:
+                    self._skip("model_errors", str(e))
+                except SpatialRosError as e:
+                    self._skip("skipped_frames", f"frame skipped: {e}")
+                except Exception as e:  # noqa: BLE001 - the node stays alive; trace to debug
+                    self._skip("errors", f"frame failed ({type(e).__name__}: {e}); skipped")
+                    self.get_logger().debug(traceback.format_exc())
 
     def _frame_from(self, msgs) -> SensorFrame:
         by_kind = dict(zip(self._inputs, msgs))
         img_msg = by_kind["image"]
         stamp = stamp_to_ns(img_msg.header)
         if self._newest_image_ns - stamp > self.cfg.max_frame_age * 1e9:
-            raise DataError(f"frame {stamp} older than max_frame_age; dropped")
+            raise StaleFrame(f"frame {stamp} older than max_frame_age; dropped")
         info = self._info.get(stamp) or self._info.latest()
         if info is None:
             raise CalibrationError(f"no CameraInfo on {self.cfg.camera_info_topic} yet")
@@ -340,11 +395,15 @@ class PerceptionNode(LifecycleNode):
             self.pub_markers.publish(markers_for(result.objects, result.relations, stamp, fid, self.f))
         now_ns = self.get_clock().now().nanoseconds
         self.counters["frames"] += 1
+        self.counters["objects"] += len(result.objects)
         self.counters["parse_failures"] += result.parse_failures
         self._proc_ms.append((time.perf_counter() - t0) * 1e3)
         self._latencies.append((time.monotonic() - received) * 1e3)
-        self._proc_ms, self._latencies = self._proc_ms[-500:], self._latencies[-500:]
-        self.last_end_to_end_ms = (now_ns - stamp) / 1e6
+        self._e2e_ms.append((now_ns - stamp) / 1e6)
+        # bounded windows: statistics over the last 500 frames, constant memory
+        self._proc_ms = self._proc_ms[-500:]
+        self._latencies = self._latencies[-500:]
+        self._e2e_ms = self._e2e_ms[-500:]
 
     # ---- services ----------------------------------------------------------------------------------
     def _publish_active_queries(self) -> None:
@@ -392,12 +451,18 @@ class PerceptionNode(LifecycleNode):
         def pct(values: list[float], q: float) -> float:
             return float(np.percentile(values, q)) if values else float("nan")
 
-        out = {k: float(v) for k, v in self.counters.items()}
+        out = {k: float(self.counters[k]) for k in COUNTERS}
+        out.update({k: float(v) for k, v in self.counters.items()})
+        sync = getattr(self, "_sync", None)
         out.update(
             latency_p50_ms=pct(self._latencies, 50),
             latency_p95_ms=pct(self._latencies, 95),
+            end_to_end_p50_ms=pct(self._e2e_ms, 50),
+            end_to_end_p95_ms=pct(self._e2e_ms, 95),
             processing_p50_ms=pct(self._proc_ms, 50),
-            sync_dropped=float(getattr(self._sync, "dropped", 0)),
+            processing_p95_ms=pct(self._proc_ms, 95),
+            sync_fired=float(getattr(sync, "fired", 0)),
+            sync_dropped=float(getattr(sync, "dropped", 0)),
         )
         return out
 
@@ -405,9 +470,12 @@ class PerceptionNode(LifecycleNode):
         st = DiagnosticStatus()
         st.name = f"{self.get_name()}: perception"
         st.hardware_id = "spatial_ros"
-        errors = self.counters["errors"] + self.counters["skipped_frames"] + self.counters["bad_input"]
-        st.level = DiagnosticStatus.OK if errors == 0 else DiagnosticStatus.WARN
-        st.message = "ok" if errors == 0 else f"{errors} frames skipped (see counters)"
+        bad = {k: self.counters[k] for k in SKIP_COUNTERS if self.counters[k]}
+        st.level = DiagnosticStatus.OK if not bad else DiagnosticStatus.WARN
+        if self.counters["model_errors"]:
+            st.level = DiagnosticStatus.ERROR
+        st.message = "ok" if not bad else "frames skipped: " + ", ".join(
+            f"{k}={v}" for k, v in bad.items())
         st.values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in sorted(self.stats().items())]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
