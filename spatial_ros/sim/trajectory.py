@@ -4,7 +4,8 @@ A goal in words names a *target* object (and a *reference* object) of a tabletop
 picks up one object and carries it; a successful trajectory ends inside the goal region, a failed
 one stalls, goes the wrong way or moves the wrong object.
 
-Goal regions (base_link, metres; "resting" = bottom within 1 cm of the table top):
+Goal regions (base_link, metres; "resting" = bottom within 1 cm of the table top), defined once
+in ``spatial_ros.reward.goal`` (parser and geometry shared with the reward annotator):
 
 * ``next_to`` — "put the red cube next to the blue bowl": the bird's-eye-view (BEV) surface gap
   between the two footprints is in (0, 0.10] m and the target rests on the table.
@@ -30,131 +31,51 @@ releases and rises. Each segment follows a minimum-jerk profile.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 from shapely.geometry import Polygon
 
-from spatial_ros.errors import DataError, ParseError
+from spatial_ros.errors import DataError
+from spatial_ros.reward.goal import (  # noqa: F401 - re-exported for the simulator's users
+    BESIDE_DEPTH,
+    GOAL_EXAMPLES,
+    LIFT_TOL,
+    NEXT_TO_GAP,
+    REST_TOL,
+    Goal,
+    GoalError,
+    SceneState,
+    Vocabulary,
+    measure,
+)
+from spatial_ros.reward.goal import parse_goal as _parse_goal
 from spatial_ros.sim import catalog
 from spatial_ros.sim.meshes import ObjectMesh, merge
 from spatial_ros.sim.scene import Scene, SimObject, box_in_image
+from spatial_ros.spatial.predicates import Viewpoint
 from spatial_ros.types import Box3D
 
+# The goal parser and the goal geometry are shared with the reward annotator (one definition):
+# spatial_ros/reward/goal.py. The simulator plans these kinds, over its catalog's objects.
 GOAL_KINDS = ("next_to", "left_of", "right_of", "lift")
-NEXT_TO_GAP = 0.10
-BESIDE_DEPTH = 0.15
-LIFT_TOL = 0.03
-REST_TOL = 0.01
 T_START, T_GRASP, T_RELEASE = 0.05, 0.30, 0.85
-
-_OBJ = r"(?:the\s+)?(?P<{n}c>[a-z]+)\s+(?P<{n}k>[a-z]+)"
-_TEMPLATES = [
-    (
-        "next_to",
-        re.compile(
-            r"^(?:put|place|move|set)\s+"
-            + _OBJ.format(n="a")
-            + r"\s+(?:next\s+to|beside)\s+"
-            + _OBJ.format(n="b")
-            + r"$"
-        ),
-    ),
-    (
-        "side",
-        re.compile(
-            r"^(?:move|put|place)\s+"
-            + _OBJ.format(n="a")
-            + r"\s+to\s+the\s+(?P<side>left|right)\s+of\s+"
-            + _OBJ.format(n="b")
-            + r"$"
-        ),
-    ),
-    (
-        "lift",
-        re.compile(
-            r"^(?:lift|raise)\s+"
-            + _OBJ.format(n="a")
-            + r"\s+(?P<h>\d+(?:\.\d+)?)\s*(?P<u>cm|centimeters|centimetres|m)\s+"
-            r"(?:above|over)\s+the\s+table$"
-        ),
-    ),
-]
-GOAL_EXAMPLES = (
-    "put the red cube next to the blue bowl",
-    "move the green mug to the left of the yellow can",
-    "lift the blue ball 20 cm above the table",
+VOCABULARY = Vocabulary(
+    colours=tuple(catalog.TABLETOP_COLOURS),
+    categories=tuple(catalog.TABLETOP_CATEGORIES),
+    kinds=GOAL_KINDS,
+    lift_range=(0.05, 0.4),
 )
 
 
-@dataclass
-class Goal:
-    """A parsed goal.
-
-    Attributes:
-        kind: "next_to", "left_of", "right_of" or "lift".
-        target: (colour, category) of the object to move.
-        reference: (colour, category) of the reference object (None for lift).
-        height: lift height of the target's bottom above the table (metres), else None.
-    """
-
-    kind: str
-    target: tuple[str, str]
-    reference: tuple[str, str] | None = None
-    height: float | None = None
-
-    @property
-    def text(self) -> str:
-        a = catalog.caption(self.target[1], self.target[0])
-        if self.kind == "lift":
-            return f"lift {a} {round(self.height * 100):d} cm above the table"
-        b = catalog.caption(self.reference[1], self.reference[0])
-        if self.kind == "next_to":
-            return f"put {a} next to {b}"
-        side = "left" if self.kind == "left_of" else "right"
-        return f"move {a} to the {side} of {b}"
-
-    @property
-    def required(self) -> list[tuple[str, str]]:
-        return [self.target] + ([self.reference] if self.reference else [])
-
-
 def parse_goal(text: str) -> Goal:
-    """Parse a goal sentence of the simulator's templates (case-insensitive).
+    """Parse a goal sentence the simulator can plan (``spatial_ros.reward.goal.parse_goal``
+    restricted to the tabletop catalog's colours/objects and to ``GOAL_KINDS``).
 
     Raises:
-        ParseError: the sentence matches no template, or names an unknown colour/category.
+        GoalError: (a ParseError) no template matches, or an unknown colour/object/kind.
     """
-    t = " ".join(text.strip().lower().rstrip(".!").split())
-    for name, rx in _TEMPLATES:
-        m = rx.match(t)
-        if not m:
-            continue
-        a = (m["ac"], m["ak"])
-        b = (m["bc"], m["bk"]) if name != "lift" else None
-        for col, cat in [a] + ([b] if b else []):
-            if col not in catalog.TABLETOP_COLOURS:
-                raise ParseError(
-                    f"unknown colour '{col}' in goal {text!r}; "
-                    f"colours: {', '.join(catalog.TABLETOP_COLOURS)}"
-                )
-            if cat not in catalog.TABLETOP_CATEGORIES:
-                raise ParseError(
-                    f"unknown object '{cat}' in goal {text!r}; "
-                    f"objects: {', '.join(catalog.TABLETOP_CATEGORIES)}"
-                )
-        if b == a:
-            raise ParseError(f"goal {text!r} names the same object twice")
-        if name == "lift":
-            h = float(m["h"]) / (1.0 if m["u"] == "m" else 100.0)
-            if not 0.05 <= h <= 0.4:
-                raise ParseError(f"lift height {h:.2f} m in {text!r} must be 5..40 cm")
-            return Goal("lift", a, None, h)
-        if name == "side":
-            return Goal("left_of" if m["side"] == "left" else "right_of", a, b)
-        return Goal("next_to", a, b)
-    raise ParseError(f"cannot parse goal {text!r}; use one of: " + "; ".join(GOAL_EXAMPLES))
+    return _parse_goal(text, VOCABULARY)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,28 +107,12 @@ class GoalState:
 
 
 def evaluate_goal(goal: Goal, scene: Scene, target_id: str, reference_id: str | None) -> GoalState:
-    """Remaining distance (metres) to the goal region and whether the state is in it."""
-    a = scene.get(target_id)
-    table = scene.table_top_z
-    resting = abs(a.bottom_z - table) <= REST_TOL
-    if goal.kind == "lift":
-        hb = a.bottom_z - table
-        lo, hi = goal.height - LIFT_TOL, goal.height + LIFT_TOL
-        rem = max(0.0, lo - hb, hb - hi)
-        return GoalState(rem, rem == 0.0)
-    b = scene.get(reference_id)
-    if goal.kind == "next_to":
-        gap = a.footprint().distance(b.footprint())
-        rem = max(0.0, gap - NEXT_TO_GAP)
-        return GoalState(rem, rem == 0.0 and gap > 0.0 and resting)
-    left, fwd = view_axes(scene)
-    sign = 1.0 if goal.kind == "left_of" else -1.0
-    r = (a.center - b.center)[:2]
-    lmin = (_extent_along(a, a.yaw, left) + _extent_along(b, b.yaw, left)) / 2 + 0.02
-    dl = max(0.0, lmin - sign * float(r @ left))
-    df = max(0.0, abs(float(r @ fwd)) - BESIDE_DEPTH)
-    rem = math.hypot(dl, df)
-    return GoalState(rem, rem == 0.0 and resting)
+    """Remaining distance (metres) to the goal region and whether the state is in it
+    (``spatial_ros.reward.goal.measure`` on the exact boxes, table top as support)."""
+    ref = scene.get(reference_id).box if reference_id else None
+    vp = Viewpoint.from_camera_pose(scene.rig.T_base_from_optical)
+    m = measure(goal, SceneState(scene.get(target_id).box, ref, vp, scene.table_top_z))
+    return GoalState(m.remaining, m.in_goal)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,675 @@
+"""Goals in words -> typed spatial objectives, and where a 3D state stands with respect to them.
+
+One parser and one goal geometry serve the reward annotator and the simulator
+(``spatial_ros.sim.trajectory`` plans its trajectories with :func:`parse_goal` and scores its
+ground truth with :func:`measure`), so the annotator's progress on ground-truth boxes IS the
+simulator's truth progress.
+
+Frames and units: every box is in one gravity-aligned z-up frame (REP-103; base_link in practice),
+metres. "The robot" is the origin of that frame. View-dependent words (left, right, in front of,
+behind) are as seen from the camera, using ``spatial_ros.spatial.predicates.Viewpoint``: heading
+``f`` = the horizontal part of the camera's forward axis, left axis ``l = -right``.
+
+Goal kinds and their *goal regions* (``remaining`` = metres from the state to the region, 0 inside;
+"resting" = the target's bottom within ``Tolerances.rest`` of the support surface):
+
+* ``next_to`` — "put the red cube next to the blue bowl": bird's-eye-view gap between the two
+  box footprints in (0, G], G = 0.10 m or "within N cm of"; target resting.
+  remaining = max(0, gap - G).
+* ``left_of`` / ``right_of`` / ``behind`` / ``in_front_of`` — "move the mug to the left of the can":
+  with axis a (l, -l, f, -f) and the other horizontal axis o, the centre offset
+  r = c_target - c_reference must satisfy r.a >= (extent_target(a) + extent_reference(a)) / 2 +
+  0.02 (footprints clearly apart) and |r.o| <= 0.15; target resting.
+  remaining = Euclidean distance of (r.a, r.o) to that region.
+* ``on_top_of`` — "stack the red cube on the blue box": the target's centre over the reference's
+  footprint and its bottom within ``rest`` of the reference's top.
+  remaining = hypot(xy distance of the centre to the footprint, max(0, |bottom - top| - rest)).
+* ``lift`` — "lift the ball 20 cm above the table": the target's bottom is h +- 0.03 m above the
+  support surface (the table). remaining = distance of (bottom - support) to [h - 0.03, h + 0.03].
+* ``away_from`` / ``toward`` — "push the box away from the robot", "move the mug towards the
+  bowl": the distance to the reference (horizontal centre distance for the robot and the camera,
+  footprint gap for objects) grows (shrinks) by D = 0.15 m or "N cm" relative to the episode's
+  first frame. remaining = max(0, d0 + D - d) (``toward``: max(0, d - max(d0 - D, 0))).
+
+The support surface is ``SceneState.support_z`` when known (the simulator's table top); else the
+reference's bottom (it rests on the table); for ``lift`` without either, the target's bottom in
+the episode's first frame (it starts on the table).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from shapely.geometry import MultiPoint, Point
+
+from spatial_ros.errors import ConfigError, DataError, ParseError
+from spatial_ros.spatial.predicates import (
+    SpatialObject,
+    Viewpoint,
+    extent_along,
+    height,
+    horizontal_distance,
+    vertical_distance,
+)
+from spatial_ros.types import Box3D
+
+GOAL_KINDS = (
+    "next_to",
+    "left_of",
+    "right_of",
+    "in_front_of",
+    "behind",
+    "on_top_of",
+    "lift",
+    "away_from",
+    "toward",
+)
+SIDE_KINDS = ("left_of", "right_of", "in_front_of", "behind")
+RELATIVE_KINDS = ("away_from", "toward")
+ROBOT = "robot"
+CAMERA = "camera"
+# Goal-region constants (metres); Tolerances carries them, these are the defaults.
+NEXT_TO_GAP = 0.10
+BESIDE_DEPTH = 0.15
+SIDE_CLEARANCE = 0.02
+LIFT_TOL = 0.03
+REST_TOL = 0.01
+MOVE_AMOUNT = 0.15
+DEFAULT_LIFT = 0.10
+
+GOAL_EXAMPLES = (
+    "put the red cube next to the blue bowl",
+    "move the green mug to the left of the yellow can",
+    "lift the blue ball 20 cm above the table",
+    "push the box away from the robot",
+    "put the red cube within 5 cm of the blue bowl",
+    "move the mug in front of the can",
+    "stack the red cube on the blue box",
+    "move the mug towards the bowl",
+)
+
+
+class GoalError(ParseError):
+    """A goal sentence cannot be turned into a spatial objective; the message says why and
+    lists sentences that work."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Goals
+# ----------------------------------------------------------------------------------------------
+
+
+class ObjectRef(NamedTuple):
+    """An object a goal names: ``colour`` = the words before the head noun ('' for none; a
+    colour in the simulator's vocabulary), ``category`` = the head noun ("cube"), or the special
+    references ``"robot"`` (the z-up frame's origin) and ``"camera"``. Compares equal to the
+    plain tuple ``(colour, category)``."""
+
+    colour: str
+    category: str
+
+    @property
+    def special(self) -> bool:
+        return self.category in (ROBOT, CAMERA)
+
+    @property
+    def phrase(self) -> str:
+        """The referring phrase used as a grounding query: "the red cube", "the robot"."""
+        return "the " + " ".join(w for w in (self.colour, self.category) if w)
+
+    @property
+    def name(self) -> str:
+        """Short name for explanations: "red cube"."""
+        return " ".join(w for w in (self.colour, self.category) if w)
+
+
+def _fmt_cm(metres: float) -> str:
+    return f"{round(metres * 100.0, 2):g} cm"
+
+
+@dataclass
+class Goal:
+    """A parsed goal.
+
+    Attributes:
+        kind: one of ``GOAL_KINDS``.
+        target: the object to move.
+        reference: the object (or robot/camera) it is placed relative to; None for ``lift``.
+        height: ``lift``: height of the target's bottom above the support surface (metres).
+        distance: ``next_to``: largest footprint gap (metres, None = 0.10); ``away_from`` /
+            ``toward``: how much the distance must change (metres, None = 0.15).
+    """
+
+    kind: str
+    target: ObjectRef
+    reference: ObjectRef | None = None
+    height: float | None = None
+    distance: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in GOAL_KINDS:
+            raise GoalError(f"unknown goal kind {self.kind!r}; known: {', '.join(GOAL_KINDS)}")
+        self.target = ObjectRef(*self.target)
+        if self.reference is not None:
+            self.reference = ObjectRef(*self.reference)
+        if self.target.special:
+            raise GoalError(f"the {self.target.category} cannot be the object to move")
+        if self.kind == "lift":
+            if self.reference is not None or self.height is None or not self.height > 0:
+                raise GoalError("a lift goal needs a height > 0 and no reference object")
+        elif self.reference is None:
+            raise GoalError(f"a {self.kind} goal needs a reference object")
+        if self.reference is not None and self.reference.special:
+            if self.kind not in RELATIVE_KINDS:
+                raise GoalError(
+                    f"'{self.kind}' relative to the {self.reference.category} is not supported; "
+                    f"use 'away from' / 'towards' the {self.reference.category}"
+                )
+        if self.distance is not None and not (math.isfinite(self.distance) and self.distance > 0):
+            raise GoalError(f"goal distance must be > 0 m, got {self.distance}")
+
+    @property
+    def text(self) -> str:
+        """The canonical sentence (parses back to this goal)."""
+        a = self.target.phrase
+        b = self.reference.phrase if self.reference else ""
+        amount = f"{_fmt_cm(self.distance)} " if self.distance is not None else ""
+        if self.kind == "lift":
+            return f"lift {a} {_fmt_cm(self.height)} above the table"
+        if self.kind == "next_to":
+            if self.distance is not None:
+                return f"put {a} within {_fmt_cm(self.distance)} of {b}"
+            return f"put {a} next to {b}"
+        if self.kind in ("left_of", "right_of"):
+            return f"move {a} to the {self.kind[:-3]} of {b}"
+        if self.kind == "in_front_of":
+            return f"move {a} in front of {b}"
+        if self.kind == "behind":
+            return f"move {a} behind {b}"
+        if self.kind == "on_top_of":
+            return f"put {a} on top of {b}"
+        if self.kind == "away_from":
+            return f"push {a} {amount}away from {b}"
+        return f"move {a} {amount}towards {b}"
+
+    @property
+    def required(self) -> list[ObjectRef]:
+        """The objects that must be grounded (the robot and the camera need no grounding)."""
+        refs = [self.target]
+        if self.reference is not None and not self.reference.special:
+            refs.append(self.reference)
+        return refs
+
+    @property
+    def phrases(self) -> list[str]:
+        """Grounding queries, target first ("the red cube", "the blue bowl")."""
+        return [r.phrase for r in self.required]
+
+    @property
+    def needs_view(self) -> bool:
+        """Whether scoring needs the camera viewpoint."""
+        return self.kind in SIDE_KINDS or (
+            self.reference is not None and self.reference.category == CAMERA
+        )
+
+    def objective(self, tol: Tolerances | None = None) -> Objective:
+        """The quantity the goal constrains, its target and tolerance (for messages)."""
+        tol = tol or DEFAULT_TOLERANCES
+        a = self.target.name
+        b = self.reference.name if self.reference else None
+        if self.kind == "next_to":
+            g = self.distance if self.distance is not None else tol.next_to_gap
+            return Objective("gap", a, b, "<=", g, tol.success, f"{a} resting on the table")
+        if self.kind in SIDE_KINDS:
+            side = {"left_of": "left", "right_of": "right", "in_front_of": "front",
+                    "behind": "behind"}[self.kind]
+            return Objective(
+                f"{side}_clearance", a, b, ">=", tol.side_clearance, tol.success,
+                f"as seen from the camera; sideways offset <= {tol.side_depth:.2f} m; "
+                f"{a} resting on the table",
+            )
+        if self.kind == "on_top_of":
+            return Objective("top_offset", a, b, "<=", tol.rest, tol.success,
+                             f"centre of {a} over the footprint of {b}")
+        if self.kind == "lift":
+            return Objective("height_above_table", a, None, "=", self.height, tol.lift)
+        d = self.distance if self.distance is not None else tol.move_amount
+        quantity = "distance_increase" if self.kind == "away_from" else "distance_decrease"
+        return Objective(quantity, a, b, ">=", d, tol.success, "since the episode's first frame")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a goal constrains: ``quantity(subject, object) op target`` (metres), met within
+    ``tolerance`` metres, plus conditions in words."""
+
+    quantity: str
+    subject: str
+    object: str | None
+    op: str
+    target: float
+    tolerance: float
+    conditions: str = ""
+
+    def describe(self) -> str:
+        """E.g. "gap(red cube, blue bowl) <= 0.10 m (red cube resting on the table)"."""
+        args = self.subject if self.object is None else f"{self.subject}, {self.object}"
+        tol = f" +- {self.tolerance:.2f}" if self.op == "=" else ""
+        extra = f" ({self.conditions})" if self.conditions else ""
+        return f"{self.quantity}({args}) {self.op} {self.target:.2f}{tol} m{extra}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Restricts what :func:`parse_goal` accepts (the simulator passes its catalog).
+
+    Attributes:
+        colours: allowed colour words (None = open vocabulary: any words before the noun).
+        categories: allowed head nouns (None = any).
+        kinds: goal kinds accepted.
+        lift_range: (min, max) lift height in metres.
+    """
+
+    colours: tuple[str, ...] | None = None
+    categories: tuple[str, ...] | None = None
+    kinds: tuple[str, ...] = GOAL_KINDS
+    lift_range: tuple[float, float] = (0.01, 2.0)
+
+
+OPEN_VOCABULARY = Vocabulary()
+
+_VERB = (
+    r"(?:put|place|move|set|bring|push|slide|drag|pull|take|carry|get|position|shift|stack)"
+)
+_LIFT_VERB = r"(?:lift|raise|hold|pick\s+up)"
+_UNITS = {"mm": 0.001, "cm": 0.01, "m": 1.0}
+_AMT_CORE = (
+    r"(?P<n>\d+(?:\.\d+)?)\s*(?P<u>mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?|m|"
+    r"met(?:er|re)s?)"
+)
+_AMT = rf"(?:{_AMT_CORE}\s+)?"  # optional "20 cm " before a keyword
+_A = r"(?P<a>[a-z][a-z ]*?)"
+_B = r"(?P<b>[a-z][a-z ]*?)"
+_TEMPLATES: list[tuple[str, re.Pattern]] = [
+    (
+        "side",
+        re.compile(
+            rf"^{_VERB}\s+{_A}\s+(?:(?:to|on|onto)\s+)?(?:the\s+)?(?P<side>left|right)"
+            rf"(?:\s+(?:hand\s+)?side)?\s+of\s+{_B}$"
+        ),
+    ),
+    ("front", re.compile(rf"^{_VERB}\s+{_A}\s+(?P<side>in\s+front\s+of|behind)\s+{_B}$")),
+    ("within", re.compile(rf"^{_VERB}\s+{_A}\s+within\s+{_AMT}of\s+{_B}$")),
+    ("next_to", re.compile(rf"^{_VERB}\s+{_A}\s+(?:next\s+to|beside|near|close\s+to|by)\s+{_B}$")),
+    ("on_top_of", re.compile(rf"^{_VERB}\s+{_A}\s+(?:on\s+top\s+of|onto|on)\s+{_B}$")),
+    (
+        "lift",
+        re.compile(
+            rf"^{_LIFT_VERB}\s+{_A}(?:\s+{_AMT_CORE})?"
+            r"(?:\s+(?:above|over|off)\s+the\s+(?:table|ground|floor|surface))?$"
+        ),
+    ),
+    ("away_from", re.compile(rf"^{_VERB}\s+{_A}\s+{_AMT}away\s+from\s+{_B}$")),
+    (
+        "toward",
+        re.compile(
+            rf"^{_VERB}\s+{_A}\s+{_AMT}(?P<to>towards|toward|closer\s+to|nearer\s+to|to)\s+{_B}$"
+        ),
+    ),
+]
+_ARTICLES = ("the", "a", "an", "this", "that")
+_SPECIAL = {
+    "robot": ROBOT, "me": ROBOT, "you": ROBOT, "yourself": ROBOT, "the robot": ROBOT,
+    "camera": CAMERA, "the camera": CAMERA,
+}
+_SURFACES = ("table", "floor", "ground", "surface")
+
+
+def _normalise(text: str) -> str:
+    t = " ".join(str(text).strip().lower().split())
+    t = t.rstrip(".!?").strip()
+    for prefix in ("please ", "could you ", "can you ", "now "):
+        if t.startswith(prefix):
+            t = t[len(prefix):]
+    if t.endswith(" please"):
+        t = t[: -len(" please")]
+    return t.rstrip(",").strip()
+
+
+def _amount(m: re.Match, text: str) -> float | None:
+    if m.groupdict().get("n") is None:
+        return None
+    unit = m["u"]
+    if unit == "mm" or unit.startswith("milli"):
+        per_metre = 1000.0
+    elif unit == "cm" or unit.startswith("centi"):
+        per_metre = 100.0
+    else:
+        per_metre = 1.0
+    v = float(m["n"]) / per_metre
+    if not v > 0:
+        raise GoalError(f"the distance in goal {text!r} must be > 0")
+    return v
+
+
+def _object(words: str, text: str, vocab: Vocabulary) -> ObjectRef:
+    w = words.split()
+    if w and w[0] in _ARTICLES:
+        w = w[1:]
+    phrase = " ".join(w)
+    if phrase in _SPECIAL:
+        return ObjectRef("", _SPECIAL[phrase])
+    if not w:
+        raise GoalError(f"goal {text!r} names an empty object")
+    if w[-1] in _SURFACES:
+        raise GoalError(
+            f"goal {text!r}: '{phrase}' is a surface, not an object to ground; for heights use "
+            "e.g. 'lift the blue ball 20 cm above the table'"
+        )
+    if vocab.colours is not None:
+        if len(w) != 2:
+            raise GoalError(
+                f"goal {text!r}: name objects as '<colour> <object>' (e.g. 'the red cube'), "
+                f"got '{phrase}'"
+            )
+        colour, category = w
+        if colour not in vocab.colours:
+            raise GoalError(
+                f"unknown colour '{colour}' in goal {text!r}; colours: {', '.join(vocab.colours)}"
+            )
+    else:
+        colour, category = " ".join(w[:-1]), w[-1]
+    if vocab.categories is not None and category not in vocab.categories:
+        raise GoalError(
+            f"unknown object '{category}' in goal {text!r}; objects: "
+            f"{', '.join(vocab.categories)}"
+        )
+    return ObjectRef(colour, category)
+
+
+def parse_goal(text: str, vocabulary: Vocabulary | None = None) -> Goal:
+    """Parse a goal sentence (deterministic templates, case-insensitive).
+
+    Args:
+        text: e.g. "put the red cube next to the blue bowl".
+        vocabulary: what to accept (default: open vocabulary, every goal kind).
+
+    Raises:
+        GoalError: (a ParseError) the sentence matches no template, names an unknown colour or
+            object, names the same object twice, or asks for an unsupported kind or height.
+    """
+    vocab = vocabulary or OPEN_VOCABULARY
+    t = _normalise(text)
+    for name, rx in _TEMPLATES:
+        m = rx.match(t)
+        if not m:
+            continue
+        if name == "toward" and m["to"] == "to" and _normalise(m["b"]).removeprefix("the ") \
+                not in _SPECIAL:
+            continue  # "bring the cup to me" yes; "move the cup to the bowl" is ambiguous
+        a = _object(m["a"], text, vocab)
+        b = _object(m["b"], text, vocab) if "b" in m.groupdict() else None
+        if b is not None and b == a:
+            raise GoalError(f"goal {text!r} names the same object twice")
+        amount = _amount(m, text)
+        if name == "lift":
+            h = DEFAULT_LIFT if amount is None else amount
+            lo, hi = vocab.lift_range
+            if not lo <= h <= hi:
+                raise GoalError(
+                    f"lift height {h:.2f} m in {text!r} must be "
+                    f"{round(lo * 100):d}..{round(hi * 100):d} cm"
+                )
+            goal = Goal("lift", a, None, h)
+        elif name == "side":
+            goal = Goal(f"{m['side']}_of", a, b)
+        elif name == "front":
+            goal = Goal("behind" if m["side"] == "behind" else "in_front_of", a, b)
+        elif name == "within":
+            if amount is None:
+                raise GoalError(f"goal {text!r}: say how close, e.g. 'within 5 cm of'")
+            goal = Goal("next_to", a, b, distance=amount)
+        elif name in ("away_from", "toward"):
+            goal = Goal(name, a, b, distance=amount)
+        else:
+            goal = Goal(name, a, b)
+        if goal.kind not in vocab.kinds:
+            raise GoalError(
+                f"goal {text!r} is a '{goal.kind}' goal; supported here: {', '.join(vocab.kinds)}"
+            )
+        return goal
+    raise GoalError(f"cannot parse goal {text!r}; use one of: " + "; ".join(GOAL_EXAMPLES))
+
+
+# ----------------------------------------------------------------------------------------------
+# Goal geometry
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Sizes of the goal regions (metres).
+
+    Attributes:
+        next_to_gap: default largest footprint gap of ``next_to``.
+        side_clearance: left/right/front/behind: footprints at least this far apart along the axis.
+        side_depth: left/right/front/behind: largest offset along the other horizontal axis.
+        lift: half-width of the lift height band.
+        rest: the target's bottom within this of the support surface counts as resting.
+        move_amount: default distance change of ``away_from`` / ``toward``.
+        success: ``remaining`` at or below this counts as in the goal region.
+    """
+
+    next_to_gap: float = NEXT_TO_GAP
+    side_clearance: float = SIDE_CLEARANCE
+    side_depth: float = BESIDE_DEPTH
+    lift: float = LIFT_TOL
+    rest: float = REST_TOL
+    move_amount: float = MOVE_AMOUNT
+    success: float = 0.0
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.__dict__.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise ConfigError(f"Tolerances must be finite and >= 0 metres, got {bad}")
+        if self.next_to_gap <= 0 or self.move_amount <= 0:
+            raise ConfigError(
+                f"next_to_gap ({self.next_to_gap}) and move_amount ({self.move_amount}) must be "
+                "> 0 m"
+            )
+
+
+DEFAULT_TOLERANCES = Tolerances()
+
+
+@dataclass(eq=False)
+class SceneState:
+    """Where a goal's objects are in one frame (boxes in one z-up frame, metres).
+
+    Attributes:
+        target: the target's box, or None when it was not found.
+        reference: the reference object's box (None for lift / robot / camera references, or
+            when not found).
+        viewpoint: the camera (needed for left/right/front/behind and camera references).
+        support_z: height of the surface objects rest on (the table top), or None = estimate.
+    """
+
+    target: Box3D | None
+    reference: Box3D | None = None
+    viewpoint: Viewpoint | None = None
+    support_z: float | None = None
+
+    def missing(self, goal: Goal) -> list[str]:
+        """Names of what the goal needs and this state lacks (empty = complete)."""
+        out = []
+        if self.target is None:
+            out.append(goal.target.name)
+        if goal.reference is not None and not goal.reference.special and self.reference is None:
+            out.append(goal.reference.name)
+        if goal.needs_view and self.viewpoint is None:
+            out.append("camera viewpoint")
+        return out
+
+    def to_json(self) -> dict:
+        """JSON-able dict (exact floats), for resumable offline jobs."""
+
+        def box(b: Box3D | None):
+            if b is None:
+                return None
+            return {"center": b.center.tolist(), "size": b.size.tolist(),
+                    "rotation": b.rotation.tolist(), "frame_id": b.frame_id}
+
+        vp = self.viewpoint
+        return {
+            "target": box(self.target),
+            "reference": box(self.reference),
+            "viewpoint": None if vp is None else [vp.position.tolist(), vp.forward.tolist()],
+            "support_z": self.support_z,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> SceneState:
+        def box(b):
+            return None if b is None else Box3D(b["center"], b["size"], b["rotation"],
+                                                b["frame_id"])
+
+        vp = d.get("viewpoint")
+        return cls(box(d.get("target")), box(d.get("reference")),
+                   None if vp is None else Viewpoint(vp[0], vp[1]), d.get("support_z"))
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Where one state stands with respect to a goal.
+
+    Attributes:
+        remaining: metres from the state to the goal region (0 inside).
+        conditions: the side conditions outside ``remaining`` hold (target resting, not
+            overlapping the reference).
+        in_goal: ``remaining <= Tolerances.success`` and ``conditions``.
+        value: the goal's main quantity (metres): gap, clearance, height, distance.
+        text: short explanation, e.g. "gap(red cube, blue bowl) = 0.31 m".
+    """
+
+    remaining: float
+    conditions: bool
+    in_goal: bool
+    value: float
+    text: str
+
+
+def _bottom(box: Box3D) -> float:
+    return float(box.center[2] - height(SpatialObject("a", box)).value / 2.0)
+
+
+def _ref_distance(goal: Goal, a: SpatialObject, state: SceneState) -> float:
+    """Distance of the target to the reference: horizontal centre distance to the robot (frame
+    origin) or the camera, footprint gap to an object (metres)."""
+    ref = goal.reference
+    if ref.category == ROBOT:
+        return float(np.hypot(*a.box.center[:2]))
+    if ref.category == CAMERA:
+        return float(np.hypot(*(a.box.center[:2] - state.viewpoint.position[:2])))
+    b = SpatialObject(ref.name, state.reference)
+    return float(horizontal_distance(a, b).details["footprint"])
+
+
+def measure(
+    goal: Goal,
+    state: SceneState,
+    start: SceneState | None = None,
+    tol: Tolerances = DEFAULT_TOLERANCES,
+) -> Measure:
+    """Remaining distance to the goal region (metres), the side conditions and a short text.
+
+    Args:
+        goal: the goal.
+        state: the current state (complete: ``state.missing(goal)`` empty).
+        start: the episode's first state (relative goals, lift without ``support_z``); None =
+            ``state`` itself.
+        tol: goal-region sizes.
+
+    Raises:
+        DataError: the state lacks an object or the viewpoint the goal needs.
+    """
+    missing = state.missing(goal)
+    if missing:
+        raise DataError(f"cannot score '{goal.text}': missing {', '.join(missing)}")
+    start = start or state
+    an = goal.target.name
+    a = SpatialObject(an, state.target)
+    b = None
+    if state.reference is not None and goal.reference is not None and not goal.reference.special:
+        b = SpatialObject(goal.reference.name, state.reference)
+    bottom_a = _bottom(state.target)
+    if state.support_z is not None:
+        support = float(state.support_z)
+    elif b is not None:
+        support = _bottom(state.reference)
+    elif start.support_z is not None:
+        support = float(start.support_z)
+    else:
+        support = _bottom(start.target)
+    resting = abs(bottom_a - support) <= tol.rest
+
+    def result(rem: float, cond: bool, value: float, text: str) -> Measure:
+        rem = float(rem)
+        return Measure(rem, bool(cond), bool(rem <= tol.success and cond), float(value), text)
+
+    if goal.kind == "next_to":
+        g = goal.distance if goal.distance is not None else tol.next_to_gap
+        gap = float(horizontal_distance(a, b).details["footprint"])
+        text = f"gap({an}, {b.name}) = {gap:.2f} m (goal <= {g:.2f} m)"
+        return result(max(0.0, gap - g), gap > 0.0 and resting, gap, text)
+    if goal.kind in SIDE_KINDS:
+        vp = state.viewpoint
+        left, fwd = -vp.right, vp.heading
+        axis, other = {
+            "left_of": (left, fwd), "right_of": (-left, fwd),
+            "behind": (fwd, left), "in_front_of": (-fwd, left),
+        }[goal.kind]
+        r = state.target.center - state.reference.center
+        need = (extent_along(state.target, axis) + extent_along(state.reference, axis)) / 2
+        need += tol.side_clearance
+        along = float(r @ axis)
+        d_axis = max(0.0, need - along)
+        d_other = max(0.0, abs(float(r @ other)) - tol.side_depth)
+        words = goal.kind.replace("_", " ").replace(" of", "")
+        text = (f"{words}({an}, {b.name}) = {along:.2f} m (goal >= {need:.2f} m, "
+                f"sideways {abs(float(r @ other)):.2f} <= {tol.side_depth:.2f} m)")
+        return result(math.hypot(d_axis, d_other), resting, along, text)
+    if goal.kind == "on_top_of":
+        foot = MultiPoint(state.reference.corners()[:, :2]).convex_hull
+        dxy = float(foot.distance(Point(state.target.center[:2])))
+        dz = float(vertical_distance(a, b).details["a_bottom"]) - float(
+            vertical_distance(a, b).details["b_top"]
+        )
+        rem = math.hypot(dxy, max(0.0, abs(dz) - tol.rest))
+        text = f"over({an}, {b.name}) = {dxy:.2f} m, above its top {dz:+.2f} m"
+        return result(rem, True, dz, text)
+    if goal.kind == "lift":
+        hb = bottom_a - support
+        lo, hi = goal.height - tol.lift, goal.height + tol.lift
+        text = f"height({an}) = {hb:.2f} m above the table (goal {goal.height:.2f} m)"
+        return result(max(0.0, lo - hb, hb - hi), True, hb, text)
+    # away_from / toward, relative to the episode's first frame
+    d = _ref_distance(goal, a, state)
+    d0 = _ref_distance(goal, SpatialObject(an, start.target), start)
+    amount = goal.distance if goal.distance is not None else tol.move_amount
+    rname = goal.reference.name
+    if goal.kind == "away_from":
+        want = d0 + amount
+        text = f"distance({an}, {rname}) = {d:.2f} m (goal >= {want:.2f} m)"
+        return result(max(0.0, want - d), True, d, text)
+    want = max(d0 - amount, 0.0)
+    text = f"distance({an}, {rname}) = {d:.2f} m (goal <= {want:.2f} m)"
+    return result(max(0.0, d - want), True, d, text)
