@@ -21,7 +21,7 @@ SUBCOMMANDS = {
     "ground": "ground",
     "ask": "ask",
     "reward": "reward",
-    "eval": "evaluate",
+    "eval": "eval",
     "play": "play",
     "run": "run",
     "bench": "bench",
