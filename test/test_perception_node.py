@@ -3,6 +3,9 @@
 Checks: output stamps equal the source image stamps; boxes match the simulator's exact truth;
 the query service changes the active list (latched topic) within one call; bad input (missing
 CameraInfo, malformed cloud) never kills the node and never produces a wrong message.
+
+``Harness`` (a publisher/subscriber node beside the perception node on one executor) is shared
+by test_perception_robustness.py and test_perception_vlm.py.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ pytestmark = pytest.mark.ros
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from spatial_ros.geometry.iou import iou_3d  # noqa: E402
@@ -26,7 +30,7 @@ from spatial_ros.io.camera_info import intrinsics_to_camera_info  # noqa: E402
 from spatial_ros.io.image import encode_image  # noqa: E402
 from spatial_ros.io.msgs import MessageFactory, stamp_to_ns  # noqa: E402
 from spatial_ros.io.pointcloud import array_to_pointcloud2  # noqa: E402
-from spatial_ros.msg import ActiveQueries, GroundedObject3DArray  # noqa: E402
+from spatial_ros.msg import ActiveQueries, GroundedObject3DArray, SpatialRelation  # noqa: E402
 from spatial_ros.nodes.perception_node import PerceptionNode  # noqa: E402
 from spatial_ros.ros_conversions import msg_to_grounded_objects, tree_to_tf_message  # noqa: E402
 from spatial_ros.sim import SimConfig, iter_frames  # noqa: E402
@@ -44,22 +48,32 @@ def sim_frames():
     return frames
 
 
+def ros_context(domain_id: int):
+    """A fresh rclpy context on its own DDS domain (test files use different domains)."""
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx, domain_id=domain_id)
+    return ctx
+
+
 @pytest.fixture
 def ros():
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=78)
+    ctx = ros_context(78)
     yield ctx
     rclpy.try_shutdown(context=ctx)
 
 
 class Harness:
-    def __init__(self, ctx, frames, **params):
+    """The perception node plus an io node that publishes simulated frames and records every
+    output (objects, relations, active queries, diagnostics), spun on one executor thread."""
+
+    def __init__(self, ctx, frames, backend=None, **params):
         self.f = MessageFactory.rclpy()
         base = {"use_vlm": False, "qos_reliability": "reliable", "output_frame": "base_link",
                 "lidar_preset": "tabletop", "queries": ["the red mug"], "stats_period": 0.2}
         base.update(params)
         self.node = PerceptionNode(
-            context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in base.items()]
+            context=ctx, backend=backend,
+            parameter_overrides=[Parameter(k, value=v) for k, v in base.items()],
         )
         self.io = rclpy.create_node("perception_test_io", context=ctx)
         self.pub_img = self.io.create_publisher(Image, "/camera/image_raw", RELIABLE)
@@ -69,11 +83,16 @@ class Harness:
 
         self.pub_tf = self.io.create_publisher(TFMessage, "/tf_static", LATCHED)
         self.outputs: list = []
+        self.relations: list = []
         self.active: list = []
+        self.diagnostics: list = []
         self.io.create_subscription(GroundedObject3DArray, "/perception_node/objects",
                                     self.outputs.append, 10)
+        self.io.create_subscription(SpatialRelation, "/perception_node/relations",
+                                    self.relations.append, 100)
         self.io.create_subscription(ActiveQueries, "/perception_node/active_queries",
                                     self.active.append, LATCHED)
+        self.io.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.ex = MultiThreadedExecutor(context=ctx)
         self.ex.add_node(self.node)
         self.ex.add_node(self.io)
@@ -82,7 +101,7 @@ class Harness:
         sf = frames[0].sensor_frame()
         self.tree, self.camera = sf.transforms, sf.camera
         self.pub_tf.publish(tree_to_tf_message(self.tree, frames[0].stamp_ns, self.f))
-        assert self.wait(lambda: self.node._active, 20), "node did not activate"
+        assert self.wait(lambda: self.node._active, 60), "node did not activate"
 
     def wait(self, cond, timeout=20.0):
         end = time.monotonic() + timeout
@@ -92,13 +111,40 @@ class Harness:
             time.sleep(0.02)
         return False
 
-    def send(self, fr, info=True, cloud=None):
+    def send(self, fr, info=True, cloud=None, image=None):
+        """Publish CameraInfo, image and cloud of sim frame ``fr`` (or the given messages)."""
         if info:
             self.pub_info.publish(intrinsics_to_camera_info(self.camera, fr.stamp_ns, self.f))
-        self.pub_img.publish(encode_image(fr.image, "rgb8", fr.stamp_ns, self.camera.frame_id, self.f))
+        if image is None:
+            image = encode_image(fr.image, "rgb8", fr.stamp_ns, self.camera.frame_id, self.f)
+        self.pub_img.publish(image)
         if cloud is None:
             cloud = array_to_pointcloud2(fr.points, fr.lidar_stamp_ns, "lidar", self.f)
         self.pub_cloud.publish(cloud)
+
+    def stream(self, frames, gap_s=0.5):
+        """Send frames like a sensor does, then one trailing frame (1 s after the last) that
+        releases the last real frame from the synchronizer (message_filters' rule: a set is
+        held until a later message shows no better match can come). Returns the stamps sent."""
+        for fr in frames:
+            self.send(fr)
+            time.sleep(gap_s)
+        self.send(self.shifted(frames[-1], 1.0))
+        return [fr.stamp_ns for fr in frames]
+
+    def stamps(self) -> set[int]:
+        return {stamp_to_ns(m.header) for m in self.outputs}
+
+    def wait_for_stamps(self, stamps, timeout=30.0) -> bool:
+        return self.wait(lambda: set(stamps) <= self.stamps(), timeout)
+
+    def last_diagnostics(self) -> dict[str, str]:
+        """Key/values and level/message of the newest /diagnostics status of the node."""
+        st = self.diagnostics[-1].status[0]
+        out = {kv.key: kv.value for kv in st.values}
+        out.update(level=int.from_bytes(st.level, "little") if isinstance(st.level, bytes)
+                   else int(st.level), message=st.message)
+        return out
 
     def shifted(self, fr, dt_s):
         """A copy of frame ``fr`` with every stamp moved by ``dt_s`` seconds."""
@@ -114,6 +160,12 @@ class Harness:
         self.node.on_shutdown(None)
         self.node.destroy_node()
         self.io.destroy_node()
+
+
+def send_tf(h, frames):
+    """Republish /tf_static for a frame from another scene (tabletop rigs vary per seed)."""
+    h.pub_tf.publish(tree_to_tf_message(frames[0].sensor_frame().transforms, frames[0].stamp_ns,
+                                        h.f))
 
 
 def test_specialists_only_matches_truth_and_keeps_stamps(ros, sim_frames):
