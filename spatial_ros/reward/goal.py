@@ -643,9 +643,10 @@ def measure(
         along = float(r @ axis)
         d_axis = max(0.0, need - along)
         d_other = max(0.0, abs(float(r @ other)) - tol.side_depth)
-        words = goal.kind.replace("_", " ").replace(" of", "")
-        text = (f"{words}({an}, {b.name}) = {along:.2f} m (goal >= {need:.2f} m, "
-                f"sideways {abs(float(r @ other)):.2f} <= {tol.side_depth:.2f} m)")
+        words = {"left_of": "left", "right_of": "right", "behind": "behind",
+                 "in_front_of": "front"}[goal.kind]
+        text = (f"{words}({an}, {b.name}) = {along:.2f} m (goal >= {need:.2f} m; sideways "
+                f"{abs(float(r @ other)):.2f} m, at most {tol.side_depth:.2f} m)")
         return result(math.hypot(d_axis, d_other), resting, along, text)
     if goal.kind == "on_top_of":
         foot = MultiPoint(state.reference.corners()[:, :2]).convex_hull

@@ -1,0 +1,506 @@
+"""RewardAnnotator: sensor frames + a goal in words -> one RewardLabel per frame (ROS-free).
+
+Grounding (where the goal's objects are) comes from one of:
+
+* ``perception``: the ``PerceptionPipeline`` (specialist candidates -> VLM engine with specialist
+  box prompts), queried with the goal's object phrases ("the red cube", "the blue bowl");
+* ``truth``: a ground-truth box file (``truth.jsonl`` written by ``spatial-ros sim``), matched by
+  image stamp and by label + colour; separates the reward logic from perception;
+* objects passed to :meth:`RewardAnnotator.label` by the caller (any grounding source).
+
+Boxes are in the z-up ``output_frame`` (base_link); "the robot" is that frame's origin. The
+camera viewpoint (for left/right/front/behind) comes from the frame's transforms. Scoring is
+``spatial_ros.reward.scoring`` (causal: online and offline labels are identical).
+
+``config/reward.yaml`` is GENERATED from :class:`RewardAnnotatorConfig` (the node's parameters):
+``python -m spatial_ros.reward.annotator > config/reward.yaml``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+import logging
+import math
+import textwrap
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from spatial_ros.boxfile import BoxFrame, BoxRecord, iter_box_file
+from spatial_ros.config import field_help, param
+from spatial_ros.errors import CalibrationError, ConfigError, DataError
+from spatial_ros.perception import PerceptionConfig
+from spatial_ros.reward.goal import Goal, ObjectRef, SceneState, parse_goal
+from spatial_ros.reward.scoring import EpisodeScorer, FrameScore, ScoringConfig
+from spatial_ros.spatial.predicates import Viewpoint
+from spatial_ros.types import Box3D, GroundedObject, SensorFrame
+
+log = logging.getLogger(__name__)
+
+GROUNDING_MODES = ("perception", "truth")
+NODE_NAME = "reward_annotator"
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "reward.yaml"
+
+_PERCEPTION_FIELDS = {f.name: f for f in dataclasses.fields(PerceptionConfig)}
+
+
+def _shared(name: str):
+    """A field with the same name, default and help as PerceptionConfig's (one definition)."""
+    f = _PERCEPTION_FIELDS[name]
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return param(default, f.metadata["help"])
+
+
+@dataclass
+class RewardAnnotatorConfig(ScoringConfig):
+    """Parameters of the reward annotator node and of ``spatial-ros reward`` (scoring fields are
+    inherited from ScoringConfig; config/reward.yaml documents each one)."""
+
+    # --- goal and grounding ------------------------------------------------------------------
+    goal: str = param("", "initial goal in words, e.g. 'put the red cube next to the blue bowl' "
+                      "('' = none until ~/set_goal or ~/goal sets one)")
+    grounding: str = param("perception", "where object boxes come from: perception "
+                           "(specialists + VLM) | truth (ground-truth box file truth_path)")
+    truth_path: str = param("", "grounding=truth: truth.jsonl box file (spatial-ros sim); the "
+                            "scene.json next to it gives the table height")
+    output_frame: str = _shared("output_frame")
+    model_path: str = _shared("model_path")
+    device: str = _shared("device")
+    max_new_tokens: int = _shared("max_new_tokens")
+    specialist_prompts: bool = _shared("specialist_prompts")
+    vcot: bool = _shared("vcot")
+    lidar_preset: str = _shared("lidar_preset")
+    use_depth_specialist: bool = _shared("use_depth_specialist")
+    min_score: float = _shared("min_score")
+    # --- inputs ------------------------------------------------------------------------------
+    image_topic: str = _shared("image_topic")
+    image_transport: str = _shared("image_transport")
+    camera_info_topic: str = _shared("camera_info_topic")
+    cloud_topic: str = _shared("cloud_topic")
+    depth_topic: str = _shared("depth_topic")
+    qos_reliability: str = _shared("qos_reliability")
+    qos_depth: int = _shared("qos_depth")
+    slop: float = _shared("slop")
+    queue_size: int = _shared("queue_size")
+    time_jump: float = _shared("time_jump")
+    static_transforms: list = _shared("static_transforms")
+    # --- node --------------------------------------------------------------------------------
+    max_pending: int = param(30, "synchronized frames waiting for the worker (every frame gets a "
+                             "label); when full, the oldest is dropped and counted")
+    stats_period: float = _shared("stats_period")
+    autostart: bool = _shared("autostart")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.grounding not in GROUNDING_MODES:
+            raise ConfigError(
+                f"grounding must be one of {', '.join(GROUNDING_MODES)}, got {self.grounding!r}"
+            )
+        if self.max_pending < 1:
+            raise ConfigError(f"max_pending must be >= 1, got {self.max_pending}")
+        if self.grounding == "perception":
+            self.perception()  # validates topics, QoS, model settings (ConfigError)
+        if self.goal.strip():
+            parse_goal(self.goal)  # GoalError names what is wrong with it
+
+    def perception(self, queries: list[str] | None = None) -> PerceptionConfig:
+        """The PerceptionConfig of the grounding pipeline (VLM on, no relation outputs)."""
+        shared = {k: getattr(self, k) for k in _PERCEPTION_FIELDS if hasattr(self, k)}
+        shared.update(queries=list(queries or []), relation_pairs=[], sensor_distances=False,
+                      use_vlm=True, publish_markers=False)
+        return PerceptionConfig(**shared)
+
+    @property
+    def scoring(self) -> ScoringConfig:
+        names = [f.name for f in dataclasses.fields(ScoringConfig)]
+        return ScoringConfig(**{n: getattr(self, n) for n in names})
+
+
+@dataclass
+class RewardLabel:
+    """The reward label of one frame (core twin of msg/RewardLabel, plus offline columns).
+
+    Attributes:
+        stamp_ns: the source image's stamp.
+        frame_id: frame of the boxes the label was computed from (z up).
+        goal: the goal in words, as given.
+        episode_index: episode number (offline datasets).
+        frame_index: 0-based index of the frame within the episode.
+        timestamp: seconds since the episode's first frame.
+        reward, progress, success, explanation: see ``spatial_ros.reward.scoring``.
+        remaining: smoothed metres to the goal region (NaN before the first grounded frame).
+        grounded: the goal's objects were found in this frame.
+    """
+
+    stamp_ns: int
+    frame_id: str
+    goal: str
+    episode_index: int
+    frame_index: int
+    timestamp: float
+    reward: float
+    progress: float
+    success: bool
+    explanation: str
+    remaining: float
+    grounded: bool
+
+
+# ----------------------------------------------------------------------------------------------
+# Ground-truth grounding
+# ----------------------------------------------------------------------------------------------
+
+
+def _norm(text: str | None) -> str:
+    return " ".join(str(text or "").lower().split())
+
+
+def match_records(records: list[BoxRecord], ref: ObjectRef) -> list[BoxRecord]:
+    """Box-file records that are ``ref``: the same query phrase, or the same label (category)
+    and colour (``extra["colour"]``; any colour when the goal names none)."""
+    out = []
+    for r in records:
+        if _norm(r.query) == ref.phrase:
+            out.append(r)
+        elif r.label == ref.category and (not ref.colour or r.extra.get("colour") == ref.colour):
+            out.append(r)
+    return out
+
+
+class TruthGrounding:
+    """Ground-truth boxes per image stamp, from box-file frames (``truth.jsonl``).
+
+    Args:
+        frames: the box-file frames (boxes in a z-up frame).
+        table_z: table-top height (metres) per episode number (``frame.extra["episode"]``).
+        tolerance_ns: a frame matches an image stamp within this many nanoseconds.
+    """
+
+    def __init__(
+        self,
+        frames: Iterable[BoxFrame],
+        table_z: dict[int, float] | None = None,
+        tolerance_ns: int = 2_000_000,
+    ) -> None:
+        self.frames = sorted(frames, key=lambda f: f.stamp_ns)
+        self._stamps = [f.stamp_ns for f in self.frames]
+        self.table_z = dict(table_z or {})
+        self.tolerance_ns = int(tolerance_ns)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TruthGrounding:
+        """Read a box file; table heights come from ``scene.json`` next to it when present.
+
+        Raises:
+            DataError: missing or malformed files.
+        """
+        p = Path(path)
+        frames = list(iter_box_file(p))
+        table: dict[int, float] = {}
+        scene = p.parent / "scene.json"
+        if scene.is_file():
+            try:
+                for ep in json.loads(scene.read_text()).get("episodes", []):
+                    if ep.get("table_top_z") is not None:
+                        table[int(ep["episode"])] = float(ep["table_top_z"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise DataError(f"{scene}: cannot read the episodes' table heights ({e})") from None
+        return cls(frames, table)
+
+    def lookup(self, stamp_ns: int) -> BoxFrame | None:
+        """The truth frame of an image stamp (nearest within ``tolerance_ns``), or None."""
+        i = bisect.bisect_left(self._stamps, stamp_ns)
+        best = None
+        for j in (i - 1, i):
+            if 0 <= j < len(self._stamps):
+                d = abs(self._stamps[j] - stamp_ns)
+                if d <= self.tolerance_ns and (best is None or d < best[0]):
+                    best = (d, self.frames[j])
+        return None if best is None else best[1]
+
+    @staticmethod
+    def episode_of(frame: BoxFrame) -> int | None:
+        ep = frame.extra.get("episode")
+        return None if ep is None else int(ep)
+
+    def support_z(self, frame: BoxFrame) -> float | None:
+        ep = self.episode_of(frame)
+        return self.table_z.get(0 if ep is None else ep)
+
+
+# ----------------------------------------------------------------------------------------------
+# The annotator
+# ----------------------------------------------------------------------------------------------
+
+
+class RewardAnnotator:
+    """Labels the frames of episodes against a goal.
+
+    Args:
+        config: the configuration (also the node's parameters).
+        backend: a VLMBackend for perception grounding (tests, a shared model); default: load
+            ``config.model_path`` on :meth:`load`.
+        truth: ground-truth grounding; default: ``config.truth_path`` when grounding=truth.
+        truth_episodes: with truth grounding, start a new episode whenever the truth frame's
+            episode number changes (one bag holding several simulated episodes).
+
+    Raises:
+        ConfigError: truth grounding without a truth source.
+    """
+
+    def __init__(
+        self,
+        config: RewardAnnotatorConfig | None = None,
+        *,
+        backend=None,
+        truth: TruthGrounding | None = None,
+        truth_episodes: bool = False,
+    ) -> None:
+        self.config = config or RewardAnnotatorConfig()
+        cfg = self.config
+        if cfg.grounding == "truth" and truth is None:
+            if not cfg.truth_path:
+                raise ConfigError("grounding=truth needs truth_path (a truth.jsonl box file)")
+            truth = TruthGrounding.from_file(cfg.truth_path)
+        self.truth = truth
+        self.truth_episodes = truth_episodes
+        self._backend = backend
+        self.pipeline = None
+        self.goal: Goal | None = None
+        self.goal_text = ""
+        self.scorer: EpisodeScorer | None = None
+        self.episode_index = 0
+        self._frame_index = 0
+        self._t0_ns = 0
+        self._truth_episode: int | None = None
+        if cfg.goal.strip():
+            self.set_goal(cfg.goal)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def load(self) -> None:
+        """Perception grounding: build the specialists and load the VLM (ModelError when the
+        model directory is missing). Truth grounding: nothing to load."""
+        if self.config.grounding != "perception" or self.pipeline is not None:
+            return
+        from spatial_ros.perception import PerceptionPipeline
+
+        pipe = PerceptionPipeline(self.config.perception(), backend=self._backend)
+        pipe.load()
+        self.pipeline = pipe
+
+    def unload(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.unload()
+            self.pipeline = None
+
+    # ---- goal and episodes -------------------------------------------------------------------
+    def set_goal(self, text: str) -> Goal:
+        """Parse and activate a goal; starts a new episode (GoalError when unparseable: the
+        previous goal stays active)."""
+        goal = parse_goal(text)
+        self.goal, self.goal_text = goal, " ".join(str(text).split())
+        self.scorer = EpisodeScorer(goal, self.config.scoring)
+        self.reset(self.episode_index)
+        return goal
+
+    @property
+    def objective(self) -> str:
+        """The active objective in words ('' without a goal)."""
+        return self.goal.objective(self.config.tolerances).describe() if self.goal else ""
+
+    def reset(self, episode_index: int | None = None) -> None:
+        """Start a new episode (``episode_index`` default: the next number)."""
+        self.episode_index = self.episode_index + 1 if episode_index is None else episode_index
+        self._frame_index = 0
+        self._t0_ns = 0
+        if self.scorer is not None:
+            self.scorer.reset()
+
+    # ---- labelling ---------------------------------------------------------------------------
+    def label(self, frame: SensorFrame, objects: list[GroundedObject] | None = None) -> RewardLabel:
+        """Label the next frame of the current episode.
+
+        Args:
+            frame: the synchronized sensor frame (its stamp and transforms are used; the image
+                and clouds only by perception grounding).
+            objects: grounded objects in ``output_frame`` (matched to the goal by query phrase,
+                else by a unique label); None = use the configured grounding.
+
+        Raises:
+            ConfigError: no goal set, or perception grounding before :meth:`load`.
+            CalibrationError: the goal needs the camera viewpoint and the frame's transforms do
+                not connect the camera to ``output_frame``.
+            ModelError: the VLM failed on this frame.
+        """
+        if self.goal is None:
+            raise ConfigError("no goal set: pass goal in the config or call set_goal()")
+        state, reason, frame_id = self._ground(frame, objects)
+        if self._frame_index == 0:
+            self._t0_ns = frame.stamp_ns
+        sc: FrameScore = self.scorer.score(state, reason)
+        out = RewardLabel(
+            stamp_ns=int(frame.stamp_ns),
+            frame_id=frame_id,
+            goal=self.goal_text,
+            episode_index=self.episode_index,
+            frame_index=self._frame_index,
+            timestamp=(frame.stamp_ns - self._t0_ns) / 1e9,
+            reward=sc.reward,
+            progress=sc.progress,
+            success=sc.success,
+            explanation=sc.explanation,
+            remaining=sc.remaining,
+            grounded=sc.grounded,
+        )
+        self._frame_index += 1
+        return out
+
+    def label_frames(
+        self,
+        frames: Iterable[SensorFrame],
+        objects: Iterable[list[GroundedObject] | None] | None = None,
+    ) -> list[RewardLabel]:
+        """Label frames of the current episode in order (the same causal computation as
+        :meth:`label`; ``objects``: one list per frame, or None for the configured grounding)."""
+        frames = list(frames)
+        objs = list(objects) if objects is not None else [None] * len(frames)
+        if len(objs) != len(frames):
+            raise ConfigError(f"{len(frames)} frames but {len(objs)} object lists")
+        return [self.label(f, o) for f, o in zip(frames, objs, strict=True)]
+
+    # ---- grounding ---------------------------------------------------------------------------
+    def _viewpoint(self, frame: SensorFrame, frame_id: str) -> Viewpoint | None:
+        tf = frame.transforms
+        cam = frame.camera.frame_id if frame.camera is not None else ""
+        if tf is not None and cam and tf.can_transform(frame_id, cam):
+            return Viewpoint.from_camera_pose(tf.lookup(frame_id, cam))
+        if self.goal.needs_view:
+            raise CalibrationError(
+                f"goal '{self.goal_text}' is seen from the camera, but no transform connects "
+                f"'{cam}' to '{frame_id}': publish /tf_static or set static_transforms"
+            )
+        return None
+
+    def _ground(
+        self, frame: SensorFrame, objects: list[GroundedObject] | None
+    ) -> tuple[SceneState | None, str, str]:
+        goal = self.goal
+        frame_id = self.config.output_frame
+        support = None
+        if objects is None and self.config.grounding == "truth":
+            tf = self.truth.lookup(frame.stamp_ns)
+            if tf is None:
+                return None, f"no truth frame at stamp {frame.stamp_ns}", frame_id
+            if self.truth_episodes:
+                ep = TruthGrounding.episode_of(tf)
+                if ep is not None and ep != self._truth_episode:
+                    if self._truth_episode is not None:
+                        self.reset(ep)
+                    else:
+                        self.episode_index = ep
+                    self._truth_episode = ep
+            frame_id = tf.frame_id or frame_id
+            support = self.truth.support_z(tf)
+            boxes, reason = self._from_records(tf.objects)
+        else:
+            if objects is None:
+                if self.pipeline is None:
+                    raise ConfigError("perception grounding: call load() before label()")
+                objects = self.pipeline.process(frame, goal.phrases).objects
+            frame_id = next((o.box.frame_id for o in objects if o.box.frame_id), frame_id)
+            boxes, reason = self._from_objects(objects)
+        vp = self._viewpoint(frame, frame_id)
+        target = boxes.get(goal.target)
+        ref = boxes.get(goal.reference) if goal.reference is not None else None
+        return SceneState(target, ref, vp, support), reason, frame_id
+
+    def _from_records(self, records: list[BoxRecord]) -> tuple[dict[ObjectRef, Box3D], str]:
+        out, why = {}, []
+        for ref in self.goal.required:
+            found = match_records(records, ref)
+            if len(found) == 1:
+                out[ref] = found[0].box
+            else:
+                why.append(f"{ref.name}: {'ambiguous' if found else 'not in the truth frame'}")
+        return out, "; ".join(why)
+
+    def _from_objects(self, objects: list[GroundedObject]) -> tuple[dict[ObjectRef, Box3D], str]:
+        out, why = {}, []
+        for ref in self.goal.required:
+            found = [o for o in objects if _norm(o.query) == ref.phrase]
+            if not found:
+                found = [o for o in objects if o.label == ref.category]
+                if len(found) > 1:
+                    why.append(f"{ref.name}: ambiguous")
+                    continue
+            if found:
+                out[ref] = max(found, key=lambda o: o.score).box
+            else:
+                why.append(f"{ref.name}: not grounded")
+        return out, "; ".join(why)
+
+    # ---- state for resumable offline jobs ----------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "episode_index": self.episode_index,
+            "frame_index": self._frame_index,
+            "t0_ns": self._t0_ns,
+            "truth_episode": self._truth_episode,
+            "scorer": self.scorer.state_dict() if self.scorer else None,
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self.episode_index = d["episode_index"]
+        self._frame_index = d["frame_index"]
+        self._t0_ns = d["t0_ns"]
+        self._truth_episode = d["truth_episode"]
+        if self.scorer is not None and d["scorer"] is not None:
+            self.scorer.load_state_dict(d["scorer"])
+
+
+# ----------------------------------------------------------------------------------------------
+# config/reward.yaml, generated from RewardAnnotatorConfig (its single source)
+# ----------------------------------------------------------------------------------------------
+
+_YAML_HEADER = """\
+# Parameters of the reward annotator node, GENERATED from spatial_ros/reward/annotator.py
+# (RewardAnnotatorConfig): edit the dataclass, then run
+# `python -m spatial_ros.reward.annotator > config/reward.yaml`
+# (test/test_reward_node.py fails when this file and the dataclass disagree).
+# Used unchanged by `ros2 launch spatial_ros reward.launch.py` and by
+# `spatial-ros run reward --config config/reward.yaml`."""
+
+
+def _yaml_value(value) -> str:
+    """A ROS 2 parameter-file literal (floats keep their decimal point, strings are quoted)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value)
+
+
+def config_yaml(node_name: str = NODE_NAME) -> str:
+    """The text of config/reward.yaml: every RewardAnnotatorConfig field with its default and
+    its help as a comment (an empty-list default is written commented out: a ROS parameter
+    file cannot hold [])."""
+    helps = field_help(RewardAnnotatorConfig)
+    defaults = RewardAnnotatorConfig()
+    lines = [_YAML_HEADER, f"{node_name}:", "  ros__parameters:"]
+    for f in dataclasses.fields(RewardAnnotatorConfig):
+        value = getattr(defaults, f.name)
+        lines += textwrap.wrap(helps[f.name], 95, initial_indent="    # ",
+                               subsequent_indent="    #   ")
+        if isinstance(value, list) and not value:
+            lines.append(f"    # {f.name}: []   (default; a ROS parameter file cannot hold [])")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name}: a non-finite default cannot go into a ROS YAML file")
+        else:
+            lines.append(f"    {f.name}: {_yaml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(config_yaml(), end="")

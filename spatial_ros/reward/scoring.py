@@ -1,0 +1,265 @@
+"""Per-frame scoring: grounded 3D state -> progress in [0, 1], reward, success and an explanation.
+
+Progress follows the simulator's truth definition (``spatial_ros.sim.trajectory``)::
+
+    progress_t = clip(1 - remaining_t / remaining_0, 0, 1)
+
+with ``remaining`` the metres to the goal region (:func:`spatial_ros.reward.goal.measure`) and
+``remaining_0`` its value at the episode's first grounded frame (floored at ``min_remaining0`` so
+that a goal that starts satisfied does not divide by zero). With ground-truth boxes and no
+smoothing, progress equals the simulator's truth progress exactly.
+
+Smoothing is causal: a frame's output depends only on that frame and earlier ones, so online and
+offline labels are identical and no future frame leaks into the past. ``remaining`` and the side
+conditions (target resting) are smoothed; progress and success are computed from the smoothed
+values. Methods: ``median`` (median of the last ``median_window`` frames; preserves monotone
+sequences up to a lag of ``(window - 1) / 2`` frames and removes single-frame outliers), ``ema``
+(exponential moving average, weight ``ema_alpha`` on the newest frame) or ``none``.
+
+Reward of frame t (the transition from frame t-1 into frame t; frame 0 gets 0 in the difference
+modes):
+
+* ``delta``: progress_t - progress_{t-1} (sums to the episode's net progress);
+* ``potential``: gamma * progress_t - progress_{t-1} (potential-based shaping with phi =
+  progress, Ng et al. 1999: keeps the optimal policy of any task reward it is added to);
+* ``progress``: progress_t (dense, SpatialVLM-style).
+
+plus ``success_bonus`` on frames that are in the goal region. A frame whose objects were not
+grounded keeps the last smoothed state (progress held, reward 0, ``grounded`` false, the
+explanation says what was missing) - never a silent zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from spatial_ros.config import param
+from spatial_ros.errors import ConfigError
+from spatial_ros.reward.goal import Goal, SceneState, Tolerances, measure
+
+REWARD_MODES = ("delta", "potential", "progress")
+SMOOTHING = ("none", "ema", "median")
+
+
+@dataclass
+class ScoringConfig:
+    """How progress, reward and success are computed (units: metres, frames)."""
+
+    reward_mode: str = param("delta", "reward per frame: delta (progress difference) | "
+                             "potential (gamma * progress_t - progress_t-1) | progress")
+    gamma: float = param(0.99, "discount of the potential-based shaping, (0, 1]")
+    success_bonus: float = param(0.0, "added to the reward of frames in the goal region")
+    smoothing: str = param("median", "causal smoothing of the measured state: none | ema | median")
+    ema_alpha: float = param(0.5, "ema: weight of the newest frame, (0, 1]")
+    median_window: int = param(3, "median: frames in the causal window (odd, >= 1)")
+    success_tolerance: float = param(0.01, "remaining distance to the goal region that still "
+                                     "counts as success (m)")
+    rest_tolerance: float = param(0.02, "target bottom within this of the table top counts as "
+                                  "resting (m)")
+    next_to_gap: float = param(0.10, "'next to': largest footprint gap (m)")
+    side_clearance: float = param(0.02, "left/right/front/behind: footprints at least this far "
+                                  "apart (m)")
+    side_depth: float = param(0.15, "left/right/front/behind: largest offset along the other "
+                              "horizontal axis (m)")
+    lift_tolerance: float = param(0.03, "lift: half-width of the height band (m)")
+    move_amount: float = param(0.15, "away from / towards: default distance change (m)")
+    min_remaining0: float = param(0.02, "floor of the first frame's remaining distance used to "
+                                  "normalise progress (m)")
+
+    def __post_init__(self) -> None:
+        bad = []
+        if self.reward_mode not in REWARD_MODES:
+            bad.append(f"reward_mode={self.reward_mode!r} (one of {', '.join(REWARD_MODES)})")
+        if self.smoothing not in SMOOTHING:
+            bad.append(f"smoothing={self.smoothing!r} (one of {', '.join(SMOOTHING)})")
+        if not 0.0 < self.gamma <= 1.0:
+            bad.append(f"gamma={self.gamma} (must be in (0, 1])")
+        if not 0.0 < self.ema_alpha <= 1.0:
+            bad.append(f"ema_alpha={self.ema_alpha} (must be in (0, 1])")
+        if self.median_window < 1 or self.median_window % 2 == 0:
+            bad.append(f"median_window={self.median_window} (must be odd and >= 1)")
+        if not math.isfinite(self.success_bonus):
+            bad.append(f"success_bonus={self.success_bonus} (must be finite)")
+        if not self.min_remaining0 > 0:
+            bad.append(f"min_remaining0={self.min_remaining0} (must be > 0 m)")
+        if bad:
+            raise ConfigError("ScoringConfig: invalid " + "; ".join(bad))
+        self.tolerances  # noqa: B018 - validates the metre tolerances (ConfigError)
+
+    @property
+    def tolerances(self) -> Tolerances:
+        return Tolerances(
+            next_to_gap=self.next_to_gap,
+            side_clearance=self.side_clearance,
+            side_depth=self.side_depth,
+            lift=self.lift_tolerance,
+            rest=self.rest_tolerance,
+            move_amount=self.move_amount,
+            success=self.success_tolerance,
+        )
+
+
+class CausalSmoother:
+    """Causal smoothing of a vector per frame (median of the last N, EMA, or none)."""
+
+    def __init__(self, method: str, alpha: float = 0.5, window: int = 3) -> None:
+        if method not in SMOOTHING:
+            raise ConfigError(f"smoothing must be one of {SMOOTHING}, got {method!r}")
+        self.method, self.alpha, self.window = method, alpha, window
+        self._hist: deque[np.ndarray] = deque(maxlen=window)
+        self._ema: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._hist.clear()
+        self._ema = None
+
+    def update(self, x: np.ndarray) -> np.ndarray:
+        """Add the newest frame's values; return their smoothed values (same shape)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.method == "none":
+            return x.copy()
+        if self.method == "ema":
+            self._ema = x.copy() if self._ema is None else (
+                self.alpha * x + (1.0 - self.alpha) * self._ema
+            )
+            return self._ema.copy()
+        self._hist.append(x.copy())
+        return np.median(np.stack(self._hist), axis=0)
+
+    def state_dict(self) -> dict:
+        return {
+            "hist": [h.tolist() for h in self._hist],
+            "ema": None if self._ema is None else self._ema.tolist(),
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self._hist = deque((np.asarray(h, float) for h in d["hist"]), maxlen=self.window)
+        self._ema = None if d["ema"] is None else np.asarray(d["ema"], float)
+
+
+@dataclass(frozen=True)
+class FrameScore:
+    """The score of one frame.
+
+    Attributes:
+        progress: [0, 1] towards the goal.
+        reward: see the module docstring (dimensionless).
+        success: the (smoothed) state is in the goal region within the tolerances.
+        remaining: smoothed metres to the goal region (NaN before the first grounded frame).
+        raw_remaining: this frame's unsmoothed metres (NaN when not grounded).
+        value: this frame's goal quantity (metres; NaN when not grounded).
+        grounded: the goal's objects were found in this frame.
+        explanation: short text, e.g. "gap(red cube, blue bowl) = 0.31 m (goal <= 0.10 m);
+            progress 0.42".
+    """
+
+    progress: float
+    reward: float
+    success: bool
+    remaining: float
+    raw_remaining: float
+    value: float
+    grounded: bool
+    explanation: str
+
+
+class EpisodeScorer:
+    """Scores the frames of one episode in order (causal; ``reset()`` starts a new episode).
+
+    Args:
+        goal: the parsed goal.
+        config: scoring configuration.
+    """
+
+    def __init__(self, goal: Goal, config: ScoringConfig | None = None) -> None:
+        self.goal = goal
+        self.config = config or ScoringConfig()
+        self._tol = self.config.tolerances
+        self._smoother = CausalSmoother(
+            self.config.smoothing, self.config.ema_alpha, self.config.median_window
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new episode (no frame seen)."""
+        self._smoother.reset()
+        self._start: SceneState | None = None
+        self._rem0: float | None = None
+        self._prev_progress: float | None = None
+        self._progress = 0.0
+        self._remaining = math.nan
+        self._success = False
+
+    def score(self, state: SceneState | None, missing_reason: str = "") -> FrameScore:
+        """Score the next frame of the episode.
+
+        Args:
+            state: the goal's objects in this frame, or None when grounding failed.
+            missing_reason: why ``state`` is None / incomplete (goes into the explanation).
+        """
+        missing = ["objects"] if state is None else state.missing(self.goal)
+        if missing:
+            why = missing_reason or f"not found: {', '.join(missing)}"
+            return self._emit(math.nan, math.nan, False, f"{why}; progress held")
+        if self._start is None:
+            self._start = state
+        m = measure(self.goal, state, self._start, self._tol)
+        if self._rem0 is None:
+            self._rem0 = max(m.remaining, self.config.min_remaining0)
+        smooth = self._smoother.update([m.remaining, 1.0 if m.conditions else 0.0])
+        self._remaining = float(smooth[0])
+        self._progress = float(np.clip(1.0 - self._remaining / self._rem0, 0.0, 1.0))
+        self._success = bool(self._remaining <= self._tol.success and smooth[1] >= 0.5)
+        text = f"{m.text}; progress {self._progress:.2f}" + (" (success)" if self._success else "")
+        return self._emit(m.remaining, m.value, True, text)
+
+    def _emit(self, raw: float, value: float, grounded: bool, text: str) -> FrameScore:
+        cfg = self.config
+        p, prev = self._progress, self._prev_progress
+        if cfg.reward_mode == "progress":
+            reward = p
+        elif prev is None or not grounded:
+            reward = 0.0
+        elif cfg.reward_mode == "delta":
+            reward = p - prev
+        else:
+            reward = cfg.gamma * p - prev
+        if self._success:
+            reward += cfg.success_bonus
+        if grounded:
+            self._prev_progress = p
+        return FrameScore(float(p), float(reward), self._success, self._remaining, float(raw),
+                          float(value), grounded, text)
+
+    # ---- state for resumable offline jobs (JSON-able, exact floats) ---------------------------
+    def state_dict(self) -> dict:
+        return {
+            "start": None if self._start is None else self._start.to_json(),
+            "rem0": self._rem0,
+            "prev_progress": self._prev_progress,
+            "progress": self._progress,
+            "remaining": None if math.isnan(self._remaining) else self._remaining,
+            "success": self._success,
+            "smoother": self._smoother.state_dict(),
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self._start = None if d["start"] is None else SceneState.from_json(d["start"])
+        self._rem0 = d["rem0"]
+        self._prev_progress = d["prev_progress"]
+        self._progress = d["progress"]
+        self._remaining = math.nan if d["remaining"] is None else d["remaining"]
+        self._success = d["success"]
+        self._smoother.load_state_dict(d["smoother"])
+
+
+def score_episode(
+    goal: Goal, states: list[SceneState | None], config: ScoringConfig | None = None
+) -> list[FrameScore]:
+    """Score a whole episode (the same causal computation as frame-by-frame online scoring)."""
+    scorer = EpisodeScorer(goal, config)
+    return [scorer.score(s) for s in states]
