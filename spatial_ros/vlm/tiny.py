@@ -80,7 +80,7 @@ class TinyPreset:
 
 PRESETS = {
     "test": TinyPreset(32, 16, 32, 1, 2, 64, 64, 2, 4, 2, 128, 400, 2048),
-    "default": TinyPreset(112, 16, 256, 4, 4, 1024, 384, 6, 6, 2, 1024, 4096, 4096),
+    "default": TinyPreset(112, 16, 256, 4, 4, 768, 256, 4, 4, 2, 768, 4096, 4096),
 }
 
 

@@ -1,0 +1,223 @@
+"""Training conversations from a :class:`~training.scenes.TrainingFrame`.
+
+Four tasks, all written with the runtime's own PromptBuilder and BoxCodec (so the model sees in
+training exactly the phrasings and number formats the engine sends):
+
+- ``ground``: Cube-LLM specialist prompting. The system turn, the image, then "Here is the list
+  of 3D bounding boxes of all objects around the camera:" with candidate boxes (ground truth in
+  training, closest first like the engine lists them; on some frames the LiDAR specialist's
+  boxes with their real errors), then up to ``max_turns`` caption -> box3D questions. The answer
+  is the listed box of that object (a *candidate-selection target*: the model learns to pick a
+  candidate and copy it exactly), or the true box when no listed box matches it.
+- ``lv3d``: LV3D multi-turn QA without candidates: each question names an object by its caption
+  and asks another attribute (box2D, point2D, depth, point3D, box3D); VCoT pairs ask box2D, then
+  the 3D box "of this region" in the next turn.
+- ``vqa``: SpatialVLM-style spatial questions and answers (``spatial_ros.spatial.qa``: 38
+  question types, ambiguity resolution, human-like rounding and units).
+- ``vip``: ViP-LLaVA visual prompts: a mark (rectangle, ellipse, arrow, ...) drawn around one
+  object, its 3D box asked for "the object within the red rectangle".
+
+A sample is a dict with JSON-able fields; ``messages`` is a list of {role, content, image}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spatial_ros.errors import ConfigError
+from spatial_ros.geometry.iou import iou_3d_matrix
+from spatial_ros.spatial.predicates import SpatialObject, Viewpoint
+from spatial_ros.spatial.qa import QAConfig, generate_qa
+from spatial_ros.types import Box3D
+from spatial_ros.vlm.codec import BoxCodec, CodecConfig
+from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn
+from spatial_ros.vlm.visual_prompts import KINDS, draw_visual_prompt
+
+from training.scenes import TrainingFrame
+
+TASK_NAMES = ("ground", "lv3d", "vqa", "vip")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """What conversations to make from a frame.
+
+    Attributes:
+        task_weights: relative frequency of each task (``TASK_NAMES`` order).
+        max_turns: most QA pairs per conversation (Cube-LLM uses up to 30; CPU training keeps
+            sequences short).
+        max_candidates: most boxes listed in the specialist prompt (closest first).
+        specialist_prob: share of ``ground`` samples listing the specialist's boxes (when the
+            frame has them) instead of the true boxes.
+        drop_prob: probability that each true box is left out of the list (the model must then
+            answer from the image).
+        vcot_prob: share of ``lv3d`` questions asked as a VCoT pair.
+    """
+
+    task_weights: tuple[float, float, float, float] = (0.6, 0.15, 0.15, 0.1)
+    max_turns: int = 3
+    max_candidates: int = 8
+    specialist_prob: float = 0.3
+    drop_prob: float = 0.05
+    vcot_prob: float = 0.3
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.task_weights, float)
+        if w.shape != (4,) or np.any(w < 0) or w.sum() <= 0:
+            raise ConfigError(f"SampleConfig.task_weights={self.task_weights}: 4 weights >= 0")
+        if self.max_turns < 1 or self.max_candidates < 1:
+            raise ConfigError(
+                f"SampleConfig: max_turns={self.max_turns}, max_candidates="
+                f"{self.max_candidates} must be >= 1"
+            )
+        for name in ("specialist_prob", "drop_prob", "vcot_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"SampleConfig.{name}={getattr(self, name)} must be in [0, 1]")
+
+
+def _unique(frame: TrainingFrame) -> list[int]:
+    """Indices of objects whose caption no other object in view shares."""
+    caps = [o.caption for o in frame.objects]
+    return [i for i, c in enumerate(caps) if caps.count(c) == 1]
+
+
+def _turns(builder: PromptBuilder, context: str | None, qa: list[tuple[str, str]]) -> list[Turn]:
+    """System + image + context + the first question, then alternating answers/questions."""
+    q0, a0 = qa[0]
+    turns = [*builder._first_user(q0, context), Turn("assistant", a0)]
+    for q, a in qa[1:]:
+        turns += [Turn("user", q), Turn("assistant", a)]
+    return turns
+
+
+def _listed_boxes(frame: TrainingFrame, rng, cfg: SampleConfig) -> tuple[list[Box3D], str]:
+    use_spec = frame.specialist_boxes is not None and rng.random() < cfg.specialist_prob
+    if use_spec:
+        boxes, kind = list(frame.specialist_boxes), "specialist"
+    else:
+        boxes = [o.box_optical for o in frame.objects if rng.random() >= cfg.drop_prob]
+        kind = "truth"
+    boxes = [b for b in boxes if b.center[2] > 0]
+    boxes.sort(key=lambda b: float(np.linalg.norm(b.center)))
+    return boxes[: cfg.max_candidates], kind
+
+
+def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig):
+    idx = _unique(frame)
+    if not idx:
+        return None
+    listed, kind = _listed_boxes(frame, rng, cfg)
+    context = builder.specialist_block(listed, frame.camera) if listed else None
+    lines = context.split("\n")[1:] if context else []
+    truth = [frame.objects[i].box_optical for i in idx]
+    M = iou_3d_matrix(truth, listed) if listed else np.zeros((len(truth), 0))
+    picks = rng.permutation(len(idx))[: cfg.max_turns]
+    qa = []
+    for k in picks:
+        o = frame.objects[idx[k]]
+        j = int(np.argmax(M[k])) if M.shape[1] else -1
+        answer = lines[j] if j >= 0 and M[k, j] >= 0.25 else codec.encode_box3d(
+            o.box_optical, frame.camera)
+        qa.append((TASKS["box3d"] + o.caption, answer))
+    return _turns(builder, context, qa), {"candidates": kind, "listed": len(listed)}
+
+
+def _attribute(kind: str, o, frame, codec: BoxCodec) -> str:
+    cam = frame.camera
+    if kind == "box2d":
+        return codec.encode_box2d(o.box_2d, cam.width, cam.height)
+    if kind == "point2d":
+        b = o.box_2d
+        return codec.encode_point2d(np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]),
+                                    cam.width, cam.height)
+    if kind == "depth":
+        return codec.encode_depth(float(o.box_optical.center[2]), cam)
+    if kind == "point3d":
+        return codec.encode_point3d(o.box_optical.center, cam)
+    return codec.encode_box3d(o.box_optical, cam)
+
+
+def lv3d_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig):
+    idx = _unique(frame)
+    if not idx:
+        return None
+    qa: list[tuple[str, str]] = []
+    kinds = list(TASKS)
+    for k in rng.permutation(len(idx)):
+        if len(qa) >= cfg.max_turns:
+            break
+        o = frame.objects[idx[k]]
+        if rng.random() < cfg.vcot_prob and len(qa) + 2 <= cfg.max_turns:
+            qa.append((TASKS["box2d"] + o.caption, _attribute("box2d", o, frame, codec)))
+            qa.append((VCOT_FOLLOW_UP, _attribute("box3d", o, frame, codec)))
+        else:
+            kind = kinds[int(rng.integers(len(kinds)))]
+            qa.append((TASKS[kind] + o.caption, _attribute(kind, o, frame, codec)))
+    return _turns(builder, None, qa), {}
+
+
+def vqa_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig,
+               qa_config: QAConfig | None = None):
+    if len(frame.objects) < 2:
+        return None
+    objs = [SpatialObject(o.caption.removeprefix("the "), o.box_base, id=str(i))
+            for i, o in enumerate(frame.objects)]
+    vp = Viewpoint.from_camera_pose(frame.T_base_from_optical)
+    pairs = generate_qa(objs, vp, rng, cfg.max_turns, qa_config)
+    if not pairs:
+        return None
+    qa = [(p.question, p.answer) for p in pairs]
+    return _turns(builder, None, qa), {"types": [p.type for p in pairs]}
+
+
+def vip_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig):
+    if not frame.objects:
+        return None
+    o = frame.objects[int(rng.integers(len(frame.objects)))]
+    kind = KINDS[int(rng.integers(len(KINDS)))]
+    vp = draw_visual_prompt(frame.image, kind, o.box_2d, rng=rng)
+    listed, _ = _listed_boxes(frame, rng, cfg)
+    context = builder.specialist_block(listed, frame.camera) if listed else None
+    qa = [(TASKS["box3d"] + vp.query(), codec.encode_box3d(o.box_optical, frame.camera))]
+    return _turns(builder, context, qa), {"mark": kind, "image": vp.image}
+
+
+BUILDERS = {"ground": ground_sample, "lv3d": lv3d_sample, "vqa": vqa_sample, "vip": vip_sample}
+
+
+def frame_samples(
+    frame: TrainingFrame,
+    rng: np.random.Generator,
+    codec_config: CodecConfig,
+    config: SampleConfig,
+    n: int = 1,
+) -> list[dict]:
+    """``n`` conversations about one frame, tasks drawn by ``config.task_weights``.
+
+    Returns dicts: task, image (uint8 RGB, with the mark drawn for ``vip``), messages
+    ([{role, content, image}]), extra (task details)."""
+    codec = BoxCodec(codec_config)
+    builder = PromptBuilder(codec)
+    w = np.asarray(config.task_weights, float)
+    out = []
+    for _ in range(n):
+        task = TASK_NAMES[int(rng.choice(4, p=w / w.sum()))]
+        made = BUILDERS[task](frame, rng, codec, builder, config)
+        for fallback in ("lv3d", "vip"):  # e.g. frames whose objects all share one caption
+            if made is not None:
+                break
+            task, made = fallback, BUILDERS[fallback](frame, rng, codec, builder, config)
+        if made is None:
+            continue
+        turns, extra = made
+        image = extra.pop("image", frame.image)
+        out.append({
+            "task": task,
+            "image": image,
+            "messages": [{"role": t.role, "content": t.text, "image": t.image} for t in turns],
+            "extra": extra,
+        })
+    return out
+
