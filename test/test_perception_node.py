@@ -162,11 +162,6 @@ class Harness:
         self.io.destroy_node()
 
 
-def send_tf(h, frames):
-    """Republish /tf_static for a frame from another scene (tabletop rigs vary per seed)."""
-    h.pub_tf.publish(tree_to_tf_message(frames[0].sensor_frame().transforms, frames[0].stamp_ns,
-                                        h.f))
-
 
 def test_specialists_only_matches_truth_and_keeps_stamps(ros, sim_frames):
     h = Harness(ros, sim_frames)
