@@ -1,0 +1,139 @@
+"""Per-frame scoring: hand-computed progress, rewards and success; causal smoothing."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from spatial_ros.errors import ConfigError
+from spatial_ros.reward.goal import SceneState, parse_goal
+from spatial_ros.reward.scoring import (
+    CausalSmoother,
+    EpisodeScorer,
+    ScoringConfig,
+    score_episode,
+)
+from spatial_ros.spatial.predicates import Viewpoint
+from spatial_ros.types import Box3D
+
+GOAL = parse_goal("put the red cube next to the blue bowl")
+VIEW = Viewpoint([0.0, 0.0, 1.0], [1.0, 0.0, 0.0])
+BOWL = Box3D.from_yaw([0.5, 0.0, 0.05], [0.1, 0.1, 0.1], 0.0, "base_link")
+
+
+def at_gap(gap: float, z: float = 0.05) -> SceneState:
+    """The cube ``gap`` metres from the bowl's footprint (remaining = max(0, gap - 0.10))."""
+    cube = Box3D.from_yaw([0.5 - 0.1 - gap, 0.0, z], [0.1, 0.1, 0.1], 0.0, "base_link")
+    return SceneState(cube, BOWL, VIEW, 0.0)
+
+
+def raw(**kw) -> ScoringConfig:
+    return ScoringConfig(smoothing="none", success_tolerance=0.0, **kw)
+
+
+def test_progress_rewards_success_by_hand():
+    # remaining 0.3, 0.3, 0.15, 0, 0 -> progress 0, 0, 0.5, 1, 1
+    states = [at_gap(g) for g in (0.4, 0.4, 0.25, 0.05, 0.05)]
+    out = score_episode(GOAL, states, raw())
+    assert [s.progress for s in out] == pytest.approx([0, 0, 0.5, 1, 1])
+    assert [s.reward for s in out] == pytest.approx([0, 0, 0.5, 0.5, 0])
+    assert [s.success for s in out] == [False, False, False, True, True]
+    assert [s.remaining for s in out] == pytest.approx([0.3, 0.3, 0.15, 0, 0])
+    assert all(s.grounded for s in out)
+    assert out[0].explanation.startswith("gap(red cube, blue bowl) = 0.40 m (goal <= 0.10 m)")
+    pot = score_episode(GOAL, states, raw(reward_mode="potential", gamma=0.9))
+    assert [s.reward for s in pot] == pytest.approx([0, 0, 0.45, 0.9 - 0.5, 0.9 - 1.0])
+    dense = score_episode(GOAL, states, raw(reward_mode="progress", success_bonus=2.0))
+    assert [s.reward for s in dense] == pytest.approx([0, 0, 0.5, 3, 3])
+
+
+def test_success_needs_the_conditions_and_tolerance():
+    # gap 0.05 m but held 0.2 m above the table: remaining 0, not resting -> no success
+    out = score_episode(GOAL, [at_gap(0.4), at_gap(0.05, z=0.25)], raw())
+    assert out[1].progress == 1.0 and not out[1].success
+    # 5 mm short of the region: success only with a 1 cm tolerance
+    near = [at_gap(0.4), at_gap(0.105)]
+    assert not score_episode(GOAL, near, raw())[1].success
+    assert score_episode(GOAL, near, ScoringConfig(smoothing="none",
+                                                   success_tolerance=0.01))[1].success
+
+
+def test_goal_satisfied_at_start_uses_the_floor():
+    out = score_episode(GOAL, [at_gap(0.05), at_gap(0.11)], raw(min_remaining0=0.02))
+    assert out[0].progress == 1.0 and out[0].success
+    assert out[1].progress == pytest.approx(0.5)  # 0.01 m out of a 0.02 m normaliser
+
+
+def test_median_and_ema_smoothing_by_hand():
+    gaps = [0.4, 0.4, 0.1, 0.4, 0.25]  # remaining 0.3, 0.3, 0.0 (a one-frame glitch), 0.3, 0.15
+    med = score_episode(GOAL, [at_gap(g) for g in gaps],
+                        ScoringConfig(smoothing="median", median_window=3))
+    # causal medians: [0.3], [0.3, 0.3], [0.3, 0.3, 0], [0.3, 0, 0.3], [0, 0.3, 0.15]
+    assert [s.remaining for s in med] == pytest.approx([0.3, 0.3, 0.3, 0.3, 0.15])
+    assert [s.progress for s in med] == pytest.approx([0, 0, 0, 0, 0.5])
+    assert not any(s.success for s in med)  # the glitch never counts as success
+    assert [s.raw_remaining for s in med] == pytest.approx([0.3, 0.3, 0.0, 0.3, 0.15])
+    ema = score_episode(GOAL, [at_gap(g) for g in gaps[:3]],
+                        ScoringConfig(smoothing="ema", ema_alpha=0.5))
+    assert [s.remaining for s in ema] == pytest.approx([0.3, 0.3, 0.15])
+    assert [s.progress for s in ema] == pytest.approx([0, 0, 0.5])
+
+
+@pytest.mark.parametrize("smoothing", ["none", "ema", "median"])
+def test_smoothing_never_uses_future_frames(smoothing):
+    rng = np.random.default_rng(7)
+    cfg = ScoringConfig(smoothing=smoothing, median_window=5, reward_mode="potential")
+    gaps = rng.uniform(0.0, 0.5, 20)
+    base = score_episode(GOAL, [at_gap(g) for g in gaps], cfg)
+    for k in (1, 7, 15):
+        changed = gaps.copy()
+        changed[k:] = rng.uniform(0.0, 0.5, 20 - k)
+        other = score_episode(GOAL, [at_gap(g) for g in changed], cfg)
+        assert other[:k] == base[:k]  # FrameScore is a frozen dataclass: exact equality
+        assert other[k:] != base[k:]
+
+
+def test_ungrounded_frames_hold_progress_and_say_why():
+    states = [at_gap(0.4), None, at_gap(0.25), SceneState(None, BOWL, VIEW, 0.0), at_gap(0.1)]
+    out = score_episode(GOAL, states, raw())
+    assert [s.grounded for s in out] == [True, False, True, False, True]
+    assert [s.progress for s in out] == pytest.approx([0, 0, 0.5, 0.5, 1.0])
+    assert [s.reward for s in out] == pytest.approx([0, 0, 0.5, 0, 0.5])
+    assert sum(s.reward for s in out) == pytest.approx(out[-1].progress - out[0].progress)
+    assert "not found: red cube" in out[3].explanation and "held" in out[3].explanation
+    assert math.isnan(out[1].raw_remaining)
+    # nothing grounded yet: progress 0, no reward, NaN remaining (not a fake measurement)
+    first = score_episode(GOAL, [None], raw())[0]
+    assert first.progress == 0.0 and first.reward == 0.0 and math.isnan(first.remaining)
+
+
+def test_state_dict_resumes_exactly():
+    rng = np.random.default_rng(3)
+    states = [at_gap(g) for g in rng.uniform(0.0, 0.5, 12)]
+    cfg = ScoringConfig(smoothing="median", median_window=5)
+    full = score_episode(GOAL, states, cfg)
+    a = EpisodeScorer(GOAL, cfg)
+    first = [a.score(s) for s in states[:5]]
+    b = EpisodeScorer(GOAL, cfg)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert first + [b.score(s) for s in states[5:]] == full
+    a.reset()
+    assert a.score(at_gap(0.3)).progress == 0.0  # a new episode starts from its own first frame
+    # remaining 0.2 then 0.1: the median of the two is 0.15 -> progress 0.25
+    assert a.score(at_gap(0.2)).progress == pytest.approx(0.25)
+
+
+def test_config_errors_name_the_values():
+    with pytest.raises(ConfigError, match="reward_mode='sparse'"):
+        ScoringConfig(reward_mode="sparse")
+    with pytest.raises(ConfigError, match="median_window=4"):
+        ScoringConfig(median_window=4)
+    with pytest.raises(ConfigError, match="gamma=1.5"):
+        ScoringConfig(gamma=1.5)
+    with pytest.raises(ConfigError, match="next_to_gap"):
+        ScoringConfig(next_to_gap=0.0)
+    with pytest.raises(ConfigError, match="smoothing"):
+        CausalSmoother("kalman")
