@@ -10,9 +10,10 @@ that a goal that starts satisfied does not divide by zero). With ground-truth bo
 smoothing, progress equals the simulator's truth progress exactly.
 
 Smoothing is causal: a frame's output depends only on that frame and earlier ones, so online and
-offline labels are identical and no future frame leaks into the past. ``remaining`` and the side
-conditions (target resting) are smoothed; progress and success are computed from the smoothed
-values. Methods: ``median`` (median of the last ``median_window`` frames; preserves monotone
+offline labels are identical and no future frame leaks into the past. ``remaining`` is smoothed;
+progress and success come from the smoothed value (success also needs this frame's side
+conditions, e.g. the target resting on the table, unsmoothed so that a goal reached on an
+episode's last frames is not reported late). Methods: ``median`` (median of the last ``median_window`` frames; preserves monotone
 sequences up to a lag of ``(window - 1) / 2`` frames and removes single-frame outliers), ``ema``
 (exponential moving average, weight ``ema_alpha`` on the newest frame) or ``none``.
 
@@ -210,10 +211,9 @@ class EpisodeScorer:
         m = measure(self.goal, state, self._start, self._tol)
         if self._rem0 is None:
             self._rem0 = max(m.remaining, self.config.min_remaining0)
-        smooth = self._smoother.update([m.remaining, 1.0 if m.conditions else 0.0])
-        self._remaining = float(smooth[0])
+        self._remaining = float(self._smoother.update([m.remaining])[0])
         self._progress = float(np.clip(1.0 - self._remaining / self._rem0, 0.0, 1.0))
-        self._success = bool(self._remaining <= self._tol.success and smooth[1] >= 0.5)
+        self._success = bool(self._remaining <= self._tol.success and m.conditions)
         text = f"{m.text}; progress {self._progress:.2f}" + (" (success)" if self._success else "")
         return self._emit(m.remaining, m.value, True, text)
 
