@@ -395,8 +395,10 @@ def _snapshots_from_bag(cfg: EvalConfig, stamps: Sequence[int]) -> tuple[list[Sn
     return snaps, origins
 
 
-def run_bag_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
-    """Evaluate a bag (module docstring). ``backend`` replaces the model (tests, a shared one).
+def run_bag_eval(cfg: EvalConfig, backend=None, reward: Any = None) -> EvalOutcome:
+    """Evaluate a bag (module docstring). ``backend`` replaces the model (tests, a shared one);
+    ``reward`` gives reward labels in memory (rows of (frame_index, progress, reward)) instead
+    of ``cfg.reward``.
 
     Raises:
         DataError: unreadable bag / truth / predictions; ModelError: the model cannot load.
@@ -442,8 +444,9 @@ def run_bag_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
                                   if cfg.gt else None)
     return _finish(cfg, metrics, rows, predictions=preds, truth=truth, candidates=candidates,
                    snapshots=snaps, records=records, paths=paths, replay=replay,
-                   truth_progress=truth_progress_of(detail),
-                   title=f"spatial_ros evaluation: {Path(cfg.bag or cfg.pred or cfg.pred_bag).name}")
+                   reward=reward, truth_progress=truth_progress_of(detail),
+                   title="spatial_ros evaluation: "
+                   f"{Path(cfg.bag or cfg.pred or cfg.pred_bag).name}")
 
 
 # ----------------------------------------------------------------------------------------------
