@@ -46,11 +46,12 @@ CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "reward.yaml"
 _PERCEPTION_FIELDS = {f.name: f for f in dataclasses.fields(PerceptionConfig)}
 
 
-def _shared(name: str):
-    """A field with the same name, default and help as PerceptionConfig's (one definition)."""
+def _shared(name: str, help: str | None = None):  # noqa: A002 - mirrors config.param
+    """A field with the same name and default as PerceptionConfig's (one definition), and its
+    help unless the meaning differs here."""
     f = _PERCEPTION_FIELDS[name]
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-    return param(default, f.metadata["help"])
+    return param(default, help or f.metadata["help"])
 
 
 @dataclass
@@ -65,7 +66,8 @@ class RewardAnnotatorConfig(ScoringConfig):
                            "(specialists + VLM) | truth (ground-truth box file truth_path)")
     truth_path: str = param("", "grounding=truth: truth.jsonl box file (spatial-ros sim); the "
                             "scene.json next to it gives the table height")
-    output_frame: str = _shared("output_frame")
+    output_frame: str = _shared("output_frame", "z-up frame the goal is scored in (boxes, "
+                                "'the robot' = its origin)")
     model_path: str = _shared("model_path")
     device: str = _shared("device")
     max_new_tokens: int = _shared("max_new_tokens")
@@ -73,7 +75,8 @@ class RewardAnnotatorConfig(ScoringConfig):
     vcot: bool = _shared("vcot")
     lidar_preset: str = _shared("lidar_preset")
     use_depth_specialist: bool = _shared("use_depth_specialist")
-    min_score: float = _shared("min_score")
+    min_score: float = _shared("min_score", "grounded objects scoring below this are ignored "
+                               "[0, 1]")
     # --- inputs ------------------------------------------------------------------------------
     image_topic: str = _shared("image_topic")
     image_transport: str = _shared("image_transport")
@@ -84,7 +87,8 @@ class RewardAnnotatorConfig(ScoringConfig):
     qos_depth: int = _shared("qos_depth")
     slop: float = _shared("slop")
     queue_size: int = _shared("queue_size")
-    time_jump: float = _shared("time_jump")
+    time_jump: float = _shared("time_jump", "image stamps this much older than the newest "
+                               "(bag loop, simulator restart) start a new episode (s)")
     static_transforms: list = _shared("static_transforms")
     # --- node --------------------------------------------------------------------------------
     max_pending: int = param(30, "synchronized frames waiting for the worker (every frame gets a "
@@ -297,12 +301,12 @@ class RewardAnnotator:
 
     # ---- goal and episodes -------------------------------------------------------------------
     def set_goal(self, text: str) -> Goal:
-        """Parse and activate a goal; starts a new episode (GoalError when unparseable: the
-        previous goal stays active)."""
+        """Parse and activate a goal; starts a new episode (the next episode number once the
+        current one has frames). GoalError when unparseable: the previous goal stays active."""
         goal = parse_goal(text)
         self.goal, self.goal_text = goal, " ".join(str(text).split())
         self.scorer = EpisodeScorer(goal, self.config.scoring)
-        self.reset(self.episode_index)
+        self.reset(None if self._frame_index > 0 else self.episode_index)
         return goal
 
     @property
@@ -409,6 +413,7 @@ class RewardAnnotator:
                 if self.pipeline is None:
                     raise ConfigError("perception grounding: call load() before label()")
                 objects = self.pipeline.process(frame, goal.phrases).objects
+            objects = [o for o in objects if o.score >= self.config.min_score]
             frame_id = next((o.box.frame_id for o in objects if o.box.frame_id), frame_id)
             boxes, reason = self._from_objects(objects)
         vp = self._viewpoint(frame, frame_id)
