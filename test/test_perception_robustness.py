@@ -26,7 +26,8 @@ DIAG_WARN, DIAG_ERROR = 1, 2
 
 @pytest.fixture(scope="module")
 def sim_frames():
-    frames = [f for f in iter_frames(SimConfig("tabletop", seed=101, frames=7)) if f.points is not None]
+    frames = [f for f in iter_frames(SimConfig("tabletop", seed=101, frames=7))
+              if f.points is not None]
     assert len(frames) >= 2
     return frames
 

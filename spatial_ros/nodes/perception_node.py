@@ -11,8 +11,8 @@ lifecycle manager.
 Threading: subscription callbacks only decode headers and feed the synchronizer; a complete
 synchronized set replaces the single pending slot (a newer frame drops an unprocessed older one,
 counted); one worker thread decodes and processes the newest frame. Every output copies the source
-image's header stamp. Bad input never kills the node: the frame is skipped with a throttled log line
-and a diagnostic counter, and nothing is published for it (no empty array that would claim
+image's header stamp. Bad input never kills the node: the frame is skipped with a throttled log
+line and a diagnostic counter, and nothing is published for it (no empty array that would claim
 "nothing found"):
 
   skipped_frames  undecodable image/cloud, missing CameraInfo or transforms (SpatialRosError)
@@ -53,7 +53,13 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from spatial_ros.config import field_help, from_dict
-from spatial_ros.errors import CalibrationError, ConfigError, DataError, ModelError, SpatialRosError
+from spatial_ros.errors import (
+    CalibrationError,
+    ConfigError,
+    DataError,
+    ModelError,
+    SpatialRosError,
+)
 from spatial_ros.geometry.transforms import TransformTree, make_transform, quaternion_to_matrix
 from spatial_ros.io.camera_info import camera_info_to_intrinsics
 from spatial_ros.io.image import decode_compressed, depth_to_metres, image_to_rgb8
@@ -107,7 +113,8 @@ def parse_static_transforms(lines: list[str]) -> TransformTree:
             raise ConfigError(
                 f"static transform {line!r} must be 'parent child x y z qx qy qz qw'"
             ) from None
-        tree.set(parts[0], parts[1], make_transform(quaternion_to_matrix(qx, qy, qz, qw), [x, y, z]))
+        R = quaternion_to_matrix(qx, qy, qz, qw)
+        tree.set(parts[0], parts[1], make_transform(R, [x, y, z]))
     return tree
 
 
@@ -116,13 +123,15 @@ class PerceptionNode(LifecycleNode):
 
     def __init__(self, node_name: str = "perception_node", backend=None, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        self._backend = backend  # tests inject a backend; otherwise the model is loaded on activate
+        self._backend = backend  # tests inject a backend; else the model loads on activate
         helps = field_help(PerceptionConfig)
         for f in dataclasses.fields(PerceptionConfig):  # one ROS parameter per field, no others
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                       else f.default)
             self.declare_parameter(
                 f.name, default,
-                ParameterDescriptor(description=helps[f.name], dynamic_typing=isinstance(default, list)),
+                ParameterDescriptor(description=helps[f.name],
+                                    dynamic_typing=isinstance(default, list)),
             )
         self.f = MessageFactory.rclpy()
         self.cfg: PerceptionConfig | None = None
@@ -183,7 +192,8 @@ class PerceptionNode(LifecycleNode):
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", 5)
         self.pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_queries = self.create_publisher(ActiveQueries, "~/active_queries", latched)
-        inputs = ["image"] + (["cloud"] if cfg.cloud_topic else []) + (["depth"] if cfg.depth_topic else [])
+        inputs = (["image"] + (["cloud"] if cfg.cloud_topic else [])
+                  + (["depth"] if cfg.depth_topic else []))
         self._inputs = inputs
         self._sync = ApproximateTimeSynchronizer(
             len(inputs), self._on_synced, queue_size=cfg.queue_size, slop_s=cfg.slop,
@@ -201,7 +211,8 @@ class PerceptionNode(LifecycleNode):
         subs.append(self.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_info,
                                              sensor_qos))
         if TFMessage is not None:
-            subs.append(self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, latched))
+            subs.append(self.create_subscription(TFMessage, "/tf_static", self._on_tf_static,
+                                                 latched))
         self._entities = subs + [
             self.create_service(SetQueries, "~/set_queries", self._srv_set_queries),
             self.create_service(AskSpatial, "~/ask", self._srv_ask),
@@ -265,7 +276,7 @@ class PerceptionNode(LifecycleNode):
             self._worker.join(timeout=10)
         self._worker = None
 
-    # ---- input callbacks (cheap; never raise) ----------------------------------------------------
+    # ---- input callbacks (cheap; never raise) ------------------------------------------------
     def _on_input(self, kind: str, msg) -> None:
         try:
             if not self._active:
@@ -328,7 +339,7 @@ class PerceptionNode(LifecycleNode):
         self.counters[counter] += 1
         self.get_logger().warning(message, throttle_duration_sec=2.0)
 
-    # ---- worker ----------------------------------------------------------------------------------
+    # ---- worker --------------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(timeout=0.2)
@@ -366,7 +377,10 @@ class PerceptionNode(LifecycleNode):
         camera = camera_info_to_intrinsics(info)
         if not camera.frame_id:
             camera.frame_id = img_msg.header.frame_id
-        rgb = decode_compressed(img_msg) if isinstance(img_msg, CompressedImage) else image_to_rgb8(img_msg)
+        if isinstance(img_msg, CompressedImage):
+            rgb = decode_compressed(img_msg)
+        else:
+            rgb = image_to_rgb8(img_msg)
         if rgb.shape[:2] != (camera.height, camera.width):
             raise CalibrationError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
@@ -392,7 +406,8 @@ class PerceptionNode(LifecycleNode):
         for rel in result.relations:
             self.pub_relations.publish(relation_to_msg(rel, stamp, fid, self.f))
         if self.cfg.publish_markers:
-            self.pub_markers.publish(markers_for(result.objects, result.relations, stamp, fid, self.f))
+            self.pub_markers.publish(
+                markers_for(result.objects, result.relations, stamp, fid, self.f))
         now_ns = self.get_clock().now().nanoseconds
         self.counters["frames"] += 1
         self.counters["objects"] += len(result.objects)
@@ -405,7 +420,7 @@ class PerceptionNode(LifecycleNode):
         self._latencies = self._latencies[-500:]
         self._e2e_ms = self._e2e_ms[-500:]
 
-    # ---- services ----------------------------------------------------------------------------------
+    # ---- services ------------------------------------------------------------------------------
     def _publish_active_queries(self) -> None:
         msg = ActiveQueries()
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -446,7 +461,7 @@ class PerceptionNode(LifecycleNode):
         resp.stamp.sec, resp.stamp.nanosec = sec, nsec
         return resp
 
-    # ---- stats ---------------------------------------------------------------------------------------
+    # ---- stats ---------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
         def pct(values: list[float], q: float) -> float:
             return float(np.percentile(values, q)) if values else float("nan")
