@@ -1,4 +1,4 @@
-"""Goal parsing (templates, canonical text, errors) and goal geometry on boxes with exact answers."""
+"""Goal parsing (templates, canonical text, errors); goal geometry on boxes with exact answers."""
 
 from __future__ import annotations
 

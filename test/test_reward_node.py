@@ -112,11 +112,11 @@ class Harness:
         from rclpy.parameter import Parameter
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from spatial_ros.msg import RewardLabel
         from std_msgs.msg import String
         from tf2_msgs.msg import TFMessage
 
         from spatial_ros.io.msgs import MessageFactory
-        from spatial_ros.msg import RewardLabel
         from spatial_ros.nodes.reward_annotator import RewardAnnotatorNode
         from spatial_ros.ros_conversions import tree_to_tf_message
 
@@ -220,10 +220,10 @@ def test_one_label_per_frame_with_source_stamps_and_truth_progress(ros, sim):
 @pytest.mark.ros
 def test_goal_service_topic_and_parameter(ros, sim):
     from rclpy.parameter import Parameter
+    from spatial_ros.srv import SetGoal
     from std_msgs.msg import String
 
     from spatial_ros.io.msgs import stamp_to_ns
-    from spatial_ros.srv import SetGoal
 
     frames, truth = sim
     h = Harness(ros, frames, truth_path=str(truth))  # no goal yet

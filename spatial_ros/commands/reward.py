@@ -79,5 +79,6 @@ def run(args) -> int:
     resumed = f", {res.resumed} resumed from an earlier run" if res.resumed else ""
     print(f"goal: {goal.objective(cfg.tolerances).describe()}")
     print(f"{res.rows} frames in {res.episodes} episode(s) ({mode} grounding{resumed}): "
-          f"{res.labelled} labelled in {res.elapsed_s:.1f} s = {res.fps:.1f} frames/s -> {res.out}")
+          f"{res.labelled} labelled in {res.elapsed_s:.1f} s = {res.fps:.1f} frames/s "
+          f"-> {res.out}")
     return 0

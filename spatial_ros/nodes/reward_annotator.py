@@ -1,4 +1,4 @@
-"""Reward annotator node: synchronized sensor frames + a goal in words -> one RewardLabel per frame.
+"""Reward annotator node: synchronized sensor frames + a goal in words -> a RewardLabel per frame.
 
 A thin rclpy adapter over ``spatial_ros.reward.annotator.RewardAnnotator`` (grounding by the
 perception pipeline, or by a ground-truth box file with ``grounding: truth``), built like the
@@ -107,7 +107,7 @@ class RewardAnnotatorNode(LifecycleNode):
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
-    # ---- lifecycle -----------------------------------------------------------------------------
+    # ---- lifecycle ------------------------------------------------------------------------------
     def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -220,7 +220,7 @@ class RewardAnnotatorNode(LifecycleNode):
             self._worker.join(timeout=10)
         self._worker = None
 
-    # ---- goal ------------------------------------------------------------------------------------
+    # ---- goal -----------------------------------------------------------------------------------
     def set_goal(self, text: str) -> str:
         """Activate a goal (new episode); returns the objective. Raises GoalError/ConfigError
         (the previous goal stays active)."""
@@ -260,7 +260,7 @@ class RewardAnnotatorNode(LifecycleNode):
                     return SetParametersResult(successful=False, reason=str(e))
         return SetParametersResult(successful=True)
 
-    # ---- input callbacks (cheap; never raise) ----------------------------------------------------
+    # ---- input callbacks (cheap; never raise) ---------------------------------------------------
     def _on_input(self, kind: str, msg) -> None:
         try:
             if not self._active:
@@ -311,7 +311,7 @@ class RewardAnnotatorNode(LifecycleNode):
         self.counters[counter] += 1
         self.get_logger().warning(message, throttle_duration_sec=2.0)
 
-    # ---- worker ----------------------------------------------------------------------------------
+    # ---- worker ---------------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(timeout=0.2)
@@ -379,7 +379,7 @@ class RewardAnnotatorNode(LifecycleNode):
         now_ns = self.get_clock().now().nanoseconds
         self._e2e_ms = (self._e2e_ms + [(now_ns - lab.stamp_ns) / 1e6])[-500:]
 
-    # ---- stats ---------------------------------------------------------------------------------------
+    # ---- stats ----------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
         def pct(values: list[float], q: float) -> float:
             return float(np.percentile(values, q)) if values else float("nan")

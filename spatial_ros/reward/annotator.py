@@ -210,7 +210,9 @@ class TruthGrounding:
                     if ep.get("table_top_z") is not None:
                         table[int(ep["episode"])] = float(ep["table_top_z"])
             except (ValueError, KeyError, TypeError) as e:
-                raise DataError(f"{scene}: cannot read the episodes' table heights ({e})") from None
+                raise DataError(
+                    f"{scene}: cannot read the episodes' table heights ({e})"
+                ) from None
         return cls(frames, table)
 
     def lookup(self, stamp_ns: int) -> BoxFrame | None:
@@ -323,7 +325,9 @@ class RewardAnnotator:
             self.scorer.reset()
 
     # ---- labelling ---------------------------------------------------------------------------
-    def label(self, frame: SensorFrame, objects: list[GroundedObject] | None = None) -> RewardLabel:
+    def label(
+        self, frame: SensorFrame, objects: list[GroundedObject] | None = None
+    ) -> RewardLabel:
         """Label the next frame of the current episode.
 
         Args:

@@ -16,8 +16,8 @@ Goal kinds and their *goal regions* (``remaining`` = metres from the state to th
 * ``next_to`` — "put the red cube next to the blue bowl": bird's-eye-view gap between the two
   box footprints in (0, G], G = 0.10 m or "within N cm of"; target resting.
   remaining = max(0, gap - G).
-* ``left_of`` / ``right_of`` / ``behind`` / ``in_front_of`` — "move the mug to the left of the can":
-  with axis a (l, -l, f, -f) and the other horizontal axis o, the centre offset
+* ``left_of`` / ``right_of`` / ``behind`` / ``in_front_of`` — "move the mug to the left of the
+  can": with axis a (l, -l, f, -f) and the other horizontal axis o, the centre offset
   r = c_target - c_reference must satisfy r.a >= (extent_target(a) + extent_reference(a)) / 2 +
   0.02 (footprints clearly apart) and |r.o| <= 0.15; target resting.
   remaining = Euclidean distance of (r.a, r.o) to that region.

@@ -13,9 +13,10 @@ Smoothing is causal: a frame's output depends only on that frame and earlier one
 offline labels are identical and no future frame leaks into the past. ``remaining`` is smoothed;
 progress and success come from the smoothed value (success also needs this frame's side
 conditions, e.g. the target resting on the table, unsmoothed so that a goal reached on an
-episode's last frames is not reported late). Methods: ``median`` (median of the last ``median_window`` frames; preserves monotone
-sequences up to a lag of ``(window - 1) / 2`` frames and removes single-frame outliers), ``ema``
-(exponential moving average, weight ``ema_alpha`` on the newest frame) or ``none``.
+episode's last frames is not reported late). Methods: ``median`` (median of the last
+``median_window`` frames; preserves monotone sequences up to a lag of ``(window - 1) / 2`` frames
+and removes single-frame outliers), ``ema`` (exponential moving average, weight ``ema_alpha`` on
+the newest frame) or ``none``.
 
 Reward of frame t (the transition from frame t-1 into frame t; frame 0 gets 0 in the difference
 modes):
