@@ -113,13 +113,16 @@ def test_reward_curve_from_parquet_and_bad_input(tmp_path):
 
     p = tmp_path / "labels.parquet"
     pq.write_table(pa.table({"frame_index": [2, 0, 1], "progress": [1.0, 0.0, 0.5],
-                             "reward": [0.3, 0.1, 0.2], "goal": ["g", "g", "g"]}), p)
+                             "reward": [0.3, 0.1, 0.2], "goal": ["g", "g", "g"],
+                             "stamp_ns": [30, 10, 20]}), p)
     c = load_reward_curve(p)
     assert c.frame_index.tolist() == [0, 1, 2] and c.progress.tolist() == [0.0, 0.5, 1.0]
+    assert c.stamp_ns.tolist() == [10, 20, 30]
+    assert load_reward_curve([(1, 0.5, 0.2), (0, 0.0, 0.1)]).stamp_ns is None
     pq.write_table(pa.table({"frame_index": [0], "reward": [0.1]}), tmp_path / "bad.parquet")
     with pytest.raises(DataError, match="progress"):
         load_reward_curve(tmp_path / "bad.parquet")
-    with pytest.raises(DataError, match="shape"):
+    with pytest.raises(DataError, match="rows of"):
         load_reward_curve([(0, 1.0)])
     with pytest.raises(DataError, match="cannot read"):
         load_reward_curve(tmp_path / "missing.parquet")

@@ -1,4 +1,4 @@
-"""Metrics of a perception run against ground truth, on the shared box format (spatial_ros.boxfile).
+"""Metrics of a perception run against ground truth, on the shared box format (boxfile.py).
 
 All boxes are compared in ONE z-up frame (the box files' ``frame_id``; base_link for the
 simulator, velodyne for KITTI); predictions in another frame are an error, not a silent zero.

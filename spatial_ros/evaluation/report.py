@@ -7,8 +7,8 @@ Figures (matplotlib, Agg, no pyplot state):
   blue, each with its label;
 - per snapshot frame, a bird's-eye view of the output frame (x forward up, y left to the left)
   with the LiDAR points coloured by height and the box footprints (same styles);
-- reward / progress curves when reward labels are given (a list of (frame_index, progress,
-  reward) or a parquet file with those columns), with the true progress when known;
+- reward / progress curves when reward labels are given (rows of (frame_index, progress,
+  reward[, stamp_ns]) or a parquet file with those columns), with the true progress when known;
 - a latency histogram; a per-frame table.
 
 The HTML references the PNGs by relative names, so the directory can be moved or served as is.
@@ -46,16 +46,19 @@ MAX_TABLE_ROWS = 500
 
 @dataclass
 class RewardCurve:
-    """Reward labels of an episode: frame indices, progress [0, 1] and reward per frame."""
+    """Reward labels of an episode: frame indices, progress [0, 1] and reward per frame, and
+    the source images' stamps (ns) when known."""
 
     frame_index: np.ndarray
     progress: np.ndarray
     reward: np.ndarray
+    stamp_ns: np.ndarray | None = None
 
 
 def load_reward_curve(source: Any) -> RewardCurve:
-    """A reward curve from a list of (frame_index, progress, reward) or a parquet file with
-    columns ``frame_index``, ``progress``, ``reward`` (as ``spatial-ros reward`` writes).
+    """A reward curve from rows of (frame_index, progress, reward[, stamp_ns]) or a parquet file
+    with columns ``frame_index``, ``progress``, ``reward`` (and optionally ``stamp_ns``), as the
+    offline reward labeller writes.
 
     Raises:
         DataError: unreadable file, missing columns, or rows of the wrong shape.
@@ -72,16 +75,20 @@ def load_reward_curve(source: Any) -> RewardCurve:
         if missing:
             raise DataError(f"reward labels {p} lack column(s) {missing}; it has "
                             f"{table.column_names}")
-        cols = [np.asarray(table.column(c).to_numpy(), dtype=np.float64)
-                for c in ("frame_index", "progress", "reward")]
+        names = ["frame_index", "progress", "reward"] + (
+            ["stamp_ns"] if "stamp_ns" in table.column_names else [])
+        cols = [np.asarray(table.column(c).to_numpy()) for c in names]
     else:
-        a = np.asarray(list(source), dtype=np.float64)
-        if a.ndim != 2 or a.shape[1] != 3:
-            raise DataError("reward labels must be rows of (frame_index, progress, reward), got "
-                            f"an array of shape {a.shape}")
-        cols = [a[:, 0], a[:, 1], a[:, 2]]
+        rows = list(source)
+        widths = {len(r) for r in rows}
+        if len(widths) > 1 or not widths <= {3, 4}:
+            raise DataError("reward labels must be rows of (frame_index, progress, reward"
+                            f"[, stamp_ns]), got rows of {sorted(widths)} values")
+        cols = [np.array([r[k] for r in rows]) for k in range(widths.pop() if rows else 3)]
     order = np.argsort(cols[0], kind="stable")
-    return RewardCurve(cols[0][order].astype(np.int64), cols[1][order], cols[2][order])
+    stamps = cols[3][order].astype(np.int64) if len(cols) == 4 else None
+    return RewardCurve(cols[0][order].astype(np.int64), cols[1][order].astype(np.float64),
+                       cols[2][order].astype(np.float64), stamps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,18 +212,29 @@ def render_bev(path: Path, snap: Snapshot, preds: BoxFrame | None, truth: BoxFra
 
 
 def render_curves(path: Path, curve: RewardCurve | None,
-                  truth_progress: Sequence[tuple[int, float]] | None) -> Path:
-    """Predicted progress and reward against the frame index, with the true progress."""
+                  truth_progress: Sequence[tuple[int, float, int]] | None) -> Path:
+    """Predicted progress and reward with the true progress ((frame index, progress, stamp_ns)
+    rows), against time since the first frame when both carry stamps, else the frame index."""
     fig = _figure(720, 360)
     ax = fig.add_subplot(1, 1, 1)
+    tp = np.asarray(truth_progress, dtype=np.float64) if truth_progress else None
+    starts = []
+    if curve is not None and curve.stamp_ns is not None and curve.stamp_ns.size:
+        starts.append(float(curve.stamp_ns.min()))
+    if tp is not None and tp.size and tp.shape[1] >= 3:
+        starts.append(float(tp[:, 2].min()))
+    # time axis only when every curve shown has stamps
+    timed = len(starts) == (curve is not None) + (tp is not None and bool(tp.size))
+    timed = timed and bool(starts)
+    t0 = min(starts) if timed else 0.0
     if curve is not None:
-        ax.plot(curve.frame_index, curve.progress, "-o", ms=3, color="#ff8c00",
-                label="predicted progress")
-        ax.plot(curve.frame_index, curve.reward, "-", color="#7a3db8", label="predicted reward")
-    if truth_progress:
-        tp = np.asarray(truth_progress, dtype=np.float64)
-        ax.plot(tp[:, 0], tp[:, 1], linestyle=(0, (4, 3)), color="#1a9e3f", label="true progress")
-    ax.set_xlabel("frame index")
+        x = (curve.stamp_ns - t0) / 1e9 if timed else curve.frame_index
+        ax.plot(x, curve.progress, "-o", ms=3, color="#ff8c00", label="predicted progress")
+        ax.plot(x, curve.reward, "-", color="#7a3db8", label="predicted reward")
+    if tp is not None and tp.size:
+        x = (tp[:, 2] - t0) / 1e9 if timed else tp[:, 0]
+        ax.plot(x, tp[:, 1], linestyle=(0, (4, 3)), color="#1a9e3f", label="true progress")
+    ax.set_xlabel("time since the first frame [s]" if timed else "frame index")
     ax.set_ylabel("progress / reward")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -347,7 +365,7 @@ def write_report(
     records: Sequence[FrameRecord] = (),
     per_frame: Sequence[dict[str, Any]] = (),
     reward: Any = None,
-    truth_progress: Sequence[tuple[int, float]] | None = None,
+    truth_progress: Sequence[tuple[int, float, int]] | None = None,
     title: str = "spatial_ros evaluation",
 ) -> Path:
     """Render ``report.html`` and its PNGs into ``out_dir`` (created).
@@ -357,11 +375,12 @@ def write_report(
         metrics: the metrics.json content (summary tables).
         snapshots: frames to draw (image + BEV each).
         predictions, truth, candidates: box frames (matched to snapshots by stamp); the
-            candidates are drawn only when the predictions are query objects (VLM mode).
+            candidates are drawn unless the predictions are the candidates (specialists only).
         records: per-frame pipeline records (latency figure).
         per_frame: rows of the per-frame table.
-        reward: reward labels (list of (frame_index, progress, reward) or a parquet path).
-        truth_progress: (frame_index, true progress) pairs (simulated episodes).
+        reward: reward labels (rows of (frame_index, progress, reward[, stamp_ns]) or a parquet
+            path).
+        truth_progress: (frame_index, true progress, stamp_ns) rows (simulated episodes).
         title: page title.
 
     Returns:
@@ -372,8 +391,10 @@ def write_report(
     t0 = time.perf_counter()
     snap_frames = [BoxFrame(s.stamp_ns, s.output_frame) for s in snapshots]
     pred_by = {f.stamp_ns: f for f in predictions}
-    has_queries = any(o.query for f in predictions for o in f.objects)
-    cand_by = {f.stamp_ns: f for f in candidates or []} if has_queries else {}
+    # Candidates are drawn separately unless the predictions are the candidates themselves
+    # (specialists-only output: objects that ground no query).
+    cands_are_preds = any(not o.query for f in predictions for o in f.objects)
+    cand_by = {} if cands_are_preds else {f.stamp_ns: f for f in candidates or []}
     truth_of = [t for _, t in match_frames(snap_frames, list(truth or []))]
     figs = []
     for s, tr in zip(snapshots, truth_of, strict=True):

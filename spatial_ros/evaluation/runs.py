@@ -300,8 +300,10 @@ def per_frame_rows(predictions, truth, queries, records, det, candidates) -> lis
     return rows
 
 
-def truth_progress_of(detail_path: str | os.PathLike | None) -> list[tuple[int, float]] | None:
-    """(frame index, true progress) from a simulator truth_detail.jsonl, or None."""
+def truth_progress_of(
+    detail_path: str | os.PathLike | None,
+) -> list[tuple[int, float, int]] | None:
+    """(frame index, true progress, stamp_ns) from a simulator truth_detail.jsonl, or None."""
     if not detail_path or not Path(detail_path).is_file():
         return None
     out = []
@@ -311,7 +313,7 @@ def truth_progress_of(detail_path: str | os.PathLike | None) -> list[tuple[int, 
                 d = json.loads(line)
                 tr = d.get("trajectory")
                 if tr and tr.get("progress") is not None:
-                    out.append((int(d["index"]), float(tr["progress"])))
+                    out.append((int(d["index"]), float(tr["progress"]), int(d["stamp_ns"])))
     except (ValueError, KeyError) as e:
         raise DataError(f"malformed truth detail {detail_path}: {e}") from None
     return out or None
