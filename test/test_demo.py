@@ -22,11 +22,11 @@ def tiny_model(tmp_path_factory):
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny"), "test")
 
 
-def _run_demo(tmp_path, capsys, model, frames: int):
+def _run_demo(tmp_path, capsys, model, frames: int, *extra: str):
     out = tmp_path / "demo"
     t0 = time.perf_counter()
     rc = main(["demo", "--model", str(model), "--device", "cpu", "--frames", str(frames),
-               "--report-frames", "1", "--out", str(out)])
+               "--report-frames", "1", "--out", str(out), *extra])
     wall = time.perf_counter() - t0
     text = capsys.readouterr().out
     print(f"\ndemo wall time {wall:.1f} s ({frames} frames)")
@@ -34,7 +34,7 @@ def _run_demo(tmp_path, capsys, model, frames: int):
 
 
 def test_demo_prints_the_table_and_writes_the_report(tmp_path, capsys, tiny_model):
-    rc, out, text, _ = _run_demo(tmp_path, capsys, tiny_model, frames=6)
+    rc, out, text, _ = _run_demo(tmp_path, capsys, tiny_model, 6, "--max-new-tokens", "12")
     assert rc == 0
     m = json.loads((out / "eval" / "metrics.json").read_text())
     queries = m["source"]["queries"]

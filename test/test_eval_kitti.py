@@ -60,7 +60,8 @@ def test_bev_recall_against_label_2(kitti_eval):
     truth = read_box_file(kitti_eval / "truth.jsonl")
     assert [o.label for o in truth[0].objects] == ["Car"] * 6
     assert (kitti_eval / "report.html").is_file() and (kitti_eval / "predictions.jsonl").is_file()
-    print(f"\nKITTI 000008 BEV@0.5: recall {det['recall']:.3f} ({det['tp']}/6), AP {det['ap']:.3f};"
+    print(f"\nKITTI 000008 BEV@0.5: recall {det['recall']:.3f} ({det['tp']}/6), "
+          f"AP {det['ap']:.3f};"
           f" Car@0.5 AP {m['detection_bev']['Car@0.5']['ap']:.3f}; "
           f"{m['throughput']['frames_per_s']:.1f} frames/s")
 

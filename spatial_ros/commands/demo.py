@@ -32,6 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", type=int, default=24,
                         help="camera frames (30 Hz; one perception frame per 3)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--max-new-tokens", type=int, default=48,
+                        help="generation budget per query (tokens)")
     parser.add_argument("--report-frames", type=int, default=4, help="frames drawn in the report")
 
 
@@ -116,7 +118,7 @@ def run(args) -> int:
         out_dir=str(out / "eval"), bag=str(sim.bag_path), gt=str(sim.truth_path),
         queries=queries, pairs=[" | ".join(pair)] if pair else [], model=args.model,
         specialists_only=args.specialists_only, device=args.device,
-        report_frames=args.report_frames,
+        max_new_tokens=args.max_new_tokens, report_frames=args.report_frames,
     )
     with console.status(f"grounding {len(queries)} queries on {sim.scans} frames ..."):
         res = run_bag_eval(cfg, reward=rows)

@@ -275,6 +275,7 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;paddin
 text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}
 .figs{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figcaption{font-size:12px;color:#555}
 img{max-width:100%;border:1px solid #ddd}.note{color:#666;font-size:13px}
+.cards{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}.card h3{margin:6px 0}
 .key span{display:inline-block;margin-right:14px}
 """
 
@@ -293,48 +294,44 @@ def _kv_table(d: dict[str, Any]) -> str:
     return f"<table>{rows}</table>"
 
 
+def _grid(rows: dict[str, dict[str, Any]], first: str) -> str:
+    """A table with one row per key of ``rows`` and one column per inner key."""
+    keys = sorted({k for v in rows.values() for k in v})
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join(f"<tr><td class=l>{html.escape(name)}</td>"
+                   + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in keys) + "</tr>"
+                   for name, v in rows.items())
+    return f"<table><tr><th class=l>{html.escape(first)}</th>{head}</tr>{body}</table>"
+
+
 def _summary_html(metrics: dict[str, Any]) -> str:
     parts = []
     g = metrics.get("grounding")
     if g:
-        parts.append("<h3>Grounding (query objects, 3D IoU)</h3>" + _kv_table(g))
-        pq = g.get("per_query") or {}
-        if pq:
-            keys = sorted({k for v in pq.values() for k in v})
-            head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-            rows = "".join(
-                f"<tr><td class=l>{html.escape(q)}</td>"
-                + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in keys) + "</tr>"
-                for q, v in pq.items()
-            )
-            parts.append(f"<table><tr><th class=l>query</th>{head}</tr>{rows}</table>")
+        card = "<h3>Grounding (query objects, 3D IoU)</h3>" + _kv_table(g)
+        if g.get("per_query"):
+            card += _grid(g["per_query"], "query")
         for key in ("unmatched_queries", "ambiguous_queries"):
             if g.get(key):
-                parts.append(f"<p class=note>{key.replace('_', ' ')} (frames): "
-                             f"{html.escape(json.dumps(g[key]))}</p>")
+                card += (f"<p class=note>{key.replace('_', ' ')} (frames): "
+                         f"{html.escape(json.dumps(g[key]))}</p>")
+        parts.append(card)
     for key, det in (metrics.get("detection_bev") or {}).items():
         parts.append(f"<h3>BEV detection of candidates ({html.escape(key)})</h3>" + _kv_table(det))
-    dist = metrics.get("distance") or {}
-    for key, st in dist.items():
-        if st:
+    for key, st in (metrics.get("distance") or {}).items():
+        if st and st.get("n"):
             parts.append(f"<h3>Distance errors: {html.escape(key)} (m)</h3>" + _kv_table(st))
     pf = metrics.get("parse_failures")
-    if pf:
-        parts.append("<h3>VLM parse failures</h3>" + _kv_table(pf))
+    if pf and pf.get("queries"):
+        card = "<h3>VLM parse failures</h3>" + _kv_table(pf)
         if pf.get("reasons"):
-            parts.append(f"<p class=note>reasons: {html.escape(json.dumps(pf['reasons']))}</p>")
-    lat = metrics.get("latency_ms") or {}
-    if lat:
-        keys = sorted({k for v in lat.values() for k in v})
-        head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-        rows = "".join(f"<tr><td class=l>{html.escape(s)}</td>"
-                       + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in keys) + "</tr>"
-                       for s, v in lat.items())
-        parts.append(f"<h3>Latency (ms per frame)</h3><table><tr><th class=l>stage</th>{head}"
-                     f"</tr>{rows}</table>")
+            card += f"<p class=note>reasons: {html.escape(json.dumps(pf['reasons']))}</p>"
+        parts.append(card)
+    if metrics.get("latency_ms"):
+        parts.append("<h3>Latency (ms per frame)</h3>" + _grid(metrics["latency_ms"], "stage"))
     if metrics.get("reward"):
         parts.append("<h3>Reward</h3>" + _kv_table(metrics["reward"]))
-    return "\n".join(parts)
+    return "<div class=cards>" + "".join(f"<div class=card>{p}</div>" for p in parts) + "</div>"
 
 
 def _frame_table(rows: Sequence[dict[str, Any]]) -> str:
