@@ -1,7 +1,8 @@
 """Replay == live, over real DDS: ``spatial-ros play`` publishes a simulated bag into a live
 perception node (specialists only) and records its ~/objects; the offline replay of the same bag
 must give the same boxes for the same frames (same stamps -> same synchronized sets -> same
-outputs), and ``spatial-ros eval --pred-bag`` must score the recording like the replay.
+outputs), and ``spatial-ros eval --pred-bag`` must score the recording like the replay of the
+same frames.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ pytestmark = pytest.mark.ros
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
+from spatial_ros.boxfile import read_box_file  # noqa: E402
 from spatial_ros.cli import main  # noqa: E402
 from spatial_ros.commands.play import play  # noqa: E402
 from spatial_ros.evaluation.replay import predictions_from_bag, replay_bag  # noqa: E402
+from spatial_ros.evaluation.runs import summarize  # noqa: E402
 from spatial_ros.nodes.perception_node import PerceptionNode  # noqa: E402
 from spatial_ros.perception import PerceptionConfig  # noqa: E402
 from spatial_ros.sim import SimConfig, simulate  # noqa: E402
 
-DOMAIN = 79  # test_perception_node uses 78
+DOMAIN = 86  # unique among the DDS tests (77-80, 83; bench load 100-199)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +77,7 @@ def _same(a, b) -> None:
 
 def test_play_into_live_node_records_the_replay_boxes(sim, live_node, tmp_path):
     rec = tmp_path / "live"
-    stats = play(sim / "bag", rate=0.5, record=rec, domain_id=DOMAIN, start_delay=1.0,
+    stats = play(sim / "bag", rate=0.3, record=rec, domain_id=DOMAIN, start_delay=0.5,
                  record_grace=1.5)
     assert stats.published["/camera/image_raw"] == 15
     assert stats.published["/tf_static"] == 1
@@ -82,23 +85,25 @@ def test_play_into_live_node_records_the_replay_boxes(sim, live_node, tmp_path):
     replay = replay_bag(sim / "bag", PerceptionConfig(use_vlm=False, queries=[]), snapshots=0)
     by_stamp = {f.stamp_ns: f for f in replay.predictions}
     assert len(replay.predictions) == 5  # 15 camera frames, 10 Hz LiDAR
-    # Every frame the node published is a replay frame with the same boxes; at half speed and
-    # ~50 ms per frame the node drops none.
-    assert sorted(f.stamp_ns for f in live) == sorted(by_stamp)
+    # Every frame the node published is a replay frame with the same boxes. At 0.3x speed the
+    # node (~50 ms a frame) keeps up; a frame dropped as stale on a very busy machine is
+    # allowed, a different box is not.
+    assert len(live) >= 4 and len({f.stamp_ns for f in live}) == len(live)
+    assert live_node.counters["frames"] == len(live)
     for f in live:
+        assert f.stamp_ns in by_stamp
         assert f.objects, "the node published an empty array for a scene with objects"
         _same(by_stamp[f.stamp_ns], f)
-    assert live_node.counters["frames"] == 5
 
-    # The recording scores like the replay (eval --pred-bag reads the same truth).
-    out_live, out_replay = tmp_path / "eval_live", tmp_path / "eval_replay"
+    # `eval --pred-bag` scores the recording exactly as the replay of the same frames.
+    out = tmp_path / "eval_live"
     assert main(["eval", "--bag", str(sim / "bag"), "--pred-bag", str(rec), "--no-report",
-                 "--out", str(out_live)]) == 0
-    assert main(["eval", "--bag", str(sim / "bag"), "--specialists-only", "--no-report",
-                 "--out", str(out_replay)]) == 0
-    ml = json.loads((out_live / "metrics.json").read_text())
-    mr = json.loads((out_replay / "metrics.json").read_text())
+                 "--out", str(out)]) == 0
+    ml = json.loads((out / "metrics.json").read_text())
     assert ml["source"]["mode"] == "recorded live outputs"
-    assert ml["detection_bev"] == mr["detection_bev"]
+    same_frames = [by_stamp[f.stamp_ns] for f in live]
+    expected, _ = summarize(same_frames, read_box_file(sim / "truth.jsonl"), queries=[])
+    assert ml["detection_bev"] == expected["detection_bev"]
+    assert ml["detection_bev"]["all@0.5"]["tp"] > 0
     assert ml["distance"]["sensor_to_candidate"] == pytest.approx(
-        mr["distance"]["sensor_to_candidate"], abs=1e-4)
+        expected["distance"]["sensor_to_candidate"], abs=1e-4)

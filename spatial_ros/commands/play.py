@@ -44,7 +44,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--topics", nargs="+", default=None, metavar="T",
                         help="publish only these topics (default: all)")
     parser.add_argument("--start-delay", type=float, default=1.0,
-                        help="seconds to wait for subscribers before the first message")
+                        help="seconds to wait for discovery before the first message")
+    parser.add_argument("--wait", type=float, default=10.0,
+                        help="then wait up to this many seconds until every discovered "
+                        "subscriber (and recorded publisher) is matched")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="stop after this many seconds (0 = at the end of the bag)")
     parser.add_argument("--clock", action="store_true",
@@ -115,14 +118,21 @@ class _Recorder:
         self.types: dict[str, str] = {}
         self.counts: Counter = Counter()
         self.lock = threading.Lock()
+        self.discover_lock = threading.Lock()
         self.qos = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
         self.subs = []
         self.timer = node.create_timer(0.1, self.discover)
 
     def discover(self) -> None:
+        with self.discover_lock:  # the spin thread's timer and the waiting main thread
+            self._discover()
+
+    def _discover(self) -> None:
         missing = [t for t in self.wanted if t not in self.types]
         if not missing:
-            self.node.destroy_timer(self.timer)
+            if self.timer is not None:
+                self.node.destroy_timer(self.timer)
+                self.timer = None
             return
         graph = dict(self.node.get_topic_names_and_types())
         for topic in missing:
@@ -157,6 +167,27 @@ class _Recorder:
             w.close()
 
 
+def _wait_matched(node, pubs: dict, recorder: _Recorder | None, timeout: float) -> None:
+    """Block (up to ``timeout`` s) until the recorded topics are discovered and every
+    subscriber / publisher the graph knows on our topics is matched: with volatile QoS a
+    message sent before matching is lost, and discovery on a busy machine can take seconds."""
+    end = time.monotonic() + timeout
+    pending: list[str] = []
+    while time.monotonic() < end:
+        pending = [t for t, p in pubs.items()
+                   if p.get_subscription_count() < node.count_subscribers(t)]
+        if recorder is not None:
+            recorder.discover()
+            pending += [t for t in recorder.wanted if not recorder.types.get(t)]
+            pending += [s.topic_name for s in recorder.subs
+                        if s.get_publisher_count() < node.count_publishers(s.topic_name)]
+        if not pending:
+            return
+        time.sleep(0.05)
+    log.warning("still waiting for %s after %.0f s; playing anyway", sorted(set(pending)),
+                timeout)
+
+
 def play(
     bag: str | Path,
     *,
@@ -170,10 +201,13 @@ def play(
     record_topics: Sequence[str] = DEFAULT_RECORD_TOPICS,
     record_storage: str = "mcap",
     record_grace: float = 2.0,
+    wait_timeout: float = 10.0,
     domain_id: int | None = None,
 ) -> PlayStats:
     """Publish ``bag`` (module docstring). Runs its own rclpy context (``domain_id`` or
-    ROS_DOMAIN_ID) and shuts it down at the end.
+    ROS_DOMAIN_ID) and shuts it down at the end. After ``start_delay`` it waits up to
+    ``wait_timeout`` seconds for the subscribers it can see (and, when recording, the recorded
+    topics' publishers) to be matched.
 
     Raises:
         ConfigError: bad rate/delays; DataError: unreadable bag, unknown topics, an existing
@@ -186,9 +220,10 @@ def play(
 
     from spatial_ros.io.msgs import default_typestore, ns_to_stamp
 
-    if rate <= 0 or start_delay < 0 or duration < 0 or record_grace < 0:
+    if rate <= 0 or min(start_delay, duration, record_grace, wait_timeout) < 0:
         raise ConfigError(f"rate ({rate}) must be > 0; start_delay ({start_delay}), duration "
-                          f"({duration}) and record_grace ({record_grace}) must be >= 0")
+                          f"({duration}), record_grace ({record_grace}) and wait_timeout "
+                          f"({wait_timeout}) must be >= 0")
     path = Path(bag)
     if not path.exists():
         raise DataError(f"bag not found: {path}")
@@ -242,6 +277,7 @@ def play(
         executor.add_node(node)
         threading.Thread(target=executor.spin, name="player_spin", daemon=True).start()
         time.sleep(start_delay)
+        _wait_matched(node, pubs, recorder, wait_timeout)
         t_begin = time.monotonic()
         deadline = t_begin + duration if duration > 0 else float("inf")
         stop = False
@@ -293,6 +329,7 @@ def run(args) -> int:
         start_delay=args.start_delay, duration=args.duration, clock=args.clock,
         record=args.record, record_topics=args.record_topics,
         record_storage=args.record_storage, record_grace=args.record_grace,
+        wait_timeout=args.wait,
     )
     total = sum(stats.published.values())
     print(f"published {total} messages on {len(stats.published)} topics in "
