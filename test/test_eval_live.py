@@ -107,3 +107,20 @@ def test_play_into_live_node_records_the_replay_boxes(sim, live_node, tmp_path):
     assert ml["detection_bev"]["all@0.5"]["tp"] > 0
     assert ml["distance"]["sensor_to_candidate"] == pytest.approx(
         expected["distance"]["sensor_to_candidate"], abs=1e-4)
+
+
+def test_play_loops_filters_topics_and_rejects_bad_input(sim, tmp_path, capsys):
+    bag = sim / "bag"
+    stats = play(bag, rate=20.0, loop=True, duration=0.3, topics=["/camera/image_raw",
+                                                                "/tf_static"],
+                 start_delay=0.0, wait_timeout=0.0, domain_id=DOMAIN)
+    # 15 frames span 0.47 s of bag time: at 20x one pass takes ~25 ms
+    assert stats.loops >= 2 and set(stats.published) == {"/camera/image_raw", "/tf_static"}
+    assert stats.published["/camera/image_raw"] >= 15 * (stats.loops - 1)
+    assert stats.published["/tf_static"] == stats.loops
+    assert main(["play", str(tmp_path / "nope")]) == 1
+    assert "bag not found" in capsys.readouterr().err
+    assert main(["play", str(bag), "--rate", "0"]) == 1
+    assert "rate (0.0) must be > 0" in capsys.readouterr().err
+    assert main(["play", str(bag), "--topics", "/nope", "--start-delay", "0"]) == 1
+    assert "not in" in capsys.readouterr().err

@@ -166,3 +166,16 @@ def test_parse_failures_latency_and_voc():
     assert M.value_order_correlation([0.0, 0.1, 0.5, 0.4, 0.9]) == pytest.approx(0.9)
     assert M.value_order_correlation([3, 2, 1]) == pytest.approx(-1.0)
     assert M.value_order_correlation([1, 1, 1]) is None
+
+
+def test_evaluation_imports_without_rclpy():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['rclpy'] = None\n"
+            "import spatial_ros.evaluation.runs, spatial_ros.evaluation.report\n"
+            "import spatial_ros.commands.eval, spatial_ros.commands.demo\n"
+            "assert sys.modules['rclpy'] is None\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
