@@ -17,14 +17,20 @@ for ``--duration`` seconds (60):
   the worker was busy (``dropped_stale``) or because they were too old (``dropped_old``),
   skipped/failed frames, and the images the synchronizer could not pair (at 30/10 Hz two of
   three images have no cloud by design);
-- RSS of the node process (psutil) at the start and end of the window, growth %, and the
-  least-squares slope over 1 s samples (MB/min), which is less noisy than two points;
+- RSS of the node process (psutil) at the start and end of the window, growth % (also over
+  the second half alone: steady state), and the least-squares slope over 1 s samples (MB/min),
+  which is less noisy than two points;
 - correctness under load, scored against the simulator's truth of each replayed frame
   (spatial_ros.perception_metrics): LiDAR candidate recall@3D IoU 0.5 in specialists-only mode,
   Acc@IoU0.25 and distance errors with ``--model``.
 
 Specialists-only by default; ``--model DIR`` runs the VLM (queries: the scene's unambiguous
 captions, or ``--query``).
+
+QoS: the node's default (best effort). A simulated tabletop cloud is ~530 KB; with Fast DDS's
+default transports (UDP + a 512 KB shared-memory segment) most best-effort clouds of that size
+are lost between processes. ``--dds-transports LARGE_DATA`` (Fast DDS's large-data builtin
+transports) or ``--qos reliable`` delivers them; the report says which was used.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ class LoadConfig:
     """A load run (seconds, Hz)."""
 
     duration: float = 60.0
-    warmup: float = 5.0
+    warmup: float = 10.0
     image_hz: float = 30.0
     cloud_hz: float = 10.0
     scans: int = 4
@@ -65,6 +71,7 @@ class LoadConfig:
     max_new_tokens: int = 48
     domain_id: int = -1
     qos_reliability: str = "best_effort"
+    dds_transports: str = ""
     startup_timeout: float = 180.0
 
     def __post_init__(self) -> None:
@@ -108,6 +115,8 @@ class LoadResult:
     rss_max_mb: float
     rss_growth_pct: float
     rss_slope_mb_per_min: float
+    rss_second_half_growth_pct: float
+    rss_samples_mb: list[float]
     accuracy: dict[str, float]
     node_log_tail: str = ""
 
@@ -190,6 +199,9 @@ def run_load(cfg: LoadConfig, log=print) -> LoadResult:
     queries = list(cfg.queries) or (grounding_queries(scene.frames[0].truth) if cfg.model else [])
     run_s = cfg.warmup + cfg.duration + cfg.startup_timeout + 30
     env = dict(os.environ, ROS_DOMAIN_ID=str(cfg.domain_id))
+    if cfg.dds_transports:  # read when a DDS participant is created: set for both processes
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = env["FASTDDS_BUILTIN_TRANSPORTS"] = \
+            cfg.dds_transports
     logdir = Path(tempfile.mkdtemp(prefix="spatial_ros_load_"))
     log_file = open(logdir / "node.log", "w")  # noqa: SIM115 - closed in finally
     child = subprocess.Popen(_node_command(cfg, queries, run_s), env=env, stdout=log_file,
@@ -336,6 +348,7 @@ def run_load(cfg: LoadConfig, log=print) -> LoadResult:
     deltas["processing_p95_ms"] = d1.get("processing_p95_ms", float("nan"))
     t, mb = np.array(rss).T
     slope = float(np.polyfit(t, mb, 1)[0] * 60.0) if len(t) >= 3 else float("nan")
+    mid = mb[len(mb) // 2]
     return LoadResult(
         config=asdict(cfg) | {"queries": queries},
         window_s=window_s,
@@ -354,6 +367,8 @@ def run_load(cfg: LoadConfig, log=print) -> LoadResult:
         rss_max_mb=float(mb.max()),
         rss_growth_pct=float((mb[-1] - mb[0]) / mb[0] * 100.0),
         rss_slope_mb_per_min=slope,
+        rss_second_half_growth_pct=float((mb[-1] - mid) / mid * 100.0),
+        rss_samples_mb=[round(float(v), 2) for v in mb],
         accuracy=_score(got, published, scene, queries),
         node_log_tail=node_tail,
     )
@@ -393,7 +408,7 @@ def _score(got, published, scene: _Scene, queries: list[str]) -> dict[str, float
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured seconds first")
     parser.add_argument("--image-hz", type=float, default=30.0)
     parser.add_argument("--cloud-hz", type=float, default=10.0)
     parser.add_argument("--scans", type=int, default=4, help="distinct frames replayed")
@@ -406,6 +421,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qos", dest="qos_reliability", default="best_effort",
                         choices=("best_effort", "reliable"))
     parser.add_argument("--domain-id", type=int, default=-1, help="DDS domain (-1: pick one)")
+    parser.add_argument("--dds-transports", default="",
+                        help="FASTDDS_BUILTIN_TRANSPORTS for both processes, e.g. LARGE_DATA "
+                        "(best-effort clouds over 512 KB are otherwise mostly lost; '' = as the "
+                        "environment says)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
 
 
@@ -415,11 +434,15 @@ def run(args) -> int:
         cloud_hz=args.cloud_hz, scans=args.scans, seed=args.seed, model=args.model,
         queries=list(args.query), max_new_tokens=args.max_new_tokens,
         domain_id=args.domain_id, qos_reliability=args.qos_reliability,
+        dds_transports=args.dds_transports,
     )
     r = run_load(cfg)
     c, lat = r.node_counters, r.latency_ms
     mode = f"VLM {cfg.model} ({len(r.config['queries'])} queries)" if cfg.model \
         else "specialists-only"
+    mode += f", QoS {cfg.qos_reliability}"
+    if cfg.dds_transports:
+        mode += f", FASTDDS_BUILTIN_TRANSPORTS={cfg.dds_transports}"
     print(f"perception node under load, {mode}: {cfg.image_hz:g} Hz images + {cfg.cloud_hz:g} Hz "
           f"clouds for {r.window_s:.1f} s (after {cfg.warmup:g} s warm-up)")
     print(f"  published   {r.images_published} images ({r.publish_rate_hz:.1f} Hz), "
@@ -434,8 +457,8 @@ def run(args) -> int:
           f"unpaired/overflow {c['sync_dropped']:.0f}; processing p50 "
           f"{c['processing_p50_ms']:.1f} ms, p95 {c['processing_p95_ms']:.1f} ms")
     print(f"  RSS         {r.rss_start_mb:.1f} -> {r.rss_end_mb:.1f} MB "
-          f"({r.rss_growth_pct:+.2f} %, max {r.rss_max_mb:.1f} MB, slope "
-          f"{r.rss_slope_mb_per_min:+.2f} MB/min)")
+          f"({r.rss_growth_pct:+.2f} %, second half {r.rss_second_half_growth_pct:+.2f} %, max "
+          f"{r.rss_max_mb:.1f} MB, slope {r.rss_slope_mb_per_min:+.2f} MB/min)")
     print("  accuracy    " + ", ".join(f"{k} {v:.3g}" for k, v in r.accuracy.items()))
     if args.json:
         args.json.write_text(json.dumps(r.to_dict(), indent=2) + "\n")
