@@ -25,8 +25,22 @@ def tiny_model(tmp_path_factory):
 def _run_demo(tmp_path, capsys, model, frames: int, *extra: str):
     out = tmp_path / "demo"
     t0 = time.perf_counter()
-    rc = main(["demo", "--model", str(model), "--device", "cpu", "--frames", str(frames),
-               "--report-frames", "1", "--out", str(out), *extra])
+    rc = main(
+        [
+            "demo",
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--frames",
+            str(frames),
+            "--report-frames",
+            "1",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
     wall = time.perf_counter() - t0
     text = capsys.readouterr().out
     print(f"\ndemo wall time {wall:.1f} s ({frames} frames)")
@@ -61,14 +75,26 @@ def test_demo_queries_skip_ambiguous_captions_and_the_gripper():
     def r(i, cap, label):
         return BoxRecord(i, label, Box3D.from_yaw([0, 0, 0], [1, 1, 1], 0.0), cap)
 
-    t = BoxFrame(0, "base_link", [
-        r("book_0", "the blue book", "book"), r("book_1", "the blue book", "book"),
-        r("gripper_0", "the gripper", "gripper"), r("mug_0", "the red mug", "mug"),
-        r("cube_0", "the red cube", "cube"), r("ball_0", "the green ball", "ball"),
-        r("can_0", "the white can", "can"), r("box_0", "the black box", "box"),
-    ])
+    t = BoxFrame(
+        0,
+        "base_link",
+        [
+            r("book_0", "the blue book", "book"),
+            r("book_1", "the blue book", "book"),
+            r("gripper_0", "the gripper", "gripper"),
+            r("mug_0", "the red mug", "mug"),
+            r("cube_0", "the red cube", "cube"),
+            r("ball_0", "the green ball", "ball"),
+            r("can_0", "the white can", "can"),
+            r("box_0", "the black box", "box"),
+        ],
+    )
     assert demo_queries(t, ["cube_0", "mug_0"]) == [
-        "the red cube", "the red mug", "the green ball", "the white can"]
+        "the red cube",
+        "the red mug",
+        "the green ball",
+        "the white can",
+    ]
 
 
 @pytest.mark.slow

@@ -20,8 +20,9 @@ from spatial_ros.types import wrap_angle
 @pytest.fixture(scope="module")
 def kitti_eval(kitti_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("kitti_eval")
-    assert main(["eval", "--kitti", str(kitti_dir), "--report-frames", "1",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["eval", "--kitti", str(kitti_dir), "--report-frames", "1", "--out", str(out)]) == 0
+    )
     return out
 
 
@@ -60,22 +61,29 @@ def test_bev_recall_against_label_2(kitti_eval):
     truth = read_box_file(kitti_eval / "truth.jsonl")
     assert [o.label for o in truth[0].objects] == ["Car"] * 6
     assert (kitti_eval / "report.html").is_file() and (kitti_eval / "predictions.jsonl").is_file()
-    print(f"\nKITTI 000008 BEV@0.5: recall {det['recall']:.3f} ({det['tp']}/6), "
-          f"AP {det['ap']:.3f};"
-          f" Car@0.5 AP {m['detection_bev']['Car@0.5']['ap']:.3f}; "
-          f"{m['throughput']['frames_per_s']:.1f} frames/s")
+    print(
+        f"\nKITTI 000008 BEV@0.5: recall {det['recall']:.3f} ({det['tp']}/6), "
+        f"AP {det['ap']:.3f};"
+        f" Car@0.5 AP {m['detection_bev']['Car@0.5']['ap']:.3f}; "
+        f"{m['throughput']['frames_per_s']:.1f} frames/s"
+    )
 
 
 def test_kitti_folder_layout_gives_the_same_labels(kitti_dir, kitti_eval, tmp_path):
     root = tmp_path / "kitti"
-    for sub, name, ext in (("image_2", "image_2", "png"), ("velodyne", "velodyne", "bin"),
-                           ("calib", "calib", "txt"), ("label_2", "label_2", "txt")):
+    for sub, name, ext in (
+        ("image_2", "image_2", "png"),
+        ("velodyne", "velodyne", "bin"),
+        ("calib", "calib", "txt"),
+        ("label_2", "label_2", "txt"),
+    ):
         (root / sub).mkdir(parents=True)
         (root / sub / f"000008.{ext}").symlink_to(kitti_dir / f"{name}.{ext}")
     out = tmp_path / "out"
     assert main(["eval", "--kitti", str(root), "--no-report", "--out", str(out)]) == 0
-    assert (out / "label_2" / "000008.txt").read_text() == \
-        (kitti_eval / "label_2" / "000008.txt").read_text()
+    assert (out / "label_2" / "000008.txt").read_text() == (
+        kitti_eval / "label_2" / "000008.txt"
+    ).read_text()
 
 
 def test_dontcare_overlap_share_of_the_box():

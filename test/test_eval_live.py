@@ -43,10 +43,17 @@ def sim(tmp_path_factory):
 def live_node():
     ctx = rclpy.context.Context()
     rclpy.init(context=ctx, domain_id=DOMAIN)
-    params = {"use_vlm": False, "qos_reliability": "reliable", "output_frame": "base_link",
-              "lidar_preset": "tabletop", "queries": [], "stats_period": 1.0}
-    node = PerceptionNode(context=ctx,
-                          parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    params = {
+        "use_vlm": False,
+        "qos_reliability": "reliable",
+        "output_frame": "base_link",
+        "lidar_preset": "tabletop",
+        "queries": [],
+        "stats_period": 1.0,
+    }
+    node = PerceptionNode(
+        context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+    )
     ex = MultiThreadedExecutor(context=ctx)
     ex.add_node(node)
     threading.Thread(target=ex.spin, daemon=True).start()
@@ -77,8 +84,9 @@ def _same(a, b) -> None:
 
 def test_play_into_live_node_records_the_replay_boxes(sim, live_node, tmp_path):
     rec = tmp_path / "live"
-    stats = play(sim / "bag", rate=0.3, record=rec, domain_id=DOMAIN, start_delay=0.5,
-                 record_grace=1.5)
+    stats = play(
+        sim / "bag", rate=0.3, record=rec, domain_id=DOMAIN, start_delay=0.5, record_grace=1.5
+    )
     assert stats.published["/camera/image_raw"] == 15
     assert stats.published["/tf_static"] == 1
     live = predictions_from_bag(rec)
@@ -97,8 +105,21 @@ def test_play_into_live_node_records_the_replay_boxes(sim, live_node, tmp_path):
 
     # `eval --pred-bag` scores the recording exactly as the replay of the same frames.
     out = tmp_path / "eval_live"
-    assert main(["eval", "--bag", str(sim / "bag"), "--pred-bag", str(rec), "--no-report",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--bag",
+                str(sim / "bag"),
+                "--pred-bag",
+                str(rec),
+                "--no-report",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     ml = json.loads((out / "metrics.json").read_text())
     assert ml["source"]["mode"] == "recorded live outputs"
     same_frames = [by_stamp[f.stamp_ns] for f in live]
@@ -106,14 +127,22 @@ def test_play_into_live_node_records_the_replay_boxes(sim, live_node, tmp_path):
     assert ml["detection_bev"] == expected["detection_bev"]
     assert ml["detection_bev"]["all@0.5"]["tp"] > 0
     assert ml["distance"]["sensor_to_candidate"] == pytest.approx(
-        expected["distance"]["sensor_to_candidate"], abs=1e-4)
+        expected["distance"]["sensor_to_candidate"], abs=1e-4
+    )
 
 
 def test_play_loops_filters_topics_and_rejects_bad_input(sim, tmp_path, capsys):
     bag = sim / "bag"
-    stats = play(bag, rate=20.0, loop=True, duration=0.3, topics=["/camera/image_raw",
-                                                                "/tf_static"],
-                 start_delay=0.0, wait_timeout=0.0, domain_id=DOMAIN)
+    stats = play(
+        bag,
+        rate=20.0,
+        loop=True,
+        duration=0.3,
+        topics=["/camera/image_raw", "/tf_static"],
+        start_delay=0.0,
+        wait_timeout=0.0,
+        domain_id=DOMAIN,
+    )
     # 15 frames span 0.47 s of bag time: at 20x one pass takes ~25 ms
     assert stats.loops >= 2 and set(stats.published) == {"/camera/image_raw", "/tf_static"}
     assert stats.published["/camera/image_raw"] >= 15 * (stats.loops - 1)

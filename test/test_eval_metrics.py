@@ -16,8 +16,9 @@ MS = 1_000_000
 
 
 def rec(id_, x, y=0.0, *, query=None, label="", score=1.0, size=(1, 1, 1), yaw=0.0, **extra):
-    return BoxRecord(id_, label, Box3D.from_yaw([x, y, 0.5], size, yaw, "base_link"), query,
-                     score, extra)
+    return BoxRecord(
+        id_, label, Box3D.from_yaw([x, y, 0.5], size, yaw, "base_link"), query, score, extra
+    )
 
 
 def frame(stamp, objects, **extra):
@@ -28,8 +29,13 @@ def test_normalize_phrase_and_truth_lookup():
     assert M.normalize_phrase("  The Red   Mug. ") == "red mug"
     assert M.normalize_phrase("a cup?") == "cup"
     assert M.normalize_phrase(None) == ""
-    t = frame(0, [rec("m", 0, query="the red mug", label="mug"),
-                  rec("b", 3, query="the blue bowl", label="bowl")])
+    t = frame(
+        0,
+        [
+            rec("m", 0, query="the red mug", label="mug"),
+            rec("b", 3, query="the blue bowl", label="bowl"),
+        ],
+    )
     assert [o.id for o in M.truth_for_query("Red mug", t)] == ["m"]  # by caption
     assert [o.id for o in M.truth_for_query("the bowl", t)] == ["b"]  # by label
     assert M.truth_for_query("the car", t) == []
@@ -45,18 +51,24 @@ def test_match_frames_nearest_stamp_within_tolerance():
 @pytest.fixture
 def scene():
     """Truth: mug at x=1, bowl at x=3, two green cups (ambiguous), white box (never predicted)."""
-    truth = frame(0, [
-        rec("mug_0", 1, query="the red mug", label="mug"),
-        rec("bowl_0", 3, query="the blue bowl", label="bowl"),
-        rec("cup_0", 5, query="the green cup", label="cup"),
-        rec("cup_1", 7, query="the green cup", label="cup"),
-        rec("box_0", 9, query="the white box", label="box"),
-    ])
-    pred = frame(0, [
-        rec("q0", 1.5, query="the red mug", score=0.9, source="vlm", distance=1.0),  # IoU 1/3
-        rec("q1", 3, query="the blue bowl", score=0.8, source="vlm", distance=2.0),  # IoU 1
-        rec("q2", 5, query="the green cup", score=0.7),
-    ])
+    truth = frame(
+        0,
+        [
+            rec("mug_0", 1, query="the red mug", label="mug"),
+            rec("bowl_0", 3, query="the blue bowl", label="bowl"),
+            rec("cup_0", 5, query="the green cup", label="cup"),
+            rec("cup_1", 7, query="the green cup", label="cup"),
+            rec("box_0", 9, query="the white box", label="box"),
+        ],
+    )
+    pred = frame(
+        0,
+        [
+            rec("q0", 1.5, query="the red mug", score=0.9, source="vlm", distance=1.0),  # IoU 1/3
+            rec("q1", 3, query="the blue bowl", score=0.8, source="vlm", distance=2.0),  # IoU 1
+            rec("q2", 5, query="the green cup", score=0.7),
+        ],
+    )
     return pred, truth
 
 
@@ -74,8 +86,12 @@ def test_grounding_accuracy_hand_computed(scene):
     assert d["mean_iou_3d"] == pytest.approx(4 / 9, abs=1e-4)
     assert d["ambiguous_queries"] == {"the green cup": 1}
     assert d["unmatched_queries"] == {"the ball": 1}
-    assert d["per_query"]["the red mug"] == {"n": 1, "acc@0.25": 1.0, "acc@0.5": 0.0,
-                                             "mean_iou_3d": pytest.approx(1 / 3, abs=1e-4)}
+    assert d["per_query"]["the red mug"] == {
+        "n": 1,
+        "acc@0.25": 1.0,
+        "acc@0.5": 0.0,
+        "mean_iou_3d": pytest.approx(1 / 3, abs=1e-4),
+    }
 
 
 def test_grounding_refuses_boxes_in_another_frame(scene):
@@ -96,12 +112,15 @@ def test_average_precision_hand_computed():
 
 def test_bev_detection_greedy_matching_duplicates_and_ignored():
     truth = frame(0, [rec("a", 0), rec("b", 3), rec("c", 6), rec("far", 20, visible=0.0)])
-    pred = frame(0, [
-        rec("p_exact", 0, score=0.9),
-        rec("p_dup", 0, score=0.8),  # same object again: false positive
-        rec("p_shift", 3.25, score=0.7),  # BEV IoU 0.75 / 1.25 = 0.6
-        rec("p_ignored", 20, score=0.6),  # on ignored truth: neither TP nor FP
-    ])
+    pred = frame(
+        0,
+        [
+            rec("p_exact", 0, score=0.9),
+            rec("p_dup", 0, score=0.8),  # same object again: false positive
+            rec("p_shift", 3.25, score=0.7),  # BEV IoU 0.75 / 1.25 = 0.6
+            rec("p_ignored", 20, score=0.6),  # on ignored truth: neither TP nor FP
+        ],
+    )
     ignore = lambda o: o.extra.get("visible") == 0.0  # noqa: E731
     d = M.bev_detection([pred], [truth], 0.5, truth_ignore=ignore)
     assert (d.tp, d.fp, d.ignored, d.n_truth) == (2, 1, 1, 3)
@@ -147,17 +166,18 @@ def test_sensor_distance_errors_use_the_sensor_of_the_source():
 
 def test_pair_distance_errors(scene):
     pred, truth = scene
-    e = M.pair_distance_errors([pred], [truth], [("the red mug", "the blue bowl"),
-                                                 ("the red mug", "the green cup")])
+    e = M.pair_distance_errors(
+        [pred], [truth], [("the red mug", "the blue bowl"), ("the red mug", "the green cup")]
+    )
     assert e.n == 1  # the cup pair is ambiguous
     assert e.abs_mean == pytest.approx(0.5) and e.rel_mean == pytest.approx(0.25)
 
 
 def test_parse_failures_latency_and_voc():
-    pf = M.parse_failure_stats({"queries": 8, "parse_failures": 2,
-                                "failure_reasons": Counter({"no numbers": 2})})
-    assert pf == {"queries": 8, "parse_failures": 2, "rate": 0.25,
-                  "reasons": {"no numbers": 2}}
+    pf = M.parse_failure_stats(
+        {"queries": 8, "parse_failures": 2, "failure_reasons": Counter({"no numbers": 2})}
+    )
+    assert pf == {"queries": 8, "parse_failures": 2, "rate": 0.25, "reasons": {"no numbers": 2}}
     assert M.parse_failure_stats(None)["rate"] is None
     lat = M.latency_percentiles(list(range(1, 101)) + [float("nan")])
     assert lat["n"] == 100 and lat["mean"] == 50.5 and lat["max"] == 100
@@ -172,10 +192,11 @@ def test_evaluation_imports_without_rclpy():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['rclpy'] = None\n"
-            "import spatial_ros.evaluation.runs, spatial_ros.evaluation.report\n"
-            "import spatial_ros.commands.eval, spatial_ros.commands.demo\n"
-            "assert sys.modules['rclpy'] is None\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import sys; sys.modules['rclpy'] = None\n"
+        "import spatial_ros.evaluation.runs, spatial_ros.evaluation.report\n"
+        "import spatial_ros.commands.eval, spatial_ros.commands.demo\n"
+        "assert sys.modules['rclpy'] is None\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]

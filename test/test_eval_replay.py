@@ -59,11 +59,32 @@ def oracle(sim_dir, lie: bool = False) -> ScriptedBackend:
 
 def test_specialists_only_metrics_match_the_truth(sims, truth, tmp_path):
     out = tmp_path / "eval"
-    assert main(["eval", "--bag", str(sims["mcap"] / "bag"), "--specialists-only",
-                 "--report-frames", "1", "--out", str(out)]) == 0  # truth.jsonl found
+    assert (
+        main(
+            [
+                "eval",
+                "--bag",
+                str(sims["mcap"] / "bag"),
+                "--specialists-only",
+                "--report-frames",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )  # truth.jsonl found
     m = json.loads((out / "metrics.json").read_text())
-    assert {"source", "frames", "detection_bev", "distance", "parse_failures", "latency_ms",
-            "throughput", "per_frame"} <= set(m)
+    assert {
+        "source",
+        "frames",
+        "detection_bev",
+        "distance",
+        "parse_failures",
+        "latency_ms",
+        "throughput",
+        "per_frame",
+    } <= set(m)
     assert m["source"]["gt"].endswith("truth.jsonl") and m["source"]["mode"] == "specialists only"
     assert m["frames"] == {"predicted": 4, "with_truth": 4}
     assert "grounding" not in m  # no queries
@@ -107,16 +128,25 @@ def test_a_model_answering_the_truth_scores_high_and_a_wrong_one_zero(sims, tmp_
     sim = sims["mcap"]
 
     def cfg(name):
-        return EvalConfig(out_dir=str(tmp_path / name), bag=str(sim / "bag"),
-                          gt=str(sim / "truth.jsonl"), queries=QUERIES,
-                          pairs=[" | ".join(QUERIES)], report=False)
+        return EvalConfig(
+            out_dir=str(tmp_path / name),
+            bag=str(sim / "bag"),
+            gt=str(sim / "truth.jsonl"),
+            queries=QUERIES,
+            pairs=[" | ".join(QUERIES)],
+            report=False,
+        )
 
     good = run_bag_eval(cfg("good"), backend=oracle(sim)).metrics
     g = good["grounding"]
     assert g["n"] == 8 and g["missing"] == 0  # 4 frames x 2 queries, all answered
     assert g["acc@0.25"] == 1.0 and g["acc@0.5"] >= 0.85 and g["mean_iou_3d"] > 0.6
-    assert good["parse_failures"] == {"queries": 8, "parse_failures": 0, "rate": 0.0,
-                                      "reasons": {}}
+    assert good["parse_failures"] == {
+        "queries": 8,
+        "parse_failures": 0,
+        "rate": 0.0,
+        "reasons": {},
+    }
     assert good["distance"]["sensor_to_query_object"]["n"] == 8
     assert good["distance"]["sensor_to_query_object"]["abs_mean"] < 0.05
     assert good["distance"]["object_pairs"]["n"] == 4
@@ -134,8 +164,22 @@ def test_tiny_random_model_parse_failures_are_counted(sims, tmp_path):
 
     model = build_tiny_vlm(tmp_path / "tiny", "test")
     out = tmp_path / "eval"
-    args = ["eval", "--bag", str(sims["sqlite3"] / "bag"), "--model", str(model), "--device",
-            "cpu", "--max-new-tokens", "12", "--max-frames", "2", "--no-report", "--out", str(out)]
+    args = [
+        "eval",
+        "--bag",
+        str(sims["sqlite3"] / "bag"),
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--max-new-tokens",
+        "12",
+        "--max-frames",
+        "2",
+        "--no-report",
+        "--out",
+        str(out),
+    ]
     for q in QUERIES:
         args += ["--query", q]
     assert main(args) == 0
@@ -143,8 +187,9 @@ def test_tiny_random_model_parse_failures_are_counted(sims, tmp_path):
     pf, g = m["parse_failures"], m["grounding"]
     assert pf["queries"] == 4  # 2 frames x 2 queries
     assert pf["rate"] == pytest.approx(pf["parse_failures"] / 4, abs=1e-4)
-    unanswered = sum(r["parse_failures"] for r in
-                     (f.extra for f in read_box_file(out / "predictions.jsonl")))
+    unanswered = sum(
+        r["parse_failures"] for r in (f.extra for f in read_box_file(out / "predictions.jsonl"))
+    )
     assert g["n"] == 4 and g["missing"] == unanswered >= pf["parse_failures"]
     assert sum(pf["reasons"].values()) == pf["parse_failures"]
     assert m["source"]["model"] == str(model)
@@ -152,8 +197,22 @@ def test_tiny_random_model_parse_failures_are_counted(sims, tmp_path):
 
 def test_without_truth_predictions_are_still_written_and_drawn(sims, tmp_path):
     out = tmp_path / "eval"
-    assert main(["eval", "--bag", str(sims["mcap"] / "bag"), "--specialists-only", "--no-gt",
-                 "--report-frames", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--bag",
+                str(sims["mcap"] / "bag"),
+                "--specialists-only",
+                "--no-gt",
+                "--report-frames",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["source"]["gt"] is None and m["frames"]["with_truth"] == 0
     assert "detection_bev" not in m and len(m["per_frame"]) == 4
@@ -163,19 +222,69 @@ def test_without_truth_predictions_are_still_written_and_drawn(sims, tmp_path):
 
 def test_user_errors_exit_1_with_a_message(sims, tmp_path, capsys):
     bag = str(sims["mcap"] / "bag")
-    assert main(["eval", "--bag", str(tmp_path / "nope"), "--specialists-only",
-                 "--out", str(tmp_path / "o1")]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--bag",
+                str(tmp_path / "nope"),
+                "--specialists-only",
+                "--out",
+                str(tmp_path / "o1"),
+            ]
+        )
+        == 1
+    )
     assert "bag not found" in capsys.readouterr().err
     # boxes in the LiDAR frame cannot be scored against base_link truth
-    assert main(["eval", "--bag", bag, "--specialists-only", "--output-frame", "lidar",
-                 "--no-report", "--out", str(tmp_path / "o2")]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--bag",
+                bag,
+                "--specialists-only",
+                "--output-frame",
+                "lidar",
+                "--no-report",
+                "--out",
+                str(tmp_path / "o2"),
+            ]
+        )
+        == 1
+    )
     assert "--output-frame base_link" in capsys.readouterr().err
-    assert main(["eval", "--bag", bag, "--specialists-only", "--query", "the mug",
-                 "--out", str(tmp_path / "o3")]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--bag",
+                bag,
+                "--specialists-only",
+                "--query",
+                "the mug",
+                "--out",
+                str(tmp_path / "o3"),
+            ]
+        )
+        == 1
+    )
     assert "need a model" in capsys.readouterr().err
     assert main(["eval", "--out", str(tmp_path / "o4")]) == 1
     assert "give --bag" in capsys.readouterr().err
-    assert main(["eval", "--bag", bag, "--specialists-only", "--iou", "1.5",
-                 "--out", str(tmp_path / "o5")]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--bag",
+                bag,
+                "--specialists-only",
+                "--iou",
+                "1.5",
+                "--out",
+                str(tmp_path / "o5"),
+            ]
+        )
+        == 1
+    )
     assert "(0, 1]" in capsys.readouterr().err
-

@@ -36,14 +36,23 @@ def run(tmp_path_factory):
 def _render(run, out, with_truth=True):
     sim, rep, truth = run
     t = truth if with_truth else None
-    metrics, rows = summarize(rep.predictions, t, queries=[], candidates=rep.candidates,
-                              records=rep.records)
+    metrics, rows = summarize(
+        rep.predictions, t, queries=[], candidates=rep.candidates, records=rep.records
+    )
     reward = [(i, i / 8, 0.1 * i) for i in range(9)]  # what the reward labeller gives
     t0 = time.perf_counter()
-    path = write_report(out, metrics=metrics, snapshots=rep.snapshots,
-                        predictions=rep.predictions, truth=t, candidates=rep.candidates,
-                        records=rep.records, per_frame=rows, reward=reward,
-                        truth_progress=truth_progress_of(sim / "truth_detail.jsonl"))
+    path = write_report(
+        out,
+        metrics=metrics,
+        snapshots=rep.snapshots,
+        predictions=rep.predictions,
+        truth=t,
+        candidates=rep.candidates,
+        records=rep.records,
+        per_frame=rows,
+        reward=reward,
+        truth_progress=truth_progress_of(sim / "truth_detail.jsonl"),
+    )
     print(f"\nreport rendered in {time.perf_counter() - t0:.2f} s ({len(rep.snapshots)} frames)")
     return path
 
@@ -81,16 +90,28 @@ def test_report_images_load_in_headless_chromium(run, tmp_path):
         pytest.skip("chromium not installed: PNG existence/content is checked by the test above")
     path = _render(run, tmp_path / "report")
     html = path.read_text()
-    probe = ("<img src='missing_control.png'><script>window.addEventListener('load', () => "
-             "document.body.setAttribute('data-imgs', [...document.images].map(i => "
-             "i.getAttribute('src') + '=' + i.naturalWidth).join(';')));</script>")
+    probe = (
+        "<img src='missing_control.png'><script>window.addEventListener('load', () => "
+        "document.body.setAttribute('data-imgs', [...document.images].map(i => "
+        "i.getAttribute('src') + '=' + i.naturalWidth).join(';')));</script>"
+    )
     check = path.parent / "check.html"
     check.write_text(html.replace("</body>", probe + "</body>"))
     res = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=10000",
-         "--dump-dom", check.as_uri()],
-        capture_output=True, text=True, timeout=90,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            check.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     m = re.search(r'data-imgs="([^"]*)"', res.stdout)
     assert m, f"chromium did not render the page: {res.stderr[-500:]}"
@@ -112,9 +133,18 @@ def test_reward_curve_from_parquet_and_bad_input(tmp_path):
     import pyarrow.parquet as pq
 
     p = tmp_path / "labels.parquet"
-    pq.write_table(pa.table({"frame_index": [2, 0, 1], "progress": [1.0, 0.0, 0.5],
-                             "reward": [0.3, 0.1, 0.2], "goal": ["g", "g", "g"],
-                             "stamp_ns": [30, 10, 20]}), p)
+    pq.write_table(
+        pa.table(
+            {
+                "frame_index": [2, 0, 1],
+                "progress": [1.0, 0.0, 0.5],
+                "reward": [0.3, 0.1, 0.2],
+                "goal": ["g", "g", "g"],
+                "stamp_ns": [30, 10, 20],
+            }
+        ),
+        p,
+    )
     c = load_reward_curve(p)
     assert c.frame_index.tolist() == [0, 1, 2] and c.progress.tolist() == [0.0, 0.5, 1.0]
     assert c.stamp_ns.tolist() == [10, 20, 30]

@@ -23,17 +23,23 @@ MAX_QUERIES = 4
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output directory")
-    parser.add_argument("--model", default="",
-                        help="model directory (default: the embedded models/default)")
-    parser.add_argument("--specialists-only", action="store_true",
-                        help="no model: LiDAR candidates only (no queries)")
+    parser.add_argument(
+        "--model", default="", help="model directory (default: the embedded models/default)"
+    )
+    parser.add_argument(
+        "--specialists-only",
+        action="store_true",
+        help="no model: LiDAR candidates only (no queries)",
+    )
     parser.add_argument("--goal", default=DEFAULT_GOAL, help="goal of the simulated episode")
     parser.add_argument("--seed", type=int, default=0, help="scene seed")
-    parser.add_argument("--frames", type=int, default=24,
-                        help="camera frames (30 Hz; one perception frame per 3)")
+    parser.add_argument(
+        "--frames", type=int, default=24, help="camera frames (30 Hz; one perception frame per 3)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--max-new-tokens", type=int, default=48,
-                        help="generation budget per query (tokens)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=48, help="generation budget per query (tokens)"
+    )
     parser.add_argument("--report-frames", type=int, default=4, help="frames drawn in the report")
 
 
@@ -102,32 +108,59 @@ def run(args) -> int:
     out = Path(args.out)
     sim_dir = out / "sim"
     with console.status("simulating the tabletop episode ..."):
-        sim = simulate(SimConfig("tabletop", seed=args.seed, frames=args.frames,
-                                 trajectory="success", goal=args.goal), sim_dir, overwrite=True)
+        sim = simulate(
+            SimConfig(
+                "tabletop",
+                seed=args.seed,
+                frames=args.frames,
+                trajectory="success",
+                goal=args.goal,
+            ),
+            sim_dir,
+            overwrite=True,
+        )
     ep = sim.episodes[0]
     truth = read_box_file(sim.truth_path)
-    queries = [] if args.specialists_only else demo_queries(
-        truth[0], [ep.get("target_id", ""), ep.get("reference_id", "")])
+    queries = (
+        []
+        if args.specialists_only
+        else demo_queries(truth[0], [ep.get("target_id", ""), ep.get("reference_id", "")])
+    )
     pair = queries[:2] if len(queries) >= 2 else []
-    console.print(f"[bold]goal[/bold] {ep['goal']!r}: {sim.frames} frames, {sim.scans} LiDAR "
-                  f"scans -> {sim.bag_path}", soft_wrap=True)
+    console.print(
+        f"[bold]goal[/bold] {ep['goal']!r}: {sim.frames} frames, {sim.scans} LiDAR "
+        f"scans -> {sim.bag_path}",
+        soft_wrap=True,
+    )
 
     rows = reward_labels(sim_dir, args.goal, args.model, args.specialists_only)  # REWARD HOOK
 
     cfg = EvalConfig(
-        out_dir=str(out / "eval"), bag=str(sim.bag_path), gt=str(sim.truth_path),
-        queries=queries, pairs=[" | ".join(pair)] if pair else [], model=args.model,
-        specialists_only=args.specialists_only, device=args.device,
-        max_new_tokens=args.max_new_tokens, report_frames=args.report_frames,
+        out_dir=str(out / "eval"),
+        bag=str(sim.bag_path),
+        gt=str(sim.truth_path),
+        queries=queries,
+        pairs=[" | ".join(pair)] if pair else [],
+        model=args.model,
+        specialists_only=args.specialists_only,
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        report_frames=args.report_frames,
     )
     with console.status(f"grounding {len(queries)} queries on {sim.scans} frames ..."):
         res = run_bag_eval(cfg, reward=rows)
     m = res.metrics
 
     table = Table(title=f"spatial_ros demo: '{args.goal}' (last frame, base_link)")
-    for col, just in (("query", "left"), ("centre [m]", "right"), ("size [m]", "right"),
-                      ("dist. [m] pred/true", "right"), ("IoU", "right"),
-                      ("Acc@.25", "right"), ("Acc@.5", "right")):
+    for col, just in (
+        ("query", "left"),
+        ("centre [m]", "right"),
+        ("size [m]", "right"),
+        ("dist. [m] pred/true", "right"),
+        ("IoU", "right"),
+        ("Acc@.25", "right"),
+        ("Acc@.5", "right"),
+    ):
         table.add_column(col, justify=just)
     per_q = (m.get("grounding") or {}).get("per_query", {})
     last = res.predictions[-1] if res.predictions else None
@@ -149,32 +182,47 @@ def run(args) -> int:
             dist += f" / {np.linalg.norm(tgt[0].box.center - np.asarray(cam)):.2f}"
         s = per_q.get(q, {})
         fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
-        table.add_row(q, centre, size, dist, fmt(s.get("mean_iou_3d")),
-                      fmt(s.get("acc@0.25")), fmt(s.get("acc@0.5")))
+        table.add_row(
+            q,
+            centre,
+            size,
+            dist,
+            fmt(s.get("mean_iou_3d")),
+            fmt(s.get("acc@0.25")),
+            fmt(s.get("acc@0.5")),
+        )
     if queries:
         console.print(table)
 
     g = m.get("grounding") or {}
     lines = []
     if g.get("n"):
-        lines.append(f"grounding over {g['n']} (frame, query) pairs: Acc@0.25 "
-                     f"{g['acc@0.25']:.2f}, Acc@0.5 {g['acc@0.5']:.2f}")
+        lines.append(
+            f"grounding over {g['n']} (frame, query) pairs: Acc@0.25 "
+            f"{g['acc@0.25']:.2f}, Acc@0.5 {g['acc@0.5']:.2f}"
+        )
     det = (m.get("detection_bev") or {}).get("all@0.5")
     if det and det["n_truth"]:
         lines.append(f"LiDAR candidates: BEV AP@0.5 {det['ap']:.2f}, recall {det['recall']:.2f}")
     pairs = (m.get("distance") or {}).get("object_pairs")
     if pairs and pairs["n"]:
-        lines.append(f"distance '{pair[0]}' <-> '{pair[1]}': mean abs error "
-                     f"{pairs['abs_mean']:.3f} m over {pairs['n']} frames")
+        lines.append(
+            f"distance '{pair[0]}' <-> '{pair[1]}': mean abs error "
+            f"{pairs['abs_mean']:.3f} m over {pairs['n']} frames"
+        )
     pf = m.get("parse_failures") or {}
     if pf.get("queries"):
         lines.append(f"VLM parse failures: {pf['parse_failures']}/{pf['queries']}")
     voc = (m.get("reward") or {}).get("voc_progress")
-    lines.append("reward VOC: " + (f"{voc:.2f}" if voc is not None
-                                   else "– (reward labelling not wired into the demo yet)"))
+    lines.append(
+        "reward VOC: "
+        + (f"{voc:.2f}" if voc is not None else "– (reward labelling not wired into the demo yet)")
+    )
     tp = m.get("throughput") or {}
-    lines.append(f"{tp.get('frames', 0)} frames at {tp.get('frames_per_s') or 0:.2f} frames/s; "
-                 f"demo wall time {time.perf_counter() - t_start:.1f} s")
+    lines.append(
+        f"{tp.get('frames', 0)} frames at {tp.get('frames_per_s') or 0:.2f} frames/s; "
+        f"demo wall time {time.perf_counter() - t_start:.1f} s"
+    )
     for line in lines:
         console.print(line, soft_wrap=True)
     if "report" in res.paths:

@@ -21,33 +21,62 @@ HELP = "replay a bag or KITTI frames against ground truth -> metrics.json + repo
 def add_arguments(parser) -> None:
     src = parser.add_argument_group("input")
     src.add_argument("--bag", help="rosbag2 directory (MCAP or sqlite3) with the sensor data")
-    src.add_argument("--kitti", help="KITTI-format folder (image_2/ velodyne/ calib/ [label_2/], "
-                     "or one folder per frame)")
-    src.add_argument("--gt", help="ground-truth box file (JSON Lines); default: truth.jsonl next "
-                     "to the bag directory when it exists")
+    src.add_argument(
+        "--kitti",
+        help="KITTI-format folder (image_2/ velodyne/ calib/ [label_2/], or one folder per frame)",
+    )
+    src.add_argument(
+        "--gt",
+        help="ground-truth box file (JSON Lines); default: truth.jsonl next "
+        "to the bag directory when it exists",
+    )
     src.add_argument("--no-gt", action="store_true", help="do not look for truth.jsonl")
-    src.add_argument("--pred", help="score this predictions box file instead of running the "
-                     "pipeline")
-    src.add_argument("--pred-bag", help="score the GroundedObject3DArray messages recorded from "
-                     "a live node (spatial-ros play --record)")
-    src.add_argument("--pred-topic", default="/perception_node/objects",
-                     help="topic of those messages")
+    src.add_argument(
+        "--pred", help="score this predictions box file instead of running the pipeline"
+    )
+    src.add_argument(
+        "--pred-bag",
+        help="score the GroundedObject3DArray messages recorded from "
+        "a live node (spatial-ros play --record)",
+    )
+    src.add_argument(
+        "--pred-topic", default="/perception_node/objects", help="topic of those messages"
+    )
     g = parser.add_argument_group("grounding")
-    g.add_argument("--query", action="append", default=[],
-                   help='a phrase to ground, e.g. "the red mug" (repeatable)')
+    g.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        help='a phrase to ground, e.g. "the red mug" (repeatable)',
+    )
     g.add_argument("--queries", nargs="+", default=[], metavar="Q", help="several phrases")
-    g.add_argument("--pair", action="append", default=[], metavar="'A | B'",
-                   help="query pair whose centre distance is scored (repeatable)")
+    g.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="'A | B'",
+        help="query pair whose centre distance is scored (repeatable)",
+    )
     g.add_argument("--model", default="", help="local model directory (default: models/default)")
-    g.add_argument("--specialists-only", action="store_true",
-                   help="no model: score the specialist candidates only")
+    g.add_argument(
+        "--specialists-only",
+        action="store_true",
+        help="no model: score the specialist candidates only",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     g.add_argument("--max-new-tokens", type=int, default=48)
     g.add_argument("--vcot", action="store_true", help="ask the 2D box first, then 3D")
-    g.add_argument("--output-frame", default=None,
-                   help="frame of the boxes, the truth's (default base_link; KITTI velodyne)")
-    g.add_argument("--lidar-preset", choices=("tabletop", "street"), default=None,
-                   help="default tabletop; KITTI street")
+    g.add_argument(
+        "--output-frame",
+        default=None,
+        help="frame of the boxes, the truth's (default base_link; KITTI velodyne)",
+    )
+    g.add_argument(
+        "--lidar-preset",
+        choices=("tabletop", "street"),
+        default=None,
+        help="default tabletop; KITTI street",
+    )
     t = parser.add_argument_group("bag topics")
     t.add_argument("--image-topic", default="/camera/image_raw")
     t.add_argument("--info-topic", default="/camera/camera_info")
@@ -56,12 +85,26 @@ def add_arguments(parser) -> None:
     t.add_argument("--slop", type=float, default=0.05, help="sync slop (s)")
     t.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = all)")
     s = parser.add_argument_group("scoring and report")
-    s.add_argument("--iou", type=float, nargs="+", default=[0.25, 0.5],
-                   help="3D IoU thresholds of grounding accuracy")
-    s.add_argument("--bev-iou", type=float, nargs="+", default=None,
-                   help="BEV IoU thresholds of candidate AP (default 0.5; KITTI 0.5 0.7)")
-    s.add_argument("--min-visible", type=float, default=0.01,
-                   help="truth objects less visible than this fraction are ignored in AP")
+    s.add_argument(
+        "--iou",
+        type=float,
+        nargs="+",
+        default=[0.25, 0.5],
+        help="3D IoU thresholds of grounding accuracy",
+    )
+    s.add_argument(
+        "--bev-iou",
+        type=float,
+        nargs="+",
+        default=None,
+        help="BEV IoU thresholds of candidate AP (default 0.5; KITTI 0.5 0.7)",
+    )
+    s.add_argument(
+        "--min-visible",
+        type=float,
+        default=0.01,
+        help="truth objects less visible than this fraction are ignored in AP",
+    )
     s.add_argument("--reward", help="reward labels parquet (frame_index, progress, reward)")
     s.add_argument("--report-frames", type=int, default=4, help="frames drawn in the report")
     s.add_argument("--no-report", action="store_true", help="metrics.json only")
@@ -85,16 +128,34 @@ def run(args) -> int:
         if gt:
             print(f"using ground truth {gt} (--no-gt to skip)")
     cfg = EvalConfig(
-        out_dir=args.out, bag=args.bag, kitti=args.kitti, gt=gt, pred=args.pred,
-        pred_bag=args.pred_bag, pred_topic=args.pred_topic,
-        queries=list(args.query) + list(args.queries), pairs=args.pair, model=args.model,
-        specialists_only=args.specialists_only, output_frame=args.output_frame,
-        lidar_preset=args.lidar_preset, device=args.device, max_new_tokens=args.max_new_tokens,
-        vcot=args.vcot, image_topic=args.image_topic, info_topic=args.info_topic,
-        cloud_topic=args.cloud_topic, depth_topic=args.depth_topic, slop=args.slop,
-        max_frames=args.max_frames, grounding_iou=tuple(args.iou),
-        bev_iou=tuple(args.bev_iou) if args.bev_iou else None, min_visible=args.min_visible,
-        report=not args.no_report, report_frames=args.report_frames, reward=args.reward,
+        out_dir=args.out,
+        bag=args.bag,
+        kitti=args.kitti,
+        gt=gt,
+        pred=args.pred,
+        pred_bag=args.pred_bag,
+        pred_topic=args.pred_topic,
+        queries=list(args.query) + list(args.queries),
+        pairs=args.pair,
+        model=args.model,
+        specialists_only=args.specialists_only,
+        output_frame=args.output_frame,
+        lidar_preset=args.lidar_preset,
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        vcot=args.vcot,
+        image_topic=args.image_topic,
+        info_topic=args.info_topic,
+        cloud_topic=args.cloud_topic,
+        depth_topic=args.depth_topic,
+        slop=args.slop,
+        max_frames=args.max_frames,
+        grounding_iou=tuple(args.iou),
+        bev_iou=tuple(args.bev_iou) if args.bev_iou else None,
+        min_visible=args.min_visible,
+        report=not args.no_report,
+        report_frames=args.report_frames,
+        reward=args.reward,
     )
     res = run_eval(cfg)
     print_summary(res)
@@ -105,29 +166,40 @@ def print_summary(res) -> None:
     """A few lines: frames, accuracy, AP/recall, distance error, speed, output paths."""
     m = res.metrics
     fr = m["frames"]
-    print(f"{fr['predicted']} frames evaluated ({fr.get('with_truth', 0)} with truth), "
-          f"mode: {m['source']['mode']}")
+    print(
+        f"{fr['predicted']} frames evaluated ({fr.get('with_truth', 0)} with truth), "
+        f"mode: {m['source']['mode']}"
+    )
     g = m.get("grounding")
     if g and g["n"]:
-        accs = ", ".join(f"{k} {v:.2f}" for k, v in g.items() if k.startswith("acc@")
-                         and v is not None)
-        print(f"grounding: {accs} over {g['n']} (frame, query) pairs; mean 3D IoU "
-              f"{g['mean_iou_3d']:.2f}")
+        accs = ", ".join(
+            f"{k} {v:.2f}" for k, v in g.items() if k.startswith("acc@") and v is not None
+        )
+        print(
+            f"grounding: {accs} over {g['n']} (frame, query) pairs; mean 3D IoU "
+            f"{g['mean_iou_3d']:.2f}"
+        )
     for k, d in (m.get("detection_bev") or {}).items():
         if d["n_truth"]:
-            print(f"BEV detection {k}: AP {d['ap']:.3f}, recall {d['recall']:.3f} "
-                  f"({d['tp']}/{d['n_truth']}), {d['fp']} false positives")
+            print(
+                f"BEV detection {k}: AP {d['ap']:.3f}, recall {d['recall']:.3f} "
+                f"({d['tp']}/{d['n_truth']}), {d['fp']} false positives"
+            )
     for k, st in (m.get("distance") or {}).items():
         if st and st["n"]:
-            print(f"distance {k}: mean abs error {st['abs_mean']:.3f} m "
-                  f"(rel {st['rel_mean']:.1%}) over {st['n']}")
+            print(
+                f"distance {k}: mean abs error {st['abs_mean']:.3f} m "
+                f"(rel {st['rel_mean']:.1%}) over {st['n']}"
+            )
     pf = m.get("parse_failures") or {}
     if pf.get("queries"):
         print(f"VLM parse failures: {pf['parse_failures']}/{pf['queries']} ({pf['rate']:.0%})")
     tp = m.get("throughput")
     if tp:
         lat = (m.get("latency_ms") or {}).get("total", {})
-        print(f"{tp['frames_per_s']:.1f} frames/s; pipeline p50 {lat.get('p50')} ms, "
-              f"p95 {lat.get('p95')} ms")
+        print(
+            f"{tp['frames_per_s']:.1f} frames/s; pipeline p50 {lat.get('p50')} ms, "
+            f"p95 {lat.get('p95')} ms"
+        )
     for k, p in res.paths.items():
         print(f"{k}: {p}")

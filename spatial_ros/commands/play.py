@@ -41,23 +41,52 @@ def add_arguments(parser) -> None:
     parser.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (> 0)")
     parser.add_argument("--loop", action="store_true", help="start over at the end")
-    parser.add_argument("--topics", nargs="+", default=None, metavar="T",
-                        help="publish only these topics (default: all)")
-    parser.add_argument("--start-delay", type=float, default=1.0,
-                        help="seconds to wait for discovery before the first message")
-    parser.add_argument("--wait", type=float, default=10.0,
-                        help="then wait up to this many seconds until every discovered "
-                        "subscriber (and recorded publisher) is matched")
-    parser.add_argument("--duration", type=float, default=0.0,
-                        help="stop after this many seconds (0 = at the end of the bag)")
-    parser.add_argument("--clock", action="store_true",
-                        help="also publish the bag time on /clock (for use_sim_time nodes)")
+    parser.add_argument(
+        "--topics",
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="publish only these topics (default: all)",
+    )
+    parser.add_argument(
+        "--start-delay",
+        type=float,
+        default=1.0,
+        help="seconds to wait for discovery before the first message",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        help="then wait up to this many seconds until every discovered "
+        "subscriber (and recorded publisher) is matched",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds (0 = at the end of the bag)",
+    )
+    parser.add_argument(
+        "--clock",
+        action="store_true",
+        help="also publish the bag time on /clock (for use_sim_time nodes)",
+    )
     parser.add_argument("--record", metavar="OUT", help="record the node outputs into this bag")
-    parser.add_argument("--record-topics", nargs="+", default=list(DEFAULT_RECORD_TOPICS),
-                        metavar="T", help="topics to record (default: %(default)s)")
+    parser.add_argument(
+        "--record-topics",
+        nargs="+",
+        default=list(DEFAULT_RECORD_TOPICS),
+        metavar="T",
+        help="topics to record (default: %(default)s)",
+    )
     parser.add_argument("--record-storage", choices=("mcap", "sqlite3"), default="mcap")
-    parser.add_argument("--record-grace", type=float, default=2.0,
-                        help="seconds to keep recording after the last published message")
+    parser.add_argument(
+        "--record-grace",
+        type=float,
+        default=2.0,
+        help="seconds to keep recording after the last published message",
+    )
 
 
 @dataclass
@@ -96,8 +125,9 @@ def _latched(conn) -> bool:
         from rosbags.interfaces import QosDurability
 
         profiles = conn.ext.offered_qos_profiles or []
-        return any(getattr(p, "durability", None) == QosDurability.TRANSIENT_LOCAL
-                   for p in profiles)
+        return any(
+            getattr(p, "durability", None) == QosDurability.TRANSIENT_LOCAL for p in profiles
+        )
     except (AttributeError, ImportError):
         return False
 
@@ -148,9 +178,15 @@ class _Recorder:
             with self.lock:
                 self.writer.add_topic(topic, msgtype)
             self.types[topic] = msgtype
-            self.subs.append(self.node.create_subscription(
-                cls, topic, lambda raw, t=topic, m=msgtype: self.on_message(t, m, raw),
-                self.qos, raw=True))
+            self.subs.append(
+                self.node.create_subscription(
+                    cls,
+                    topic,
+                    lambda raw, t=topic, m=msgtype: self.on_message(t, m, raw),
+                    self.qos,
+                    raw=True,
+                )
+            )
             log.info("recording %s (%s)", topic, msgtype)
 
     def on_message(self, topic: str, msgtype: str, raw: bytes) -> None:
@@ -174,18 +210,21 @@ def _wait_matched(node, pubs: dict, recorder: _Recorder | None, timeout: float) 
     end = time.monotonic() + timeout
     pending: list[str] = []
     while time.monotonic() < end:
-        pending = [t for t, p in pubs.items()
-                   if p.get_subscription_count() < node.count_subscribers(t)]
+        pending = [
+            t for t, p in pubs.items() if p.get_subscription_count() < node.count_subscribers(t)
+        ]
         if recorder is not None:
             recorder.discover()
             pending += [t for t in recorder.wanted if not recorder.types.get(t)]
-            pending += [s.topic_name for s in recorder.subs
-                        if s.get_publisher_count() < node.count_publishers(s.topic_name)]
+            pending += [
+                s.topic_name
+                for s in recorder.subs
+                if s.get_publisher_count() < node.count_publishers(s.topic_name)
+            ]
         if not pending:
             return
         time.sleep(0.05)
-    log.warning("still waiting for %s after %.0f s; playing anyway", sorted(set(pending)),
-                timeout)
+    log.warning("still waiting for %s after %.0f s; playing anyway", sorted(set(pending)), timeout)
 
 
 def play(
@@ -221,9 +260,11 @@ def play(
     from spatial_ros.io.msgs import default_typestore, ns_to_stamp
 
     if rate <= 0 or min(start_delay, duration, record_grace, wait_timeout) < 0:
-        raise ConfigError(f"rate ({rate}) must be > 0; start_delay ({start_delay}), duration "
-                          f"({duration}), record_grace ({record_grace}) and wait_timeout "
-                          f"({wait_timeout}) must be >= 0")
+        raise ConfigError(
+            f"rate ({rate}) must be > 0; start_delay ({start_delay}), duration "
+            f"({duration}), record_grace ({record_grace}) and wait_timeout "
+            f"({wait_timeout}) must be >= 0"
+        )
     path = Path(bag)
     if not path.exists():
         raise DataError(f"bag not found: {path}")
@@ -249,8 +290,11 @@ def play(
             conns = [c for c in conns if c.topic in set(topics)]
         node = rclpy.create_node("spatial_ros_player", context=ctx)
         reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
-                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(
+            depth=1,
+            reliability=QoSReliabilityPolicy.RELIABLE,
+            durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+        )
         pubs: dict[str, object] = {}
         for c in conns:
             if c.topic in pubs:
@@ -258,11 +302,13 @@ def play(
             cls = _msg_class(c.msgtype)
             if cls is None:
                 stats.skipped_topics.append(c.topic)
-                log.warning("not publishing %s: message type %s is not importable here",
-                            c.topic, c.msgtype)
+                log.warning(
+                    "not publishing %s: message type %s is not importable here", c.topic, c.msgtype
+                )
                 continue
-            pubs[c.topic] = node.create_publisher(cls, c.topic,
-                                                  latched if _latched(c) else reliable)
+            pubs[c.topic] = node.create_publisher(
+                cls, c.topic, latched if _latched(c) else reliable
+            )
         conns = [c for c in conns if c.topic in pubs]
         if not conns:
             raise DataError(f"nothing to publish from {path}")
@@ -318,22 +364,33 @@ def play(
         reader.close()
         rclpy.try_shutdown(context=ctx)
     if recorder is not None and not sum(stats.recorded.values()):
-        raise DataError(f"nothing recorded on {list(record_topics)}: is the perception node "
-                        "running (in the same ROS_DOMAIN_ID)?")
+        raise DataError(
+            f"nothing recorded on {list(record_topics)}: is the perception node "
+            "running (in the same ROS_DOMAIN_ID)?"
+        )
     return stats
 
 
 def run(args) -> int:
     stats = play(
-        args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
-        start_delay=args.start_delay, duration=args.duration, clock=args.clock,
-        record=args.record, record_topics=args.record_topics,
-        record_storage=args.record_storage, record_grace=args.record_grace,
+        args.bag,
+        rate=args.rate,
+        loop=args.loop,
+        topics=args.topics,
+        start_delay=args.start_delay,
+        duration=args.duration,
+        clock=args.clock,
+        record=args.record,
+        record_topics=args.record_topics,
+        record_storage=args.record_storage,
+        record_grace=args.record_grace,
         wait_timeout=args.wait,
     )
     total = sum(stats.published.values())
-    print(f"published {total} messages on {len(stats.published)} topics in "
-          f"{stats.elapsed_s:.1f} s ({stats.loops} pass{'es' if stats.loops > 1 else ''})")
+    print(
+        f"published {total} messages on {len(stats.published)} topics in "
+        f"{stats.elapsed_s:.1f} s ({stats.loops} pass{'es' if stats.loops > 1 else ''})"
+    )
     if args.record:
         rec = ", ".join(f"{t}: {n}" for t, n in sorted(stats.recorded.items()))
         print(f"recorded {rec} -> {args.record}")

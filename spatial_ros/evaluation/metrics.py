@@ -267,7 +267,8 @@ class DetectionResult:
             "n_pred": self.n_pred,
             "ignored": self.ignored,
             "mean_matched_iou": json_float(np.mean([m[3] for m in self.matches]), 4)
-            if self.matches else None,
+            if self.matches
+            else None,
         }
 
 

@@ -127,8 +127,10 @@ def candidate_record(c: Candidate, frame: SensorFrame, output_frame: str) -> Box
     its sensor's origin, num_points, box_2d)."""
     tf = frame.transforms
     src = c.box.frame_id or frame.points_frame
-    box = c.box if src == output_frame else c.box.transformed(
-        tf.lookup(output_frame, src), output_frame
+    box = (
+        c.box
+        if src == output_frame
+        else c.box.transformed(tf.lookup(output_frame, src), output_frame)
     )
     sensor = frame.points_frame if c.source == "lidar" else frame.camera.frame_id
     centre = tf.lookup(sensor, src) @ np.append(c.box.center, 1.0)
@@ -167,8 +169,9 @@ def snapshot_of(frame: SensorFrame, output_frame: str, max_points: int = 30000) 
             p = p[:: int(np.ceil(len(p) / max_points))]
         T = tf.lookup(output_frame, frame.points_frame)
         pts = (p @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
-    return Snapshot(frame.index, frame.stamp_ns, frame.image, frame.camera, T_cam, pts,
-                    output_frame)
+    return Snapshot(
+        frame.index, frame.stamp_ns, frame.image, frame.camera, T_cam, pts, output_frame
+    )
 
 
 def pick_snapshot_indices(expected_frames: int | None, count: int) -> set[int] | None:
@@ -217,16 +220,38 @@ def replay_frames(
     for frame in frames:
         res = pipeline.process(frame, queries)
         origins = sensor_origins(frame, out_frame)
-        extra = {"frame_index": frame.index, "sensor_origins": origins,
-                 "timings_ms": {k: round(float(v), 3) for k, v in res.timings_ms.items()},
-                 "parse_failures": res.parse_failures}
-        preds.append(BoxFrame(res.stamp_ns, res.frame_id,
-                              [object_record(o, frame.index) for o in res.objects], extra))
-        cands.append(BoxFrame(res.stamp_ns, res.frame_id,
-                              [candidate_record(c, frame, out_frame) for c in res.candidates],
-                              {"frame_index": frame.index, "sensor_origins": origins}))
-        records.append(FrameRecord(frame.index, res.stamp_ns, len(res.objects),
-                                   len(res.candidates), res.parse_failures, dict(res.timings_ms)))
+        extra = {
+            "frame_index": frame.index,
+            "sensor_origins": origins,
+            "timings_ms": {k: round(float(v), 3) for k, v in res.timings_ms.items()},
+            "parse_failures": res.parse_failures,
+        }
+        preds.append(
+            BoxFrame(
+                res.stamp_ns,
+                res.frame_id,
+                [object_record(o, frame.index) for o in res.objects],
+                extra,
+            )
+        )
+        cands.append(
+            BoxFrame(
+                res.stamp_ns,
+                res.frame_id,
+                [candidate_record(c, frame, out_frame) for c in res.candidates],
+                {"frame_index": frame.index, "sensor_origins": origins},
+            )
+        )
+        records.append(
+            FrameRecord(
+                frame.index,
+                res.stamp_ns,
+                len(res.objects),
+                len(res.candidates),
+                res.parse_failures,
+                dict(res.timings_ms),
+            )
+        )
         pos = len(records) - 1
         if (keep is None and len(snaps) < snapshots) or (keep is not None and pos in keep):
             snaps.append(snapshot_of(frame, out_frame))
@@ -281,8 +306,14 @@ def replay_bag(
     pipe = PerceptionPipeline(config, backend=backend)
     pipe.load()
     try:
-        return replay_frames(frames, pipe, queries, max_frames=max_frames, snapshots=snapshots,
-                             expected_frames=expected)
+        return replay_frames(
+            frames,
+            pipe,
+            queries,
+            max_frames=max_frames,
+            snapshots=snapshots,
+            expected_frames=expected,
+        )
     finally:
         pipe.unload()
 

@@ -73,22 +73,30 @@ def load_reward_curve(source: Any) -> RewardCurve:
             raise DataError(f"cannot read reward labels {p}: {e}") from None
         missing = [c for c in ("frame_index", "progress", "reward") if c not in table.column_names]
         if missing:
-            raise DataError(f"reward labels {p} lack column(s) {missing}; it has "
-                            f"{table.column_names}")
+            raise DataError(
+                f"reward labels {p} lack column(s) {missing}; it has {table.column_names}"
+            )
         names = ["frame_index", "progress", "reward"] + (
-            ["stamp_ns"] if "stamp_ns" in table.column_names else [])
+            ["stamp_ns"] if "stamp_ns" in table.column_names else []
+        )
         cols = [np.asarray(table.column(c).to_numpy()) for c in names]
     else:
         rows = list(source)
         widths = {len(r) for r in rows}
         if len(widths) > 1 or not widths <= {3, 4}:
-            raise DataError("reward labels must be rows of (frame_index, progress, reward"
-                            f"[, stamp_ns]), got rows of {sorted(widths)} values")
+            raise DataError(
+                "reward labels must be rows of (frame_index, progress, reward"
+                f"[, stamp_ns]), got rows of {sorted(widths)} values"
+            )
         cols = [np.array([r[k] for r in rows]) for k in range(widths.pop() if rows else 3)]
     order = np.argsort(cols[0], kind="stable")
     stamps = cols[3][order].astype(np.int64) if len(cols) == 4 else None
-    return RewardCurve(cols[0][order].astype(np.int64), cols[1][order].astype(np.float64),
-                       cols[2][order].astype(np.float64), stamps)
+    return RewardCurve(
+        cols[0][order].astype(np.int64),
+        cols[1][order].astype(np.float64),
+        cols[2][order].astype(np.float64),
+        stamps,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,24 +133,40 @@ def _draw_box_image(ax, o: BoxRecord, snap: Snapshot, style: dict, label: str | 
             u, v = vis[:, 0].min(), vis[:, 1].min()
             W, H = snap.camera.width, snap.camera.height
             if -50 < u < W and -50 < v < H:
-                ax.text(max(u, 0), max(v - 2, 8), label, color="white", fontsize=7,
-                        va="bottom", bbox={"facecolor": style["color"], "alpha": 0.75,
-                                           "pad": 1, "edgecolor": "none"})
+                ax.text(
+                    max(u, 0),
+                    max(v - 2, 8),
+                    label,
+                    color="white",
+                    fontsize=7,
+                    va="bottom",
+                    bbox={
+                        "facecolor": style["color"],
+                        "alpha": 0.75,
+                        "pad": 1,
+                        "edgecolor": "none",
+                    },
+                )
 
 
-def render_image(path: Path, snap: Snapshot, preds: BoxFrame | None, truth: BoxFrame | None,
-                 candidates: BoxFrame | None = None) -> Path:
+def render_image(
+    path: Path,
+    snap: Snapshot,
+    preds: BoxFrame | None,
+    truth: BoxFrame | None,
+    candidates: BoxFrame | None = None,
+) -> Path:
     """Camera image with projected boxes (truth dashed, predictions solid)."""
     H, W = snap.image.shape[:2]
     scale = max(1.0, 640 / W)
     fig = _figure(int(W * scale), int(H * scale))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(snap.image)
-    for o in (truth.objects if truth else []):
+    for o in truth.objects if truth else []:
         _draw_box_image(ax, o, snap, TRUTH_STYLE, None)
-    for o in (candidates.objects if candidates else []):
+    for o in candidates.objects if candidates else []:
         _draw_box_image(ax, o, snap, CAND_STYLE, None)
-    for o in (preds.objects if preds else []):
+    for o in preds.objects if preds else []:
         style = PRED_STYLE if o.query else CAND_STYLE
         _draw_box_image(ax, o, snap, style, _box_label(o))
     ax.set_xlim(-0.5, W - 0.5)
@@ -156,8 +180,13 @@ def _footprint(o: BoxRecord) -> np.ndarray:
     return o.box.corners()[_FOOTPRINT, :2]
 
 
-def render_bev(path: Path, snap: Snapshot, preds: BoxFrame | None, truth: BoxFrame | None,
-               candidates: BoxFrame | None = None) -> Path:
+def render_bev(
+    path: Path,
+    snap: Snapshot,
+    preds: BoxFrame | None,
+    truth: BoxFrame | None,
+    candidates: BoxFrame | None = None,
+) -> Path:
     """Bird's-eye view: LiDAR points (colour = height) and box footprints, x forward up."""
     fig = _figure(560, 560)
     ax = fig.add_subplot(1, 1, 1)
@@ -181,17 +210,18 @@ def render_bev(path: Path, snap: Snapshot, preds: BoxFrame | None, truth: BoxFra
             p = snap.points
             inside = (np.abs(p[:, 0] - cx) <= half) & (np.abs(p[:, 1] - cy) <= half)
             p = p[inside]
-            ax.scatter(p[:, 1], p[:, 0], c=p[:, 2], s=0.6, cmap="viridis", linewidths=0,
-                       rasterized=True)
+            ax.scatter(
+                p[:, 1], p[:, 0], c=p[:, 2], s=0.6, cmap="viridis", linewidths=0, rasterized=True
+            )
         ax.set_xlim(cy + half, cy - half)  # +y (left) on the left
         ax.set_ylim(cx - half, cx + half)
-    for o in (truth.objects if truth else []):
+    for o in truth.objects if truth else []:
         f = _footprint(o)
         ax.plot(f[:, 1], f[:, 0], **TRUTH_STYLE)
-    for o in (candidates.objects if candidates else []):
+    for o in candidates.objects if candidates else []:
         f = _footprint(o)
         ax.plot(f[:, 1], f[:, 0], **CAND_STYLE)
-    for o in (preds.objects if preds else []):
+    for o in preds.objects if preds else []:
         f = _footprint(o)
         ax.plot(f[:, 1], f[:, 0], **(PRED_STYLE if o.query else CAND_STYLE))
         if o.query:
@@ -202,17 +232,23 @@ def render_bev(path: Path, snap: Snapshot, preds: BoxFrame | None, truth: BoxFra
     ax.grid(alpha=0.3)
     from matplotlib.lines import Line2D
 
-    ax.legend(handles=[Line2D([], [], **TRUTH_STYLE, label="truth"),
-                       Line2D([], [], **PRED_STYLE, label="query object"),
-                       Line2D([], [], **CAND_STYLE, label="candidate")],
-              loc="upper right", fontsize=7)
+    ax.legend(
+        handles=[
+            Line2D([], [], **TRUTH_STYLE, label="truth"),
+            Line2D([], [], **PRED_STYLE, label="query object"),
+            Line2D([], [], **CAND_STYLE, label="candidate"),
+        ],
+        loc="upper right",
+        fontsize=7,
+    )
     fig.tight_layout()
     fig.savefig(path)
     return path
 
 
-def render_curves(path: Path, curve: RewardCurve | None,
-                  truth_progress: Sequence[tuple[int, float, int]] | None) -> Path:
+def render_curves(
+    path: Path, curve: RewardCurve | None, truth_progress: Sequence[tuple[int, float, int]] | None
+) -> Path:
     """Predicted progress and reward with the true progress ((frame index, progress, stamp_ns)
     rows), against time since the first frame when both carry stamps, else the frame index."""
     fig = _figure(720, 360)
@@ -252,8 +288,7 @@ def render_latency(path: Path, records: Sequence[FrameRecord]) -> Path:
     gr = np.array([r.timings_ms.get("grounding", np.nan) for r in records], np.float64)
     idx = np.array([r.index for r in records])
     ax.bar(idx, np.nan_to_num(spec), color="#3d6bff", label="specialists")
-    ax.bar(idx, np.nan_to_num(gr), bottom=np.nan_to_num(spec), color="#ff8c00",
-           label="grounding")
+    ax.bar(idx, np.nan_to_num(gr), bottom=np.nan_to_num(spec), color="#ff8c00", label="grounding")
     ax.plot(idx, total, "k.", ms=3, label="total")
     ax.set_xlabel("frame index")
     ax.set_ylabel("ms")
@@ -289,8 +324,11 @@ def _fmt(v: Any) -> str:
 
 
 def _kv_table(d: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th class=l>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>"
-                   for k, v in d.items() if not isinstance(v, (dict, list)))
+    rows = "".join(
+        f"<tr><th class=l>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>"
+        for k, v in d.items()
+        if not isinstance(v, (dict, list))
+    )
     return f"<table>{rows}</table>"
 
 
@@ -298,9 +336,12 @@ def _grid(rows: dict[str, dict[str, Any]], first: str) -> str:
     """A table with one row per key of ``rows`` and one column per inner key."""
     keys = sorted({k for v in rows.values() for k in v})
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join(f"<tr><td class=l>{html.escape(name)}</td>"
-                   + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in keys) + "</tr>"
-                   for name, v in rows.items())
+    body = "".join(
+        f"<tr><td class=l>{html.escape(name)}</td>"
+        + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in keys)
+        + "</tr>"
+        for name, v in rows.items()
+    )
     return f"<table><tr><th class=l>{html.escape(first)}</th>{head}</tr>{body}</table>"
 
 
@@ -313,8 +354,10 @@ def _summary_html(metrics: dict[str, Any]) -> str:
             card += _grid(g["per_query"], "query")
         for key in ("unmatched_queries", "ambiguous_queries"):
             if g.get(key):
-                card += (f"<p class=note>{key.replace('_', ' ')} (frames): "
-                         f"{html.escape(json.dumps(g[key]))}</p>")
+                card += (
+                    f"<p class=note>{key.replace('_', ' ')} (frames): "
+                    f"{html.escape(json.dumps(g[key]))}</p>"
+                )
         parts.append(card)
     for key, det in (metrics.get("detection_bev") or {}).items():
         parts.append(f"<h3>BEV detection of candidates ({html.escape(key)})</h3>" + _kv_table(det))
@@ -344,10 +387,17 @@ def _frame_table(rows: Sequence[dict[str, Any]]) -> str:
                 keys.append(k)
     shown = rows[:MAX_TABLE_ROWS]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in keys) + "</tr>"
-                   for r in shown)
-    more = (f"<p class=note>first {MAX_TABLE_ROWS} of {len(rows)} frames shown; all are in "
-            "metrics.json</p>") if len(rows) > MAX_TABLE_ROWS else ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in keys) + "</tr>" for r in shown
+    )
+    more = (
+        (
+            f"<p class=note>first {MAX_TABLE_ROWS} of {len(rows)} frames shown; all are in "
+            "metrics.json</p>"
+        )
+        if len(rows) > MAX_TABLE_ROWS
+        else ""
+    )
     return f"<table><tr>{head}</tr>{body}</table>{more}"
 
 
@@ -400,8 +450,9 @@ def write_report(
         bev = render_bev(out / f"frame_{s.index:05d}_bev.png", s, pr, tr, ca)
         n_p = len(pr.objects) if pr else 0
         n_t = len(tr.objects) if tr else 0
-        cap = (f"frame {s.index}, stamp {s.stamp_ns}: {n_p} predicted"
-               + (f", {n_t} truth" if tr else ", no truth"))
+        cap = f"frame {s.index}, stamp {s.stamp_ns}: {n_p} predicted" + (
+            f", {n_t} truth" if tr else ", no truth"
+        )
         figs.append((img.name, bev.name, cap))
     curve_png = None
     curve = load_reward_curve(reward) if reward is not None else None
@@ -409,9 +460,11 @@ def write_report(
         curve_png = render_curves(out / "reward.png", curve, truth_progress).name
     lat_png = render_latency(out / "latency.png", records).name if records else None
 
-    key = ("<p class=key><span style='color:#1a9e3f'>- - truth</span>"
-           "<span style='color:#ff8c00'>── query object</span>"
-           "<span style='color:#3d6bff'>── specialist candidate</span></p>")
+    key = (
+        "<p class=key><span style='color:#1a9e3f'>- - truth</span>"
+        "<span style='color:#ff8c00'>── query object</span>"
+        "<span style='color:#3d6bff'>── specialist candidate</span></p>"
+    )
     fig_html = "".join(
         f"<div class=figs><figure><img src='{html.escape(a)}' alt='image {html.escape(c)}'>"
         f"<figcaption>{html.escape(c)}</figcaption></figure>"
@@ -420,26 +473,41 @@ def write_report(
         for a, b, c in figs
     )
     src = metrics.get("source") or {}
-    src_html = _kv_table({k: (", ".join(v) if isinstance(v, list) else v)
-                          for k, v in src.items()}) if src else ""
+    src_html = (
+        _kv_table({k: (", ".join(v) if isinstance(v, list) else v) for k, v in src.items()})
+        if src
+        else ""
+    )
     no_truth = "" if truth else "<p class=note>No ground truth given: predictions only.</p>"
     body = [
-        f"<h1>{html.escape(title)}</h1>", src_html, no_truth,
-        "<h2>Summary</h2>", _summary_html(metrics),
-        "<h2>Frames</h2>", key, fig_html or "<p class=note>no frames to show</p>",
+        f"<h1>{html.escape(title)}</h1>",
+        src_html,
+        no_truth,
+        "<h2>Summary</h2>",
+        _summary_html(metrics),
+        "<h2>Frames</h2>",
+        key,
+        fig_html or "<p class=note>no frames to show</p>",
     ]
     if curve_png:
-        body += ["<h2>Reward and progress</h2>",
-                 f"<figure><img src='{curve_png}' alt='reward and progress curves'></figure>"]
+        body += [
+            "<h2>Reward and progress</h2>",
+            f"<figure><img src='{curve_png}' alt='reward and progress curves'></figure>",
+        ]
     if lat_png:
-        body += ["<h2>Latency</h2>",
-                 f"<figure><img src='{lat_png}' alt='per-frame latency'></figure>"]
+        body += [
+            "<h2>Latency</h2>",
+            f"<figure><img src='{lat_png}' alt='per-frame latency'></figure>",
+        ]
     body += ["<h2>Per-frame table</h2>", _frame_table(per_frame)]
     render_s = time.perf_counter() - t0
     body.append(f"<p class=note>rendered in {render_s:.2f} s</p>")
-    doc = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-           f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-           + "\n".join(body) + "</body></html>\n")
+    doc = (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
     path = out / "report.html"
     path.write_text(doc, encoding="utf-8")
     return path

@@ -38,12 +38,20 @@ from spatial_ros.evaluation.replay import (
     sensor_origins,
     snapshot_of,
 )
+from spatial_ros.geometry.iou import iou_3d
 
 log = logging.getLogger(__name__)
 
 # KITTI label_2 types for specialist labels; unlabelled clusters become "Misc".
-KITTI_TYPES = {"car": "Car", "van": "Van", "truck": "Truck", "pedestrian": "Pedestrian",
-               "person_sitting": "Person_sitting", "cyclist": "Cyclist", "tram": "Tram"}
+KITTI_TYPES = {
+    "car": "Car",
+    "van": "Van",
+    "truck": "Truck",
+    "pedestrian": "Pedestrian",
+    "person_sitting": "Person_sitting",
+    "cyclist": "Cyclist",
+    "tram": "Tram",
+}
 
 
 def _thresholds(name: str, values: Sequence[float]) -> tuple[float, ...]:
@@ -118,33 +126,43 @@ class EvalConfig:
         if self.bag and self.kitti:
             raise ConfigError(f"give --bag ({self.bag}) or --kitti ({self.kitti}), not both")
         if not (self.bag or self.kitti or self.pred or self.pred_bag):
-            raise ConfigError("nothing to evaluate: give --bag BAG or --kitti DIR (or --pred / "
-                              "--pred-bag with recorded predictions)")
+            raise ConfigError(
+                "nothing to evaluate: give --bag BAG or --kitti DIR (or --pred / "
+                "--pred-bag with recorded predictions)"
+            )
         if self.kitti and (self.pred or self.pred_bag):
-            raise ConfigError("--pred / --pred-bag score recorded predictions of a bag; "
-                              "they do not combine with --kitti")
+            raise ConfigError(
+                "--pred / --pred-bag score recorded predictions of a bag; "
+                "they do not combine with --kitti"
+            )
         if self.pred and self.pred_bag:
-            raise ConfigError(f"give --pred ({self.pred}) or --pred-bag ({self.pred_bag}), "
-                              "not both")
+            raise ConfigError(
+                f"give --pred ({self.pred}) or --pred-bag ({self.pred_bag}), not both"
+            )
         self.queries = normalize_queries(self.queries)
         self.pairs = [parse_pair(p) for p in self.pairs]
         if self.kitti and not self.model:
             self.specialists_only = True  # KITTI: the LiDAR specialist, the VLM when a model
         if self.specialists_only and self.queries and not (self.pred or self.pred_bag):
-            raise ConfigError(f"queries {self.queries} need a model; without one (specialists "
-                              "only) drop --query or give --model DIR")
+            raise ConfigError(
+                f"queries {self.queries} need a model; without one (specialists "
+                "only) drop --query or give --model DIR"
+            )
         if self.output_frame is None:
             self.output_frame = "velodyne" if self.kitti else "base_link"
         if self.lidar_preset is None:
             self.lidar_preset = "street" if self.kitti else "tabletop"
         self.grounding_iou = _thresholds("grounding_iou", self.grounding_iou)
-        self.bev_iou = _thresholds("bev_iou", self.bev_iou or ((0.5, 0.7) if self.kitti
-                                                                else (0.5,)))
+        self.bev_iou = _thresholds(
+            "bev_iou", self.bev_iou or ((0.5, 0.7) if self.kitti else (0.5,))
+        )
         if not 0.0 <= self.min_visible <= 1.0:
             raise ConfigError(f"min_visible must be in [0, 1], got {self.min_visible}")
         if self.max_frames < 0 or self.report_frames < 0:
-            raise ConfigError(f"max_frames ({self.max_frames}) and report_frames "
-                              f"({self.report_frames}) must be >= 0")
+            raise ConfigError(
+                f"max_frames ({self.max_frames}) and report_frames "
+                f"({self.report_frames}) must be >= 0"
+            )
 
     @property
     def mode(self) -> str:
@@ -216,10 +234,14 @@ def summarize(
     m: dict[str, Any] = {"frames": {"predicted": len(predictions)}}
     dets: dict[str, M.DetectionResult] = {}
     g = None
-    cand = list(candidates) if candidates is not None else [
-        BoxFrame(f.stamp_ns, f.frame_id, [o for o in f.objects if not o.query], f.extra)
-        for f in predictions
-    ]
+    cand = (
+        list(candidates)
+        if candidates is not None
+        else [
+            BoxFrame(f.stamp_ns, f.frame_id, [o for o in f.objects if not o.query], f.extra)
+            for f in predictions
+        ]
+    )
     if truth:
         matched = [t for _, t in M.match_frames(predictions, truth) if t is not None]
         m["frames"]["with_truth"] = len(matched)
@@ -238,7 +260,9 @@ def summarize(
             for cls in detection_classes:
                 key = cls.lower()
                 dets[f"{cls}@{thr:g}"] = M.bev_detection(
-                    cand, truth, thr,
+                    cand,
+                    truth,
+                    thr,
                     pred_filter=lambda o, k=key: o.label.lower() == k,
                     truth_ignore=lambda o, k=key: hidden(o) or o.label.lower() != k,
                 )
@@ -249,23 +273,32 @@ def summarize(
         m["distance"] = {
             "sensor_to_query_object": M.sensor_distance_errors(
                 [(by_stamp[s], o, gt) for s, _, o, gt in (g.pairs if g else []) if o is not None]
-            ).to_dict() if g else None,
+            ).to_dict()
+            if g
+            else None,
             "sensor_to_candidate": M.sensor_distance_errors(
                 [(cand_by[s], o, gt) for s, o, gt, _ in first.matches]
-            ).to_dict() if first else None,
+            ).to_dict()
+            if first
+            else None,
             "object_pairs": M.pair_distance_errors(
                 predictions, truth, [tuple(p.split("|")) for p in pairs]
-            ).to_dict() if pairs else None,
+            ).to_dict()
+            if pairs
+            else None,
         }
     else:
         m["frames"]["with_truth"] = 0
     m["parse_failures"] = M.parse_failure_stats(engine_stats)
     if records:
         stages = sorted({k for r in records for k in r.timings_ms})
-        m["latency_ms"] = {s: M.latency_percentiles([r.timings_ms.get(s, np.nan)
-                                                     for r in records]) for s in stages}
-    rows = per_frame_rows(predictions, truth, queries, records, dets.get(f"all@{bev_iou[0]:g}"),
-                          cand)
+        m["latency_ms"] = {
+            s: M.latency_percentiles([r.timings_ms.get(s, np.nan) for r in records])
+            for s in stages
+        }
+    rows = per_frame_rows(
+        predictions, truth, queries, records, dets.get(f"all@{bev_iou[0]:g}"), cand
+    )
     return m, rows
 
 
@@ -290,12 +323,10 @@ def per_frame_rows(predictions, truth, queries, records, det, candidates) -> lis
             objs = M.objects_for_query(q, p)
             tgt = M.truth_for_query(q, t) if t else []
             if objs and len(tgt) == 1:
-                from spatial_ros.geometry.iou import iou_3d
-
                 row[f"IoU {q}"] = round(iou_3d(objs[0].box, tgt[0].box), 3)
             else:
                 row[f"IoU {q}"] = "no object" if not objs else None
-        row["total_ms"] = round(r.timings_ms.get("total", float("nan")), 1) if r else None
+        row["total_ms"] = M.json_float(r.timings_ms.get("total"), 1) if r else None
         rows.append(row)
     return rows
 
@@ -325,10 +356,12 @@ def _reward_metrics(reward: Any) -> dict[str, Any] | None:
     from spatial_ros.evaluation.report import load_reward_curve
 
     c = load_reward_curve(reward)
-    return {"frames": int(c.frame_index.size),
-            "voc_progress": M.value_order_correlation(c.progress),
-            "voc_reward": M.value_order_correlation(c.reward),
-            "final_progress": float(c.progress[-1]) if c.progress.size else None}
+    return {
+        "frames": int(c.frame_index.size),
+        "voc_progress": M.value_order_correlation(c.progress),
+        "voc_reward": M.value_order_correlation(c.reward),
+        "final_progress": float(c.progress[-1]) if c.progress.size else None,
+    }
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -337,9 +370,22 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _finish(cfg: EvalConfig, metrics: dict[str, Any], rows, *, predictions, truth, candidates,
-            snapshots, records, paths: dict[str, Path], reward=None,
-            truth_progress=None, replay=None, title="") -> EvalOutcome:
+def _finish(
+    cfg: EvalConfig,
+    metrics: dict[str, Any],
+    rows,
+    *,
+    predictions,
+    truth,
+    candidates,
+    snapshots,
+    records,
+    paths: dict[str, Path],
+    reward=None,
+    truth_progress=None,
+    replay=None,
+    title="",
+) -> EvalOutcome:
     out = Path(cfg.out_dir)
     reward = reward if reward is not None else cfg.reward
     rm = _reward_metrics(reward)
@@ -354,21 +400,37 @@ def _finish(cfg: EvalConfig, metrics: dict[str, Any], rows, *, predictions, trut
 
         t0 = time.perf_counter()
         paths["report"] = write_report(
-            out, metrics=metrics, snapshots=snapshots, predictions=predictions, truth=truth,
-            candidates=candidates, records=records, per_frame=rows, reward=reward,
-            truth_progress=truth_progress, title=title or "spatial_ros evaluation",
+            out,
+            metrics=metrics,
+            snapshots=snapshots,
+            predictions=predictions,
+            truth=truth,
+            candidates=candidates,
+            records=records,
+            per_frame=rows,
+            reward=reward,
+            truth_progress=truth_progress,
+            title=title or "spatial_ros evaluation",
         )
         report_s = time.perf_counter() - t0
-    return EvalOutcome(metrics, paths, list(predictions), list(truth) if truth else None,
-                       replay, report_s)
+    return EvalOutcome(
+        metrics, paths, list(predictions), list(truth) if truth else None, replay, report_s
+    )
 
 
 def _source(cfg: EvalConfig) -> dict[str, Any]:
-    return {"bag": cfg.bag, "kitti": cfg.kitti, "gt": cfg.gt, "mode": cfg.mode,
-            "model": None if cfg.specialists_only or cfg.pred or cfg.pred_bag
-            else (cfg.model or "models/default"),
-            "queries": list(cfg.queries), "output_frame": cfg.output_frame,
-            "lidar_preset": cfg.lidar_preset}
+    return {
+        "bag": cfg.bag,
+        "kitti": cfg.kitti,
+        "gt": cfg.gt,
+        "mode": cfg.mode,
+        "model": None
+        if cfg.specialists_only or cfg.pred or cfg.pred_bag
+        else (cfg.model or "models/default"),
+        "queries": list(cfg.queries),
+        "output_frame": cfg.output_frame,
+        "lidar_preset": cfg.lidar_preset,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,9 +450,14 @@ def _snapshots_from_bag(cfg: EvalConfig, stamps: Sequence[int]) -> tuple[list[Sn
     else:
         keep = set()
     snaps, origins = [], {}
-    for fr in frames_from_bag(cfg.bag, image_topic=cfg.image_topic, info_topic=cfg.info_topic,
-                              cloud_topic=cfg.cloud_topic or None,
-                              depth_topic=cfg.depth_topic or None, slop_s=cfg.slop):
+    for fr in frames_from_bag(
+        cfg.bag,
+        image_topic=cfg.image_topic,
+        info_topic=cfg.info_topic,
+        cloud_topic=cfg.cloud_topic or None,
+        depth_topic=cfg.depth_topic or None,
+        slop_s=cfg.slop,
+    ):
         origins[fr.stamp_ns] = sensor_origins(fr, cfg.output_frame)
         if fr.stamp_ns in keep:
             snaps.append(snapshot_of(fr, cfg.output_frame))
@@ -411,20 +478,30 @@ def run_bag_eval(cfg: EvalConfig, backend=None, reward: Any = None) -> EvalOutco
     paths: dict[str, Path] = {}
     replay = None
     if cfg.pred or cfg.pred_bag:
-        preds = read_box_file(cfg.pred) if cfg.pred else predictions_from_bag(cfg.pred_bag,
-                                                                               cfg.pred_topic)
+        preds = (
+            read_box_file(cfg.pred)
+            if cfg.pred
+            else predictions_from_bag(cfg.pred_bag, cfg.pred_topic)
+        )
         if cfg.max_frames:
             preds = preds[: cfg.max_frames]
-        snaps, origins = (_snapshots_from_bag(cfg, [p.stamp_ns for p in preds])
-                          if cfg.bag else ([], {}))
+        snaps, origins = (
+            _snapshots_from_bag(cfg, [p.stamp_ns for p in preds]) if cfg.bag else ([], {})
+        )
         for p in preds:
             if "sensor_origins" not in p.extra and p.stamp_ns in origins:
                 p.extra["sensor_origins"] = origins[p.stamp_ns]
         candidates, records, stats = None, [], None
         queries = cfg.queries or sorted({o.query for f in preds for o in f.objects if o.query})
     else:
-        replay = replay_bag(cfg.bag, cfg.perception_config(), cfg.queries, backend=backend,
-                            max_frames=cfg.max_frames, snapshots=cfg.report_frames)
+        replay = replay_bag(
+            cfg.bag,
+            cfg.perception_config(),
+            cfg.queries,
+            backend=backend,
+            max_frames=cfg.max_frames,
+            snapshots=cfg.report_frames,
+        )
         preds, candidates = replay.predictions, replay.candidates
         snaps, records, stats = replay.snapshots, replay.records, replay.engine_stats
         queries = cfg.queries
@@ -434,21 +511,42 @@ def run_bag_eval(cfg: EvalConfig, backend=None, reward: Any = None) -> EvalOutco
         paths["candidates"] = out / "candidates.jsonl"
         write_box_file(paths["candidates"], candidates)
     metrics, rows = summarize(
-        preds, truth, queries=queries, pairs=cfg.pairs, candidates=candidates, records=records,
-        engine_stats=stats, grounding_iou=cfg.grounding_iou, bev_iou=cfg.bev_iou,
+        preds,
+        truth,
+        queries=queries,
+        pairs=cfg.pairs,
+        candidates=candidates,
+        records=records,
+        engine_stats=stats,
+        grounding_iou=cfg.grounding_iou,
+        bev_iou=cfg.bev_iou,
         min_visible=cfg.min_visible,
     )
     metrics = {"source": _source(cfg), **metrics}
     if replay is not None:
-        metrics["throughput"] = {"frames": replay.frames, "elapsed_s": round(replay.elapsed_s, 3),
-                                 "frames_per_s": M.json_float(replay.fps, 3)}
-    detail = cfg.truth_detail or (str(Path(cfg.gt).with_name("truth_detail.jsonl"))
-                                  if cfg.gt else None)
-    return _finish(cfg, metrics, rows, predictions=preds, truth=truth, candidates=candidates,
-                   snapshots=snaps, records=records, paths=paths, replay=replay,
-                   reward=reward, truth_progress=truth_progress_of(detail),
-                   title="spatial_ros evaluation: "
-                   f"{Path(cfg.bag or cfg.pred or cfg.pred_bag).name}")
+        metrics["throughput"] = {
+            "frames": replay.frames,
+            "elapsed_s": round(replay.elapsed_s, 3),
+            "frames_per_s": M.json_float(replay.fps, 3),
+        }
+    detail = cfg.truth_detail or (
+        str(Path(cfg.gt).with_name("truth_detail.jsonl")) if cfg.gt else None
+    )
+    return _finish(
+        cfg,
+        metrics,
+        rows,
+        predictions=preds,
+        truth=truth,
+        candidates=candidates,
+        snapshots=snaps,
+        records=records,
+        paths=paths,
+        replay=replay,
+        reward=reward,
+        truth_progress=truth_progress_of(detail),
+        title=f"spatial_ros evaluation: {Path(cfg.bag or cfg.pred or cfg.pred_bag).name}",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -463,8 +561,11 @@ def count_kitti_frames(root: str | os.PathLike) -> int:
         return len(list((r / "image_2").glob("*.png")))
     if (r / "image_2.png").is_file():
         return 1
-    return sum(1 for d in r.iterdir() if d.is_dir() and (d / "image_2.png").is_file()) \
-        if r.is_dir() else 0
+    return (
+        sum(1 for d in r.iterdir() if d.is_dir() and (d / "image_2.png").is_file())
+        if r.is_dir()
+        else 0
+    )
 
 
 def kitti_type(label: str) -> str:
@@ -507,16 +608,29 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         for i, kf in enumerate(iter_kitti_frames(cfg.kitti)):
             stamp = int(kf.frame_id) if kf.frame_id.isdigit() else i
             if stamp in kframes:
-                raise DataError(f"two KITTI frames with id {kf.frame_id} under {cfg.kitti}; "
-                                "evaluate them separately")
+                raise DataError(
+                    f"two KITTI frames with id {kf.frame_id} under {cfg.kitti}; "
+                    "evaluate them separately"
+                )
             kframes[stamp] = kf
             if kf.labels:
-                recs = [BoxRecord(f"{lab.type.lower()}_{k}", lab.type, lab.box, None, 1.0,
-                                  {"truncated": lab.truncated, "occluded": lab.occluded,
-                                   "box_2d": [float(v) for v in lab.box_2d]})
-                        for k, lab in enumerate(kf.labels) if lab.box is not None]
-                truth.append(BoxFrame(stamp, cfg.output_frame, recs,
-                                      {"kitti_frame": kf.frame_id}))
+                recs = [
+                    BoxRecord(
+                        f"{lab.type.lower()}_{k}",
+                        lab.type,
+                        lab.box,
+                        None,
+                        1.0,
+                        {
+                            "truncated": lab.truncated,
+                            "occluded": lab.occluded,
+                            "box_2d": [float(v) for v in lab.box_2d],
+                        },
+                    )
+                    for k, lab in enumerate(kf.labels)
+                    if lab.box is not None
+                ]
+                truth.append(BoxFrame(stamp, cfg.output_frame, recs, {"kitti_frame": kf.frame_id}))
             yield kf.sensor_frame(stamp_ns=stamp, index=i)
 
     def on_result(frame, res) -> None:
@@ -526,35 +640,54 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         for c in res.candidates:
             box = c.box
             if box.frame_id and box.frame_id != cfg.output_frame:
-                box = box.transformed(frame.transforms.lookup(cfg.output_frame, box.frame_id),
-                                      cfg.output_frame)
+                box = box.transformed(
+                    frame.transforms.lookup(cfg.output_frame, box.frame_id), cfg.output_frame
+                )
             if c.box_2d is None:  # not in image_2: KITTI evaluates the camera's view only
                 skipped += 1
                 continue
-            labels.append(KittiLabel.from_box(box, kf.calib, kitti_type(c.label),
-                                              score=float(c.score), box_2d=c.box_2d,
-                                              truncated=-1.0, occluded=-1))
+            labels.append(
+                KittiLabel.from_box(
+                    box,
+                    kf.calib,
+                    kitti_type(c.label),
+                    score=float(c.score),
+                    box_2d=c.box_2d,
+                    truncated=-1.0,
+                    occluded=-1,
+                )
+            )
         write_kitti_label(label_dir / f"{kf.frame_id}.txt", labels)
         written += len(labels)
         dc = [lab.box_2d for lab in kf.labels if lab.is_dontcare]
         if dc and labels:
-            inside = dontcare_overlap(np.array([c.box_2d for c in res.candidates
-                                                if c.box_2d is not None]), np.array(dc))
+            inside = dontcare_overlap(
+                np.array([c.box_2d for c in res.candidates if c.box_2d is not None]), np.array(dc)
+            )
             ids = [c.id for c in res.candidates if c.box_2d is not None]
-            dontcare.update((frame.stamp_ns, i) for i, f in zip(ids, inside, strict=True)
-                            if f > 0.5)
+            dontcare.update(
+                (frame.stamp_ns, i) for i, f in zip(ids, inside, strict=True) if f > 0.5
+            )
 
     n = count_kitti_frames(cfg.kitti)
     if n == 0:
-        raise DataError(f"no KITTI frames under {cfg.kitti}: expected image_2/ (KITTI layout) or "
-                        "frame folders containing image_2.png")
+        raise DataError(
+            f"no KITTI frames under {cfg.kitti}: expected image_2/ (KITTI layout) or "
+            "frame folders containing image_2.png"
+        )
     pcfg = cfg.perception_config()
     pipe = PerceptionPipeline(pcfg, backend=backend)
     pipe.load()
     try:
-        replay = replay_frames(frames(), pipe, cfg.queries, max_frames=cfg.max_frames,
-                               snapshots=cfg.report_frames, expected_frames=n,
-                               on_result=on_result)
+        replay = replay_frames(
+            frames(),
+            pipe,
+            cfg.queries,
+            max_frames=cfg.max_frames,
+            snapshots=cfg.report_frames,
+            expected_frames=n,
+            on_result=on_result,
+        )
     finally:
         pipe.unload()
     paths = replay.write(out)
@@ -564,26 +697,55 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         write_box_file(paths["truth"], truth)
     # Score the predictions written (in image_2), less those inside DontCare regions (KITTI's
     # evaluation ignores them).
-    in_view = [BoxFrame(f.stamp_ns, f.frame_id,
-                        [o for o in f.objects if "box_2d" in o.extra
-                         and (f.stamp_ns, o.id) not in dontcare], f.extra)
-               for f in replay.candidates]
+    in_view = [
+        BoxFrame(
+            f.stamp_ns,
+            f.frame_id,
+            [o for o in f.objects if "box_2d" in o.extra and (f.stamp_ns, o.id) not in dontcare],
+            f.extra,
+        )
+        for f in replay.candidates
+    ]
     metrics, rows = summarize(
-        replay.predictions, truth or None, queries=cfg.queries, pairs=cfg.pairs,
-        candidates=in_view, records=replay.records, engine_stats=replay.engine_stats,
-        grounding_iou=cfg.grounding_iou, bev_iou=cfg.bev_iou, min_visible=0.0,
+        replay.predictions,
+        truth or None,
+        queries=cfg.queries,
+        pairs=cfg.pairs,
+        candidates=in_view,
+        records=replay.records,
+        engine_stats=replay.engine_stats,
+        grounding_iou=cfg.grounding_iou,
+        bev_iou=cfg.bev_iou,
+        min_visible=0.0,
         detection_classes=("Car",),
     )
     metrics = {"source": _source(cfg), **metrics}
-    metrics["kitti"] = {"frames": replay.frames, "label_files": replay.frames,
-                        "predictions_written": written, "outside_image_skipped": skipped,
-                        "in_dontcare_ignored": len(dontcare),
-                        "frames_with_labels": len(truth)}
-    metrics["throughput"] = {"frames": replay.frames, "elapsed_s": round(replay.elapsed_s, 3),
-                             "frames_per_s": M.json_float(replay.fps, 3)}
-    return _finish(cfg, metrics, rows, predictions=replay.predictions, truth=truth or None,
-                   candidates=in_view, snapshots=replay.snapshots, records=replay.records,
-                   paths=paths, replay=replay, title=f"spatial_ros KITTI evaluation: {cfg.kitti}")
+    metrics["kitti"] = {
+        "frames": replay.frames,
+        "label_files": replay.frames,
+        "predictions_written": written,
+        "outside_image_skipped": skipped,
+        "in_dontcare_ignored": len(dontcare),
+        "frames_with_labels": len(truth),
+    }
+    metrics["throughput"] = {
+        "frames": replay.frames,
+        "elapsed_s": round(replay.elapsed_s, 3),
+        "frames_per_s": M.json_float(replay.fps, 3),
+    }
+    return _finish(
+        cfg,
+        metrics,
+        rows,
+        predictions=replay.predictions,
+        truth=truth or None,
+        candidates=in_view,
+        snapshots=replay.snapshots,
+        records=replay.records,
+        paths=paths,
+        replay=replay,
+        title=f"spatial_ros KITTI evaluation: {cfg.kitti}",
+    )
 
 
 def run_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
