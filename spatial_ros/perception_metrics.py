@@ -1,22 +1,21 @@
-"""Score perception outputs against the simulator's exact truth (ROS-free).
+"""Score what the perception node published against the simulator's exact truth (ROS-free).
 
-The node tests (real DDS) and ``spatial-ros bench load`` score what the perception node
-published with these functions, so a test and a benchmark count the same way.
+An adapter: the node's outputs (objects and relations of one published frame, decoded from
+its messages) and the simulator's ``FrameTruth`` become box-file frames, and the metrics are
+those of :mod:`spatial_ros.evaluation.metrics` (one definition; ``spatial-ros eval`` scores
+bags the same way): Acc@IoU of the query objects (``grounding_accuracy``: a query names the one
+truth object with that caption; ambiguous or unknown queries are not scored; a query without
+a published object is a miss) and BEV recall of specialist candidates (``bev_detection``).
 
-Definitions (all boxes in one z-up output frame, metres):
+This module adds what the node tests and ``spatial-ros bench load`` assert per item:
 
-- grounding query: the caption of a truth object that is unambiguous (no other object with the
-  same caption), in view (projects into the image, visible fraction >= a minimum) and not the
-  gripper. :func:`grounding_queries` lists them.
-- Acc@IoU t: share of (frame, query) pairs whose published object for that query has 3D IoU >= t
-  with the truth box. A query without a published object counts as a miss.
-- distance error: ``|d - d_true| / d_true`` where ``d`` is the published sensor distance and
-  ``d_true`` the distance from the SAME sensor origin to the truth box centre (the camera for VLM
-  objects, the LiDAR for LiDAR candidates; :func:`sensor_origins`).
-- pair distance error: the same for published centre-to-centre ``distance`` relations between
-  two grounded queries, against the truth boxes' centre distance.
-- candidate recall (specialists-only mode): share of truth objects with at least
-  ``min_lidar_points`` LiDAR returns that some published box overlaps with 3D IoU >= t.
+- sensor distance error of each correctly grounded query (3D IoU >= ``min_iou``): the published
+  ``distance`` against the distance from the SAME sensor origin (the LiDAR for LiDAR candidates,
+  the camera otherwise, as the pipeline measures) to the truth box centre;
+- pair distance error of each published centre-to-centre ``distance`` relation between two
+  grounded queries, against the truth boxes' centre distance;
+- the share of those errors within a tolerance ("within +-10 %"), and the choice of queries
+  (:func:`grounding_queries`).
 """
 
 from __future__ import annotations
@@ -27,36 +26,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatial_ros.errors import CalibrationError
-from spatial_ros.geometry.iou import iou_3d
+from spatial_ros.boxfile import BoxFrame, BoxRecord
+from spatial_ros.evaluation.metrics import (
+    LIDAR_SOURCES,
+    DetectionResult,
+    GroundingResult,
+    bev_detection,
+    grounding_accuracy,
+    truth_for_query,
+)
 from spatial_ros.types import GroundedObject, Relation
 
-# Which sensor a published object's ``distance`` is measured from, by its ``source``.
-SOURCE_SENSOR = {
-    "vlm": "camera", "vlm+lidar": "camera", "vlm+depth": "camera", "vlm+onnx": "camera",
-    "depth": "camera", "onnx": "camera", "lidar": "lidar",
-}
-
-
-def sensor_origins(transforms, output_frame: str, camera_frame: str,
-                   lidar_frame: str = "lidar") -> dict[str, np.ndarray]:
-    """Origins (3,) of the camera and the LiDAR in ``output_frame`` (metres).
-
-    Raises:
-        CalibrationError: a sensor frame is not connected to ``output_frame``.
-    """
-    out = {}
-    for name, frame in (("camera", camera_frame), ("lidar", lidar_frame)):
-        if not transforms.can_transform(output_frame, frame):
-            raise CalibrationError(f"no transform from {frame!r} to {output_frame!r}")
-        out[name] = np.asarray(transforms.lookup(output_frame, frame))[:3, 3].copy()
-    return out
+# one published frame: (objects, relations, published stamp, the replayed frame's FrameTruth)
+Output = tuple[Sequence[GroundedObject], Sequence[Relation], int, object]
 
 
 def grounding_queries(truth, min_visible_fraction: float = 0.3,
                       exclude_categories: Sequence[str] = ("gripper",)) -> list[str]:
-    """Captions of the unambiguous, visible truth objects of a frame (``FrameTruth``), in truth
-    order: the queries whose answer is well defined."""
+    """Captions of the unambiguous, visible objects of a ``FrameTruth``, in truth order: the
+    queries whose answer is well defined (the ones the node tests and the bench ask)."""
     out = []
     for o in truth.objects:
         if o.ambiguous_with or o.box_2d is None or o.category in exclude_categories:
@@ -67,51 +55,24 @@ def grounding_queries(truth, min_visible_fraction: float = 0.3,
     return out
 
 
-@dataclass
-class QueryOutcome:
-    """One (frame, query) pair.
-
-    Attributes:
-        stamp_ns: the frame's source image stamp.
-        query: the caption.
-        truth_id: id of the truth object it names.
-        found: a published object carries this query.
-        iou: 3D IoU of that object with the truth box (0 when not found).
-        distance: its published sensor distance (m; NaN when not found).
-        true_distance: truth box centre to the same sensor origin (m; NaN when not found).
-        source: the published object's source ('' when not found).
-    """
-
-    stamp_ns: int
-    query: str
-    truth_id: str
-    found: bool
-    iou: float = 0.0
-    distance: float = math.nan
-    true_distance: float = math.nan
-    source: str = ""
-
-    @property
-    def distance_error(self) -> float:
-        """Relative distance error (NaN when not found)."""
-        if not self.found or not self.true_distance > 0:
-            return math.nan
-        return abs(self.distance - self.true_distance) / self.true_distance
+def truth_box_frame(truth, stamp_ns: int) -> BoxFrame:
+    """``FrameTruth`` as a box-file frame stamped ``stamp_ns`` (a replayed frame carries a new
+    stamp), each record with its ``lidar_points`` extra."""
+    bf = truth.box_frame()
+    for rec, o in zip(bf.objects, truth.objects, strict=True):
+        rec.extra["lidar_points"] = int(o.lidar_points or 0)
+    return BoxFrame(int(stamp_ns), bf.frame_id, bf.objects, dict(bf.extra))
 
 
-@dataclass
-class PairOutcome:
-    """One published centre-to-centre pair distance (metres) and its truth."""
+def output_box_frame(objects: Sequence[GroundedObject], stamp_ns: int, frame_id: str,
+                     origins: Mapping[str, Sequence[float]]) -> BoxFrame:
+    """Published objects as a box-file frame (the ``spatial-ros ground`` record layout), with
+    the sensor origins (``evaluation.replay.sensor_origins``) in its extras."""
+    from spatial_ros.evaluation.replay import object_record
 
-    stamp_ns: int
-    subject: str
-    object: str
-    distance: float
-    true_distance: float
-
-    @property
-    def error(self) -> float:
-        return abs(self.distance - self.true_distance) / self.true_distance
+    recs = [object_record(o, -1) for o in objects]
+    return BoxFrame(int(stamp_ns), frame_id, recs,
+                    {"sensor_origins": {k: [float(x) for x in v] for k, v in origins.items()}})
 
 
 def _frac(flags: Sequence[bool]) -> float:
@@ -119,118 +80,99 @@ def _frac(flags: Sequence[bool]) -> float:
 
 
 @dataclass
-class GroundingScore:
-    """Outcomes of many frames; the metrics are methods so any threshold can be asked for."""
+class NodeScore:
+    """Scores of many published frames.
 
-    queries: list[QueryOutcome] = field(default_factory=list)
-    pairs: list[PairOutcome] = field(default_factory=list)
+    Attributes:
+        grounding: ``evaluation.metrics.GroundingResult`` (Acc@IoU 0.25/0.5, per-query IoUs).
+        distance_errors: relative sensor-distance errors of the queries grounded with 3D IoU
+            >= ``min_iou``, with their source.
+        pair_errors: relative errors of the published pair ``distance`` relations.
+    """
+
+    grounding: GroundingResult
+    distance_errors: list[tuple[str, float]] = field(default_factory=list)
+    pair_errors: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.grounding.n
 
     def accuracy(self, iou_threshold: float = 0.25) -> float:
-        """Acc@IoU: share of all (frame, query) pairs grounded with IoU >= the threshold."""
-        return _frac([q.found and q.iou >= iou_threshold for q in self.queries])
+        acc = self.grounding.acc(iou_threshold)
+        return math.nan if acc is None else acc
 
-    def found_rate(self) -> float:
-        """Share of (frame, query) pairs with any published object."""
-        return _frac([q.found for q in self.queries])
-
-    def distance_within(self, rel_tol: float = 0.10, min_iou: float = 0.25) -> float:
-        """Share of correctly grounded queries (IoU >= ``min_iou``) whose sensor distance is
-        within ``rel_tol`` of the truth (NaN when none was grounded)."""
-        ok = [q for q in self.queries if q.found and q.iou >= min_iou]
-        return _frac([q.distance_error <= rel_tol for q in ok])
+    def distance_within(self, rel_tol: float = 0.10) -> float:
+        return _frac([e <= rel_tol for _, e in self.distance_errors])
 
     def pair_within(self, rel_tol: float = 0.10) -> float:
-        """Share of published pair distances within ``rel_tol`` of the truth (NaN if none)."""
-        return _frac([p.error <= rel_tol for p in self.pairs])
+        return _frac([e <= rel_tol for e in self.pair_errors])
+
+    def sources(self) -> set[str]:
+        return {s for s, _ in self.distance_errors}
 
     def as_dict(self) -> dict[str, float]:
-        errs = [q.distance_error for q in self.queries if q.found]
+        errs = [e for _, e in self.distance_errors]
         return {
-            "queries": len(self.queries),
-            "found_rate": self.found_rate(),
+            "queries": self.n,
+            "missing": self.grounding.missing,
             "acc_iou25": self.accuracy(0.25),
             "acc_iou50": self.accuracy(0.5),
             "distance_within_10pct": self.distance_within(0.10),
             "distance_median_rel_error": float(np.median(errs)) if errs else math.nan,
-            "pairs": len(self.pairs),
+            "pairs": len(self.pair_errors),
             "pair_within_10pct": self.pair_within(0.10),
         }
 
 
-def score_frame(
-    objects: Sequence[GroundedObject],
-    truth,
-    queries: Sequence[str],
-    origins: Mapping[str, np.ndarray],
-    relations: Sequence[Relation] = (),
-    stamp_ns: int | None = None,
-) -> tuple[list[QueryOutcome], list[PairOutcome]]:
-    """Score one published frame against its ``FrameTruth``.
-
-    Args:
-        objects: the published objects (boxes in the truth's frame, e.g. base_link).
-        truth: the frame's ``FrameTruth``.
-        queries: the active queries; those not naming a truth object are ignored.
-        origins: sensor origins in the output frame (:func:`sensor_origins`).
-        relations: the published relations of the frame (pair distances are scored).
-        stamp_ns: the published stamp (default: the truth's).
-    """
-    stamp = truth.stamp_ns if stamp_ns is None else int(stamp_ns)
-    by_caption = {o.caption: o for o in truth.objects if not o.ambiguous_with}
-    by_query: dict[str, GroundedObject] = {}
-    for o in objects:
-        if o.query and o.query not in by_query:
-            by_query[o.query] = o
-    outcomes: list[QueryOutcome] = []
-    for q in queries:
-        t = by_caption.get(q)
-        if t is None:
+def score_outputs(outputs: Iterable[Output], queries: Sequence[str],
+                  origins: Mapping[str, Sequence[float]], output_frame: str = "base_link",
+                  min_iou: float = 0.25) -> NodeScore:
+    """Score published frames (``(objects, relations, stamp_ns, FrameTruth)`` each) for
+    ``queries``. ``origins``: {"camera": xyz, "lidar": xyz} in ``output_frame``."""
+    preds: list[BoxFrame] = []
+    truths: list[BoxFrame] = []
+    pair_errors: list[float] = []
+    for objects, relations, stamp, truth in outputs:
+        p = output_box_frame(objects, stamp, output_frame, origins)
+        t = truth_box_frame(truth, stamp)
+        preds.append(p)
+        truths.append(t)
+        by_id = {o.id: o for o in objects}
+        for r in relations:
+            if r.predicate != "distance" or r.subject_id == "sensor":
+                continue
+            a, b = by_id.get(r.subject_id), by_id.get(r.object_id)
+            if a is None or b is None or not a.query or not b.query:
+                continue
+            ta, tb = truth_for_query(a.query, t), truth_for_query(b.query, t)
+            if len(ta) == 1 and len(tb) == 1:
+                d_true = float(np.linalg.norm(ta[0].box.center - tb[0].box.center))
+                pair_errors.append(abs(float(r.value) - d_true) / d_true)
+    g = grounding_accuracy(preds, truths, list(queries), thresholds=(0.25, 0.5))
+    dist: list[tuple[str, float]] = []
+    for (_, _, o, gt), iou in zip(g.pairs, g.ious_3d, strict=True):
+        if o is None or iou < min_iou:
             continue
-        o = by_query.get(q)
-        if o is None:
-            outcomes.append(QueryOutcome(stamp, q, t.id, False))
-            continue
-        origin = origins[SOURCE_SENSOR.get(o.source, "camera")]
-        outcomes.append(QueryOutcome(
-            stamp, q, t.id, True, iou_3d(o.box, t.box), float(o.distance),
-            float(np.linalg.norm(t.box.center - origin)), o.source,
-        ))
-    by_id = {o.id: o for o in objects}
-    pairs: list[PairOutcome] = []
-    for r in relations:
-        if r.predicate != "distance" or r.subject_id == "sensor":
-            continue
-        a, b = by_id.get(r.subject_id), by_id.get(r.object_id)
-        if a is None or b is None or a.query not in by_caption or b.query not in by_caption:
-            continue
-        d_true = float(np.linalg.norm(by_caption[a.query].box.center
-                                      - by_caption[b.query].box.center))
-        pairs.append(PairOutcome(stamp, a.query, b.query, float(r.value), d_true))
-    return outcomes, pairs
+        source = str(o.extra.get("source", ""))
+        origin = np.asarray(origins["lidar" if source in LIDAR_SOURCES else "camera"], float)
+        d_true = float(np.linalg.norm(gt.box.center - origin))
+        dist.append((source, abs(float(o.extra["distance"]) - d_true) / d_true))
+    return NodeScore(g, dist, pair_errors)
 
 
-def score_grounding(
-    frames: Iterable[tuple[Sequence[GroundedObject], Sequence[Relation], object]],
-    queries: Sequence[str],
-    origins: Mapping[str, np.ndarray],
-) -> GroundingScore:
-    """Score many frames: ``frames`` yields (objects, relations, FrameTruth)."""
-    score = GroundingScore()
-    for objects, relations, truth in frames:
-        q, p = score_frame(objects, truth, queries, origins, relations)
-        score.queries += q
-        score.pairs += p
-    return score
+def candidate_recall(outputs: Iterable[tuple[Sequence[GroundedObject], int, object]],
+                     iou_threshold: float = 0.5, min_lidar_points: int = 30,
+                     output_frame: str = "base_link") -> DetectionResult:
+    """BEV detection of specialists-only outputs (``(objects, stamp_ns, FrameTruth)`` each):
+    truth objects with fewer than ``min_lidar_points`` LiDAR returns are ignored (DontCare);
+    ``.recall`` is the share of the others found at BEV IoU >= ``iou_threshold``."""
+    preds, truths = [], []
+    for objects, stamp, truth in outputs:
+        preds.append(output_box_frame(objects, stamp, output_frame, {}))
+        truths.append(truth_box_frame(truth, stamp))
 
+    def ignore(rec: BoxRecord) -> bool:
+        return rec.extra.get("lidar_points", 0) < min_lidar_points
 
-def candidate_recall(objects: Sequence[GroundedObject], truth, iou_threshold: float = 0.5,
-                     min_lidar_points: int = 30) -> tuple[int, int]:
-    """(matched, total): truth objects with >= ``min_lidar_points`` LiDAR returns that a
-    published box overlaps with 3D IoU >= ``iou_threshold`` (specialists-only mode)."""
-    total = matched = 0
-    for t in truth.objects:
-        if (t.lidar_points or 0) < min_lidar_points:
-            continue
-        total += 1
-        matched += any(iou_3d(t.box, o.box) >= iou_threshold for o in objects)
-    return matched, total
+    return bev_detection(preds, truths, iou_threshold, truth_ignore=ignore)

@@ -57,4 +57,4 @@ def test_five_seconds_of_load_keep_latency_and_memory_bounded():
     assert c["frames"] + c["dropped_stale"] + c["dropped_old"] >= c["sync_fired"] - 2
     assert r.latency_ms["p95"] < 1000.0  # stale frames are dropped, never queued
     assert r.rss_growth_pct < 5.0
-    assert r.accuracy["candidate_recall_iou50"] >= 0.9
+    assert r.accuracy["candidate_bev_recall_iou50"] >= 0.9

@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 
 from spatial_ros.errors import ConfigError, ModelError
+from spatial_ros.evaluation.replay import sensor_origins
 from spatial_ros.perception import PerceptionConfig, PerceptionPipeline
-from spatial_ros.perception_metrics import (
-    candidate_recall,
-    grounding_queries,
-    score_frame,
-    sensor_origins,
-)
+from spatial_ros.perception_metrics import candidate_recall, grounding_queries, score_outputs
 from spatial_ros.vlm.backend import ScriptedBackend
 from spatial_ros.vlm.codec import BoxCodec
 from spatial_ros.vlm.lifting import points_distance
@@ -64,16 +60,13 @@ def test_vlm_mode_fuses_and_measures_pairs_from_candidate_points(sim):
     assert res.parse_failures == 1  # the unicorn: no box in the answer, counted, no object
     assert {o.query for o in res.objects} == set(queries)
 
-    origins = sensor_origins(frame.transforms, "base_link", frame.camera.frame_id)
-    outcomes, pairs = score_frame(res.objects, truth, queries, origins, res.relations)
-    assert len(outcomes) == len(queries) and all(q.found for q in outcomes)
+    score = score_outputs([(res.objects, res.relations, res.stamp_ns, truth)], queries,
+                          sensor_origins(frame, "base_link"))
+    assert score.n == len(queries) and score.grounding.missing == 0
     # exact answers: fused with the LiDAR candidate where one matches, the answer box otherwise
-    assert all(q.source in ("vlm", "vlm+lidar") for q in outcomes)
-    assert sum(q.source == "vlm+lidar" for q in outcomes) >= 2
-    assert np.mean([q.iou >= 0.25 for q in outcomes]) >= 0.9
-    for q in outcomes:  # distance from the camera, as published
-        if q.iou >= 0.25:
-            assert q.distance_error < 0.10, q
+    assert {o.source for o in res.objects} == {"vlm+lidar"}
+    assert score.accuracy(0.25) >= 0.9
+    assert score.distance_within(0.10) == 1.0  # from the camera, as published
 
     # the pair relations: centre-to-centre and closest surface, from SpatialEngine.distance
     rels = {r.predicate: r for r in res.relations if r.subject_id != "sensor"}
@@ -82,7 +75,7 @@ def test_vlm_mode_fuses_and_measures_pairs_from_candidate_points(sim):
     assert set(rels) == {"distance", "surface_distance"}
     assert (rels["distance"].subject_id, rels["distance"].object_id) == (oa.id, ob.id)
     assert rels["distance"].value == pytest.approx(np.linalg.norm(oa.box.center - ob.box.center))
-    assert len(pairs) == 1 and pairs[0].error < 0.10
+    assert len(score.pair_errors) == 1 and score.pair_within(0.10) == 1.0
     want = pipe.engine.distance(oa, ob)
     assert rels["surface_distance"].value == pytest.approx(want["surface"])
     # both fused on this seed: the closest LiDAR points of their candidates, not the boxes
@@ -153,9 +146,9 @@ def test_specialists_only_recall_and_lidar_distances(sim):
     pipe = _pipeline([], [], None, use_vlm=False)
     res = pipe.process(frame, [])
     assert res.objects and all(o.source == "lidar" and o.query == "" for o in res.objects)
-    matched, total = candidate_recall(res.objects, sim.truth)
-    assert total >= 3 and matched / total >= 0.9
-    lidar = sensor_origins(frame.transforms, "base_link", frame.camera.frame_id)["lidar"]
+    det = candidate_recall([(res.objects, res.stamp_ns, sim.truth)])
+    assert det.n_truth >= 3 and det.recall >= 0.9
+    lidar = np.asarray(sensor_origins(frame, "base_link")["lidar"])
     for o in res.objects:
         assert o.distance == pytest.approx(np.linalg.norm(o.box.center - lidar), abs=1e-6)
 

@@ -21,8 +21,8 @@ for ``--duration`` seconds (60):
   the second half alone: steady state), and the least-squares slope over 1 s samples (MB/min),
   which is less noisy than two points;
 - correctness under load, scored against the simulator's truth of each replayed frame
-  (spatial_ros.perception_metrics): LiDAR candidate recall@3D IoU 0.5 in specialists-only mode,
-  Acc@IoU0.25 and distance errors with ``--model``.
+  (spatial_ros.perception_metrics): LiDAR candidate BEV recall/precision @IoU 0.5 in
+  specialists-only mode, Acc@IoU0.25 and distance errors with ``--model``.
 
 Specialists-only by default; ``--model DIR`` runs the VLM (queries: the scene's unambiguous
 captions, or ``--query``).
@@ -376,34 +376,23 @@ def run_load(cfg: LoadConfig, log=print) -> LoadResult:
 
 def _score(got, published, scene: _Scene, queries: list[str]) -> dict[str, float]:
     """Correctness of the outputs received under load (module docstring)."""
-    from spatial_ros.io.msgs import stamp_to_ns
-    from spatial_ros.perception_metrics import (
-        GroundingScore,
-        candidate_recall,
-        score_frame,
-        sensor_origins,
-    )
+    from spatial_ros.evaluation.replay import sensor_origins
+    from spatial_ros.perception_metrics import candidate_recall, score_outputs
     from spatial_ros.ros_conversions import msg_to_grounded_objects
 
-    origins = sensor_origins(scene.transforms, "base_link", scene.camera.frame_id)
-    matched = total = 0
-    score = GroundingScore()
+    frames = []
     for _, stamp, msg in got:
         k = published.get(stamp)
-        if k is None:
-            continue
-        truth = scene.frames[k].truth
-        _, _, objects = msg_to_grounded_objects(msg)
-        if queries:
-            q, _ = score_frame(objects, truth, queries, origins, stamp_ns=stamp_to_ns(msg.header))
-            score.queries += q
-        else:
-            m, n = candidate_recall(objects, truth)
-            matched, total = matched + m, total + n
+        if k is not None:
+            frames.append((msg_to_grounded_objects(msg)[2], stamp, scene.frames[k].truth))
+    if not frames:
+        return {}
     if queries:
-        return score.as_dict()
-    return {"candidate_recall_iou50": matched / total if total else float("nan"),
-            "truth_objects": total}
+        origins = sensor_origins(scene.frames[0].sensor_frame(), "base_link")
+        return score_outputs([(o, [], s, t) for o, s, t in frames], queries, origins).as_dict()
+    det = candidate_recall(frames)
+    return {"candidate_bev_recall_iou50": det.recall, "truth_objects": det.n_truth,
+            "candidate_bev_precision_iou50": det.precision}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
