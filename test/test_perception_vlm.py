@@ -110,6 +110,19 @@ def test_oracle_answers_over_dds_match_truth(ros):
         assert score.accuracy(0.25) >= 0.9 and score.distance_within(0.10) >= 0.9
         assert len(score.pair_errors) == len(frames) and score.pair_within(0.10) == 1.0
         assert "vlm+lidar" in score.sources()
+
+        # SetQueries changes the output from the very next frame on
+        from spatial_ros.srv import SetQueries
+
+        cli = h.io.create_client(SetQueries, "/perception_node/set_queries")
+        assert cli.wait_for_service(timeout_sec=10)
+        fut = cli.call_async(SetQueries.Request(queries=[queries[2]]))
+        assert h.wait(fut.done) and fut.result().success
+        nxt = h.shifted(frames[0], 5.0)
+        h.stream([nxt])
+        assert h.wait_for_stamps([nxt.stamp_ns], 20)
+        msg = next(m for m in h.outputs if stamp_to_ns(m.header) == nxt.stamp_ns)
+        assert [o.query for o in msg.objects] == [queries[2]]
     finally:
         h.close()
 
