@@ -113,7 +113,7 @@ bench: $(ENV_SH)
 	source $(ENV_SH) && spatial-ros bench all
 
 lint: $(ENV_SH)
-	source $(ENV_SH) && python -m ruff check spatial_ros training test && python -m ruff format --check spatial_ros training test
+	source $(ENV_SH) && python -m ruff check spatial_ros training test
 
 clean:
 	rm -rf build log install .pytest_cache

@@ -38,9 +38,9 @@ log = logging.getLogger("training.evaluate")
 
 def held_out_frames(n: int, start: int = 0):
     """Held-out tabletop frames (test seed range) with LiDAR scans."""
-    from training.generate_data import SPLIT_SEED_BASE
     from spatial_ros.sim import SimConfig
     from spatial_ros.sim.world import make_episode, render
+    from training.generate_data import SPLIT_SEED_BASE
 
     for i in range(start, start + n):
         seed = SPLIT_SEED_BASE["test"] + 500_000 + i

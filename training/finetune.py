@@ -289,8 +289,8 @@ def load_model(cfg: FinetuneConfig, init_dir: Path):
     kw: dict = {"local_files_only": True, "trust_remote_code": False}
     if cfg.qlora:
         try:
-            from transformers import BitsAndBytesConfig
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError as e:
             raise ConfigError(f"--qlora needs bitsandbytes and a CUDA GPU ({e})") from None
         if not torch.cuda.is_available():
@@ -456,6 +456,41 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     return summary
 
 
+def export_checkpoint(cfg: FinetuneConfig, checkpoint: str | Path) -> Path:
+    """Ship a Trainer checkpoint of a run as ``<out>/model`` (weights in ``save_dtype``, the
+    processor and metadata of the run), e.g. when a run is stopped before its last step."""
+    import torch
+
+    ck = Path(checkpoint)
+    out = Path(cfg.out)
+    src = ck.parent.parent / "init" if cfg.init else Path(cfg.model)  # <run>/<stage>/<ck>
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(
+        ck, local_files_only=True, use_safetensors=True, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(src, local_files_only=True)
+    state = json.loads((ck / "trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    stage = {"name": ck.parent.name, "steps": state["global_step"],
+             "planned_steps": next((s.max_steps for s in cfg.stages if s.name == ck.parent.name),
+                                   None),
+             "first_loss": losses[0] if losses else None,
+             "final_loss": losses[-1] if losses else None, "losses": losses}
+    wall = (ck.stat().st_mtime - src.stat().st_mtime) if cfg.init else None
+    meta = {"trained": True, "exported_from": ck.name,
+            "stages": [{k: v for k, v in stage.items() if k != "losses"}]}
+    codec = _codec_of_data(cfg.stages[0].data)
+    if codec:
+        meta["codec"] = codec
+    if wall:
+        meta["wall_time_s"] = round(wall, 1)
+    model_dir = save_model(model, processor, src, out / "model", cfg.save_dtype, meta)
+    summary = {"stages": [stage], "config": dataclasses.asdict(cfg), "wall_time_s": wall,
+               "model": str(model_dir), "exported_from": str(ck)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return model_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.finetune",
                                  description=__doc__.split("\n\n")[0])
@@ -473,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--save-dtype", default=None)
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    ap.add_argument("--export", metavar="CHECKPOINT",
+                    help="do not train: ship this checkpoint of the run as <out>/model")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     try:
@@ -494,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
                 s.lr = a.lr
             if a.freeze_vision:
                 s.freeze_vision = True
+        if a.export:
+            print(f"model: {export_checkpoint(cfg, a.export)}")
+            return 0
         summary = finetune(cfg, resume=a.resume)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

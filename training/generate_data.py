@@ -30,7 +30,6 @@ import numpy as np
 
 from spatial_ros.errors import ConfigError
 from spatial_ros.vlm.codec import CodecConfig
-
 from training.samples import SampleConfig, frame_samples
 from training.scenes import TrainingFrame, kitti_frames, sim_frame, sunrgbd_frames
 
@@ -315,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = GenerateConfig(
             frames=a.frames, split=a.split, seed=a.seed, street_fraction=a.street_fraction,
             specialist_fraction=a.specialist_fraction, samples_per_frame=a.samples_per_frame,
-            shard_size=a.shard_size, real=tuple(a.real), codec=CodecConfig(rotation=a.rotation, angle_decimals=a.angle_decimals),
+            shard_size=a.shard_size, real=tuple(a.real),
+            codec=CodecConfig(rotation=a.rotation, angle_decimals=a.angle_decimals),
             samples=SampleConfig(task_weights=weights, max_turns=a.max_turns,
                                  max_candidates=a.max_candidates),
         )

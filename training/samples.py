@@ -34,7 +34,6 @@ from spatial_ros.types import Box3D
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig
 from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn
 from spatial_ros.vlm.visual_prompts import KINDS, draw_visual_prompt
-
 from training.scenes import TrainingFrame
 
 TASK_NAMES = ("ground", "lv3d", "vqa", "vip")
