@@ -60,18 +60,22 @@ def demo_queries(truth_frame, ids_first: list[str], limit: int = MAX_QUERIES) ->
 
 
 def reward_labels(sim_dir: Path, goal: str, model: str, specialists_only: bool):
-    """Reward labels of the episode for the report and the table.
-
-    REWARD HOOK (to be wired by the lead): label every frame of ``sim_dir / "bag"`` for
-    ``goal`` with ``spatial_ros.reward`` (the offline labeller, as ``spatial-ros reward``
-    does) and return rows of (frame_index, progress, reward, stamp_ns) or the parquet path.
-    The report then draws the curves next to the true progress and metrics.json gets the
-    reward VOC (``metrics["reward"]["voc_progress"]``), which the table below prints.
+    """Reward labels of the episode for the report and the table: every synchronized frame of
+    ``sim_dir / "bag"`` labelled for ``goal`` by the offline labeller (as ``spatial-ros reward``
+    does), grounding the goal's objects with ``model``; with ``specialists_only`` (no model)
+    the objects come from the simulator's truth file instead.
 
     Returns:
-        None until wired (the report shows the true progress only).
+        The labels' parquet path (the report draws the curves next to the true progress and
+        metrics.json gets the reward VOC).
     """
-    return None
+    from spatial_ros.reward.annotator import RewardAnnotatorConfig
+    from spatial_ros.reward.offline import label_dataset, sources_for
+
+    src = sources_for(bag=sim_dir / "bag", gt="auto" if specialists_only else None)
+    cfg = RewardAnnotatorConfig() if specialists_only else RewardAnnotatorConfig(model_path=model)
+    return label_dataset(src, goal, sim_dir / "reward.parquet", cfg, progress=False,
+                         overwrite=True).out
 
 
 def _check_model(path: str) -> None:
@@ -216,7 +220,7 @@ def run(args) -> int:
     voc = (m.get("reward") or {}).get("voc_progress")
     lines.append(
         "reward VOC: "
-        + (f"{voc:.2f}" if voc is not None else "– (reward labelling not wired into the demo yet)")
+        + (f"{voc:.2f}" if voc is not None else "– (no reward labels)")
     )
     tp = m.get("throughput") or {}
     lines.append(
