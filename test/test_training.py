@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("datasets")
 
+from spatial_ros.vlm.appearance import COLOUR_TERMS  # noqa: E402
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig  # noqa: E402
 from spatial_ros.vlm.prompts import SPECIALIST_PREFIX, TASKS  # noqa: E402
 from training import generate_data as gd  # noqa: E402
@@ -43,7 +44,10 @@ def test_ground_samples_copy_a_listed_box(frame):
         assert s["task"] == "ground"
         user = s["messages"][1]
         assert user["image"] and user["content"].startswith(SPECIALIST_PREFIX)
-        listed = user["content"].split("\n")[1:-1]
+        lines = user["content"].split("\n")[1:-1]
+        # each listed box carries its colour name, read from the image like the engine does
+        assert all(ln.rsplit("] ", 1)[1] in COLOUR_TERMS for ln in lines)
+        listed = [ln.rsplit("] ", 1)[0] + "]" for ln in lines]
         for m in s["messages"]:
             if m["role"] == "assistant":
                 assert m["content"] in listed  # candidate-selection target: an exact copy

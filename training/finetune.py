@@ -382,11 +382,15 @@ def save_model(model, processor, src: Path, dst: Path, dtype: str, meta_extra: d
     return dst
 
 
-def _codec_of_data(patterns: list[str]) -> dict | None:
+def _data_meta(patterns: list[str]) -> dict:
+    """What the model must be run with, from the data's ``*_info.json``: the codec settings and
+    whether candidate boxes carried colour names."""
     for p in patterns:
         for info in glob.glob(str(Path(p).parent / "*_info.json")):
-            return json.loads(Path(info).read_text())["config"]["codec"]
-    return None
+            c = json.loads(Path(info).read_text())["config"]
+            return {"codec": c["codec"],
+                    "candidate_colours": bool(c["samples"].get("candidate_colours", False))}
+    return {}
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
@@ -445,11 +449,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
         done_marker.write_text(json.dumps(st, indent=2) + "\n")
         summary["stages"].append(st)
     wall = time.time() - t0
-    codec = _codec_of_data(cfg.stages[0].data)
     meta = {"trained": True, "wall_time_s": round(wall, 1),
-            "stages": [{k: v for k, v in s.items() if k != "losses"} for s in summary["stages"]]}
-    if codec:
-        meta["codec"] = codec
+            "stages": [{k: v for k, v in s.items() if k != "losses"} for s in summary["stages"]],
+            **_data_meta(cfg.stages[0].data)}
     model_dir = save_model(model, processor, src, out / "model", cfg.save_dtype, meta)
     summary.update(wall_time_s=wall, model=str(model_dir))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -478,10 +480,8 @@ def export_checkpoint(cfg: FinetuneConfig, checkpoint: str | Path) -> Path:
              "final_loss": losses[-1] if losses else None, "losses": losses}
     wall = (ck.stat().st_mtime - src.stat().st_mtime) if cfg.init else None
     meta = {"trained": True, "exported_from": ck.name,
-            "stages": [{k: v for k, v in stage.items() if k != "losses"}]}
-    codec = _codec_of_data(cfg.stages[0].data)
-    if codec:
-        meta["codec"] = codec
+            "stages": [{k: v for k, v in stage.items() if k != "losses"}],
+            **_data_meta(cfg.stages[0].data)}
     if wall:
         meta["wall_time_s"] = round(wall, 1)
     model_dir = save_model(model, processor, src, out / "model", cfg.save_dtype, meta)

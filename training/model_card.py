@@ -23,9 +23,9 @@ SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "proces
 MAX_BYTES = 50 * 1024 * 1024
 
 COMMANDS = """\
-python -m training.generate_data --out data/train --frames 2000 --samples-per-frame 2 \\
-    --shard-size 1000 --max-turns 6 --street-fraction 0.1 --tasks 0.5,0.35,0.08,0.07 \\
-    --real ../shared/data/real/kitti_000008 --real ../shared/data/real/sunrgbd_000001
+python -m training.generate_data --out data/train --frames 1600 --samples-per-frame 2 \\
+    --shard-size 800 --max-turns 6 --street-fraction 0.1 --tasks 0.6,0.25,0.08,0.07 \\
+    --real ../shared/data/real/kitti_000008 --real ../shared/data/real/sunrgbd_000001 --ray
 python -m training.finetune --config training/configs/default.yaml --out runs/default
 python -m training.evaluate --model runs/default/model --frames 60 --out runs/eval_default
 python -m training.evaluate --random-init default --frames 60 --out runs/eval_random
@@ -99,11 +99,13 @@ the LiDAR candidate that matches the caption and the engine fuses the answer wit
 candidate. It is a small demonstration model for `make demo` and tests, not a general VLM.
 
 - Weights: `model.safetensors` ({size / 1e6:.1f} MB, float16; loaded as float32 on CPU).
-- Data: `python -m training.generate_data` — {stages[0]['rows']} conversations from 2000
-  simulated scenes (90 % tabletop, 10 % street; 30 % with the LiDAR specialist's boxes as
+- Data: `python -m training.generate_data` — {stages[0].get('rows', 3200)} conversations from
+  1600 simulated scenes (90 % tabletop, 10 % street; 30 % with the LiDAR specialist's boxes as
   imperfect candidates) + the KITTI and SUN RGB-D sample frames through the lifting path.
-  Tasks: specialist-prompt grounding 50 %, LV3D multi-turn (2D/3D boxes, points, depth, VCoT)
-  35 %, SpatialVLM-style VQA 8 %, ViP visual prompts 7 %.
+  Tasks: specialist-prompt grounding 60 %, LV3D multi-turn (2D/3D boxes, points, depth, VCoT)
+  25 %, SpatialVLM-style VQA 8 %, ViP visual prompts 7 %. Listed candidate boxes carry their
+  colour name read from the image (`spatial_ros/vlm/appearance.py`; the engine does the same
+  when the model's `spatial_ros_vlm.json` has `candidate_colours: true`).
 - Training: {', '.join(_stage_text(s) for s in stages)}; batch 4, AdamW lr 1e-3
   (3x for the vision tower and projector), cosine schedule; seed {summary['config']['seed']}.
 - Wall time: {summary['wall_time_s'] / 60:.0f} min on {platform.machine()} CPU

@@ -31,7 +31,9 @@ from spatial_ros.geometry.iou import iou_3d_matrix
 from spatial_ros.spatial.predicates import SpatialObject, Viewpoint
 from spatial_ros.spatial.qa import QAConfig, generate_qa
 from spatial_ros.types import Box3D
+from spatial_ros.vlm.appearance import region_colour
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig
+from spatial_ros.vlm.lifting import project_box
 from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn
 from spatial_ros.vlm.visual_prompts import KINDS, draw_visual_prompt
 from training.scenes import TrainingFrame
@@ -53,6 +55,8 @@ class SampleConfig:
         drop_prob: probability that each true box is left out of the list (the model must then
             answer from the image).
         vcot_prob: share of ``lv3d`` questions asked as a VCoT pair.
+        candidate_colours: append each listed box's colour name (``vlm.appearance``, read from
+            the image exactly as the engine does with ``candidate_colours``).
     """
 
     task_weights: tuple[float, float, float, float] = (0.6, 0.15, 0.15, 0.1)
@@ -61,6 +65,7 @@ class SampleConfig:
     specialist_prob: float = 0.3
     drop_prob: float = 0.05
     vcot_prob: float = 0.3
+    candidate_colours: bool = True
 
     def __post_init__(self) -> None:
         w = np.asarray(self.task_weights, float)
@@ -103,13 +108,22 @@ def _listed_boxes(frame: TrainingFrame, rng, cfg: SampleConfig) -> tuple[list[Bo
     return boxes[: cfg.max_candidates], kind
 
 
+def _context(frame, listed: list[Box3D], builder: PromptBuilder, cfg: SampleConfig):
+    if not listed:
+        return None
+    attrs = None
+    if cfg.candidate_colours:
+        attrs = [region_colour(frame.image, project_box(b, frame.camera)) for b in listed]
+    return builder.specialist_block(listed, frame.camera, attrs)
+
+
 def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig):
     idx = _unique(frame)
     if not idx:
         return None
     listed, kind = _listed_boxes(frame, rng, cfg)
-    context = builder.specialist_block(listed, frame.camera) if listed else None
-    lines = context.split("\n")[1:] if context else []
+    context = _context(frame, listed, builder, cfg)
+    lines = [codec.encode_box3d(b, frame.camera) for b in listed if b.center[2] > 0]
     truth = [frame.objects[i].box_optical for i in idx]
     M = iou_3d_matrix(truth, listed) if listed else np.zeros((len(truth), 0))
     picks = rng.permutation(len(idx))[: cfg.max_turns]
@@ -178,7 +192,7 @@ def vip_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleC
     kind = KINDS[int(rng.integers(len(KINDS)))]
     vp = draw_visual_prompt(frame.image, kind, o.box_2d, rng=rng)
     listed, _ = _listed_boxes(frame, rng, cfg)
-    context = builder.specialist_block(listed, frame.camera) if listed else None
+    context = _context(frame, listed, builder, cfg)
     qa = [(TASKS["box3d"] + vp.query(), codec.encode_box3d(o.box_optical, frame.camera))]
     return _turns(builder, context, qa), {"mark": kind, "image": vp.image}
 

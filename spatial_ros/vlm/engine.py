@@ -21,6 +21,7 @@ from spatial_ros.config import param
 from spatial_ros.errors import ConfigError
 from spatial_ros.types import Box3D, Candidate, GroundedObject, SensorFrame
 from spatial_ros.vlm.backend import GenerationResult, GroundingAnswer, VLMBackend
+from spatial_ros.vlm.appearance import region_colour
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig, ParseFailure
 from spatial_ros.vlm.lifting import (
     CandidateView,
@@ -45,6 +46,10 @@ class EngineConfig:
 
     specialist_prompts: bool = param(True, "list specialist candidate boxes in the prompt")
     max_candidates: int = param(20, "most candidates listed in a prompt (closest first)")
+    candidate_colours: bool = param(
+        False, "append each listed candidate's colour name (from the image) to its box; also on "
+        "when the model was trained with it (its spatial_ros_vlm.json says so)"
+    )
     vcot: bool = param(False, "visual chain of thought: ask the 2D box first, then the 3D box")
     visual_prompts: bool = param(
         False, "draw the listed candidates' 2D boxes on the image (ViP-LLaVA-style marks)"
@@ -165,12 +170,18 @@ class SpatialEngine:
     ) -> None:
         self.backend = backend
         self.config = config or EngineConfig()
-        if codec is None:
-            model_dir = getattr(backend, "info", {}).get("model_dir")
-            if model_dir:
-                from spatial_ros.vlm.tiny import codec_config_for
+        model_dir = getattr(backend, "info", {}).get("model_dir")
+        meta: dict = {}
+        if model_dir:
+            from spatial_ros.vlm.tiny import read_meta
 
-                codec = codec_config_for(model_dir)
+            meta = read_meta(model_dir)
+        if codec is None and model_dir:
+            from spatial_ros.vlm.tiny import codec_config_for
+
+            codec = codec_config_for(model_dir)
+        self.candidate_colours = bool(self.config.candidate_colours
+                                      or meta.get("candidate_colours", False))
         self.codec = codec if isinstance(codec, BoxCodec) else BoxCodec(codec)
         self.prompts = PromptBuilder(self.codec, self.config.system_prompt or None)
         self.stats = EngineStats()
@@ -211,7 +222,10 @@ class SpatialEngine:
         listed = self._listed(views)
         context = None
         if cfg.specialist_prompts and listed:
-            context = self.prompts.specialist_block([v.box_optical for v in listed], cam)
+            attrs = None
+            if self.candidate_colours:
+                attrs = [region_colour(frame.image, v.box_2d) for v in listed]
+            context = self.prompts.specialist_block([v.box_optical for v in listed], cam, attrs)
         self.stats.frames += 1
         self.stats.queries += len(qs)
         self._points = {}

@@ -89,13 +89,21 @@ class PromptBuilder:
 
     # -- pieces ---------------------------------------------------------------------------
 
-    def specialist_block(self, boxes_optical: Sequence[Box3D], camera: CameraIntrinsics) -> str:
+    def specialist_block(
+        self,
+        boxes_optical: Sequence[Box3D],
+        camera: CameraIntrinsics,
+        attributes: Sequence[str | None] | None = None,
+    ) -> str:
         """The specialist box prompt: the fixed sentence, then one encoded 3D box per line
-        (boxes in the camera optical frame; boxes with centres behind the camera are skipped)."""
+        (boxes in the camera optical frame; boxes with centres behind the camera are skipped),
+        each followed by its attribute word when ``attributes`` (one per box) gives one."""
         lines = [SPECIALIST_PREFIX]
-        for b in boxes_optical:
+        for k, b in enumerate(boxes_optical):
             if b.center[2] > 0:
-                lines.append(self.codec.encode_box3d(b, camera))
+                line = self.codec.encode_box3d(b, camera)
+                attr = attributes[k] if attributes is not None else None
+                lines.append(f"{line} {attr}" if attr else line)
         return "\n".join(lines)
 
     def _first_user(self, text: str, context: str | None) -> list[Turn]:
