@@ -1,0 +1,59 @@
+"""The shipped default model: safe format, size, card, metadata, and that it grounds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def test_shipped_files_are_safe_and_small():
+    assert (MODEL / "model.safetensors").exists(), "models/default is missing"
+    assert not list(MODEL.glob("*.bin")) and not list(MODEL.glob("*.pt"))
+    assert (MODEL / "model.safetensors").stat().st_size <= 50 * 1024 * 1024
+    cfg = json.loads((MODEL / "config.json").read_text())
+    assert "auto_map" not in cfg  # nothing that would need trust_remote_code
+
+
+def test_card_states_data_command_and_metrics():
+    card = (MODEL / "README.md").read_text()
+    for needed in ("python -m training.generate_data", "python -m training.finetune",
+                   "python -m training.evaluate", "Acc@IoU0.25", "random init", "Wall time"):
+        assert needed in card
+    meta = json.loads((MODEL / "spatial_ros_vlm.json").read_text())
+    assert meta["trained"] and meta["codec"]["rotation"] == "yaw"
+    held = json.loads((MODEL / "heldout_metrics.json").read_text())
+    assert held["grounding"]["with_candidates"]["queries"] >= 50
+
+
+def test_default_model_answers_in_the_box_format_on_held_out_frames():
+    """Two held-out frames through the product path (LiDAR candidates in the prompt, fusion):
+    the shipped model answers (nearly) every query with a parseable, liftable 3D box. Its
+    grounding ACCURACY is far below target (see models/default/README.md), so it is not
+    asserted here; ``test_perception_vlm.py``'s slow test holds the 80 % target."""
+    from spatial_ros.geometry.iou import iou_3d
+    from spatial_ros.specialists import LidarSpecialist, LidarSpecialistConfig
+    from spatial_ros.vlm.backend import TransformersBackend
+    from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
+    from training.evaluate import _unique_visible, held_out_frames
+
+    engine = SpatialEngine(TransformersBackend(str(MODEL)), EngineConfig())
+    assert engine.candidate_colours  # from the model's metadata
+    lidar = LidarSpecialist(LidarSpecialistConfig.preset("tabletop"))
+    n = answered = 0
+    for f in held_out_frames(2, start=100):
+        sf = f.sensor_frame()
+        objs = _unique_visible(f.truth)
+        found = {o.query: o for o in engine.ground(sf, [o.caption for o in objs],
+                                                   lidar.propose_frame(sf, "base_link"),
+                                                   "base_link")}
+        n += len(objs)
+        answered += len(found)
+        for g in found.values():
+            assert g.box.frame_id == "base_link" and np.all(g.box.size > 0)
+            assert np.isfinite(iou_3d(g.box, objs[0].box))
+    assert n >= 5 and answered >= 0.9 * n
+    assert engine.stats.parse_failures <= max(1, 0.05 * n)
