@@ -220,7 +220,9 @@ def run(args) -> int:
     voc = (m.get("reward") or {}).get("voc_progress")
     lines.append(
         "reward VOC: "
-        + (f"{voc:.2f}" if voc is not None else "– (no reward labels)")
+        + (f"{voc:.2f}" if voc is not None
+           else "– (progress is constant over the episode)" if m.get("reward")
+           else "– (no reward labels)")
     )
     tp = m.get("throughput") or {}
     lines.append(
