@@ -20,8 +20,8 @@ import numpy as np
 from spatial_ros.config import param
 from spatial_ros.errors import ConfigError
 from spatial_ros.types import Box3D, Candidate, GroundedObject, SensorFrame
-from spatial_ros.vlm.backend import GenerationResult, GroundingAnswer, VLMBackend
 from spatial_ros.vlm.appearance import region_colour
+from spatial_ros.vlm.backend import GenerationResult, GroundingAnswer, VLMBackend
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig, ParseFailure
 from spatial_ros.vlm.lifting import (
     CandidateView,
