@@ -189,7 +189,8 @@ class ConversationEncoder:
             done_text = full
         if pixel_values is None:
             raise ConfigError("conversation without an assistant turn")
-        # The closing newline after </s> is not part of the trained answer.
+        # The answer piece is " <answer></s>" plus the template's newline after it (trained too;
+        # generation stops at </s>, so it never matters at inference).
         ids, labels = ids[: self.max_length], labels[: self.max_length]
         return {"input_ids": ids, "labels": labels, "pixel_values": pixel_values}
 
