@@ -228,10 +228,8 @@ def frames_from_bag(
     Raises:
         DataError: missing topics or an unreadable bag.
     """
-    from spatial_ros.io.camera_info import camera_info_to_intrinsics
-    from spatial_ros.io.image import depth_to_metres, image_to_rgb8
-    from spatial_ros.io.pointcloud import pointcloud2_to_xyzi
-    from spatial_ros.ros_conversions import tf_message_into_tree
+    from spatial_ros.errors import CalibrationError
+    from spatial_ros.ros_conversions import sensor_frame_from_msgs, tf_message_into_tree
     from spatial_ros.sync import ApproximateTimeSynchronizer, LatestBeforeCache
 
     inputs = [image_topic] + [t for t in (cloud_topic, depth_topic) if t]
@@ -265,22 +263,18 @@ def frames_from_bag(
             log.warning("no CameraInfo on %s at or before %d: frame skipped", info_topic, stamp)
             return None
         i = 1
-        points, frame = None, "lidar"
+        cloud = depth = None
         if cloud_topic:
-            points = pointcloud2_to_xyzi(msgs[i])
-            frame = msgs[i].header.frame_id
+            cloud = msgs[i]
             i += 1
-        depth = depth_to_metres(msgs[i]) if depth_topic else None
-        fr = SensorFrame(
-            stamp_ns=stamp,
-            image=image_to_rgb8(img),
-            camera=camera_info_to_intrinsics(info),
-            points=points,
-            points_frame=frame,
-            depth=depth,
-            transforms=transforms,
-            index=count,
-        )
+        if depth_topic:
+            depth = msgs[i]
+        try:
+            fr = sensor_frame_from_msgs(img, info, cloud, depth, transforms, index=count)
+        except CalibrationError as e:
+            skipped += 1
+            log.warning("frame %d skipped: %s", stamp, e)
+            return None
         count += 1
         return fr
 

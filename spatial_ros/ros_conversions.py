@@ -19,7 +19,7 @@ from spatial_ros.geometry.transforms import (
     quaternion_to_matrix,
 )
 from spatial_ros.io.msgs import MessageFactory, stamp_to_ns
-from spatial_ros.types import Box3D, GroundedObject, Relation
+from spatial_ros.types import Box3D, GroundedObject, Relation, SensorFrame
 
 GROUNDED_OBJECT = "spatial_ros/msg/GroundedObject3D"
 GROUNDED_ARRAY = "spatial_ros/msg/GroundedObject3DArray"
@@ -211,3 +211,59 @@ def tree_to_tf_message(tree: TransformTree, stamp_ns: int, f: MessageFactory) ->
             )
         )
     return f.new("tf2_msgs/msg/TFMessage", transforms=out)
+
+
+def sensor_frame_from_msgs(
+    image: Any,
+    info: Any,
+    cloud: Any | None = None,
+    depth: Any | None = None,
+    transforms: TransformTree | None = None,
+    index: int = -1,
+) -> SensorFrame:
+    """One synchronized set of sensor messages (rclpy or rosbags) -> the pipeline's
+    ``SensorFrame``. The live nodes and bag replay both build frames here, so replay sees
+    exactly what a node sees.
+
+    Args:
+        image: sensor_msgs/Image (any encoding) or CompressedImage; its stamp is the frame's.
+        info: the CameraInfo for the image (its frame_id falls back to the image's).
+        cloud: PointCloud2 or None; NaN points are dropped.
+        depth: aligned depth Image (16UC1 mm / 32FC1 m) or None.
+        transforms: static transforms between the named frames.
+        index: running frame index.
+
+    Raises:
+        CalibrationError: the image size differs from the CameraInfo's.
+        DecodeError: an image or cloud that cannot be decoded.
+    """
+    from spatial_ros.errors import CalibrationError
+    from spatial_ros.io.camera_info import camera_info_to_intrinsics
+    from spatial_ros.io.image import decode_compressed, depth_to_metres, image_to_rgb8
+    from spatial_ros.io.pointcloud import pointcloud2_to_xyzi
+
+    camera = camera_info_to_intrinsics(info)
+    if not camera.frame_id:
+        camera.frame_id = image.header.frame_id
+    compressed = hasattr(image, "format") and not hasattr(image, "encoding")
+    rgb = decode_compressed(image) if compressed else image_to_rgb8(image)
+    if rgb.shape[:2] != (camera.height, camera.width):
+        raise CalibrationError(
+            f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
+            f"{camera.width}x{camera.height}"
+        )
+    points, points_frame = None, "lidar"
+    if cloud is not None:
+        points = pointcloud2_to_xyzi(cloud, skip_nans=True)
+        points = points[np.all(np.isfinite(points[:, :3]), axis=1)]
+        points_frame = cloud.header.frame_id
+    return SensorFrame(
+        stamp_ns=stamp_to_ns(image.header),
+        image=rgb,
+        camera=camera,
+        points=points,
+        points_frame=points_frame,
+        depth=depth_to_metres(depth) if depth is not None else None,
+        transforms=transforms,
+        index=index,
+    )

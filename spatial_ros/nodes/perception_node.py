@@ -61,22 +61,20 @@ from spatial_ros.errors import (
     SpatialRosError,
 )
 from spatial_ros.geometry.transforms import TransformTree, make_transform, quaternion_to_matrix
-from spatial_ros.io.camera_info import camera_info_to_intrinsics
-from spatial_ros.io.image import decode_compressed, depth_to_metres, image_to_rgb8
 from spatial_ros.io.msgs import MessageFactory, ns_to_stamp, stamp_to_ns
-from spatial_ros.io.pointcloud import pointcloud2_to_xyzi
 from spatial_ros.msg import ActiveQueries, GroundedObject3DArray, SpatialRelation
+from spatial_ros.nodes import spin_node
 from spatial_ros.perception import (
     PerceptionConfig,
     PerceptionPipeline,
     PerceptionResult,
     normalize_queries,
 )
-from spatial_ros.nodes import spin_node
 from spatial_ros.ros_conversions import (
     grounded_objects_to_msg,
     markers_for,
     relation_to_msg,
+    sensor_frame_from_msgs,
     tf_message_into_tree,
 )
 from spatial_ros.srv import AskSpatial, SetQueries
@@ -374,26 +372,8 @@ class PerceptionNode(LifecycleNode):
         info = self._info.get(stamp) or self._info.latest()
         if info is None:
             raise CalibrationError(f"no CameraInfo on {self.cfg.camera_info_topic} yet")
-        camera = camera_info_to_intrinsics(info)
-        if not camera.frame_id:
-            camera.frame_id = img_msg.header.frame_id
-        if isinstance(img_msg, CompressedImage):
-            rgb = decode_compressed(img_msg)
-        else:
-            rgb = image_to_rgb8(img_msg)
-        if rgb.shape[:2] != (camera.height, camera.width):
-            raise CalibrationError(
-                f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
-                f"{camera.width}x{camera.height}"
-            )
-        points, points_frame = None, "lidar"
-        if "cloud" in by_kind:
-            cloud = by_kind["cloud"]
-            points = pointcloud2_to_xyzi(cloud, skip_nans=True)
-            points = points[np.all(np.isfinite(points[:, :3]), axis=1)]
-            points_frame = cloud.header.frame_id
-        depth = depth_to_metres(by_kind["depth"]) if "depth" in by_kind else None
-        return SensorFrame(stamp, rgb, camera, points, points_frame, depth, self._tf)
+        return sensor_frame_from_msgs(img_msg, info, by_kind.get("cloud"), by_kind.get("depth"),
+                                      self._tf)
 
     def _process(self, received: float, msgs) -> None:
         t0 = time.perf_counter()

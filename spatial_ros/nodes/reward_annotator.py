@@ -50,15 +50,16 @@ from std_msgs.msg import String
 from spatial_ros.config import field_help, from_dict
 from spatial_ros.errors import CalibrationError, ModelError, SpatialRosError
 from spatial_ros.geometry.transforms import TransformTree
-from spatial_ros.io.camera_info import camera_info_to_intrinsics
-from spatial_ros.io.image import decode_compressed, depth_to_metres, image_to_rgb8
 from spatial_ros.io.msgs import MessageFactory, stamp_to_ns
-from spatial_ros.io.pointcloud import pointcloud2_to_xyzi
 from spatial_ros.msg import RewardLabel
 from spatial_ros.nodes import spin_node
 from spatial_ros.nodes.perception_node import TFMessage, parse_static_transforms
 from spatial_ros.reward.annotator import NODE_NAME, RewardAnnotator, RewardAnnotatorConfig
-from spatial_ros.ros_conversions import reward_label_to_msg, tf_message_into_tree
+from spatial_ros.ros_conversions import (
+    reward_label_to_msg,
+    sensor_frame_from_msgs,
+    tf_message_into_tree,
+)
 from spatial_ros.srv import SetGoal
 from spatial_ros.sync import ApproximateTimeSynchronizer, LatestBeforeCache
 from spatial_ros.types import SensorFrame
@@ -341,25 +342,11 @@ class RewardAnnotatorNode(LifecycleNode):
     def _frame_from(self, msgs) -> SensorFrame:
         by_kind = dict(zip(self._inputs, msgs, strict=True))
         img_msg = by_kind["image"]
-        stamp = stamp_to_ns(img_msg.header)
-        info = self._info.get(stamp) or self._info.latest()
+        info = self._info.get(stamp_to_ns(img_msg.header)) or self._info.latest()
         if info is None:
             raise CalibrationError(f"no CameraInfo on {self.cfg.camera_info_topic} yet")
-        camera = camera_info_to_intrinsics(info)
-        if not camera.frame_id:
-            camera.frame_id = img_msg.header.frame_id
-        if isinstance(img_msg, CompressedImage):
-            rgb = decode_compressed(img_msg)
-        else:
-            rgb = image_to_rgb8(img_msg)
-        points, points_frame = None, "lidar"
-        if "cloud" in by_kind:
-            cloud = by_kind["cloud"]
-            points = pointcloud2_to_xyzi(cloud, skip_nans=True)
-            points = points[np.all(np.isfinite(points[:, :3]), axis=1)]
-            points_frame = cloud.header.frame_id
-        depth = depth_to_metres(by_kind["depth"]) if "depth" in by_kind else None
-        return SensorFrame(stamp, rgb, camera, points, points_frame, depth, self._tf)
+        return sensor_frame_from_msgs(img_msg, info, by_kind.get("cloud"), by_kind.get("depth"),
+                                      self._tf)
 
     def _process(self, received: float, msgs) -> None:
         t0 = time.perf_counter()
