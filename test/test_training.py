@@ -58,6 +58,34 @@ def test_ground_samples_copy_a_listed_box(frame):
             assert a["content"] == codec.encode_box3d(obj.box_optical, frame.camera)
 
 
+def test_ground_samples_with_candidate_tags_answer_the_matching_listed_box(frame):
+    """With ``candidate_index`` the list is numbered and each answer is the tag of the listed
+    box that IS the asked object (true boxes listed: the tag's box equals the truth)."""
+    from spatial_ros.vlm.prompts import CANDIDATE_TAG
+
+    cfg = SampleConfig(task_weights=(1, 0, 0, 0), specialist_prob=0.0, drop_prob=0.0,
+                       candidate_index=True, max_turns=8)
+    codec_cfg = CodecConfig(rotation="yaw", angle_decimals=1)
+    codec = BoxCodec(codec_cfg)
+    n = 0
+    for s in frame_samples(frame, np.random.default_rng(1), codec_cfg, cfg, n=3):
+        lines = s["messages"][1]["content"].split("\n")[1:-1]
+        # "[box] #k colour": the tag right after the box, the colour name after the tag
+        assert [ln.split("] ", 1)[1].split()[0] for ln in lines] == [
+            f"#{k}" for k in range(1, len(lines) + 1)]
+        assert all(ln.rsplit(" ", 1)[1] in COLOUR_TERMS for ln in lines)
+        boxes = [ln.split("]", 1)[0] + "]" for ln in lines]
+        for q, a in zip(s["messages"][1::2], s["messages"][2::2], strict=False):
+            cap = q["content"].split("\n")[-1].removeprefix(TASKS["box3d"])
+            obj = next(o for o in frame.objects if o.caption == cap)
+            tag = CANDIDATE_TAG.match(a["content"])
+            assert tag, a["content"]
+            assert boxes[int(tag.group(1)) - 1] == codec.encode_box3d(obj.box_optical,
+                                                                      frame.camera)
+            n += 1
+    assert n >= 6
+
+
 def test_samples_cover_every_task_and_are_deterministic(frame):
     cfg = SampleConfig(task_weights=(1, 1, 1, 1))
     codec = CodecConfig(rotation="yaw")

@@ -65,3 +65,47 @@ def test_engine_lists_candidate_colours_when_asked():
             frame, ["the blue box"], [cand], "cam")
     assert not seen[0].split("\n")[1].endswith("blue")
     assert seen[1].split("\n")[1].endswith("] blue")
+
+
+def _two_candidate_frame():
+    from spatial_ros.types import Box3D, CameraIntrinsics, Candidate, SensorFrame
+
+    cam = CameraIntrinsics(200, 200, np.array([[100.0, 0, 100], [0, 100.0, 100], [0, 0, 1]]),
+                           frame_id="cam")
+    img = np.full((200, 200, 3), 128, np.uint8)
+    frame = SensorFrame(stamp_ns=0, image=img, camera=cam)
+    near = Candidate(box=Box3D(np.array([-0.5, 0.0, 2.0]), np.array([0.3, 0.3, 0.3]),
+                               frame_id="cam"), source="lidar", id="near")
+    far = Candidate(box=Box3D(np.array([0.6, 0.1, 3.0]), np.array([0.5, 0.4, 0.2]),
+                              frame_id="cam"), source="lidar", id="far")
+    return frame, [far, near]  # listed closest first: #1 = near, #2 = far
+
+
+def test_engine_resolves_candidate_tags_to_the_listed_box():
+    from spatial_ros.vlm.backend import ScriptedBackend
+    from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
+
+    frame, cands = _two_candidate_frame()
+    seen = []
+    answers = {"the far box": "#2", "the near box": " #1 ", "a ghost": "#3", "junk": "#x"}
+
+    def script(conv, image):
+        seen.append(conv[-1].text)
+        return answers[conv[-1].text.rsplit(": ", 1)[1]]
+
+    eng = SpatialEngine(ScriptedBackend(script), EngineConfig(candidate_index=True))
+    out = {o.query: o for o in eng.ground(frame, list(answers), cands, "cam")}
+    lines = seen[0].split("\n")[1:3]
+    assert lines[0].endswith("] #1") and lines[1].endswith("] #2")
+    np.testing.assert_allclose(out["the far box"].box.center, cands[0].box.center)
+    np.testing.assert_allclose(out["the near box"].box.size, cands[1].box.size)
+    assert out["the far box"].source == "vlm+lidar"
+    # a tag beyond the list and a malformed one: no object, counted as parse failures
+    assert set(out) == {"the far box", "the near box"}
+    assert eng.stats.parse_failures == 2
+    assert eng.stats.failure_reasons["candidate tag"] == 1
+    # without a listed prompt (specialist prompts off) a tag designates nothing
+    eng2 = SpatialEngine(ScriptedBackend(lambda c, i: "#1"),
+                         EngineConfig(candidate_index=True, specialist_prompts=False))
+    assert eng2.ground(frame, ["the near box"], cands, "cam") == []
+    assert eng2.stats.parse_failures == 1

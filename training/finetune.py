@@ -385,12 +385,13 @@ def save_model(model, processor, src: Path, dst: Path, dtype: str, meta_extra: d
 
 def _data_meta(patterns: list[str]) -> dict:
     """What the model must be run with, from the data's ``*_info.json``: the codec settings and
-    whether candidate boxes carried colour names."""
+    whether candidate boxes carried colour names and tags."""
     for p in patterns:
         for info in glob.glob(str(Path(p).parent / "*_info.json")):
             c = json.loads(Path(info).read_text())["config"]
             return {"codec": c["codec"],
-                    "candidate_colours": bool(c["samples"].get("candidate_colours", False))}
+                    "candidate_colours": bool(c["samples"].get("candidate_colours", False)),
+                    "candidate_index": bool(c["samples"].get("candidate_index", False))}
     return {}
 
 

@@ -305,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--angle-decimals", type=int, default=1, help="decimals of box angles")
     ap.add_argument("--max-candidates", type=int, default=8,
                     help="most boxes listed in a specialist prompt")
+    ap.add_argument("--specialist-prob", type=float, default=0.3,
+                    help="share of grounding conversations (on frames with a LiDAR scan) that "
+                    "list the specialist's boxes instead of the true ones")
+    ap.add_argument("--candidate-index", action="store_true",
+                    help="number the listed boxes (#1, #2, ...) and answer listed objects "
+                    "with their tag")
     ap.add_argument("--ray", action="store_true", help="run the stages on Ray Data")
     ap.add_argument("-q", "--quiet", action="store_true")
     a = ap.parse_args(argv)
@@ -317,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
             shard_size=a.shard_size, real=tuple(a.real),
             codec=CodecConfig(rotation=a.rotation, angle_decimals=a.angle_decimals),
             samples=SampleConfig(task_weights=weights, max_turns=a.max_turns,
-                                 max_candidates=a.max_candidates),
+                                 max_candidates=a.max_candidates,
+                                 specialist_prob=a.specialist_prob,
+                                 candidate_index=a.candidate_index),
         )
         paths = generate(cfg, a.out, use_ray=a.ray, progress=not a.quiet)
     except (ConfigError, ValueError) as e:

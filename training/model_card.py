@@ -23,8 +23,9 @@ SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "proces
 MAX_BYTES = 50 * 1024 * 1024
 
 COMMANDS = """\
-python -m training.generate_data --out data/train --frames 1600 --samples-per-frame 2 \\
-    --shard-size 800 --max-turns 6 --street-fraction 0.1 --tasks 0.6,0.25,0.08,0.07 \\
+python -m training.generate_data --out data/train --frames 3000 --samples-per-frame 2 \\
+    --shard-size 1000 --max-turns 8 --street-fraction 0.05 --specialist-fraction 1.0 \\
+    --specialist-prob 0.6 --max-candidates 16 --candidate-index --tasks 0.8,0.1,0.05,0.05 \\
     --real ../shared/data/real/kitti_000008 --real ../shared/data/real/sunrgbd_000001 --ray
 python -m training.finetune --config training/configs/default.yaml --out runs/default
 python -m training.evaluate --model runs/default/model --frames 20 --out runs/eval_default
@@ -81,6 +82,11 @@ def _status(ev: dict) -> str:
             "pipeline, data and recipe are in place; the next run needs many more steps (GPU).")
 
 
+def _cfg(summary: dict, key: str):
+    """A setting of the run's first stage (as trained)."""
+    return summary["config"]["stages"][0][key]
+
+
 def _stage_text(s: dict) -> str:
     planned = s.get("planned_steps")
     cut = (f" (of {planned} planned: the run was stopped there for time, learning rate not "
@@ -116,22 +122,26 @@ ViT, 112 px images, 16 px patches, 2D sin-cos position init; Llama text model; b
 with one token per digit) trained **from random initialisation** by `training/` on simulated
 scenes. It speaks our Cube-LLM box format (codec settings in `spatial_ros_vlm.json`: yaw-only
 boxes, angles with one decimal) and is meant to be run *with specialist box prompts*: the
-intended behaviour is to copy the listed LiDAR candidate that matches the caption, which the
-engine then fuses with that candidate. It is a small demonstration model for `make demo` and
-tests, not a general VLM.
+engine lists the LiDAR candidates (closest first, each with its colour name read from the image
+and its tag `#1`, `#2`, ...), the model answers a caption with the tag of the matching candidate
+(set-of-marks style selection; the engine then returns that candidate's box), and with a box of
+its own when no listed candidate matches. It is a small demonstration model for `make demo`
+and tests, not a general VLM.
 
 {_status(ev)}
 
 - Weights: `model.safetensors` ({size / 1e6:.1f} MB, float16; loaded as float32 on CPU).
-- Data: `python -m training.generate_data` — {stages[0].get('rows', 3200)} conversations from
-  1600 simulated scenes (90 % tabletop, 10 % street; 30 % with the LiDAR specialist's boxes as
-  imperfect candidates) + the KITTI and SUN RGB-D sample frames through the lifting path.
-  Tasks: specialist-prompt grounding 60 %, LV3D multi-turn (2D/3D boxes, points, depth, VCoT)
-  25 %, SpatialVLM-style VQA 8 %, ViP visual prompts 7 %. Listed candidate boxes carry their
-  colour name read from the image (`spatial_ros/vlm/appearance.py`; the engine does the same
-  when the model's `spatial_ros_vlm.json` has `candidate_colours: true`).
-- Training: {', '.join(_stage_text(s) for s in stages)}; batch 4, AdamW lr 1e-3
-  (3x for the vision tower and projector), cosine schedule; seed {summary['config']['seed']}.
+- Data: `python -m training.generate_data` (command below) — {stages[0].get('rows', 0)}
+  conversations from 3000 simulated scenes (95 % tabletop, 5 % street, each with a LiDAR scan;
+  60 % of the grounding conversations list the LiDAR specialist's boxes with their real errors,
+  the others the true boxes) + the KITTI and SUN RGB-D sample frames through the lifting path.
+  Tasks: specialist-prompt grounding (up to 8 questions per conversation) 80 %, LV3D multi-turn
+  (2D/3D boxes, points, depth, VCoT) 10 %, SpatialVLM-style VQA 5 %, ViP visual prompts 5 %.
+  Candidate colours: `spatial_ros/vlm/appearance.py`; the engine lists colours and tags when the
+  model's `spatial_ros_vlm.json` has `candidate_colours` / `candidate_index` true.
+- Training: {', '.join(_stage_text(s) for s in stages)}; batch {_cfg(summary, 'batch_size')},
+  AdamW lr {_cfg(summary, 'lr')} ({_cfg(summary, 'vision_lr_mult')}x for the vision tower and
+  projector), cosine schedule; seed {summary['config']['seed']}.
 - Wall time: {summary['wall_time_s'] / 60:.0f} min on {platform.machine()} CPU
   ({os.cpu_count()} cores shared with other jobs), no GPU.
 

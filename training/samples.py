@@ -34,7 +34,7 @@ from spatial_ros.types import Box3D
 from spatial_ros.vlm.appearance import region_colour
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig
 from spatial_ros.vlm.lifting import project_box
-from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn
+from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn, candidate_tag
 from spatial_ros.vlm.visual_prompts import KINDS, draw_visual_prompt
 from training.scenes import TrainingFrame
 
@@ -57,6 +57,9 @@ class SampleConfig:
         vcot_prob: share of ``lv3d`` questions asked as a VCoT pair.
         candidate_colours: append each listed box's colour name (``vlm.appearance``, read from
             the image exactly as the engine does with ``candidate_colours``).
+        candidate_index: number the listed boxes (``#1``, ``#2``, ...) and answer a question
+            whose object is listed with its tag instead of a copy of the box (the engine's
+            ``candidate_index``); objects not listed are still answered with their box.
     """
 
     task_weights: tuple[float, float, float, float] = (0.6, 0.15, 0.15, 0.1)
@@ -66,6 +69,7 @@ class SampleConfig:
     drop_prob: float = 0.05
     vcot_prob: float = 0.3
     candidate_colours: bool = True
+    candidate_index: bool = False
 
     def __post_init__(self) -> None:
         w = np.asarray(self.task_weights, float)
@@ -114,7 +118,23 @@ def _context(frame, listed: list[Box3D], builder: PromptBuilder, cfg: SampleConf
     attrs = None
     if cfg.candidate_colours:
         attrs = [region_colour(frame.image, project_box(b, frame.camera)) for b in listed]
-    return builder.specialist_block(listed, frame.camera, attrs)
+    return builder.specialist_block(listed, frame.camera, attrs, numbered=cfg.candidate_index)
+
+
+def _box_answers(frame, objects, listed: list[Box3D], codec: BoxCodec, cfg: SampleConfig):
+    """The target answer for each object: the listed box that matches it best (3D IoU >= 0.25;
+    its tag, or a copy of the box) or, when none does, the object's true box."""
+    lines = [codec.encode_box3d(b, frame.camera) for b in listed]
+    truth = [o.box_optical for o in objects]
+    M = iou_3d_matrix(truth, listed) if listed else np.zeros((len(truth), 0))
+    out = []
+    for k, o in enumerate(objects):
+        j = int(np.argmax(M[k])) if M.shape[1] else -1
+        if j >= 0 and M[k, j] >= 0.25:
+            out.append(candidate_tag(j + 1) if cfg.candidate_index else lines[j])
+        else:
+            out.append(codec.encode_box3d(o.box_optical, frame.camera))
+    return out
 
 
 def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig):
@@ -123,17 +143,9 @@ def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: Samp
         return None
     listed, kind = _listed_boxes(frame, rng, cfg)
     context = _context(frame, listed, builder, cfg)
-    lines = [codec.encode_box3d(b, frame.camera) for b in listed if b.center[2] > 0]
-    truth = [frame.objects[i].box_optical for i in idx]
-    M = iou_3d_matrix(truth, listed) if listed else np.zeros((len(truth), 0))
-    picks = rng.permutation(len(idx))[: cfg.max_turns]
-    qa = []
-    for k in picks:
-        o = frame.objects[idx[k]]
-        j = int(np.argmax(M[k])) if M.shape[1] else -1
-        answer = lines[j] if j >= 0 and M[k, j] >= 0.25 else codec.encode_box3d(
-            o.box_optical, frame.camera)
-        qa.append((TASKS["box3d"] + o.caption, answer))
+    objs = [frame.objects[idx[k]] for k in rng.permutation(len(idx))[: cfg.max_turns]]
+    answers = _box_answers(frame, objs, listed, codec, cfg)
+    qa = [(TASKS["box3d"] + o.caption, a) for o, a in zip(objs, answers, strict=True)]
     return _turns(builder, context, qa), {"candidates": kind, "listed": len(listed)}
 
 
@@ -193,7 +205,7 @@ def vip_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleC
     vp = draw_visual_prompt(frame.image, kind, o.box_2d, rng=rng)
     listed, _ = _listed_boxes(frame, rng, cfg)
     context = _context(frame, listed, builder, cfg)
-    qa = [(TASKS["box3d"] + vp.query(), codec.encode_box3d(o.box_optical, frame.camera))]
+    qa = [(TASKS["box3d"] + vp.query(), _box_answers(frame, [o], listed, codec, cfg)[0])]
     return _turns(builder, context, qa), {"mark": kind, "image": vp.image}
 
 

@@ -38,7 +38,13 @@ import numpy as np
 from spatial_ros.config import param
 from spatial_ros.errors import ConfigError, ModelError
 from spatial_ros.vlm.codec import Box2DCode, Box3DCode, BoxCodec, ParseFailure, ParseResult
-from spatial_ros.vlm.prompts import Conversation, PromptBuilder, Turn, conversation_text
+from spatial_ros.vlm.prompts import (
+    CANDIDATE_TAG,
+    Conversation,
+    PromptBuilder,
+    Turn,
+    conversation_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +151,14 @@ class GroundingAnswer:
         box3d: the Cube-LLM 3D box code, when the answer is a 3D box.
         box_2d: (4,) x1, y1, x2, y2 in pixels of the ORIGINAL image, when known (2D answers).
         label: label given by the model ('' when none).
+        candidate: 1-based index of the listed candidate the model selected by its tag
+            ("#3"), when the answer is a tag.
     """
 
     box3d: Box3DCode | None = None
     box_2d: np.ndarray | None = None
     label: str = ""
+    candidate: int | None = None
 
 
 class ModelAdapter:
@@ -180,8 +189,12 @@ class ModelAdapter:
         image_hw: tuple[int, int],
         model_image_hw: tuple[int, int] | None = None,
     ) -> ParseResult[GroundingAnswer] | ParseFailure:
-        """A 3D box answer; a 2D box answer is accepted as a fallback (lifted via candidates or
-        depth by the engine). Never raises."""
+        """A 3D box answer, or a candidate tag ("#3", models trained on numbered candidate
+        lists); a 2D box answer is accepted as a fallback (lifted via candidates or depth by the
+        engine). Never raises."""
+        tag = CANDIDATE_TAG.match(text) if isinstance(text, str) else None
+        if tag:
+            return ParseResult(GroundingAnswer(candidate=int(tag.group(1))), tag.span())
         r3 = codec.parse_box3d(text)
         if r3.ok:
             return ParseResult(GroundingAnswer(box3d=r3.value), r3.span)

@@ -50,6 +50,10 @@ class EngineConfig:
         False, "append each listed candidate's colour name (from the image) to its box; also on "
         "when the model was trained with it (its spatial_ros_vlm.json says so)"
     )
+    candidate_index: bool = param(
+        False, "number the listed candidates (#1, #2, ...) so the model can answer with a tag; "
+        "also on when the model was trained with it (its spatial_ros_vlm.json says so)"
+    )
     vcot: bool = param(False, "visual chain of thought: ask the 2D box first, then the 3D box")
     visual_prompts: bool = param(
         False, "draw the listed candidates' 2D boxes on the image (ViP-LLaVA-style marks)"
@@ -182,6 +186,8 @@ class SpatialEngine:
             codec = codec_config_for(model_dir)
         self.candidate_colours = bool(self.config.candidate_colours
                                       or meta.get("candidate_colours", False))
+        self.candidate_index = bool(self.config.candidate_index
+                                    or meta.get("candidate_index", False))
         self.codec = codec if isinstance(codec, BoxCodec) else BoxCodec(codec)
         self.prompts = PromptBuilder(self.codec, self.config.system_prompt or None)
         self.stats = EngineStats()
@@ -225,7 +231,8 @@ class SpatialEngine:
             attrs = None
             if self.candidate_colours:
                 attrs = [region_colour(frame.image, v.box_2d) for v in listed]
-            context = self.prompts.specialist_block([v.box_optical for v in listed], cam, attrs)
+            context = self.prompts.specialist_block([v.box_optical for v in listed], cam, attrs,
+                                                    numbered=self.candidate_index)
         self.stats.frames += 1
         self.stats.queries += len(qs)
         self._points = {}
@@ -251,7 +258,7 @@ class SpatialEngine:
             if not parsed.ok:
                 self._fail(i, text, parsed, res.text)
                 continue
-            lifted = self._lift(parsed.value, frame, views)
+            lifted = self._lift(parsed.value, frame, views, listed if context else [])
             if isinstance(lifted, ParseFailure):
                 self._fail(i, text, lifted, res.text)
                 continue
@@ -389,9 +396,17 @@ class SpatialEngine:
         log.log(level, "query %d %r: no object (%s); model said %r [%d parse failures so far]",
                 i, text, failure.reason, raw[:120], n)
 
-    def _lift(self, ans: GroundingAnswer, frame: SensorFrame, views: list[CandidateView]):
+    def _lift(self, ans: GroundingAnswer, frame: SensorFrame, views: list[CandidateView],
+              listed: list[CandidateView]):
         cam = frame.camera
         fcfg = self.config.fusion
+        if ans.candidate is not None:  # "#k": the k-th candidate listed in the prompt
+            if not 1 <= ans.candidate <= len(listed):
+                return ParseFailure(
+                    f"candidate tag: #{ans.candidate} is not in the prompt's list of "
+                    f"{len(listed)} candidates"
+                )
+            return self._fused(listed[ans.candidate - 1], ans)
         if ans.box3d is not None:
             box = lift_box3d(ans.box3d, cam, self.codec)
             if box.center[2] <= 0:
