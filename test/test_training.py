@@ -70,18 +70,20 @@ def test_ground_samples_with_candidate_tags_answer_the_matching_listed_box(frame
     n = 0
     for s in frame_samples(frame, np.random.default_rng(1), codec_cfg, cfg, n=3):
         lines = s["messages"][1]["content"].split("\n")[1:-1]
-        # "[box] #k colour": the tag right after the box, the colour name after the tag
-        assert [ln.split("] ", 1)[1].split()[0] for ln in lines] == [
-            f"#{k}" for k in range(1, len(lines) + 1)]
-        assert all(ln.rsplit(" ", 1)[1] in COLOUR_TERMS for ln in lines)
+        # "[box] <colour><k>": the list position glued to the box's colour name
+        tags = [ln.rsplit(" ", 1)[1] for ln in lines]
+        assert [int(CANDIDATE_TAG.match(t).group(1)) for t in tags] == list(
+            range(1, len(lines) + 1))
+        assert all(t.rstrip("0123456789") in COLOUR_TERMS for t in tags)
         boxes = [ln.split("]", 1)[0] + "]" for ln in lines]
         for q, a in zip(s["messages"][1::2], s["messages"][2::2], strict=False):
             cap = q["content"].split("\n")[-1].removeprefix(TASKS["box3d"])
             obj = next(o for o in frame.objects if o.caption == cap)
             tag = CANDIDATE_TAG.match(a["content"])
             assert tag, a["content"]
-            assert boxes[int(tag.group(1)) - 1] == codec.encode_box3d(obj.box_optical,
-                                                                      frame.camera)
+            k = int(tag.group(1))
+            assert boxes[k - 1] == codec.encode_box3d(obj.box_optical, frame.camera)
+            assert lines[k - 1].endswith(" " + a["content"])  # the listed tag, verbatim
             n += 1
     assert n >= 6
 

@@ -87,25 +87,40 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
 
     frame, cands = _two_candidate_frame()
     seen = []
-    answers = {"the far box": "#2", "the near box": " #1 ", "a ghost": "#3", "junk": "#x"}
+    answers = {"the far box": "#2", "the near box": " #1 ", "a ghost": "#3", "junk": "#x",
+               "the far one": "gray2", "a liar": "red2"}
 
     def script(conv, image):
         seen.append(conv[-1].text)
         return answers[conv[-1].text.rsplit(": ", 1)[1]]
 
-    eng = SpatialEngine(ScriptedBackend(script), EngineConfig(candidate_index=True))
+    # colours on: tags are "gray1", "gray2" (the test image is gray); "#k" is accepted too
+    eng = SpatialEngine(ScriptedBackend(script),
+                        EngineConfig(candidate_index=True, candidate_colours=True))
     out = {o.query: o for o in eng.ground(frame, list(answers), cands, "cam")}
     lines = seen[0].split("\n")[1:3]
-    assert lines[0].endswith("] #1") and lines[1].endswith("] #2")
+    assert lines[0].endswith("] gray1") and lines[1].endswith("] gray2")
     np.testing.assert_allclose(out["the far box"].box.center, cands[0].box.center)
     np.testing.assert_allclose(out["the near box"].box.size, cands[1].box.size)
     assert out["the far box"].source == "vlm+lidar"
-    # a tag beyond the list and a malformed one: no object, counted as parse failures
-    assert set(out) == {"the far box", "the near box"}
-    assert eng.stats.parse_failures == 2
-    assert eng.stats.failure_reasons["candidate tag"] == 1
+    # a tag beyond the list, a malformed one and one whose colour contradicts the list: no
+    # object, counted as parse failures
+    assert set(out) == {"the far box", "the near box", "the far one"}
+    np.testing.assert_allclose(out["the far one"].box.center, cands[0].box.center)
+    assert eng.stats.parse_failures == 3
+    assert eng.stats.failure_reasons["candidate tag"] == 2
     # without a listed prompt (specialist prompts off) a tag designates nothing
     eng2 = SpatialEngine(ScriptedBackend(lambda c, i: "#1"),
                          EngineConfig(candidate_index=True, specialist_prompts=False))
     assert eng2.ground(frame, ["the near box"], cands, "cam") == []
     assert eng2.stats.parse_failures == 1
+
+
+def test_tags_glue_the_list_position_to_the_colour_name():
+    from spatial_ros.vlm.prompts import CANDIDATE_TAG, candidate_tag
+
+    assert candidate_tag(3, "white") == "white3" and candidate_tag(12) == "#12"
+    for text, k in (("white3", 3), ("#12", 12), (" gray 7 ", 7), ("red10.", 10)):
+        assert int(CANDIDATE_TAG.match(text).group(1)) == k
+    for text in ("[1, 2, 3]", "3 m", "the white one", "white", "1.5", "#"):
+        assert CANDIDATE_TAG.match(text) is None

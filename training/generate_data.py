@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidate-index", action="store_true",
                     help="number the listed boxes (#1, #2, ...) and answer listed objects "
                     "with their tag")
+    ap.add_argument("--list-size", default=None,
+                    help="LO,HI: curriculum data; each grounding conversation lists LO..HI "
+                    "random boxes and asks only about listed objects")
     ap.add_argument("--ray", action="store_true", help="run the stages on Ray Data")
     ap.add_argument("-q", "--quiet", action="store_true")
     a = ap.parse_args(argv)
@@ -325,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
             samples=SampleConfig(task_weights=weights, max_turns=a.max_turns,
                                  max_candidates=a.max_candidates,
                                  specialist_prob=a.specialist_prob,
-                                 candidate_index=a.candidate_index),
+                                 candidate_index=a.candidate_index,
+                                 list_size=(tuple(int(x) for x in a.list_size.split(","))
+                                            if a.list_size else None)),
         )
         paths = generate(cfg, a.out, use_ray=a.ray, progress=not a.quiet)
     except (ConfigError, ValueError) as e:

@@ -23,6 +23,10 @@ SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "proces
 MAX_BYTES = 50 * 1024 * 1024
 
 COMMANDS = """\
+python -m training.generate_data --out data/curriculum --frames 1000 --samples-per-frame 3 \\
+    --shard-size 1000 --max-turns 4 --street-fraction 0 --specialist-fraction 1.0 \\
+    --specialist-prob 0.5 --max-candidates 16 --candidate-index --list-size 2,4 \\
+    --tasks 1,0,0,0 --ray
 python -m training.generate_data --out data/train --frames 3000 --samples-per-frame 2 \\
     --shard-size 1000 --max-turns 8 --street-fraction 0.05 --specialist-fraction 1.0 \\
     --specialist-prob 0.6 --max-candidates 16 --candidate-index --tasks 0.8,0.1,0.05,0.05 \\
@@ -82,17 +86,23 @@ def _status(ev: dict) -> str:
             "pipeline, data and recipe are in place; the next run needs many more steps (GPU).")
 
 
-def _cfg(summary: dict, key: str):
-    """A setting of the run's first stage (as trained)."""
-    return summary["config"]["stages"][0][key]
+def _cfg(summary: dict, key: str, stage: str | None = None):
+    """A setting of the run's stage ``stage`` (default: the first), as trained."""
+    stages = summary["config"]["stages"]
+    return next((s for s in stages if s["name"] == stage), stages[0])[key]
 
 
-def _stage_text(s: dict) -> str:
+def _rows(summary: dict, stage: str) -> str:
+    return str(next((s.get("rows", "?") for s in summary["stages"] if s["name"] == stage), 0))
+
+
+def _stage_text(s: dict, summary: dict) -> str:
     planned = s.get("planned_steps")
     cut = (f" (of {planned} planned: the run was stopped there for time, learning rate not "
            f"yet annealed)") if planned and planned != s["steps"] else ""
-    return (f"{s['name']}: {s['steps']} steps{cut}, loss {s['first_loss']:.3f} -> "
-            f"{s['final_loss']:.3f}")
+    return (f"{s['name']}: {s['steps']} steps{cut} of batch "
+            f"{_cfg(summary, 'batch_size', s['name'])} at lr {_cfg(summary, 'lr', s['name'])}, "
+            f"loss {s['first_loss']:.3f} -> {s['final_loss']:.3f}")
 
 
 def write_card(run: Path, ev: dict, rnd: dict | None, out: Path) -> Path:
@@ -131,7 +141,7 @@ and tests, not a general VLM.
 {_status(ev)}
 
 - Weights: `model.safetensors` ({size / 1e6:.1f} MB, float16; loaded as float32 on CPU).
-- Data: `python -m training.generate_data` (command below) — {stages[0].get('rows', 0)}
+- Data: `python -m training.generate_data` (command below) — {_rows(summary, 'all')}
   conversations from 3000 simulated scenes (95 % tabletop, 5 % street, each with a LiDAR scan;
   60 % of the grounding conversations list the LiDAR specialist's boxes with their real errors,
   the others the true boxes) + the KITTI and SUN RGB-D sample frames through the lifting path.
@@ -139,9 +149,11 @@ and tests, not a general VLM.
   (2D/3D boxes, points, depth, VCoT) 10 %, SpatialVLM-style VQA 5 %, ViP visual prompts 5 %.
   Candidate colours: `spatial_ros/vlm/appearance.py`; the engine lists colours and tags when the
   model's `spatial_ros_vlm.json` has `candidate_colours` / `candidate_index` true.
-- Training: {', '.join(_stage_text(s) for s in stages)}; batch {_cfg(summary, 'batch_size')},
-  AdamW lr {_cfg(summary, 'lr')} ({_cfg(summary, 'vision_lr_mult')}x for the vision tower and
-  projector), cosine schedule; seed {summary['config']['seed']}.
+- Curriculum data: {_rows(summary, 'lookup')} grounding conversations listing only 2-4 random
+  boxes and asking only about listed objects (stage `lookup`).
+- Training: {'; '.join(_stage_text(s, summary) for s in stages)}; AdamW, cosine schedule
+  per stage, vision tower and projector at {_cfg(summary, 'vision_lr_mult')}x the learning
+  rate; seed {summary['config']['seed']}.
 - Wall time: {summary['wall_time_s'] / 60:.0f} min on {platform.machine()} CPU
   ({os.cpu_count()} cores shared with other jobs), no GPU.
 

@@ -60,6 +60,10 @@ class SampleConfig:
         candidate_index: number the listed boxes (``#1``, ``#2``, ...) and answer a question
             whose object is listed with its tag instead of a copy of the box (the engine's
             ``candidate_index``); objects not listed are still answered with their box.
+        list_size: (lo, hi) for a *curriculum* of short lists: each ``ground`` conversation
+            lists a random lo..hi of the frame's boxes (closest first) and asks only about
+            objects that are listed. None: the closest ``max_candidates`` boxes, every
+            object asked.
     """
 
     task_weights: tuple[float, float, float, float] = (0.6, 0.15, 0.15, 0.1)
@@ -70,6 +74,7 @@ class SampleConfig:
     vcot_prob: float = 0.3
     candidate_colours: bool = True
     candidate_index: bool = False
+    list_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         w = np.asarray(self.task_weights, float)
@@ -80,6 +85,8 @@ class SampleConfig:
                 f"SampleConfig: max_turns={self.max_turns}, max_candidates="
                 f"{self.max_candidates} must be >= 1"
             )
+        if self.list_size is not None and not 1 <= self.list_size[0] <= self.list_size[1]:
+            raise ConfigError(f"SampleConfig.list_size={self.list_size}: need 1 <= lo <= hi")
         for name in ("specialist_prob", "drop_prob", "vcot_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"SampleConfig.{name}={getattr(self, name)} must be in [0, 1]")
@@ -108,20 +115,27 @@ def _listed_boxes(frame: TrainingFrame, rng, cfg: SampleConfig) -> tuple[list[Bo
         boxes = [o.box_optical for o in frame.objects if rng.random() >= cfg.drop_prob]
         kind = "truth"
     boxes = [b for b in boxes if b.center[2] > 0]
+    if cfg.list_size is not None and boxes:
+        lo, hi = cfg.list_size
+        k = int(rng.integers(min(lo, len(boxes)), min(hi, len(boxes)) + 1))
+        boxes = [boxes[i] for i in rng.choice(len(boxes), k, replace=False)]
     boxes.sort(key=lambda b: float(np.linalg.norm(b.center)))
     return boxes[: cfg.max_candidates], kind
 
 
 def _context(frame, listed: list[Box3D], builder: PromptBuilder, cfg: SampleConfig):
+    """(specialist block or None, the listed boxes' attributes or None)."""
     if not listed:
-        return None
+        return None, None
     attrs = None
     if cfg.candidate_colours:
         attrs = [region_colour(frame.image, project_box(b, frame.camera)) for b in listed]
-    return builder.specialist_block(listed, frame.camera, attrs, numbered=cfg.candidate_index)
+    block = builder.specialist_block(listed, frame.camera, attrs, numbered=cfg.candidate_index)
+    return block, attrs
 
 
-def _box_answers(frame, objects, listed: list[Box3D], codec: BoxCodec, cfg: SampleConfig):
+def _box_answers(frame, objects, listed: list[Box3D], attrs, codec: BoxCodec,
+                 cfg: SampleConfig):
     """The target answer for each object: the listed box that matches it best (3D IoU >= 0.25;
     its tag, or a copy of the box) or, when none does, the object's true box."""
     lines = [codec.encode_box3d(b, frame.camera) for b in listed]
@@ -131,7 +145,8 @@ def _box_answers(frame, objects, listed: list[Box3D], codec: BoxCodec, cfg: Samp
     for k, o in enumerate(objects):
         j = int(np.argmax(M[k])) if M.shape[1] else -1
         if j >= 0 and M[k, j] >= 0.25:
-            out.append(candidate_tag(j + 1) if cfg.candidate_index else lines[j])
+            tag = candidate_tag(j + 1, attrs[j] if attrs else None)
+            out.append(tag if cfg.candidate_index else lines[j])
         else:
             out.append(codec.encode_box3d(o.box_optical, frame.camera))
     return out
@@ -142,9 +157,16 @@ def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: Samp
     if not idx:
         return None
     listed, kind = _listed_boxes(frame, rng, cfg)
-    context = _context(frame, listed, builder, cfg)
+    context, attrs = _context(frame, listed, builder, cfg)
+    if cfg.list_size is not None:  # curriculum: ask only about listed objects
+        if not listed:
+            return None
+        M = iou_3d_matrix([frame.objects[i].box_optical for i in idx], listed)
+        idx = [i for k, i in enumerate(idx) if M[k].max() >= 0.25]
+        if not idx:
+            return None
     objs = [frame.objects[idx[k]] for k in rng.permutation(len(idx))[: cfg.max_turns]]
-    answers = _box_answers(frame, objs, listed, codec, cfg)
+    answers = _box_answers(frame, objs, listed, attrs, codec, cfg)
     qa = [(TASKS["box3d"] + o.caption, a) for o, a in zip(objs, answers, strict=True)]
     return _turns(builder, context, qa), {"candidates": kind, "listed": len(listed)}
 
@@ -204,8 +226,8 @@ def vip_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleC
     kind = KINDS[int(rng.integers(len(KINDS)))]
     vp = draw_visual_prompt(frame.image, kind, o.box_2d, rng=rng)
     listed, _ = _listed_boxes(frame, rng, cfg)
-    context = _context(frame, listed, builder, cfg)
-    qa = [(TASKS["box3d"] + vp.query(), _box_answers(frame, [o], listed, codec, cfg)[0])]
+    context, attrs = _context(frame, listed, builder, cfg)
+    qa = [(TASKS["box3d"] + vp.query(), _box_answers(frame, [o], listed, attrs, codec, cfg)[0])]
     return _turns(builder, context, qa), {"mark": kind, "image": vp.image}
 
 

@@ -34,7 +34,7 @@ from spatial_ros.vlm.lifting import (
     project_points,
     surface_distance,
 )
-from spatial_ros.vlm.prompts import DEFAULT_SYSTEM, PromptBuilder
+from spatial_ros.vlm.prompts import DEFAULT_SYSTEM, PromptBuilder, candidate_tag
 from spatial_ros.vlm.visual_prompts import COLORS, KINDS, draw_visual_prompt
 
 log = logging.getLogger(__name__)
@@ -227,12 +227,16 @@ class SpatialEngine:
         views = candidate_views(list(candidates or []), cam, frame.transforms)
         listed = self._listed(views)
         context = None
+        tags: list[str] = []  # the listed candidates' tags, when the list is numbered
         if cfg.specialist_prompts and listed:
             attrs = None
             if self.candidate_colours:
                 attrs = [region_colour(frame.image, v.box_2d) for v in listed]
             context = self.prompts.specialist_block([v.box_optical for v in listed], cam, attrs,
                                                     numbered=self.candidate_index)
+            if self.candidate_index:
+                tags = [candidate_tag(k + 1, attrs[k] if attrs else None)
+                        for k in range(len(listed))]
         self.stats.frames += 1
         self.stats.queries += len(qs)
         self._points = {}
@@ -258,7 +262,7 @@ class SpatialEngine:
             if not parsed.ok:
                 self._fail(i, text, parsed, res.text)
                 continue
-            lifted = self._lift(parsed.value, frame, views, listed if context else [])
+            lifted = self._lift(parsed.value, frame, views, listed, tags, res.text)
             if isinstance(lifted, ParseFailure):
                 self._fail(i, text, lifted, res.text)
                 continue
@@ -397,16 +401,22 @@ class SpatialEngine:
                 i, text, failure.reason, raw[:120], n)
 
     def _lift(self, ans: GroundingAnswer, frame: SensorFrame, views: list[CandidateView],
-              listed: list[CandidateView]):
+              listed: list[CandidateView], tags: list[str], raw: str):
         cam = frame.camera
         fcfg = self.config.fusion
-        if ans.candidate is not None:  # "#k": the k-th candidate listed in the prompt
-            if not 1 <= ans.candidate <= len(listed):
+        if ans.candidate is not None:  # a tag: the k-th candidate of the prompt's numbered list
+            k = ans.candidate
+            if not 1 <= k <= len(tags):
                 return ParseFailure(
-                    f"candidate tag: #{ans.candidate} is not in the prompt's list of "
-                    f"{len(listed)} candidates"
+                    f"candidate tag: {raw.strip()!r} designates no candidate (the prompt "
+                    f"listed {len(tags)} numbered candidates)"
                 )
-            return self._fused(listed[ans.candidate - 1], ans)
+            said = raw.strip().rstrip(".").replace(" ", "")
+            if not said.startswith("#") and said != tags[k - 1]:
+                return ParseFailure(
+                    f"candidate tag: {raw.strip()!r} contradicts the listed tag {tags[k - 1]!r}"
+                )
+            return self._fused(listed[k - 1], ans)
         if ans.box3d is not None:
             box = lift_box3d(ans.box3d, cam, self.codec)
             if box.center[2] <= 0:

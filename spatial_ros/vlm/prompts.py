@@ -21,15 +21,17 @@ from spatial_ros.types import Box3D, CameraIntrinsics
 from spatial_ros.vlm.codec import BoxCodec
 
 SPECIALIST_PREFIX = "Here is the list of 3D bounding boxes of all objects around the camera:"
-# Tag of the k-th listed candidate (1-based) when the list is numbered; an answer that is just a
-# tag ("#3") selects that candidate (set-of-marks style selection, the box then comes from the
-# specialist exactly instead of being copied digit by digit).
-CANDIDATE_TAG = re.compile(r"^\s*#(\d{1,3})\s*\.?\s*$")
+# Tag of the k-th listed candidate (1-based) when the list is numbered: its colour name with the
+# number glued on ("white3"), or "#3" when it has no attribute. An answer that is just a tag
+# selects that candidate (set-of-marks style selection: the box then comes from the specialist
+# exactly instead of being copied digit by digit). The number directly follows the colour token
+# so that a small model selects by the plainest copy rule there is: "after <colour> comes <k>".
+CANDIDATE_TAG = re.compile(r"^\s*(?:#|[A-Za-z]+ ?)(\d{1,3})\s*\.?\s*$")
 
 
-def candidate_tag(k: int) -> str:
-    """The tag of the k-th (1-based) listed candidate: ``#k``."""
-    return f"#{k}"
+def candidate_tag(k: int, attribute: str | None = None) -> str:
+    """The tag of the k-th (1-based) listed candidate: ``<attribute><k>`` or ``#<k>``."""
+    return f"{attribute}{k}" if attribute else f"#{k}"
 
 
 DEFAULT_SYSTEM = "You are a spatial assistant. Answer with boxes in the requested format."
@@ -110,20 +112,18 @@ class PromptBuilder:
     ) -> str:
         """The specialist box prompt: the fixed sentence, then one encoded 3D box per line
         (boxes in the camera optical frame; boxes with centres behind the camera are skipped),
-        each followed, when ``numbered``, by its tag ``#1``, ``#2``, ... (1-based, in listed
-        order) that a model may answer with instead of copying the box (see ``CANDIDATE_TAG``),
-        then by its attribute word when ``attributes`` (one per box) gives one:
-        ``[356, 645, 232, 0.12, 0.10, 0.12, 0.8] #3 white``."""
+        each followed by its attribute word when ``attributes`` (one per box) gives one; when
+        ``numbered``, by its tag instead (the attribute with the 1-based list position glued
+        on, see ``candidate_tag``) that a model may answer with instead of copying the box:
+        ``[356, 645, 232, 0.12, 0.10, 0.12, 0.8] white3``."""
         lines = [SPECIALIST_PREFIX]
         for k, b in enumerate(boxes_optical):
             if b.center[2] > 0:
                 line = self.codec.encode_box3d(b, camera)
-                if numbered:
-                    line = f"{line} {candidate_tag(len(lines))}"
                 attr = attributes[k] if attributes is not None else None
-                if attr:
-                    # After the tag: the attribute token directly follows the tag it belongs
-                    # to, and it comes after the box, so it sees the box's sizes (causal LM).
+                if numbered:
+                    line = f"{line} {candidate_tag(len(lines), attr)}"
+                elif attr:
                     line = f"{line} {attr}"
                 lines.append(line)
         return "\n".join(lines)
