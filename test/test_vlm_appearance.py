@@ -88,27 +88,32 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
     frame, cands = _two_candidate_frame()
     seen = []
     answers = {"the far box": "#2", "the near box": " #1 ", "a ghost": "#3", "junk": "#x",
-               "the far one": "gray2", "a liar": "red2"}
+               "the far one": "gray2", "a red one": "red1"}
 
     def script(conv, image):
         seen.append(conv[-1].text)
         return answers[conv[-1].text.rsplit(": ", 1)[1]]
 
-    # colours on: tags are "gray1", "gray2" (the test image is gray); "#k" is accepted too
+    # colours on: tags are "gray1", "gray2" (the test image is gray): "#k" names nothing
     eng = SpatialEngine(ScriptedBackend(script),
                         EngineConfig(candidate_index=True, candidate_colours=True))
     out = {o.query: o for o in eng.ground(frame, list(answers), cands, "cam")}
     lines = seen[0].split("\n")[1:3]
     assert lines[0].endswith("] gray1") and lines[1].endswith("] gray2")
+    assert set(out) == {"the far one"}
+    np.testing.assert_allclose(out["the far one"].box.center, cands[0].box.center)
+    assert out["the far one"].source == "vlm+lidar"
+    # tags the list does not hold, and a malformed answer: no object, counted as failures
+    assert eng.stats.parse_failures == 5
+    assert eng.stats.failure_reasons["candidate tag"] == 4
+    # colours off: the list is tagged by position
+    seen.clear()
+    eng = SpatialEngine(ScriptedBackend(script), EngineConfig(candidate_index=True))
+    out = {o.query: o for o in eng.ground(frame, list(answers), cands, "cam")}
+    assert seen[0].split("\n")[1].endswith("] #1")
+    assert set(out) == {"the far box", "the near box"}
     np.testing.assert_allclose(out["the far box"].box.center, cands[0].box.center)
     np.testing.assert_allclose(out["the near box"].box.size, cands[1].box.size)
-    assert out["the far box"].source == "vlm+lidar"
-    # a tag beyond the list, a malformed one and one whose colour contradicts the list: no
-    # object, counted as parse failures
-    assert set(out) == {"the far box", "the near box", "the far one"}
-    np.testing.assert_allclose(out["the far one"].box.center, cands[0].box.center)
-    assert eng.stats.parse_failures == 3
-    assert eng.stats.failure_reasons["candidate tag"] == 2
     # without a listed prompt (specialist prompts off) a tag designates nothing
     eng2 = SpatialEngine(ScriptedBackend(lambda c, i: "#1"),
                          EngineConfig(candidate_index=True, specialist_prompts=False))
@@ -116,11 +121,13 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
     assert eng2.stats.parse_failures == 1
 
 
-def test_tags_glue_the_list_position_to_the_colour_name():
-    from spatial_ros.vlm.prompts import CANDIDATE_TAG, candidate_tag
+def test_tags_name_candidates_by_colour_and_rank_among_that_colour():
+    from spatial_ros.vlm.prompts import candidate_tags, normalize_tag
 
-    assert candidate_tag(3, "white") == "white3" and candidate_tag(12) == "#12"
-    for text, k in (("white3", 3), ("#12", 12), (" gray 7 ", 7), ("red10.", 10)):
-        assert int(CANDIDATE_TAG.match(text).group(1)) == k
-    for text in ("[1, 2, 3]", "3 m", "the white one", "white", "1.5", "#"):
-        assert CANDIDATE_TAG.match(text) is None
+    assert candidate_tags(["red", "blue", "red", None, "red"]) == [
+        "red1", "blue1", "red2", "#4", "red3"]
+    for text, tag in (("white3", "white3"), ("#12", "#12"), (" gray 7 ", "gray7"),
+                      ("red02.", "red2")):
+        assert normalize_tag(text) == tag
+    for text in ("[1, 2, 3]", "3 m", "the white one", "white", "1.5", "#", None):
+        assert normalize_tag(text) is None

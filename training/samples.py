@@ -34,7 +34,7 @@ from spatial_ros.types import Box3D
 from spatial_ros.vlm.appearance import region_colour
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig
 from spatial_ros.vlm.lifting import project_box
-from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn, candidate_tag
+from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn, candidate_tags
 from spatial_ros.vlm.visual_prompts import KINDS, draw_visual_prompt
 from training.scenes import TrainingFrame
 
@@ -139,14 +139,14 @@ def _box_answers(frame, objects, listed: list[Box3D], attrs, codec: BoxCodec,
     """The target answer for each object: the listed box that matches it best (3D IoU >= 0.25;
     its tag, or a copy of the box) or, when none does, the object's true box."""
     lines = [codec.encode_box3d(b, frame.camera) for b in listed]
+    tags = candidate_tags(attrs if attrs else [None] * len(listed))
     truth = [o.box_optical for o in objects]
     M = iou_3d_matrix(truth, listed) if listed else np.zeros((len(truth), 0))
     out = []
     for k, o in enumerate(objects):
         j = int(np.argmax(M[k])) if M.shape[1] else -1
         if j >= 0 and M[k, j] >= 0.25:
-            tag = candidate_tag(j + 1, attrs[j] if attrs else None)
-            out.append(tag if cfg.candidate_index else lines[j])
+            out.append(tags[j] if cfg.candidate_index else lines[j])
         else:
             out.append(codec.encode_box3d(o.box_optical, frame.camera))
     return out

@@ -39,11 +39,11 @@ from spatial_ros.config import param
 from spatial_ros.errors import ConfigError, ModelError
 from spatial_ros.vlm.codec import Box2DCode, Box3DCode, BoxCodec, ParseFailure, ParseResult
 from spatial_ros.vlm.prompts import (
-    CANDIDATE_TAG,
     Conversation,
     PromptBuilder,
     Turn,
     conversation_text,
+    normalize_tag,
 )
 
 log = logging.getLogger(__name__)
@@ -151,14 +151,14 @@ class GroundingAnswer:
         box3d: the Cube-LLM 3D box code, when the answer is a 3D box.
         box_2d: (4,) x1, y1, x2, y2 in pixels of the ORIGINAL image, when known (2D answers).
         label: label given by the model ('' when none).
-        candidate: 1-based index of the listed candidate the model selected by its tag
-            ("#3"), when the answer is a tag.
+        candidate: the tag of the listed candidate the model selected ("red2", "#3"), when
+            the answer is a tag (``prompts.candidate_tags``).
     """
 
     box3d: Box3DCode | None = None
     box_2d: np.ndarray | None = None
     label: str = ""
-    candidate: int | None = None
+    candidate: str | None = None
 
 
 class ModelAdapter:
@@ -192,9 +192,9 @@ class ModelAdapter:
         """A 3D box answer, or a candidate tag ("#3", models trained on numbered candidate
         lists); a 2D box answer is accepted as a fallback (lifted via candidates or depth by the
         engine). Never raises."""
-        tag = CANDIDATE_TAG.match(text) if isinstance(text, str) else None
+        tag = normalize_tag(text)
         if tag:
-            return ParseResult(GroundingAnswer(candidate=int(tag.group(1))), tag.span())
+            return ParseResult(GroundingAnswer(candidate=tag), (0, len(text)))
         r3 = codec.parse_box3d(text)
         if r3.ok:
             return ParseResult(GroundingAnswer(box3d=r3.value), r3.span)

@@ -34,7 +34,7 @@ from spatial_ros.vlm.lifting import (
     project_points,
     surface_distance,
 )
-from spatial_ros.vlm.prompts import DEFAULT_SYSTEM, PromptBuilder, candidate_tag
+from spatial_ros.vlm.prompts import DEFAULT_SYSTEM, PromptBuilder, candidate_tags
 from spatial_ros.vlm.visual_prompts import COLORS, KINDS, draw_visual_prompt
 
 log = logging.getLogger(__name__)
@@ -235,8 +235,7 @@ class SpatialEngine:
             context = self.prompts.specialist_block([v.box_optical for v in listed], cam, attrs,
                                                     numbered=self.candidate_index)
             if self.candidate_index:
-                tags = [candidate_tag(k + 1, attrs[k] if attrs else None)
-                        for k in range(len(listed))]
+                tags = candidate_tags(attrs if attrs else [None] * len(listed))
         self.stats.frames += 1
         self.stats.queries += len(qs)
         self._points = {}
@@ -404,19 +403,13 @@ class SpatialEngine:
               listed: list[CandidateView], tags: list[str], raw: str):
         cam = frame.camera
         fcfg = self.config.fusion
-        if ans.candidate is not None:  # a tag: the k-th candidate of the prompt's numbered list
-            k = ans.candidate
-            if not 1 <= k <= len(tags):
+        if ans.candidate is not None:  # a tag of the prompt's numbered list ("red2")
+            if ans.candidate not in tags:
                 return ParseFailure(
                     f"candidate tag: {raw.strip()!r} designates no candidate (the prompt "
-                    f"listed {len(tags)} numbered candidates)"
+                    f"listed {', '.join(tags) or 'no numbered candidates'})"
                 )
-            said = raw.strip().rstrip(".").replace(" ", "")
-            if not said.startswith("#") and said != tags[k - 1]:
-                return ParseFailure(
-                    f"candidate tag: {raw.strip()!r} contradicts the listed tag {tags[k - 1]!r}"
-                )
-            return self._fused(listed[k - 1], ans)
+            return self._fused(listed[tags.index(ans.candidate)], ans)
         if ans.box3d is not None:
             box = lift_box3d(ans.box3d, cam, self.codec)
             if box.center[2] <= 0:

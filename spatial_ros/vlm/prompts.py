@@ -21,17 +21,33 @@ from spatial_ros.types import Box3D, CameraIntrinsics
 from spatial_ros.vlm.codec import BoxCodec
 
 SPECIALIST_PREFIX = "Here is the list of 3D bounding boxes of all objects around the camera:"
-# Tag of the k-th listed candidate (1-based) when the list is numbered: its colour name with the
-# number glued on ("white3"), or "#3" when it has no attribute. An answer that is just a tag
-# selects that candidate (set-of-marks style selection: the box then comes from the specialist
-# exactly instead of being copied digit by digit). The number directly follows the colour token
-# so that a small model selects by the plainest copy rule there is: "after <colour> comes <k>".
-CANDIDATE_TAG = re.compile(r"^\s*(?:#|[A-Za-z]+ ?)(\d{1,3})\s*\.?\s*$")
+# Tags of the listed candidates when the list is numbered: the candidate's colour name with its
+# rank among the listed candidates of that colour ("red1", "red2", "blue1"), or "#k" (list
+# position) for one without a colour. An answer that is just a tag selects that candidate
+# (set-of-marks style selection: the box then comes from the specialist exactly instead of being
+# copied digit by digit). Tags are named by colour so that a small model can select an object
+# whose colour is unique in view by reading its caption, and needs the boxes only to tell apart
+# objects of the same colour.
+CANDIDATE_TAG = re.compile(r"^\s*(#|[A-Za-z]+) ?(\d{1,3})\s*\.?\s*$")
 
 
-def candidate_tag(k: int, attribute: str | None = None) -> str:
-    """The tag of the k-th (1-based) listed candidate: ``<attribute><k>`` or ``#<k>``."""
-    return f"{attribute}{k}" if attribute else f"#{k}"
+def candidate_tags(attributes: Sequence[str | None]) -> list[str]:
+    """The tag of each listed candidate, in list order (see ``CANDIDATE_TAG``)."""
+    seen: dict[str, int] = {}
+    tags = []
+    for k, a in enumerate(attributes):
+        if a:
+            seen[a] = seen.get(a, 0) + 1
+            tags.append(f"{a}{seen[a]}")
+        else:
+            tags.append(f"#{k + 1}")
+    return tags
+
+
+def normalize_tag(text: str) -> str | None:
+    """The tag an answer names ("red 2." -> "red2"), or None when it is not a tag."""
+    m = CANDIDATE_TAG.match(text) if isinstance(text, str) else None
+    return f"{m.group(1)}{int(m.group(2))}" if m else None
 
 
 DEFAULT_SYSTEM = "You are a spatial assistant. Answer with boxes in the requested format."
@@ -113,19 +129,16 @@ class PromptBuilder:
         """The specialist box prompt: the fixed sentence, then one encoded 3D box per line
         (boxes in the camera optical frame; boxes with centres behind the camera are skipped),
         each followed by its attribute word when ``attributes`` (one per box) gives one; when
-        ``numbered``, by its tag instead (the attribute with the 1-based list position glued
-        on, see ``candidate_tag``) that a model may answer with instead of copying the box:
-        ``[356, 645, 232, 0.12, 0.10, 0.12, 0.8] white3``."""
+        ``numbered``, by its tag instead (``candidate_tags``: the attribute with its rank
+        among same-attribute boxes glued on) that a model may answer with instead of copying
+        the box: ``[356, 645, 232, 0.12, 0.10, 0.12, 0.8] white1``."""
+        keep = [k for k, b in enumerate(boxes_optical) if b.center[2] > 0]
+        attrs = [attributes[k] if attributes is not None else None for k in keep]
+        words = candidate_tags(attrs) if numbered else attrs
         lines = [SPECIALIST_PREFIX]
-        for k, b in enumerate(boxes_optical):
-            if b.center[2] > 0:
-                line = self.codec.encode_box3d(b, camera)
-                attr = attributes[k] if attributes is not None else None
-                if numbered:
-                    line = f"{line} {candidate_tag(len(lines), attr)}"
-                elif attr:
-                    line = f"{line} {attr}"
-                lines.append(line)
+        for k, w in zip(keep, words, strict=True):
+            line = self.codec.encode_box3d(boxes_optical[k], camera)
+            lines.append(f"{line} {w}" if w else line)
         return "\n".join(lines)
 
     def _first_user(self, text: str, context: str | None) -> list[Turn]:
