@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+ACCURACY_FLOOR = 0.5  # Acc@IoU0.25 on 3 held-out frames; set well below the card's value
 
 
 def test_shipped_files_are_safe_and_small():
@@ -29,11 +30,12 @@ def test_card_states_data_command_and_metrics():
     assert held["grounding"]["with_candidates"]["queries"] >= 50
 
 
-def test_default_model_answers_in_the_box_format_on_held_out_frames():
-    """Two held-out frames through the product path (LiDAR candidates in the prompt, fusion):
-    the shipped model answers (nearly) every query with a parseable, liftable 3D box. Its
-    grounding ACCURACY is far below target (see models/default/README.md), so it is not
-    asserted here; ``test_perception_vlm.py``'s slow test holds the 80 % target."""
+def test_default_model_grounds_held_out_frames():
+    """Three held-out frames (not the card's evaluation frames) through the product path
+    (LiDAR candidates listed with colour tags, fusion): the shipped model answers (nearly)
+    every query, and most answers are the right object. The card's held-out accuracy is on 60
+    frames; this smaller check holds a floor well under it (a random-init or caption-blind
+    model fails it)."""
     from spatial_ros.geometry.iou import iou_3d
     from spatial_ros.specialists import LidarSpecialist, LidarSpecialistConfig
     from spatial_ros.vlm.backend import TransformersBackend
@@ -41,10 +43,10 @@ def test_default_model_answers_in_the_box_format_on_held_out_frames():
     from training.evaluate import _unique_visible, held_out_frames
 
     engine = SpatialEngine(TransformersBackend(str(MODEL)), EngineConfig())
-    assert engine.candidate_colours  # from the model's metadata
+    assert engine.candidate_colours and engine.candidate_index  # from the model's metadata
     lidar = LidarSpecialist(LidarSpecialistConfig.preset("tabletop"))
-    n = answered = 0
-    for f in held_out_frames(2, start=100):
+    n = answered = hits = 0
+    for f in held_out_frames(3, start=100):
         sf = f.sensor_frame()
         objs = _unique_visible(f.truth)
         found = {o.query: o for o in engine.ground(sf, [o.caption for o in objs],
@@ -52,8 +54,11 @@ def test_default_model_answers_in_the_box_format_on_held_out_frames():
                                                    "base_link")}
         n += len(objs)
         answered += len(found)
-        for g in found.values():
-            assert g.box.frame_id == "base_link" and np.all(g.box.size > 0)
-            assert np.isfinite(iou_3d(g.box, objs[0].box))
-    assert n >= 5 and answered >= 0.9 * n
+        for o in objs:
+            g = found.get(o.caption)
+            if g is not None:
+                assert g.box.frame_id == "base_link" and np.all(g.box.size > 0)
+                hits += iou_3d(g.box, o.box) >= 0.25
+    assert n >= 15 and answered >= 0.9 * n
     assert engine.stats.parse_failures <= max(1, 0.05 * n)
+    assert hits / n >= ACCURACY_FLOOR, f"{hits}/{n} queries grounded at IoU >= 0.25"

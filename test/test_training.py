@@ -84,6 +84,19 @@ def test_ground_samples_with_candidate_tags_answer_the_matching_listed_box(frame
     assert n >= 6
 
 
+def test_curriculum_samples_list_few_boxes_and_ask_only_listed_objects(frame):
+    cfg = SampleConfig(task_weights=(1, 0, 0, 0), specialist_prob=0.0, drop_prob=0.0,
+                       candidate_index=True, list_size=(2, 3), max_turns=8)
+    sizes = set()
+    for s in frame_samples(frame, np.random.default_rng(3), CodecConfig(), cfg, n=12):
+        lines = s["messages"][1]["content"].split("\n")[1:-1]
+        sizes.add(len(lines))
+        tags = [ln.rsplit(" ", 1)[1] for ln in lines]
+        answers = [m["content"] for m in s["messages"] if m["role"] == "assistant"]
+        assert answers and all(a in tags for a in answers)  # every asked object is listed
+    assert sizes == {2, 3}
+
+
 def test_samples_cover_every_task_and_are_deterministic(frame):
     cfg = SampleConfig(task_weights=(1, 1, 1, 1))
     codec = CodecConfig(rotation="yaw")
@@ -243,5 +256,7 @@ def test_evaluate_metrics_on_a_scripted_perfect_backend(monkeypatch):
     monkeypatch.setattr(ev, "held_out_frames", lambda n, start=0: iter(frames))
     m = ev.evaluate(ScriptedBackend(reply), frames=1, progress=False)
     assert m["grounding"]["without_candidates"]["acc_iou50"] == 1.0
-    assert m["grounding"]["with_candidates"]["acc_iou25"] >= 0.5  # fused to LiDAR boxes
+    wc = m["grounding"]["with_candidates"]
+    assert wc["acc_iou25"] >= 0.5  # fused to LiDAR boxes
+    assert 0.5 <= wc["candidate_ceiling_iou25"] <= 1.0  # the LiDAR boxes match most objects
     assert m["grounding"]["without_candidates"]["parse_failure_rate"] == 0.0

@@ -10,7 +10,9 @@ Held-out frames are simulated tabletop scenes from the ``test`` seed range (neve
   product path (``SpatialEngine.ground``): with the LiDAR specialist's candidates in the prompt
   (and fusion), and without candidates. Acc@IoU 0.25 / 0.5 = share of queries whose returned box
   (base_link) has 3D IoU >= 0.25 / 0.5 with the truth; a query with no returned box counts as a
-  miss. Parse-failure rate = unparseable answers / queries.
+  miss. Parse-failure rate = unparseable answers / queries. ``candidate_ceiling_iou25``: share
+  of queries for which some LiDAR candidate has IoU >= 0.25 with the truth (the most that
+  selecting a candidate can reach).
 - Spatial VQA on generated questions (``spatial_ros.spatial.qa``): (a) *grounded*: the package's
   ``ask`` path — ground the named objects with candidates, answer with the predicates; (b)
   *direct*: the model's own text answer to the question. Qualitative accuracy; quantitative: share
@@ -114,6 +116,9 @@ def evaluate(backend, frames: int = 60, qa_per_frame: int = 6, seed: int = 0,
         lat.append((time.perf_counter() - t0) * 1e3)
         found_n = {o.query: o for o in without.ground(sf, queries, None, "base_link")}
         for o in objs:
+            # the ceiling of selection: does any LiDAR candidate match this object?
+            g["candidate_ceiling"].append(max((iou_3d(c.box, o.box) for c in cands),
+                                              default=0.0))
             for name, found in (("with_candidates", found_c), ("without_candidates", found_n)):
                 p = found.get(o.caption)
                 iou = iou_3d(p.box, o.box) if p is not None else 0.0
@@ -145,12 +150,18 @@ def evaluate(backend, frames: int = 60, qa_per_frame: int = 6, seed: int = 0,
                 vqa["grounded"][kind].append(_quant_scores(gv, p.value))
                 vqa["direct"][kind].append(_quant_scores(parse_quantity(r.text), p.value))
     out: dict = {"frames": frames, "grounding": {}, "vqa": {}}
+    ceiling = np.asarray(g.pop("candidate_ceiling", []))
     for name, ious in g.items():
         a = np.asarray(ious)
         out["grounding"][name] = {"queries": int(a.size),
                                   "acc_iou25": float((a >= 0.25).mean()) if a.size else 0.0,
                                   "acc_iou50": float((a >= 0.5).mean()) if a.size else 0.0,
                                   "mean_iou": float(a.mean()) if a.size else 0.0}
+    if ceiling.size:
+        # share of queries some listed candidate could answer (IoU >= 0.25): the most that
+        # selecting among the LiDAR specialist's boxes can reach
+        out["grounding"]["with_candidates"]["candidate_ceiling_iou25"] = float(
+            (ceiling >= 0.25).mean())
     for eng, name in ((with_c, "with_candidates"), (without, "without_candidates")):
         q = max(eng.stats.queries, 1)
         out["grounding"].setdefault(name, {})["parse_failure_rate"] = \
