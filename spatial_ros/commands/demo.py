@@ -32,7 +32,9 @@ def add_arguments(parser) -> None:
         help="no model: LiDAR candidates only (no queries)",
     )
     parser.add_argument("--goal", default=DEFAULT_GOAL, help="goal of the simulated episode")
-    parser.add_argument("--seed", type=int, default=0, help="scene seed")
+    parser.add_argument("--seed", type=int, default=10_000_000,
+                        help="scene seed (default: the first held-out seed; training scenes "
+                        "use seeds from 0)")
     parser.add_argument(
         "--frames", type=int, default=24, help="camera frames (30 Hz; one perception frame per 3)"
     )
