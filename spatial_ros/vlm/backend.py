@@ -189,9 +189,9 @@ class ModelAdapter:
         image_hw: tuple[int, int],
         model_image_hw: tuple[int, int] | None = None,
     ) -> ParseResult[GroundingAnswer] | ParseFailure:
-        """A 3D box answer, or a candidate tag ("#3", models trained on numbered candidate
-        lists); a 2D box answer is accepted as a fallback (lifted via candidates or depth by the
-        engine). Never raises."""
+        """A 3D box answer, or a candidate tag ("red2", "#3": models trained on tagged
+        candidate lists; the engine resolves it against the prompt's tags); a 2D box answer is
+        accepted as a fallback (lifted via candidates or depth by the engine). Never raises."""
         tag = normalize_tag(text)
         if tag:
             return ParseResult(GroundingAnswer(candidate=tag), (0, len(text)))

@@ -51,8 +51,9 @@ class EngineConfig:
         "when the model was trained with it (its spatial_ros_vlm.json says so)"
     )
     candidate_index: bool = param(
-        False, "number the listed candidates (#1, #2, ...) so the model can answer with a tag; "
-        "also on when the model was trained with it (its spatial_ros_vlm.json says so)"
+        False, "tag the listed candidates (colour + rank among that colour: red1, red2, blue1; "
+        "#k without colour) so the model can answer with a tag; also on when the model was "
+        "trained with it (its spatial_ros_vlm.json says so)"
     )
     vcot: bool = param(False, "visual chain of thought: ask the 2D box first, then the 3D box")
     visual_prompts: bool = param(
