@@ -134,22 +134,25 @@ def _context(frame, listed: list[Box3D], builder: PromptBuilder, cfg: SampleConf
     return block, attrs
 
 
-def _box_answers(frame, objects, listed: list[Box3D], attrs, codec: BoxCodec,
-                 cfg: SampleConfig):
-    """The target answer for each object: the listed box that matches it best (3D IoU >= 0.25;
-    its tag, or a copy of the box) or, when none does, the object's true box."""
+def _listed_match(objects, listed: list[Box3D]) -> list[int | None]:
+    """For each object, the index of the listed box that matches it best (3D IoU >= 0.25), or
+    None when no listed box does."""
+    if not listed:
+        return [None] * len(objects)
+    M = iou_3d_matrix([o.box_optical for o in objects], listed)
+    best = M.argmax(axis=1)
+    return [int(j) if M[k, j] >= 0.25 else None for k, j in enumerate(best)]
+
+
+def _box_answers(frame, objects, matches: list[int | None], listed: list[Box3D], attrs,
+                 codec: BoxCodec, cfg: SampleConfig):
+    """The target answer for each object: its matching listed box (``matches``; the box's tag,
+    or a copy of the box) or, when none matches, the object's true box."""
     lines = [codec.encode_box3d(b, frame.camera) for b in listed]
     tags = candidate_tags(attrs if attrs else [None] * len(listed))
-    truth = [o.box_optical for o in objects]
-    M = iou_3d_matrix(truth, listed) if listed else np.zeros((len(truth), 0))
-    out = []
-    for k, o in enumerate(objects):
-        j = int(np.argmax(M[k])) if M.shape[1] else -1
-        if j >= 0 and M[k, j] >= 0.25:
-            out.append(tags[j] if cfg.candidate_index else lines[j])
-        else:
-            out.append(codec.encode_box3d(o.box_optical, frame.camera))
-    return out
+    return [(tags[j] if cfg.candidate_index else lines[j]) if j is not None
+            else codec.encode_box3d(o.box_optical, frame.camera)
+            for o, j in zip(objects, matches, strict=True)]
 
 
 def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig):
@@ -158,15 +161,15 @@ def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: Samp
         return None
     listed, kind = _listed_boxes(frame, rng, cfg)
     context, attrs = _context(frame, listed, builder, cfg)
+    matches = _listed_match([frame.objects[i] for i in idx], listed)
     if cfg.list_size is not None:  # curriculum: ask only about listed objects
-        if not listed:
+        keep = [k for k, j in enumerate(matches) if j is not None]
+        if not keep:
             return None
-        M = iou_3d_matrix([frame.objects[i].box_optical for i in idx], listed)
-        idx = [i for k, i in enumerate(idx) if M[k].max() >= 0.25]
-        if not idx:
-            return None
-    objs = [frame.objects[idx[k]] for k in rng.permutation(len(idx))[: cfg.max_turns]]
-    answers = _box_answers(frame, objs, listed, attrs, codec, cfg)
+        idx, matches = [idx[k] for k in keep], [matches[k] for k in keep]
+    picks = rng.permutation(len(idx))[: cfg.max_turns]
+    objs = [frame.objects[idx[k]] for k in picks]
+    answers = _box_answers(frame, objs, [matches[k] for k in picks], listed, attrs, codec, cfg)
     qa = [(TASKS["box3d"] + o.caption, a) for o, a in zip(objs, answers, strict=True)]
     return _turns(builder, context, qa), {"candidates": kind, "listed": len(listed)}
 
@@ -227,7 +230,8 @@ def vip_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleC
     vp = draw_visual_prompt(frame.image, kind, o.box_2d, rng=rng)
     listed, _ = _listed_boxes(frame, rng, cfg)
     context, attrs = _context(frame, listed, builder, cfg)
-    qa = [(TASKS["box3d"] + vp.query(), _box_answers(frame, [o], listed, attrs, codec, cfg)[0])]
+    answer = _box_answers(frame, [o], _listed_match([o], listed), listed, attrs, codec, cfg)[0]
+    qa = [(TASKS["box3d"] + vp.query(), answer)]
     return _turns(builder, context, qa), {"mark": kind, "image": vp.image}
 
 
