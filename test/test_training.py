@@ -97,6 +97,47 @@ def test_curriculum_samples_list_few_boxes_and_ask_only_listed_objects(frame):
     assert sizes == {2, 3}
 
 
+def test_same_colour_curriculum_asks_only_boxes_that_share_a_colour():
+    """With ``same_words_prob`` 1 the list is built around a colour two or more boxes show and
+    only those boxes are asked, so ranks above 1 are answered and the colour word alone never
+    decides; each tag still names the asked object's own box."""
+    from spatial_ros.vlm.appearance import region_colour
+    from spatial_ros.vlm.lifting import project_box
+
+    fr = next(f for f in (sim_frame(s, "tabletop") for s in range(40, 80))
+              if _shares_colour(f, region_colour, project_box))
+    cfg = SampleConfig(task_weights=(1, 0, 0, 0), specialist_prob=0.0, drop_prob=0.0,
+                       candidate_index=True, list_size=(2, 6), same_words_prob=1.0,
+                       max_turns=8)
+    codec_cfg = CodecConfig(rotation="yaw", angle_decimals=1)
+    codec = BoxCodec(codec_cfg)
+    ranks, grounded = set(), 0
+    for s in frame_samples(fr, np.random.default_rng(5), codec_cfg, cfg, n=8):
+        if s["task"] != "ground":  # the chosen colour's boxes were all ambiguous captions
+            continue
+        grounded += 1
+        lines = s["messages"][1]["content"].split("\n")[1:-1]
+        tags = [ln.rsplit(" ", 1)[1] for ln in lines]
+        colours = [t.rstrip("0123456789") for t in tags]
+        boxes = [ln.split("]", 1)[0] + "]" for ln in lines]
+        for q, a in zip(s["messages"][1::2], s["messages"][2::2], strict=False):
+            tag = a["content"]
+            assert colours.count(tag.rstrip("0123456789")) >= 2, (tag, tags)
+            cap = q["content"].split("\n")[-1].removeprefix(TASKS["box3d"])
+            obj = next(o for o in fr.objects if o.caption == cap)
+            assert boxes[tags.index(tag)] == codec.encode_box3d(obj.box_optical, fr.camera)
+            ranks.add(int(tag[len(tag.rstrip("0123456789")):]))
+    assert grounded >= 3 and ranks >= {1, 2}
+
+
+def _shares_colour(fr, region_colour, project_box) -> bool:
+    """Two uniquely captioned objects whose boxes read as the same colour."""
+    caps = [o.caption for o in fr.objects]
+    cols = [region_colour(fr.image, project_box(o.box_optical, fr.camera))
+            for o in fr.objects if caps.count(o.caption) == 1]
+    return any(c and cols.count(c) >= 2 for c in cols)
+
+
 def test_samples_cover_every_task_and_are_deterministic(frame):
     cfg = SampleConfig(task_weights=(1, 1, 1, 1))
     codec = CodecConfig(rotation="yaw")

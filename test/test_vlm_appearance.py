@@ -46,6 +46,33 @@ def test_simulated_objects_are_named_by_their_colour():
     assert n >= 20 and ok / n >= 0.9
 
 
+def test_size_words_tell_the_tabletop_categories_apart():
+    """Size words from true boxes (simulated truth): the categories with a distinctive shape
+    always get their word, in any frame the box is expressed in."""
+    from spatial_ros.sim import SimConfig
+    from spatial_ros.sim.world import make_episode
+    from spatial_ros.vlm.appearance import SIZE_TERMS, size_word
+
+    expect = {"book": "flat", "bottle": "tall", "can": "slim", "cube": "small", "ball": "small",
+              "bowl": "wide", "mug": "large"}
+    yaw = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    to_optical = np.array([[0.0, -1, 0], [0, 0, -1], [1, 0, 0]])  # base (x fwd, z up) -> optical
+    hits: dict[str, list[bool]] = {k: [] for k in expect}
+    for seed in range(12):
+        for o in make_episode(SimConfig(seed=seed), 0).scene.objects:
+            word = size_word(o.box)
+            assert word in SIZE_TERMS
+            T = np.eye(4)
+            T[:3, :3] = to_optical @ yaw
+            assert size_word(o.box.transformed(T, "cam")) == word  # own axes: z stays up
+            if o.category in expect:
+                hits[o.category].append(word == expect[o.category])
+    for cat in ("book", "bottle", "can", "cube", "ball"):
+        assert hits[cat] and all(hits[cat]), cat
+    for cat in ("bowl", "mug"):  # small bowls / handle-less views can read "large" / "small"
+        assert hits[cat] and np.mean(hits[cat]) >= 0.6, (cat, hits[cat])
+
+
 def test_engine_lists_candidate_colours_when_asked():
     from spatial_ros.types import Box3D, CameraIntrinsics, Candidate, SensorFrame
     from spatial_ros.vlm.backend import ScriptedBackend
@@ -65,6 +92,11 @@ def test_engine_lists_candidate_colours_when_asked():
             frame, ["the blue box"], [cand], "cam")
     assert not seen[0].split("\n")[1].endswith("blue")
     assert seen[1].split("\n")[1].endswith("] blue")
+    # with size words: "<size> <colour>" (a 0.4 m cube is "tall"), tagged with its rank
+    SpatialEngine(backend, EngineConfig(candidate_colours=True, candidate_sizes=True,
+                                        candidate_index=True)).ground(
+        frame, ["the blue box"], [cand], "cam")
+    assert seen[2].split("\n")[1].endswith("] tall blue1")
 
 
 def _two_candidate_frame():
@@ -104,8 +136,10 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
     np.testing.assert_allclose(out["the far one"].box.center, cands[0].box.center)
     assert out["the far one"].source == "vlm+lidar"
     # tags the list does not hold, and a malformed answer: no object, counted as failures
+    # (the four unknown tags are asked again without the list, and answer a tag again)
     assert eng.stats.parse_failures == 5
     assert eng.stats.failure_reasons["candidate tag"] == 4
+    assert eng.stats.retries == 4
     # colours off: the list is tagged by position
     seen.clear()
     eng = SpatialEngine(ScriptedBackend(script), EngineConfig(candidate_index=True))
@@ -121,11 +155,46 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
     assert eng2.stats.parse_failures == 1
 
 
+def test_unknown_tag_is_asked_again_without_the_list():
+    """A tag the prompt does not hold (an object the specialist missed, a misread colour) gets
+    one more question without the candidate list; its box answer is used."""
+    from spatial_ros.types import Box3D
+    from spatial_ros.vlm.backend import ScriptedBackend
+    from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
+
+    frame, cands = _two_candidate_frame()
+    missed = Box3D(np.array([0.2, -0.3, 1.5]), np.array([0.2, 0.2, 0.2]), frame_id="cam")
+    prompts = []
+
+    def script(conv, image):
+        listed = "bounding boxes of all objects" in conv[-1].text
+        prompts.append(listed)
+        if not listed:
+            return eng.codec.encode_box3d(missed, frame.camera)
+        return "red1"  # the list holds gray1, gray2 only
+
+    for retry in (True, False):
+        prompts.clear()
+        eng = SpatialEngine(ScriptedBackend(script), EngineConfig(
+            candidate_index=True, candidate_colours=True, retry_unknown_tag=retry))
+        out = eng.ground(frame, ["the red ball"], cands, "cam")
+        if retry:
+            assert prompts == [True, False] and eng.stats.retries == 1
+            assert len(out) == 1 and out[0].source == "vlm"
+            np.testing.assert_allclose(out[0].box.center, missed.center, atol=0.02)
+            assert eng.stats.parse_failures == 0
+        else:
+            assert prompts == [True] and out == [] and eng.stats.parse_failures == 1
+
+
 def test_tags_name_candidates_by_colour_and_rank_among_that_colour():
     from spatial_ros.vlm.prompts import candidate_tags, normalize_tag
 
     assert candidate_tags(["red", "blue", "red", None, "red"]) == [
         "red1", "blue1", "red2", "#4", "red3"]
+    assert candidate_tags(["small red", "red", "small red", "tall red"]) == [
+        "small red1", "red1", "small red2", "tall red1"]
+    assert normalize_tag("small red2") == "small red2"
     for text, tag in (("white3", "white3"), ("#12", "#12"), (" gray 7 ", "gray7"),
                       ("red02.", "red2")):
         assert normalize_tag(text) == tag

@@ -385,12 +385,13 @@ def save_model(model, processor, src: Path, dst: Path, dtype: str, meta_extra: d
 
 def _data_meta(patterns: list[str]) -> dict:
     """What the model must be run with, from the data's ``*_info.json``: the codec settings and
-    whether candidate boxes carried colour names and tags."""
+    whether candidate boxes carried colour names, size words and tags."""
     for p in patterns:
         for info in glob.glob(str(Path(p).parent / "*_info.json")):
             c = json.loads(Path(info).read_text())["config"]
             return {"codec": c["codec"],
                     "candidate_colours": bool(c["samples"].get("candidate_colours", False)),
+                    "candidate_sizes": bool(c["samples"].get("candidate_sizes", False)),
                     "candidate_index": bool(c["samples"].get("candidate_index", False))}
     return {}
 
@@ -453,7 +454,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     wall = time.time() - t0
     meta = {"trained": True, "wall_time_s": round(wall, 1),
             "stages": [{k: v for k, v in s.items() if k != "losses"} for s in summary["stages"]],
-            **_data_meta(cfg.stages[0].data)}
+            **_data_meta(cfg.stages[-1].data)}  # the last stage's format is the one learned
     model_dir = save_model(model, processor, src, out / "model", cfg.save_dtype, meta)
     summary.update(wall_time_s=wall, model=str(model_dir))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -483,7 +484,7 @@ def export_checkpoint(cfg: FinetuneConfig, checkpoint: str | Path) -> Path:
     wall = (ck.stat().st_mtime - src.stat().st_mtime) if cfg.init else None
     meta = {"trained": True, "exported_from": ck.name,
             "stages": [{k: v for k, v in stage.items() if k != "losses"}],
-            **_data_meta(cfg.stages[0].data)}
+            **_data_meta(cfg.stages[-1].data)}  # the last stage's format is the one learned
     if wall:
         meta["wall_time_s"] = round(wall, 1)
     model_dir = save_model(model, processor, src, out / "model", cfg.save_dtype, meta)

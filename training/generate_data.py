@@ -44,6 +44,8 @@ class GenerateConfig:
 
     Attributes:
         frames: simulated frames (one fresh scene each).
+        first_frame: index of the first frame (scene seed = split base + index), so that a
+            further data set can use scenes an earlier one did not.
         split: "train", "val" or "test" (disjoint scene seeds).
         seed: seeds the task draws (scene seeds come from the split).
         street_fraction: share of simulated street (KITTI-like) frames; the rest is tabletop.
@@ -59,6 +61,7 @@ class GenerateConfig:
     """
 
     frames: int = 1000
+    first_frame: int = 0
     split: str = "train"
     seed: int = 0
     street_fraction: float = 0.15
@@ -74,9 +77,11 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         if self.split not in SPLIT_SEED_BASE:
             raise ConfigError(f"split={self.split!r}: one of {', '.join(SPLIT_SEED_BASE)}")
-        if self.frames < 0 or self.samples_per_frame < 1 or self.shard_size < 1:
+        if (self.frames < 0 or self.first_frame < 0 or self.samples_per_frame < 1
+                or self.shard_size < 1):
             raise ConfigError(
-                f"frames={self.frames} (>= 0), samples_per_frame={self.samples_per_frame}, "
+                f"frames={self.frames}, first_frame={self.first_frame} (>= 0), "
+                f"samples_per_frame={self.samples_per_frame}, "
                 f"shard_size={self.shard_size} (>= 1)"
             )
         for name in ("street_fraction", "specialist_fraction"):
@@ -192,8 +197,9 @@ def write_shard(rows: list[dict], path: Path) -> None:
 
 def _shards(cfg: GenerateConfig) -> list[tuple[int, range]]:
     per = max(1, cfg.shard_size // cfg.samples_per_frame)
-    return [(k, range(s, min(s + per, cfg.frames))) for k, s in
-            enumerate(range(0, cfg.frames, per))]
+    end = cfg.first_frame + cfg.frames
+    return [(k, range(s, min(s + per, end))) for k, s in
+            enumerate(range(cfg.first_frame, end, per))]
 
 
 def shard_path(out: Path, split: str, k: int) -> Path:
@@ -291,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=1000, help="simulated frames (scenes)")
     ap.add_argument("--split", default="train", choices=sorted(SPLIT_SEED_BASE))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--first-frame", type=int, default=0,
+                    help="index of the first frame (its scene seed); later data sets can start "
+                    "where earlier ones ended")
     ap.add_argument("--street-fraction", type=float, default=0.15)
     ap.add_argument("--specialist-fraction", type=float, default=0.3)
     ap.add_argument("--samples-per-frame", type=int, default=2)
@@ -309,11 +318,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of grounding conversations (on frames with a LiDAR scan) that "
                     "list the specialist's boxes instead of the true ones")
     ap.add_argument("--candidate-index", action="store_true",
-                    help="number the listed boxes (#1, #2, ...) and answer listed objects "
-                    "with their tag")
+                    help="tag the listed boxes (colour + rank, e.g. red2; #k without "
+                    "colours) and answer listed objects with their tag")
+    ap.add_argument("--candidate-sizes", action="store_true",
+                    help="put a size word (flat, tall, wide, small, slim, large) from each "
+                    "listed box before its colour")
     ap.add_argument("--list-size", default=None,
                     help="LO,HI: curriculum data; each grounding conversation lists LO..HI "
                     "random boxes and asks only about listed objects")
+    ap.add_argument("--same-words-prob", type=float, default=0.0,
+                    help="with --list-size: share of lists built around tag words (colour, or "
+                    "size + colour) two or more boxes share, asking only about those boxes")
     ap.add_argument("--ray", action="store_true", help="run the stages on Ray Data")
     ap.add_argument("-q", "--quiet", action="store_true")
     a = ap.parse_args(argv)
@@ -321,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         weights = tuple(float(x) for x in a.tasks.split(","))
         cfg = GenerateConfig(
-            frames=a.frames, split=a.split, seed=a.seed, street_fraction=a.street_fraction,
+            frames=a.frames, first_frame=a.first_frame, split=a.split, seed=a.seed,
+            street_fraction=a.street_fraction,
             specialist_fraction=a.specialist_fraction, samples_per_frame=a.samples_per_frame,
             shard_size=a.shard_size, real=tuple(a.real),
             codec=CodecConfig(rotation=a.rotation, angle_decimals=a.angle_decimals),
@@ -329,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
                                  max_candidates=a.max_candidates,
                                  specialist_prob=a.specialist_prob,
                                  candidate_index=a.candidate_index,
+                                 candidate_sizes=a.candidate_sizes,
                                  list_size=(tuple(int(x) for x in a.list_size.split(","))
-                                            if a.list_size else None)),
+                                            if a.list_size else None),
+                                 same_words_prob=a.same_words_prob),
         )
         paths = generate(cfg, a.out, use_ray=a.ray, progress=not a.quiet)
     except (ConfigError, ValueError) as e:

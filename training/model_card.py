@@ -115,6 +115,14 @@ def _stage_text(s: dict, summary: dict) -> str:
             f"loss {s['first_loss']:.3f} -> {s['final_loss']:.3f}")
 
 
+def _train_minutes(summary: dict) -> float:
+    """Training time of all stages (a resumed run's own wall time covers only its part)."""
+    per_stage = [s.get("train_runtime_s") for s in summary["stages"]]
+    if per_stage and all(per_stage):
+        return sum(per_stage) / 60
+    return summary["wall_time_s"] / 60
+
+
 def write_card(run: Path, ev: dict, rnd: dict | None, out: Path) -> Path:
     summary = json.loads((run / "summary.json").read_text())
     meta = json.loads((out / "spatial_ros_vlm.json").read_text())
@@ -165,7 +173,7 @@ and tests, not a general VLM.
 - Training: {'; '.join(_stage_text(s, summary) for s in stages)}; AdamW, cosine schedule
   per stage, vision tower and projector at {_cfg(summary, 'vision_lr_mult')}x the learning
   rate; seed {summary['config']['seed']}.
-- Wall time: {summary['wall_time_s'] / 60:.0f} min on {platform.machine()} CPU
+- Wall time: {_train_minutes(summary):.0f} min of training (all stages) on {platform.machine()} CPU
   ({os.cpu_count()} cores shared with other jobs), no GPU.
 
 ## Held-out metrics

@@ -31,7 +31,7 @@ from spatial_ros.geometry.iou import iou_3d_matrix
 from spatial_ros.spatial.predicates import SpatialObject, Viewpoint
 from spatial_ros.spatial.qa import QAConfig, generate_qa
 from spatial_ros.types import Box3D
-from spatial_ros.vlm.appearance import region_colour
+from spatial_ros.vlm.appearance import candidate_attribute
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig
 from spatial_ros.vlm.lifting import project_box
 from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn, candidate_tags
@@ -57,13 +57,20 @@ class SampleConfig:
         vcot_prob: share of ``lv3d`` questions asked as a VCoT pair.
         candidate_colours: append each listed box's colour name (``vlm.appearance``, read from
             the image exactly as the engine does with ``candidate_colours``).
-        candidate_index: number the listed boxes (``#1``, ``#2``, ...) and answer a question
-            whose object is listed with its tag instead of a copy of the box (the engine's
+        candidate_sizes: put a size word from each listed box's extents before its colour
+            (``vlm.appearance.size_word``; the engine's ``candidate_sizes``).
+        candidate_index: tag the listed boxes (their words + rank among boxes with the same
+            words: ``red2``, ``small red1``; ``#k`` without words) and answer a question whose
+            object is listed with its tag instead of a copy of the box (the engine's
             ``candidate_index``); objects not listed are still answered with their box.
         list_size: (lo, hi) for a *curriculum* of short lists: each ``ground`` conversation
             lists a random lo..hi of the frame's boxes (closest first) and asks only about
             objects that are listed. None: the closest ``max_candidates`` boxes, every
             object asked.
+        same_words_prob: curriculum only: share of lists built around tag words (a colour, or
+            size + colour) that two or more of the frame's boxes share, asking only about the
+            boxes with those words, so that the tag's rank must be chosen from the boxes'
+            sizes and places rather than from the words alone.
     """
 
     task_weights: tuple[float, float, float, float] = (0.6, 0.15, 0.15, 0.1)
@@ -73,8 +80,10 @@ class SampleConfig:
     drop_prob: float = 0.05
     vcot_prob: float = 0.3
     candidate_colours: bool = True
+    candidate_sizes: bool = False
     candidate_index: bool = False
     list_size: tuple[int, int] | None = None
+    same_words_prob: float = 0.0
 
     def __post_init__(self) -> None:
         w = np.asarray(self.task_weights, float)
@@ -87,7 +96,7 @@ class SampleConfig:
             )
         if self.list_size is not None and not 1 <= self.list_size[0] <= self.list_size[1]:
             raise ConfigError(f"SampleConfig.list_size={self.list_size}: need 1 <= lo <= hi")
-        for name in ("specialist_prob", "drop_prob", "vcot_prob"):
+        for name in ("specialist_prob", "drop_prob", "vcot_prob", "same_words_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"SampleConfig.{name}={getattr(self, name)} must be in [0, 1]")
 
@@ -107,7 +116,16 @@ def _turns(builder: PromptBuilder, context: str | None, qa: list[tuple[str, str]
     return turns
 
 
-def _listed_boxes(frame: TrainingFrame, rng, cfg: SampleConfig) -> tuple[list[Box3D], str]:
+def _box_words(frame: TrainingFrame, box: Box3D, cfg: SampleConfig) -> str | None:
+    """The words a listed box is tagged with (the engine's ``candidate_attribute``)."""
+    return candidate_attribute(frame.image, box, project_box(box, frame.camera),
+                               cfg.candidate_colours, cfg.candidate_sizes)
+
+
+def _listed_boxes(frame: TrainingFrame, rng, cfg: SampleConfig
+                  ) -> tuple[list[Box3D], str, str | None]:
+    """(listed boxes closest first, "truth" or "specialist", the tag words a same-words
+    curriculum list is built around or None)."""
     use_spec = frame.specialist_boxes is not None and rng.random() < cfg.specialist_prob
     if use_spec:
         boxes, kind = list(frame.specialist_boxes), "specialist"
@@ -115,12 +133,21 @@ def _listed_boxes(frame: TrainingFrame, rng, cfg: SampleConfig) -> tuple[list[Bo
         boxes = [o.box_optical for o in frame.objects if rng.random() >= cfg.drop_prob]
         kind = "truth"
     boxes = [b for b in boxes if b.center[2] > 0]
+    focus = None
     if cfg.list_size is not None and boxes:
         lo, hi = cfg.list_size
         k = int(rng.integers(min(lo, len(boxes)), min(hi, len(boxes)) + 1))
-        boxes = [boxes[i] for i in rng.choice(len(boxes), k, replace=False)]
+        order = [int(i) for i in rng.choice(len(boxes), k, replace=False)]
+        if cfg.same_words_prob and rng.random() < cfg.same_words_prob:
+            words = [_box_words(frame, b, cfg) for b in boxes]
+            shared = sorted({w for w in words if w and words.count(w) >= 2})
+            if shared:
+                focus = shared[int(rng.integers(len(shared)))]
+                group = [i for i in rng.permutation(len(boxes)) if words[i] == focus][:hi]
+                order = group + [i for i in order if i not in group][: max(0, k - len(group))]
+        boxes = [boxes[i] for i in order]
     boxes.sort(key=lambda b: float(np.linalg.norm(b.center)))
-    return boxes[: cfg.max_candidates], kind
+    return boxes[: cfg.max_candidates], kind, focus
 
 
 def _context(frame, listed: list[Box3D], builder: PromptBuilder, cfg: SampleConfig):
@@ -128,8 +155,8 @@ def _context(frame, listed: list[Box3D], builder: PromptBuilder, cfg: SampleConf
     if not listed:
         return None, None
     attrs = None
-    if cfg.candidate_colours:
-        attrs = [region_colour(frame.image, project_box(b, frame.camera)) for b in listed]
+    if cfg.candidate_colours or cfg.candidate_sizes:
+        attrs = [_box_words(frame, b, cfg) for b in listed]
     block = builder.specialist_block(listed, frame.camera, attrs, numbered=cfg.candidate_index)
     return block, attrs
 
@@ -159,11 +186,12 @@ def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: Samp
     idx = _unique(frame)
     if not idx:
         return None
-    listed, kind = _listed_boxes(frame, rng, cfg)
+    listed, kind, focus = _listed_boxes(frame, rng, cfg)
     context, attrs = _context(frame, listed, builder, cfg)
     matches = _listed_match([frame.objects[i] for i in idx], listed)
-    if cfg.list_size is not None:  # curriculum: ask only about listed objects
-        keep = [k for k, j in enumerate(matches) if j is not None]
+    if cfg.list_size is not None:  # curriculum: ask only about listed objects (with the focus words)
+        keep = [k for k, j in enumerate(matches)
+                if j is not None and (focus is None or (attrs and attrs[j] == focus))]
         if not keep:
             return None
         idx, matches = [idx[k] for k in keep], [matches[k] for k in keep]
@@ -228,7 +256,7 @@ def vip_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleC
     o = frame.objects[int(rng.integers(len(frame.objects)))]
     kind = KINDS[int(rng.integers(len(KINDS)))]
     vp = draw_visual_prompt(frame.image, kind, o.box_2d, rng=rng)
-    listed, _ = _listed_boxes(frame, rng, cfg)
+    listed, _, _ = _listed_boxes(frame, rng, cfg)
     context, attrs = _context(frame, listed, builder, cfg)
     answer = _box_answers(frame, [o], _listed_match([o], listed), listed, attrs, codec, cfg)[0]
     qa = [(TASKS["box3d"] + vp.query(), answer)]

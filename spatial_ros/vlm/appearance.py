@@ -1,4 +1,5 @@
-"""Appearance attributes of candidate boxes: a basic colour name from the image.
+"""Appearance attributes of candidate boxes: a basic colour name from the image, a size word
+from the box.
 
 A LiDAR/depth specialist knows where an object is but not what it looks like. When
 ``EngineConfig.candidate_colours`` is on, each listed candidate box gets the basic colour term
@@ -9,11 +10,19 @@ Training data uses the same function, so the words match between training and in
 The colour terms are Berlin & Kay's basic colours (minus none): red, orange, yellow, green, cyan,
 blue, purple, pink, brown, white, gray, black — decided in HSV so that shading (a darker or
 lighter version of the same surface) keeps its name.
+
+With ``EngineConfig.candidate_sizes`` each candidate also gets a coarse *size word* from its
+box's extents (``size_word``: flat, tall, wide, small, slim, large), so that objects of one colour
+are told apart by a word a caption's noun predicts ("the red bottle" -> tall, "the red cube" ->
+small) rather than by reading box dimensions digit by digit. The thresholds are in metres at
+tabletop scale (household objects); street-scale objects are all "tall" or "large".
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from spatial_ros.types import Box3D
 
 COLOUR_TERMS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown",
                 "white", "gray", "black")
@@ -62,3 +71,35 @@ def region_colour(image: np.ndarray, box_2d, fraction: float = 0.4) -> str | Non
     if not len(patch):
         return None
     return colour_name(np.median(patch, axis=0))
+
+
+SIZE_TERMS = ("flat", "tall", "wide", "small", "slim", "large")
+
+
+def size_word(box: Box3D) -> str:
+    """A coarse size word of a gravity-aligned box (its own z axis up, extents in metres):
+    flat (height < 5 cm: a book), tall (>= 18 cm: a bottle), wide (footprint >= 14.5 cm and
+    height < 7.5 cm: a bowl), small (everything < 10 cm: a cube, a ball), slim (height >= 11.5 cm
+    on a footprint < 10 cm: a can), otherwise large (a mug, a box)."""
+    h = float(box.size[2])
+    foot = float(max(box.size[0], box.size[1]))
+    if h < 0.05:
+        return "flat"
+    if h >= 0.18:
+        return "tall"
+    if foot >= 0.145 and h < 0.075:
+        return "wide"
+    if max(h, foot) < 0.1:
+        return "small"
+    if h >= 0.115 and foot < 0.1:
+        return "slim"
+    return "large"
+
+
+def candidate_attribute(image: np.ndarray, box_optical: Box3D, box_2d, colours: bool,
+                        sizes: bool) -> str | None:
+    """The words a listed candidate is tagged with: "<size> <colour>", either one alone, or
+    None (``box_2d``: its projection in the image, px)."""
+    words = [size_word(box_optical) if sizes else None,
+             region_colour(image, box_2d) if colours else None]
+    return " ".join(w for w in words if w) or None

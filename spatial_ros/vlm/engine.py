@@ -20,7 +20,7 @@ import numpy as np
 from spatial_ros.config import param
 from spatial_ros.errors import ConfigError
 from spatial_ros.types import Box3D, Candidate, GroundedObject, SensorFrame
-from spatial_ros.vlm.appearance import region_colour
+from spatial_ros.vlm.appearance import candidate_attribute
 from spatial_ros.vlm.backend import GenerationResult, GroundingAnswer, VLMBackend
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig, ParseFailure
 from spatial_ros.vlm.lifting import (
@@ -50,6 +50,10 @@ class EngineConfig:
         False, "append each listed candidate's colour name (from the image) to its box; also on "
         "when the model was trained with it (its spatial_ros_vlm.json says so)"
     )
+    candidate_sizes: bool = param(
+        False, "put a size word from each listed candidate's box (flat, tall, wide, small, "
+        "slim, large) before its colour; also on when the model was trained with it"
+    )
     candidate_index: bool = param(
         False, "tag the listed candidates (colour + rank among that colour: red1, red2, blue1; "
         "#k without colour) so the model can answer with a tag; also on when the model was "
@@ -72,6 +76,10 @@ class EngineConfig:
     fusion_depth_log_tol: float = param(0.35, "and: |ln(z_answer / z_candidate)| at most this")
     system_prompt: str = param(DEFAULT_SYSTEM, "system prompt ('' for none)")
     default_score: float = param(1.0, "score of an answer when the backend gives none, [0, 1]")
+    retry_unknown_tag: bool = param(
+        True, "when an answer names a candidate tag the prompt does not hold, ask that query "
+        "once more without the candidate list (a box answer) instead of dropping it"
+    )
 
     def __post_init__(self) -> None:
         bad = []
@@ -129,6 +137,7 @@ class EngineStats:
     failure_reasons: Counter = field(default_factory=Counter)
     fused: int = 0
     lifted_2d: int = 0
+    retries: int = 0
     total_ms: float = 0.0
     generate_ms: float = 0.0
     new_tokens: int = 0
@@ -187,6 +196,8 @@ class SpatialEngine:
             codec = codec_config_for(model_dir)
         self.candidate_colours = bool(self.config.candidate_colours
                                       or meta.get("candidate_colours", False))
+        self.candidate_sizes = bool(self.config.candidate_sizes
+                                    or meta.get("candidate_sizes", False))
         self.candidate_index = bool(self.config.candidate_index
                                     or meta.get("candidate_index", False))
         self.codec = codec if isinstance(codec, BoxCodec) else BoxCodec(codec)
@@ -231,8 +242,10 @@ class SpatialEngine:
         tags: list[str] = []  # the listed candidates' tags, when the list is numbered
         if cfg.specialist_prompts and listed:
             attrs = None
-            if self.candidate_colours:
-                attrs = [region_colour(frame.image, v.box_2d) for v in listed]
+            if self.candidate_colours or self.candidate_sizes:
+                attrs = [candidate_attribute(frame.image, v.box_optical, v.box_2d,
+                                             self.candidate_colours, self.candidate_sizes)
+                         for v in listed]
             context = self.prompts.specialist_block([v.box_optical for v in listed], cam, attrs,
                                                     numbered=self.candidate_index)
             if self.candidate_index:
@@ -255,38 +268,65 @@ class SpatialEngine:
             convs = [adapter.grounding_prompt(self.prompts, t, context) for t in texts]
         results = self._generate(images, convs)
 
-        out: list[GroundedObject] = []
-        H, W = frame.image.shape[:2]
+        found: dict[int, GroundedObject] = {}
+        retry: list[int] = []  # answers naming a tag the prompt did not hold
         for i, (q, text, res) in enumerate(zip(qs, texts, results, strict=True)):
-            parsed = adapter.parse_grounding(res.text, self.codec, (H, W), res.model_image_hw)
-            if not parsed.ok:
-                self._fail(i, text, parsed, res.text)
-                continue
-            lifted = self._lift(parsed.value, frame, views, listed, tags, res.text)
-            if isinstance(lifted, ParseFailure):
-                self._fail(i, text, lifted, res.text)
-                continue
-            score = res.score if np.isfinite(res.score) else cfg.default_score
-            box_out = lifted.box_optical.transformed(T_out, output_frame)
-            obj = GroundedObject(
-                id=f"q{i}",
-                query=q.text or text,
-                label=lifted.label,
-                score=float(np.clip(score, 0.0, 1.0)),
-                box=box_out,
-                box_2d=lifted.box_2d,
-                distance=float(np.linalg.norm(lifted.box_optical.center)),
-                source=lifted.source,
-                raw_text=res.text,
-            )
-            if lifted.points_optical is not None:
-                P = lifted.points_optical
-                self._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
-            out.append(obj)
+            got = self._object(i, q, text, res, frame, views, listed, tags, T_out, output_frame)
+            if not isinstance(got, ParseFailure):
+                found[i] = got
+            elif cfg.retry_unknown_tag and got.kind == "candidate tag" and context is not None:
+                retry.append(i)
+            else:
+                self._fail(i, text, got, res.text)
+        if retry:
+            # The model pointed at a candidate the list does not hold (e.g. an object the
+            # specialist missed): ask once more without the list, for a box answer.
+            self.stats.retries += len(retry)
+            again = [adapter.grounding_prompt(self.prompts, texts[i], None) for i in retry]
+            imgs = images if len(images) == 1 else [images[i] for i in retry]
+            for i, res in zip(retry, self._generate(imgs, again), strict=True):
+                got = self._object(i, qs[i], texts[i], res, frame, views, listed, [], T_out,
+                                   output_frame)
+                if isinstance(got, ParseFailure):
+                    self._fail(i, texts[i], got, res.text)
+                else:
+                    found[i] = got
+        out = [found[i] for i in sorted(found)]
         self.stats.objects += len(out)
         self.stats.last_frame_ms = (time.perf_counter() - t0) * 1e3
         self.stats.total_ms += self.stats.last_frame_ms
         return out
+
+    def _object(self, i: int, q: Query, text: str, res: GenerationResult, frame: SensorFrame,
+                views: list[CandidateView], listed: list[CandidateView], tags: list[str],
+                T_out: np.ndarray, output_frame: str) -> GroundedObject | ParseFailure:
+        """The GroundedObject of query ``i``'s answer (its points kept for ``points``), or why
+        there is none."""
+        H, W = frame.image.shape[:2]
+        adapter = self.backend.adapter
+        parsed = adapter.parse_grounding(res.text, self.codec, (H, W), res.model_image_hw)
+        if not parsed.ok:
+            return parsed
+        lifted = self._lift(parsed.value, frame, views, listed, tags, res.text)
+        if isinstance(lifted, ParseFailure):
+            return lifted
+        score = res.score if np.isfinite(res.score) else self.config.default_score
+        box_out = lifted.box_optical.transformed(T_out, output_frame)
+        obj = GroundedObject(
+            id=f"q{i}",
+            query=q.text or text,
+            label=lifted.label,
+            score=float(np.clip(score, 0.0, 1.0)),
+            box=box_out,
+            box_2d=lifted.box_2d,
+            distance=float(np.linalg.norm(lifted.box_optical.center)),
+            source=lifted.source,
+            raw_text=res.text,
+        )
+        if lifted.points_optical is not None:
+            P = lifted.points_optical
+            self._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
+        return obj
 
     def specialist_objects(
         self, frame: SensorFrame, candidates: list[Candidate], output_frame: str = "base_link"

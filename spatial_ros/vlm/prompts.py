@@ -21,14 +21,15 @@ from spatial_ros.types import Box3D, CameraIntrinsics
 from spatial_ros.vlm.codec import BoxCodec
 
 SPECIALIST_PREFIX = "Here is the list of 3D bounding boxes of all objects around the camera:"
-# Tags of the listed candidates when the list is numbered: the candidate's colour name with its
-# rank among the listed candidates of that colour ("red1", "red2", "blue1"), or "#k" (list
-# position) for one without a colour. An answer that is just a tag selects that candidate
+# Tags of the listed candidates when the list is numbered: the candidate's attribute words (its
+# colour name, optionally preceded by a size word: ``vlm.appearance``) with its rank among the
+# listed candidates with the same words ("red1", "red2", "blue1", "small red1", "tall red1"), or
+# "#k" (list position) for one without words. An answer that is just a tag selects that candidate
 # (set-of-marks style selection: the box then comes from the specialist exactly instead of being
 # copied digit by digit). Tags are named by colour so that a small model can select an object
 # whose colour is unique in view by reading its caption, and needs the boxes only to tell apart
 # objects of the same colour.
-CANDIDATE_TAG = re.compile(r"^\s*(#|[A-Za-z]+) ?(\d{1,3})\s*\.?\s*$")
+CANDIDATE_TAG = re.compile(r"^\s*(#|[A-Za-z]+(?: [A-Za-z]+)?) ?(\d{1,3})\s*\.?\s*$")
 
 
 def candidate_tags(attributes: Sequence[str | None]) -> list[str]:
