@@ -32,7 +32,7 @@ def test_card_states_data_command_and_metrics():
 
 def test_default_model_grounds_held_out_frames():
     """Three held-out frames (not the card's evaluation frames) through the product path
-    (LiDAR candidates listed with colour tags, fusion): the shipped model answers (nearly)
+    (LiDAR candidates listed with size + colour tags, fusion): the shipped model answers (nearly)
     every query, and most answers are the right object. The card's held-out accuracy is on 60
     frames; this smaller check holds a floor well under it (a random-init or caption-blind
     model fails it)."""
@@ -43,7 +43,8 @@ def test_default_model_grounds_held_out_frames():
     from training.evaluate import _unique_visible, held_out_frames
 
     engine = SpatialEngine(TransformersBackend(str(MODEL)), EngineConfig())
-    assert engine.candidate_colours and engine.candidate_index  # from the model's metadata
+    # tags with size words and colours, from the model's metadata
+    assert engine.candidate_colours and engine.candidate_sizes and engine.candidate_index
     lidar = LidarSpecialist(LidarSpecialistConfig.preset("tabletop"))
     n = answered = hits = 0
     for f in held_out_frames(3, start=100):

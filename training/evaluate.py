@@ -167,6 +167,8 @@ def evaluate(backend, frames: int = 60, qa_per_frame: int = 6, seed: int = 0,
         out["grounding"].setdefault(name, {})["parse_failure_rate"] = \
             eng.stats.parse_failures / q
         out["grounding"][name]["failure_reasons"] = dict(eng.stats.failure_reasons)
+        # answers naming a tag the prompt did not hold, asked again without the list
+        out["grounding"][name]["retry_rate"] = eng.stats.retries / q
     for path, d in vqa.items():
         ql = d["qualitative"]
         qn = d["quantitative"]
