@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spatial_ros.boxfile import BoxFrame, BoxRecord
+from spatial_ros.geometry.iou import iou_3d
 from spatial_ros.evaluation.metrics import (
     LIDAR_SOURCES,
     DetectionResult,
@@ -87,12 +88,16 @@ class NodeScore:
         grounding: ``evaluation.metrics.GroundingResult`` (Acc@IoU 0.25/0.5, per-query IoUs).
         distance_errors: relative sensor-distance errors of the queries grounded with 3D IoU
             >= ``min_iou``, with their source.
-        pair_errors: relative errors of the published pair ``distance`` relations.
+        pair_errors: relative errors of the published pair ``distance`` relations whose two
+            objects are both grounded with 3D IoU >= ``min_iou`` (the distance computation,
+            like ``distance_errors``; wrong objects are counted by ``grounding``).
+        pair_errors_all: the same for every published pair relation, wrong objects included.
     """
 
     grounding: GroundingResult
     distance_errors: list[tuple[str, float]] = field(default_factory=list)
     pair_errors: list[float] = field(default_factory=list)
+    pair_errors_all: list[float] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -122,6 +127,8 @@ class NodeScore:
             "distance_median_rel_error": float(np.median(errs)) if errs else math.nan,
             "pairs": len(self.pair_errors),
             "pair_within_10pct": self.pair_within(0.10),
+            "pairs_all": len(self.pair_errors_all),
+            "pair_all_within_10pct": _frac([e <= 0.10 for e in self.pair_errors_all]),
         }
 
 
@@ -133,6 +140,7 @@ def score_outputs(outputs: Iterable[Output], queries: Sequence[str],
     preds: list[BoxFrame] = []
     truths: list[BoxFrame] = []
     pair_errors: list[float] = []
+    pair_errors_all: list[float] = []
     for objects, relations, stamp, truth in outputs:
         p = output_box_frame(objects, stamp, output_frame, origins)
         t = truth_box_frame(truth, stamp)
@@ -148,7 +156,10 @@ def score_outputs(outputs: Iterable[Output], queries: Sequence[str],
             ta, tb = truth_for_query(a.query, t), truth_for_query(b.query, t)
             if len(ta) == 1 and len(tb) == 1:
                 d_true = float(np.linalg.norm(ta[0].box.center - tb[0].box.center))
-                pair_errors.append(abs(float(r.value) - d_true) / d_true)
+                err = abs(float(r.value) - d_true) / d_true
+                pair_errors_all.append(err)
+                if min(iou_3d(a.box, ta[0].box), iou_3d(b.box, tb[0].box)) >= min_iou:
+                    pair_errors.append(err)
     g = grounding_accuracy(preds, truths, list(queries), thresholds=(0.25, 0.5))
     dist: list[tuple[str, float]] = []
     for (_, _, o, gt), iou in zip(g.pairs, g.ious_3d, strict=True):
@@ -158,7 +169,7 @@ def score_outputs(outputs: Iterable[Output], queries: Sequence[str],
         origin = np.asarray(origins["lidar" if source in LIDAR_SOURCES else "camera"], float)
         d_true = float(np.linalg.norm(gt.box.center - origin))
         dist.append((source, abs(float(o.extra["distance"]) - d_true) / d_true))
-    return NodeScore(g, dist, pair_errors)
+    return NodeScore(g, dist, pair_errors, pair_errors_all)
 
 
 def candidate_recall(outputs: Iterable[tuple[Sequence[GroundedObject], int, object]],

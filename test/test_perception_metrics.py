@@ -100,6 +100,12 @@ def test_min_iou_gates_distance_scoring_and_empty_scores_are_nan():
     s = score_outputs([(far, [], 1, TRUTH)], ["the red mug"], ORIGINS)
     assert s.accuracy() == 0.0 and s.distance_errors == []
     assert math.isnan(s.distance_within()) and math.isnan(s.pair_within())
+    # a pair relation with a wrong object: kept in pair_errors_all only
+    objs = far + [_obj("q1", "the blue bowl", [2.0, 1.0, 0.1])]
+    rels = [Relation("q0", "q1", "distance", 1.1, "m", "")]
+    s = score_outputs([(objs, rels, 1, TRUTH)], ["the red mug", "the blue bowl"], ORIGINS)
+    assert s.pair_errors == [] and len(s.pair_errors_all) == 1
+    assert s.as_dict()["pairs_all"] == 1
 
 
 def test_candidate_recall_ignores_objects_with_few_returns():
