@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spatial_ros.boxfile import BoxFrame, BoxRecord
-from spatial_ros.geometry.iou import iou_3d
 from spatial_ros.evaluation.metrics import (
     LIDAR_SOURCES,
     DetectionResult,
@@ -36,6 +35,7 @@ from spatial_ros.evaluation.metrics import (
     grounding_accuracy,
     truth_for_query,
 )
+from spatial_ros.geometry.iou import iou_3d
 from spatial_ros.types import GroundedObject, Relation
 
 # one published frame: (objects, relations, published stamp, the replayed frame's FrameTruth)

@@ -189,7 +189,7 @@ def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: Samp
     listed, kind, focus = _listed_boxes(frame, rng, cfg)
     context, attrs = _context(frame, listed, builder, cfg)
     matches = _listed_match([frame.objects[i] for i in idx], listed)
-    if cfg.list_size is not None:  # curriculum: ask only about listed objects (with the focus words)
+    if cfg.list_size is not None:  # curriculum: ask only listed objects (with the focus words)
         keep = [k for k, j in enumerate(matches)
                 if j is not None and (focus is None or (attrs and attrs[j] == focus))]
         if not keep:
