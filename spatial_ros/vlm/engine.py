@@ -55,8 +55,9 @@ class EngineConfig:
         "slim, large) before its colour; also on when the model was trained with it"
     )
     candidate_index: bool = param(
-        False, "tag the listed candidates (colour + rank among that colour: red1, red2, blue1; "
-        "#k without colour) so the model can answer with a tag; also on when the model was "
+        False, "tag the listed candidates (their words + rank among candidates with the same "
+        "words: red1, red2, small red1; #k without words) so the model can answer with a tag; "
+        "also on when the model was "
         "trained with it (its spatial_ros_vlm.json says so)"
     )
     vcot: bool = param(False, "visual chain of thought: ask the 2D box first, then the 3D box")
