@@ -192,10 +192,10 @@ and tests, not a general VLM.
   rows for stage `disambiguate`: lists of 2-6 boxes, 80 % of them built around a colour two or
   more boxes share (only those asked), mixed with the data above.
 - Size words (stages `sizes`, `sizes_more`, `sizes_final`, {_rows(summary, 'sizes')} rows): the
-  same kinds of data made again
-  with `--candidate-sizes` (each listed box also carries `flat`, `tall`, `wide`, `small`, `slim`
-  or `large` from its extents: `spatial_ros/vlm/appearance.py`), on 4000 further scenes, so the
-  model learns to tell same-coloured objects apart by a word its caption's noun predicts.
+  same kinds of data made again with `--candidate-sizes` (each listed box also carries `flat`,
+  `tall`, `wide`, `small`, `slim` or `large` from its extents: `spatial_ros/vlm/appearance.py`),
+  on 4000 further scenes, so the model learns to tell same-coloured objects apart by a word its
+  caption's noun predicts.
 - Training: {'; '.join(_stage_text(s, summary) for s in stages)}; AdamW, cosine schedule
   per stage, vision tower and projector at {_cfg(summary, 'vision_lr_mult')}x the learning
   rate; seed {summary['config']['seed']}.

@@ -151,14 +151,16 @@ def _listed_boxes(frame: TrainingFrame, rng, cfg: SampleConfig
 
 
 def _context(frame, listed: list[Box3D], builder: PromptBuilder, cfg: SampleConfig):
-    """(specialist block or None, the listed boxes' attributes or None)."""
+    """(specialist block or None, the listed boxes' attributes or None, their tags or None)."""
     if not listed:
-        return None, None
+        return None, None, None
     attrs = None
     if cfg.candidate_colours or cfg.candidate_sizes:
         attrs = [_box_words(frame, b, cfg) for b in listed]
-    block = builder.specialist_block(listed, frame.camera, attrs, numbered=cfg.candidate_index)
-    return block, attrs
+    tags = candidate_tags(attrs if attrs else [None] * len(listed)) if cfg.candidate_index \
+        else None
+    block = builder.specialist_block(listed, frame.camera, tags or attrs)
+    return block, attrs, tags
 
 
 def _listed_match(objects, listed: list[Box3D]) -> list[int | None]:
@@ -171,15 +173,17 @@ def _listed_match(objects, listed: list[Box3D]) -> list[int | None]:
     return [int(j) if M[k, j] >= 0.25 else None for k, j in enumerate(best)]
 
 
-def _box_answers(frame, objects, matches: list[int | None], listed: list[Box3D], attrs,
-                 codec: BoxCodec, cfg: SampleConfig):
-    """The target answer for each object: its matching listed box (``matches``; the box's tag,
-    or a copy of the box) or, when none matches, the object's true box."""
-    lines = [codec.encode_box3d(b, frame.camera) for b in listed]
-    tags = candidate_tags(attrs if attrs else [None] * len(listed))
-    return [(tags[j] if cfg.candidate_index else lines[j]) if j is not None
-            else codec.encode_box3d(o.box_optical, frame.camera)
-            for o, j in zip(objects, matches, strict=True)]
+def _box_answers(frame, objects, matches: list[int | None], listed: list[Box3D],
+                 tags: list[str] | None, codec: BoxCodec):
+    """The target answer for each object: its matching listed box (``matches``; the box's tag
+    when the list is tagged, else a copy of the box) or, when none matches, the object's true
+    box."""
+    def answer(o, j):
+        if j is None:
+            return codec.encode_box3d(o.box_optical, frame.camera)
+        return tags[j] if tags else codec.encode_box3d(listed[j], frame.camera)
+
+    return [answer(o, j) for o, j in zip(objects, matches, strict=True)]
 
 
 def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig):
@@ -187,7 +191,7 @@ def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: Samp
     if not idx:
         return None
     listed, kind, focus = _listed_boxes(frame, rng, cfg)
-    context, attrs = _context(frame, listed, builder, cfg)
+    context, attrs, tags = _context(frame, listed, builder, cfg)
     matches = _listed_match([frame.objects[i] for i in idx], listed)
     if cfg.list_size is not None:  # curriculum: ask only listed objects (with the focus words)
         keep = [k for k, j in enumerate(matches)
@@ -197,7 +201,7 @@ def ground_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: Samp
         idx, matches = [idx[k] for k in keep], [matches[k] for k in keep]
     picks = rng.permutation(len(idx))[: cfg.max_turns]
     objs = [frame.objects[idx[k]] for k in picks]
-    answers = _box_answers(frame, objs, [matches[k] for k in picks], listed, attrs, codec, cfg)
+    answers = _box_answers(frame, objs, [matches[k] for k in picks], listed, tags, codec)
     qa = [(TASKS["box3d"] + o.caption, a) for o, a in zip(objs, answers, strict=True)]
     return _turns(builder, context, qa), {"candidates": kind, "listed": len(listed)}
 
@@ -257,8 +261,8 @@ def vip_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleC
     kind = KINDS[int(rng.integers(len(KINDS)))]
     vp = draw_visual_prompt(frame.image, kind, o.box_2d, rng=rng)
     listed, _, _ = _listed_boxes(frame, rng, cfg)
-    context, attrs = _context(frame, listed, builder, cfg)
-    answer = _box_answers(frame, [o], _listed_match([o], listed), listed, attrs, codec, cfg)[0]
+    context, _, tags = _context(frame, listed, builder, cfg)
+    answer = _box_answers(frame, [o], _listed_match([o], listed), listed, tags, codec)[0]
     qa = [(TASKS["box3d"] + vp.query(), answer)]
     return _turns(builder, context, qa), {"mark": kind, "image": vp.image}
 

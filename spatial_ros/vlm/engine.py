@@ -57,8 +57,7 @@ class EngineConfig:
     candidate_index: bool = param(
         False, "tag the listed candidates (their words + rank among candidates with the same "
         "words: red1, red2, small red1; #k without words) so the model can answer with a tag; "
-        "also on when the model was "
-        "trained with it (its spatial_ros_vlm.json says so)"
+        "also on when the model was trained with it (its spatial_ros_vlm.json says so)"
     )
     vcot: bool = param(False, "visual chain of thought: ask the 2D box first, then the 3D box")
     visual_prompts: bool = param(
@@ -242,15 +241,14 @@ class SpatialEngine:
         context = None
         tags: list[str] = []  # the listed candidates' tags, when the list is numbered
         if cfg.specialist_prompts and listed:
-            attrs = None
+            words = None
             if self.candidate_colours or self.candidate_sizes:
-                attrs = [candidate_attribute(frame.image, v.box_optical, v.box_2d,
+                words = [candidate_attribute(frame.image, v.box_optical, v.box_2d,
                                              self.candidate_colours, self.candidate_sizes)
                          for v in listed]
-            context = self.prompts.specialist_block([v.box_optical for v in listed], cam, attrs,
-                                                    numbered=self.candidate_index)
             if self.candidate_index:
-                tags = candidate_tags(attrs if attrs else [None] * len(listed))
+                words = tags = candidate_tags(words if words else [None] * len(listed))
+            context = self.prompts.specialist_block([v.box_optical for v in listed], cam, words)
         self.stats.frames += 1
         self.stats.queries += len(qs)
         self._points = {}

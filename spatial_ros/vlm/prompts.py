@@ -26,9 +26,9 @@ SPECIALIST_PREFIX = "Here is the list of 3D bounding boxes of all objects around
 # listed candidates with the same words ("red1", "red2", "blue1", "small red1", "tall red1"), or
 # "#k" (list position) for one without words. An answer that is just a tag selects that candidate
 # (set-of-marks style selection: the box then comes from the specialist exactly instead of being
-# copied digit by digit). Tags are named by colour so that a small model can select an object
-# whose colour is unique in view by reading its caption, and needs the boxes only to tell apart
-# objects of the same colour.
+# copied digit by digit). Tags are made of words so that a small model can select an object by
+# reading its caption (colour from the colour word, size word from the noun) and needs the boxes
+# only to tell apart objects that share both words.
 CANDIDATE_TAG = re.compile(r"^\s*(#|[A-Za-z]+(?: [A-Za-z]+)?) ?(\d{1,3})\s*\.?\s*$")
 
 
@@ -124,22 +124,20 @@ class PromptBuilder:
         self,
         boxes_optical: Sequence[Box3D],
         camera: CameraIntrinsics,
-        attributes: Sequence[str | None] | None = None,
-        numbered: bool = False,
+        words: Sequence[str | None] | None = None,
     ) -> str:
         """The specialist box prompt: the fixed sentence, then one encoded 3D box per line
         (boxes in the camera optical frame; boxes with centres behind the camera are skipped),
-        each followed by its attribute word when ``attributes`` (one per box) gives one; when
-        ``numbered``, by its tag instead (``candidate_tags``: the attribute with its rank
-        among same-attribute boxes glued on) that a model may answer with instead of copying
-        the box: ``[356, 645, 232, 0.12, 0.10, 0.12, 0.8] white1``."""
-        keep = [k for k, b in enumerate(boxes_optical) if b.center[2] > 0]
-        attrs = [attributes[k] if attributes is not None else None for k in keep]
-        words = candidate_tags(attrs) if numbered else attrs
+        each followed by its word(s) when ``words`` (one per box) gives some: an attribute
+        ("white") or, for a tagged list, its tag (``candidate_tags``, computed once by the
+        caller, who resolves answers against the same list):
+        ``[356, 645, 232, 0.12, 0.10, 0.12, 0.8] white1``."""
         lines = [SPECIALIST_PREFIX]
-        for k, w in zip(keep, words, strict=True):
-            line = self.codec.encode_box3d(boxes_optical[k], camera)
-            lines.append(f"{line} {w}" if w else line)
+        for k, b in enumerate(boxes_optical):
+            if b.center[2] > 0:
+                line = self.codec.encode_box3d(b, camera)
+                w = words[k] if words is not None else None
+                lines.append(f"{line} {w}" if w else line)
         return "\n".join(lines)
 
     def _first_user(self, text: str, context: str | None) -> list[Turn]:
