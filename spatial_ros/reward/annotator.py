@@ -8,6 +8,12 @@ Grounding (where the goal's objects are) comes from one of:
   image stamp and by label + colour; separates the reward logic from perception;
 * objects passed to :meth:`RewardAnnotator.label` by the caller (any grounding source).
 
+With perception grounding, the goal's objects are followed from frame to frame
+(``spatial_ros.reward.tracking``, ``track_objects``): the model's answer starts a track, later
+frames continue it with the nearest specialist candidate, so an object carried in the gripper
+(one LiDAR cluster with the gripper, which the model rarely names) is still measured, and a
+frame where the model names a neighbour does not make progress jump.
+
 Boxes are in the z-up ``output_frame`` (base_link); "the robot" is that frame's origin. The
 camera viewpoint (for left/right/front/behind) comes from the frame's transforms. Scoring is
 ``spatial_ros.reward.scoring`` (causal: online and offline labels are identical).
@@ -34,6 +40,7 @@ from spatial_ros.errors import CalibrationError, ConfigError, DataError
 from spatial_ros.perception import PerceptionConfig
 from spatial_ros.reward.goal import Goal, ObjectRef, SceneState, parse_goal
 from spatial_ros.reward.scoring import EpisodeScorer, FrameScore, ScoringConfig
+from spatial_ros.reward.tracking import GoalTracker, TrackerConfig
 from spatial_ros.spatial.predicates import Viewpoint
 from spatial_ros.types import Box3D, GroundedObject, SensorFrame
 
@@ -77,6 +84,19 @@ class RewardAnnotatorConfig(ScoringConfig):
     use_depth_specialist: bool = _shared("use_depth_specialist")
     min_score: float = _shared("min_score", "grounded objects scoring below this are ignored "
                                "[0, 1]")
+    track_objects: bool = param(True, "perception: follow the goal's objects from frame to "
+                                "frame (the model's answer starts a track, the nearest "
+                                "specialist candidate continues it); false = every frame "
+                                "grounded on its own")
+    track_unmatched: float = param(0.35, "tracking: cost of leaving an object or a candidate "
+                                   "unmatched; boxes further apart than twice this between two "
+                                   "labelled frames are never the same object (m)")
+    track_size_weight: float = param(0.5, "tracking: cost per metre of change of an object's "
+                                     "box extents from its first box")
+    track_answer_bonus: float = param(0.05, "tracking: the candidate the model named counts "
+                                      "this much nearer (m)")
+    track_coast_frames: int = param(10, "tracking: frames an unseen object keeps its last box "
+                                    "before it counts as not found")
     # --- inputs ------------------------------------------------------------------------------
     image_topic: str = _shared("image_topic")
     image_transport: str = _shared("image_transport")
@@ -106,6 +126,7 @@ class RewardAnnotatorConfig(ScoringConfig):
             raise ConfigError(f"max_pending must be >= 1, got {self.max_pending}")
         if self.grounding == "perception":
             self.perception()  # validates topics, QoS, model settings (ConfigError)
+        self.tracker  # noqa: B018 - validates the tracking costs (ConfigError)
         if self.goal.strip():
             parse_goal(self.goal)  # GoalError names what is wrong with it
 
@@ -120,6 +141,12 @@ class RewardAnnotatorConfig(ScoringConfig):
     def scoring(self) -> ScoringConfig:
         names = [f.name for f in dataclasses.fields(ScoringConfig)]
         return ScoringConfig(**{n: getattr(self, n) for n in names})
+
+    @property
+    def tracker(self) -> TrackerConfig:
+        return TrackerConfig(unmatched=self.track_unmatched, size_weight=self.track_size_weight,
+                             answer_bonus=self.track_answer_bonus,
+                             coast_frames=self.track_coast_frames)
 
 
 @dataclass
@@ -277,6 +304,7 @@ class RewardAnnotator:
         self.goal: Goal | None = None
         self.goal_text = ""
         self.scorer: EpisodeScorer | None = None
+        self.tracker: GoalTracker | None = None
         self.episode_index = 0
         self._frame_index = 0
         self._t0_ns = 0
@@ -308,6 +336,7 @@ class RewardAnnotator:
         goal = parse_goal(text)
         self.goal, self.goal_text = goal, " ".join(str(text).split())
         self.scorer = EpisodeScorer(goal, self.config.scoring)
+        self.tracker = GoalTracker([r.name for r in goal.required], self.config.tracker)
         self.reset(None if self._frame_index > 0 else self.episode_index)
         return goal
 
@@ -323,6 +352,8 @@ class RewardAnnotator:
         self._t0_ns = 0
         if self.scorer is not None:
             self.scorer.reset()
+        if self.tracker is not None:
+            self.tracker.reset()
 
     # ---- labelling ---------------------------------------------------------------------------
     def label(
@@ -334,7 +365,7 @@ class RewardAnnotator:
             frame: the synchronized sensor frame (its stamp and transforms are used; the image
                 and clouds only by perception grounding).
             objects: grounded objects in ``output_frame`` (matched to the goal by query phrase,
-                else by a unique label); None = use the configured grounding.
+                else by a unique label; not tracked); None = use the configured grounding.
 
         Raises:
             ConfigError: no goal set, or perception grounding before :meth:`load`.
@@ -344,10 +375,13 @@ class RewardAnnotator:
         """
         if self.goal is None:
             raise ConfigError("no goal set: pass goal in the config or call set_goal()")
-        state, reason, frame_id = self._ground(frame, objects)
+        state, reason, frame_id, held = self._ground(frame, objects)
         if self._frame_index == 0:
             self._t0_ns = frame.stamp_ns
         sc: FrameScore = self.scorer.score(state, reason)
+        explanation = sc.explanation
+        if held and sc.grounded:
+            explanation += f"; not seen, last box kept: {', '.join(held)}"
         out = RewardLabel(
             stamp_ns=int(frame.stamp_ns),
             frame_id=frame_id,
@@ -358,7 +392,7 @@ class RewardAnnotator:
             reward=sc.reward,
             progress=sc.progress,
             success=sc.success,
-            explanation=sc.explanation,
+            explanation=explanation,
             remaining=sc.remaining,
             grounded=sc.grounded,
         )
@@ -393,14 +427,17 @@ class RewardAnnotator:
 
     def _ground(
         self, frame: SensorFrame, objects: list[GroundedObject] | None
-    ) -> tuple[SceneState | None, str, str]:
+    ) -> tuple[SceneState | None, str, str, list[str]]:
+        """This frame's state, why objects are missing, the boxes' frame, and the names of
+        tracked objects that kept an earlier box."""
         goal = self.goal
         frame_id = self.config.output_frame
         support = None
+        held: list[str] = []
         if objects is None and self.config.grounding == "truth":
             tf = self.truth.lookup(frame.stamp_ns)
             if tf is None:
-                return None, f"no truth frame at stamp {frame.stamp_ns}", frame_id
+                return None, f"no truth frame at stamp {frame.stamp_ns}", frame_id, held
             if self.truth_episodes:
                 ep = TruthGrounding.episode_of(tf)
                 if ep is not None and ep != self._truth_episode:
@@ -413,17 +450,33 @@ class RewardAnnotator:
             support = self.truth.support_z(tf)
             boxes, reason = self._from_records(tf.objects)
         else:
+            candidates = None
             if objects is None:
                 if self.pipeline is None:
                     raise ConfigError("perception grounding: call load() before label()")
-                objects = self.pipeline.process(frame, goal.phrases).objects
+                res = self.pipeline.process(frame, goal.phrases)
+                objects, candidates = res.objects, [c.box for c in res.candidates]
             objects = [o for o in objects if o.score >= self.config.min_score]
             frame_id = next((o.box.frame_id for o in objects if o.box.frame_id), frame_id)
             boxes, reason = self._from_objects(objects)
+            if candidates is not None and self.config.track_objects:
+                boxes, reason, held = self._track(boxes, candidates)
         vp = self._viewpoint(frame, frame_id)
         target = boxes.get(goal.target)
         ref = boxes.get(goal.reference) if goal.reference is not None else None
-        return SceneState(target, ref, vp, support), reason, frame_id
+        return SceneState(target, ref, vp, support), reason, frame_id, held
+
+    def _track(
+        self, answers: dict[ObjectRef, Box3D], candidates: list[Box3D]
+    ) -> tuple[dict[ObjectRef, Box3D], str, list[str]]:
+        """The tracked boxes of the goal's objects (see ``spatial_ros.reward.tracking``), why
+        some are missing, and which kept an earlier box."""
+        refs = self.goal.required
+        got = self.tracker.update({r.name: answers.get(r) for r in refs}, candidates)
+        boxes = {r: got[r.name].box for r in refs if r.name in got}
+        held = [r.name for r in refs if r.name in got and got[r.name].status == "held"]
+        why = [f"{r.name}: not grounded" for r in refs if r.name not in got]
+        return boxes, "; ".join(why), held
 
     def _from_records(self, records: list[BoxRecord]) -> tuple[dict[ObjectRef, Box3D], str]:
         out, why = {}, []
@@ -458,6 +511,7 @@ class RewardAnnotator:
             "t0_ns": self._t0_ns,
             "truth_episode": self._truth_episode,
             "scorer": self.scorer.state_dict() if self.scorer else None,
+            "tracker": self.tracker.state_dict() if self.tracker else None,
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -467,6 +521,11 @@ class RewardAnnotator:
         self._truth_episode = d["truth_episode"]
         if self.scorer is not None and d["scorer"] is not None:
             self.scorer.load_state_dict(d["scorer"])
+        if self.tracker is not None:
+            if d.get("tracker") is not None:
+                self.tracker.load_state_dict(d["tracker"])
+            else:
+                self.tracker.reset()
 
 
 # ----------------------------------------------------------------------------------------------

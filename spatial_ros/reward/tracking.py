@@ -1,0 +1,275 @@
+"""Goal-object tracking across an episode's frames (perception grounding of the reward annotator).
+
+Why: the VLM grounds every frame on its own. While the robot carries an object, the LiDAR
+specialist sees the object and the gripper (and, during a set-down, a neighbour) as one cluster;
+the model then often names another object or draws a box of its own, and progress jumps. Objects
+move continuously, so each of the goal's objects is followed from frame to frame instead:
+
+* A track starts at the model's answer when that answer is one of the specialist candidates
+  (a box the model drew itself starts a track only in a frame without candidates).
+* In later frames a tracked object takes the candidate nearest to its predicted position
+  (last centre + last per-frame velocity) inside a gate, ``gate + speed_gain * |velocity|``
+  metres (+ ``gate`` per frame it was not seen): a resting object must stay within a few
+  centimetres, a carried one may move further. The candidate the model named gets
+  ``answer_bonus`` metres off its distance, so the model decides between candidates at similar
+  distances. Two objects never take the same candidate (the assignment with the smallest total
+  distance wins; staying put costs the gate).
+* An object with no candidate in its gate keeps its last box ("held", e.g. merged into the
+  gripper's cluster) for at most ``coast_frames`` frames, then it is lost and a new answer
+  restarts it.
+
+Multi-object trackers (SORT-style Kalman filters with Hungarian assignment) are written for many
+objects over long sequences; here at most two objects need following, so the assignment is
+enumerated exactly and the motion model is the last velocity. Boxes are in the scoring frame
+(z up, metres); velocities are metres per labelled frame.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from spatial_ros.errors import ConfigError
+from spatial_ros.geometry.iou import iou_3d_matrix
+from spatial_ros.types import Box3D
+
+TRACK_STATUS = ("answer", "tracked", "held")
+_SAME_BOX_M = 1e-3  # an answer box within this of a candidate's centre (m) is that candidate
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Costs of the goal-object tracker (metres per labelled frame).
+
+    Attributes:
+        unmatched: cost of leaving an object or a candidate unmatched (m); two frames' boxes
+            further apart than twice this are never matched.
+        size_weight: metres of cost per metre of change of the sorted box extents from the
+            object's size when its track started (a carried object merged with the gripper
+            still matches, but the object wins over the gripper once they part).
+        answer_bonus: the candidate the model named counts this much nearer (m).
+        merge_inside: an unmatched object whose predicted box lies at least this fraction
+            inside a candidate no other goal object took follows that candidate (a merge).
+        coast_frames: frames an unseen object keeps its last box before it is lost.
+    """
+
+    unmatched: float = 0.35
+    size_weight: float = 0.5
+    answer_bonus: float = 0.05
+    merge_inside: float = 0.5
+    coast_frames: int = 10
+
+    def __post_init__(self) -> None:
+        bad = []
+        for name in ("unmatched", "size_weight", "answer_bonus"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0) or (name == "unmatched" and v == 0):
+                bad.append(f"{name}={v} (must be {'>' if name == 'unmatched' else '>='} 0)")
+        if not 0.0 < self.merge_inside <= 1.0:
+            bad.append(f"merge_inside={self.merge_inside} (must be in (0, 1])")
+        if self.coast_frames < 0:
+            bad.append(f"coast_frames={self.coast_frames} (must be >= 0)")
+        if bad:
+            raise ConfigError("tracker: invalid " + "; ".join(bad))
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """Where a goal object is in this frame.
+
+    Attributes:
+        box: its box (scoring frame).
+        status: "answer" (a track started at the model's answer), "tracked" (the candidate
+            that continues its track), "held" (not seen: its last box).
+    """
+
+    box: Box3D
+    status: str
+
+
+@dataclass
+class _Track:
+    box: Box3D
+    velocity: np.ndarray  # metres per frame
+    size0: np.ndarray  # extents when the track started (m)
+    missed: int = 0
+
+
+def _size_change(a: np.ndarray, b: np.ndarray) -> float:
+    """L1 change of the sorted extents (yaw-independent), metres."""
+    return float(np.abs(np.sort(a) - np.sort(b)).sum())
+
+
+def _same_box(answer: Box3D | None, candidates: list[Box3D]) -> int | None:
+    """The candidate an answer box is (the engine returns the chosen candidate's box), or
+    None (no answer, or a box the model drew itself)."""
+    if answer is None:
+        return None
+    return next((j for j, c in enumerate(candidates)
+                 if np.linalg.norm(c.center - answer.center) <= _SAME_BOX_M), None)
+
+
+def _inside_fraction(box: Box3D, candidates: list[Box3D]) -> np.ndarray:
+    """Fraction of ``box``'s volume inside each candidate (0 for a flat box)."""
+    iou = iou_3d_matrix([box], candidates)[0]
+    vol = np.array([c.volume for c in candidates])
+    inter = iou * (box.volume + vol) / (1.0 + iou)
+    return inter / box.volume if box.volume > 0 else np.zeros(len(candidates))
+
+
+def _assign(cost: np.ndarray, unmatched: float) -> dict[int, int]:
+    """Row -> column of the cheapest one-to-one matching where leaving a row or a column out
+    costs ``unmatched`` each (pairs costing more than two of those stay apart)."""
+    from scipy.optimize import linear_sum_assignment
+
+    n, m = cost.shape
+    big = 1e9
+    full = np.full((n + m, m + n), big)
+    full[:n, :m] = np.where(cost <= 2 * unmatched, cost, big)
+    full[:n, m:][np.arange(n), np.arange(n)] = unmatched
+    full[n:, :m][np.arange(m), np.arange(m)] = unmatched
+    full[n:, m:] = 0.0
+    r, c = linear_sum_assignment(full)
+    return {int(i): int(j) for i, j in zip(r, c, strict=True) if i < n and j < m
+            and full[i, j] < big}
+
+
+def _box_json(b: Box3D) -> dict:
+    return {"center": b.center.tolist(), "size": b.size.tolist(),
+            "rotation": b.rotation.tolist(), "frame_id": b.frame_id}
+
+
+def _box_from_json(d: dict) -> Box3D:
+    return Box3D(np.asarray(d["center"], float), np.asarray(d["size"], float),
+                 np.asarray(d["rotation"], float), d["frame_id"])
+
+
+class GoalTracker:
+    """Follows named objects through an episode (``reset()`` starts the next one).
+
+    Args:
+        names: the objects to follow (the goal's object names).
+        config: gates.
+    """
+
+    def __init__(self, names: list[str], config: TrackerConfig | None = None) -> None:
+        self.names = list(dict.fromkeys(names))
+        self.config = config or TrackerConfig()
+        self._tracks: dict[str, _Track] = {}
+        self._others: list[Box3D] = []  # last frame's candidates no goal object took
+
+    def reset(self) -> None:
+        self._tracks = {}
+        self._others = []
+
+    def update(
+        self, answers: dict[str, Box3D | None], candidates: list[Box3D]
+    ) -> dict[str, Tracked]:
+        """One frame: the model's answer per name (None = no answer) and the frame's specialist
+        candidates (same frame as the answers). Returns the names that have a box now."""
+        cfg = self.config
+        chosen = {name: _same_box(answers.get(name), candidates) for name in self.names}
+        followed = [n for n in self.names if n in self._tracks]
+        match = self._containing(followed, candidates)
+        held = {i for i, j in match.items() if j is None}
+        match = {i: j for i, j in match.items() if j is not None}
+        taken = set(match.values())
+        # The rest: one-to-one assignment. Rows: followed objects no candidate contains, then
+        # last frame's other candidates (so that a resting neighbour keeps its own cluster);
+        # columns: the candidates not taken. Leaving a row or a column unmatched costs
+        # ``unmatched``; a match costs the centre distance (from the predicted centre for
+        # followed objects) plus the size change, minus the answer bonus.
+        loose = [i for i in range(len(followed)) if i not in match and i not in held]
+        free = [j for j in range(len(candidates)) if j not in taken]
+        if loose and free:
+            rows = [self._predicted(followed[i]).center for i in loose]
+            sizes = [self._tracks[followed[i]].size0 for i in loose]
+            rows += [b.center for b in self._others]
+            sizes += [b.size for b in self._others]
+            cost = np.array([[float(np.linalg.norm(candidates[j].center - r))
+                              + cfg.size_weight * _size_change(sz, candidates[j].size)
+                              for j in free] for r, sz in zip(rows, sizes, strict=True)])
+            for r, i in enumerate(loose):
+                if chosen[followed[i]] in free:
+                    cost[r, free.index(chosen[followed[i]])] -= cfg.answer_bonus
+            for r, c in _assign(cost, cfg.unmatched).items():
+                if r < len(loose):
+                    match[loose[r]] = free[c]
+        out: dict[str, Tracked] = {}
+        for i, name in enumerate(followed):
+            t = self._tracks[name]
+            j = match.get(i)
+            if j is None:
+                t.missed += 1
+                if t.missed > cfg.coast_frames:
+                    del self._tracks[name]
+                    continue
+                out[name] = Tracked(t.box, "held")
+                continue
+            new = candidates[j]
+            t.velocity = (new.center - t.box.center) / (1 + t.missed)
+            t.box, t.missed = new, 0
+            out[name] = Tracked(new, "tracked")
+        claimed = set(match.values())
+        # New tracks start at the model's answer: a candidate nobody took, or (in a frame
+        # without candidates) the model's own box.
+        for name in self.names:
+            if name in self._tracks:
+                continue
+            j, a = chosen[name], answers.get(name)
+            if j is not None and j not in claimed:
+                box = candidates[j]
+                claimed.add(j)
+            elif a is not None and not candidates:
+                box = a
+            else:
+                continue
+            self._tracks[name] = _Track(box, np.zeros(3), box.size.copy())
+            out[name] = Tracked(box, "answer")
+        self._others = [c for j, c in enumerate(candidates) if j not in claimed]
+        return out
+
+    def _predicted(self, name: str) -> Box3D:
+        t = self._tracks[name]
+        return Box3D(t.box.center + t.velocity, t.box.size, t.box.rotation, t.box.frame_id)
+
+    def _containing(self, followed: list[str], candidates: list[Box3D]) -> dict[int, int | None]:
+        """Followed objects whose predicted box lies mostly (``merge_inside``) inside a
+        candidate: a resting object's own cluster, or the cluster it merged into (grasped with
+        the gripper). Index -> candidate, or None (held) when another followed object takes that
+        candidate: the one moving faster (then the nearer) wins, a resting one keeps its box."""
+        if not candidates:
+            return {}
+        best: dict[int, tuple[int, float]] = {}
+        for i, name in enumerate(followed):
+            pred = self._predicted(name)
+            inside = _inside_fraction(pred, candidates)
+            j = int(np.argmax(inside))
+            if inside[j] >= self.config.merge_inside:
+                best[i] = (j, float(np.linalg.norm(candidates[j].center - pred.center)))
+        def rank(i: int) -> tuple:
+            return (-float(np.linalg.norm(self._tracks[followed[i]].velocity)), best[i][1], i)
+
+        out: dict[int, int | None] = {}
+        for i, (j, _) in best.items():
+            winner = min((k for k in best if best[k][0] == j), key=rank)
+            out[i] = j if winner == i else None
+        return out
+
+    # ---- state for resumable offline jobs (JSON-able, exact floats) ---------------------------
+    def state_dict(self) -> dict:
+        return {
+            "tracks": {n: {"box": _box_json(t.box), "velocity": t.velocity.tolist(),
+                           "size0": t.size0.tolist(), "missed": t.missed}
+                       for n, t in self._tracks.items()},
+            "others": [_box_json(b) for b in self._others],
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self._tracks = {n: _Track(_box_from_json(v["box"]), np.asarray(v["velocity"], float),
+                                  np.asarray(v["size0"], float), int(v["missed"]))
+                        for n, v in d["tracks"].items()}
+        self._others = [_box_from_json(b) for b in d["others"]]

@@ -1,0 +1,112 @@
+"""Goal-object tracking (spatial_ros.reward.tracking): resting objects keep their cluster, a
+carried object is followed through long moves and gripper merges, two objects never share a
+candidate, unseen objects are held then lost, and the state survives a JSON round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spatial_ros.errors import ConfigError
+from spatial_ros.reward.tracking import GoalTracker, TrackerConfig
+from spatial_ros.types import Box3D
+
+
+def box(x, y, z=0.78, size=(0.06, 0.06, 0.06)) -> Box3D:
+    return Box3D(np.array([x, y, z]), np.array(size), frame_id="base_link")
+
+
+CUBE = (0.06, 0.06, 0.06)
+MERGED = (0.10, 0.12, 0.22)  # the cube in the gripper: one cluster
+
+
+def centre(got, name):
+    return got[name].box.center
+
+
+def test_resting_objects_keep_their_cluster_when_the_model_names_a_neighbour():
+    tr = GoalTracker(["cube", "bowl"])
+    cube, bowl, other = box(1.0, 0.0), box(1.2, 0.3, size=(0.16, 0.16, 0.06)), box(1.1, 0.1)
+    got = tr.update({"cube": cube, "bowl": bowl}, [cube, bowl, other])
+    assert {n: t.status for n, t in got.items()} == {"cube": "answer", "bowl": "answer"}
+    for k in range(5):
+        jitter = box(1.0 + 0.004 * (-1) ** k, 0.002 * k)
+        # the model names the neighbour (0.14 m away) for the cube: the cube stays put
+        got = tr.update({"cube": other, "bowl": None}, [other, jitter, bowl])
+        np.testing.assert_allclose(centre(got, "cube"), jitter.center)
+        np.testing.assert_allclose(centre(got, "bowl"), bowl.center)
+        assert got["cube"].status == got["bowl"].status == "tracked"
+
+
+def test_a_carried_object_is_followed_through_long_moves_and_a_gripper_merge():
+    tr = GoalTracker(["cube", "bowl"])
+    bowl, other = box(1.2, 0.5, size=(0.16, 0.16, 0.06)), box(0.9, -0.3)
+    cube = box(1.0, 0.0)
+    tr.update({"cube": cube, "bowl": bowl}, [cube, bowl, other])
+    # grasp: the cube and the gripper are one taller cluster; lift; carry 0.3 m per frame
+    # towards the bowl; the model never answers with a candidate while it is carried
+    path = [(1.0, 0.0, 0.81, MERGED), (1.0, 0.0, 0.90, MERGED), (1.05, 0.15, 0.92, MERGED),
+            (1.12, 0.30, 0.92, MERGED), (1.15, 0.36, 0.85, MERGED)]
+    for x, y, z, size in path:
+        got = tr.update({"cube": None, "bowl": None}, [bowl, box(x, y, z, size), other])
+        np.testing.assert_allclose(centre(got, "cube"), [x, y, z])
+        np.testing.assert_allclose(centre(got, "bowl"), bowl.center)
+    # release: the gripper rises as its own cluster; the cube's own box (its first size) wins
+    placed, gripper = box(1.15, 0.36, 0.78), box(1.15, 0.36, 0.93, (0.05, 0.12, 0.12))
+    got = tr.update({"cube": None, "bowl": bowl}, [gripper, bowl, placed, other])
+    np.testing.assert_allclose(centre(got, "cube"), placed.center)
+    np.testing.assert_allclose(centre(got, "bowl"), bowl.center)
+
+
+def test_two_objects_never_share_a_candidate_and_unseen_objects_are_held_then_lost():
+    tr = GoalTracker(["cube", "can"], TrackerConfig(coast_frames=2))
+    cube, can = box(1.0, 0.0), box(1.0, 0.12, size=(0.06, 0.06, 0.12))
+    tr.update({"cube": cube, "can": can}, [cube, can])
+    # one cluster where both were (they touch): the nearer one takes it, the other is held
+    blob = box(1.0, 0.02, 0.79, (0.07, 0.2, 0.12))
+    got = tr.update({"cube": blob, "can": blob}, [blob])
+    assert sorted(t.status for t in got.values()) == ["held", "tracked"]
+    assert not np.array_equal(centre(got, "cube"), centre(got, "can"))
+    took = next(n for n, t in got.items() if t.status == "tracked")
+    # nothing near either: each is held for coast_frames unseen frames, then lost
+    far = box(3.0, 3.0)
+    statuses = [tr.update({}, [far]) for _ in range(3)]
+    assert [sorted(g) for g in statuses] == [["can", "cube"], [took], []]
+    assert all(t.status == "held" for g in statuses for t in g.values())
+    # a new answer restarts the track
+    got = tr.update({"cube": cube}, [cube, far])
+    assert got["cube"].status == "answer" and "can" not in got
+
+
+def test_answers_start_tracks_only_on_candidates_unless_the_frame_has_none():
+    tr = GoalTracker(["cube"])
+    drawn = box(1.0, 0.0)  # the model's own box
+    assert tr.update({"cube": drawn}, [box(2.0, 1.0)]) == {}
+    got = tr.update({"cube": drawn}, [])
+    assert got["cube"].status == "answer"
+    np.testing.assert_allclose(centre(got, "cube"), drawn.center)
+
+
+def test_state_round_trip_continues_identically():
+    def run(tr, frames):
+        return [{n: (t.box.center.tolist(), t.status) for n, t in tr.update(*f).items()}
+                for f in frames]
+
+    bowl = box(1.2, 0.5, size=(0.16, 0.16, 0.06))
+    frames = [({"cube": box(1.0, 0.0), "bowl": bowl}, [box(1.0, 0.0), bowl])]
+    frames += [({}, [box(1.0, 0.1 * k, 0.85, MERGED), bowl]) for k in range(1, 5)]
+    whole = run(GoalTracker(["cube", "bowl"]), frames)
+    first = GoalTracker(["cube", "bowl"])
+    head = run(first, frames[:2])
+    second = GoalTracker(["cube", "bowl"])
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert head + run(second, frames[2:]) == whole
+
+
+@pytest.mark.parametrize("kw", [{"unmatched": 0.0}, {"size_weight": -1.0},
+                                {"answer_bonus": float("nan")}, {"coast_frames": -1}])
+def test_invalid_costs_are_config_errors(kw):
+    with pytest.raises(ConfigError, match="tracker: invalid"):
+        TrackerConfig(**kw)
