@@ -60,6 +60,10 @@ class TrackerConfig:
     size_weight: float = 0.5
     answer_bonus: float = 0.05
     merge_inside: float = 0.5
+    gate: float = 0.05
+    own_size: float = 0.06
+    memory_frames: int = 15
+    rest_move: float = 0.15
     coast_frames: int = 10
 
     def __post_init__(self) -> None:
@@ -112,6 +116,12 @@ def _same_box(answer: Box3D | None, candidates: list[Box3D]) -> int | None:
                  if np.linalg.norm(c.center - answer.center) <= _SAME_BOX_M), None)
 
 
+def _same_cluster(a: Box3D, b: Box3D, cfg: TrackerConfig) -> bool:
+    """Two frames' boxes of one resting cluster: the same place and size."""
+    return (float(np.linalg.norm(a.center - b.center)) <= cfg.gate
+            and _size_change(a.size, b.size) <= cfg.own_size)
+
+
 def _inside_fraction(box: Box3D, candidates: list[Box3D]) -> np.ndarray:
     """Fraction of ``box``'s volume inside each candidate (0 for a flat box)."""
     iou = iou_3d_matrix([box], candidates)[0]
@@ -128,7 +138,7 @@ def _assign(cost: np.ndarray, unmatched: float) -> dict[int, int]:
     n, m = cost.shape
     big = 1e9
     full = np.full((n + m, m + n), big)
-    full[:n, :m] = np.where(cost <= 2 * unmatched, cost, big)
+    full[:n, :m] = np.where(np.isfinite(cost) & (cost <= 2 * unmatched), cost, big)
     full[:n, m:][np.arange(n), np.arange(n)] = unmatched
     full[n:, :m][np.arange(m), np.arange(m)] = unmatched
     full[n:, m:] = 0.0
@@ -159,7 +169,9 @@ class GoalTracker:
         self.names = list(dict.fromkeys(names))
         self.config = config or TrackerConfig()
         self._tracks: dict[str, _Track] = {}
-        self._others: list[Box3D] = []  # last frame's candidates no goal object took
+        # clusters no goal object took, as last seen, with the frames since (resting
+        # neighbours: remembered while merged into a passing cluster)
+        self._others: list[tuple[Box3D, int]] = []
 
     def reset(self) -> None:
         self._tracks = {}
@@ -177,27 +189,35 @@ class GoalTracker:
         held = {i for i, j in match.items() if j is None}
         match = {i: j for i, j in match.items() if j is not None}
         taken = set(match.values())
-        # The rest: one-to-one assignment. Rows: followed objects no candidate contains, then
-        # last frame's other candidates (so that a resting neighbour keeps its own cluster);
-        # columns: the candidates not taken. Leaving a row or a column unmatched costs
-        # ``unmatched``; a match costs the centre distance (from the predicted centre for
-        # followed objects) plus the size change, minus the answer bonus.
+        # The rest (objects whose cluster vanished: merged, or moved away): candidates that
+        # last frame's other clusters explain (one of them, unmoved and the same size: a
+        # resting neighbour) are not theirs; of the others, a one-to-one assignment by centre
+        # distance from the predicted centre plus the size change from the object's first box,
+        # minus the answer bonus; a pair costing more than ``2 * unmatched`` stays apart.
         loose = [i for i in range(len(followed)) if i not in match and i not in held]
-        free = [j for j in range(len(candidates)) if j not in taken]
+        free = [j for j in range(len(candidates))
+                if j not in taken and not self._explained(candidates[j])]
         if loose and free:
-            rows = [self._predicted(followed[i]).center for i in loose]
-            sizes = [self._tracks[followed[i]].size0 for i in loose]
-            rows += [b.center for b in self._others]
-            sizes += [b.size for b in self._others]
-            cost = np.array([[float(np.linalg.norm(candidates[j].center - r))
-                              + cfg.size_weight * _size_change(sz, candidates[j].size)
-                              for j in free] for r, sz in zip(rows, sizes, strict=True)])
+            cost = np.array([[float(np.linalg.norm(candidates[j].center
+                                                   - self._predicted(followed[i]).center))
+                              + cfg.size_weight * _size_change(self._tracks[followed[i]].size0,
+                                                               candidates[j].size)
+                              for j in free] for i in loose])
             for r, i in enumerate(loose):
                 if chosen[followed[i]] in free:
                     cost[r, free.index(chosen[followed[i]])] -= cfg.answer_bonus
+                # an object in its own box (not merged into a carried cluster) moves at most
+                # ``rest_move`` plus its speed: its cluster missing more likely means it is
+                # hidden than that it jumped to a passing cluster
+                t = self._tracks[followed[i]]
+                if _size_change(t.box.size, t.size0) <= cfg.own_size:
+                    reach = cfg.rest_move + float(np.linalg.norm(t.velocity))
+                    pred = self._predicted(followed[i]).center
+                    far = [k for k, j in enumerate(free)
+                           if np.linalg.norm(candidates[j].center - pred) > reach]
+                    cost[r, far] = np.inf
             for r, c in _assign(cost, cfg.unmatched).items():
-                if r < len(loose):
-                    match[loose[r]] = free[c]
+                match[loose[r]] = free[c]
         out: dict[str, Tracked] = {}
         for i, name in enumerate(followed):
             t = self._tracks[name]
@@ -210,7 +230,10 @@ class GoalTracker:
                 out[name] = Tracked(t.box, "held")
                 continue
             new = candidates[j]
-            t.velocity = (new.center - t.box.center) / (1 + t.missed)
+            # velocity only between boxes of one rigid thing: a merge or split moves the centre
+            # without moving the object
+            same = _size_change(new.size, t.box.size) <= cfg.own_size
+            t.velocity = (new.center - t.box.center) / (1 + t.missed) if same else np.zeros(3)
             t.box, t.missed = new, 0
             out[name] = Tracked(new, "tracked")
         claimed = set(match.values())
@@ -229,8 +252,16 @@ class GoalTracker:
                 continue
             self._tracks[name] = _Track(box, np.zeros(3), box.size.copy())
             out[name] = Tracked(box, "answer")
-        self._others = [c for j, c in enumerate(candidates) if j not in claimed]
+        seen = [c for j, c in enumerate(candidates) if j not in claimed]
+        kept = [(b, age + 1) for b, age in self._others
+                if age + 1 <= cfg.memory_frames and not any(_same_cluster(b, c, cfg)
+                                                            for c in candidates)]
+        self._others = [(c, 0) for c in seen] + kept
         return out
+
+    def _explained(self, cand: Box3D) -> bool:
+        """Last frame held a cluster of this size at this place (a resting object)."""
+        return any(_same_cluster(o, cand, self.config) for o, _ in self._others)
 
     def _predicted(self, name: str) -> Box3D:
         t = self._tracks[name]
@@ -265,11 +296,11 @@ class GoalTracker:
             "tracks": {n: {"box": _box_json(t.box), "velocity": t.velocity.tolist(),
                            "size0": t.size0.tolist(), "missed": t.missed}
                        for n, t in self._tracks.items()},
-            "others": [_box_json(b) for b in self._others],
+            "others": [[_box_json(b), age] for b, age in self._others],
         }
 
     def load_state_dict(self, d: dict) -> None:
         self._tracks = {n: _Track(_box_from_json(v["box"]), np.asarray(v["velocity"], float),
                                   np.asarray(v["size0"], float), int(v["missed"]))
                         for n, v in d["tracks"].items()}
-        self._others = [_box_from_json(b) for b in d["others"]]
+        self._others = [(_box_from_json(b), int(age)) for b, age in d["others"]]
