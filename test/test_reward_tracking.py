@@ -105,8 +105,36 @@ def test_state_round_trip_continues_identically():
     assert head + run(second, frames[2:]) == whole
 
 
+def test_a_resting_object_does_not_jump_onto_a_passing_cluster():
+    tr = GoalTracker(["cube"])
+    cube = box(1.0, 0.0)
+    tr.update({"cube": cube}, [cube])
+    # the cube's cluster is missing (occluded) while the gripper passes 0.4 m away: held
+    for y in (0.4, 0.35):
+        got = tr.update({"cube": None}, [box(1.0, y, 0.9, (0.05, 0.12, 0.12))])
+        assert got["cube"].status == "held"
+        np.testing.assert_allclose(centre(got, "cube"), cube.center)
+
+
+def test_a_carried_object_does_not_jump_onto_a_remembered_neighbour():
+    """The bottle merges into the carried cluster for a frame; when it reappears on its own,
+    it is remembered as resting there, so the carried cube stays with its cluster."""
+    tr = GoalTracker(["cube"])
+    cube, bottle = box(1.0, 0.0), box(1.0, 0.45, 0.85, (0.07, 0.07, 0.2))
+    tr.update({"cube": cube}, [cube, bottle])
+    tr.update({}, [box(1.0, 0.0, 0.81, MERGED), bottle])  # grasp: cube + gripper
+    tr.update({}, [box(1.0, 0.15, 0.9, MERGED), bottle])  # carried towards the bottle
+    got = tr.update({}, [box(1.0, 0.40, 0.9, (0.1, 0.2, 0.22))])  # merged with the bottle
+    np.testing.assert_allclose(centre(got, "cube"), [1.0, 0.40, 0.9])
+    carried = box(1.0, 0.33, 0.9, MERGED)
+    got = tr.update({"cube": bottle}, [bottle, carried])  # the model names the bottle
+    np.testing.assert_allclose(centre(got, "cube"), carried.center)
+
+
 @pytest.mark.parametrize("kw", [{"unmatched": 0.0}, {"size_weight": -1.0},
-                                {"answer_bonus": float("nan")}, {"coast_frames": -1}])
+                                {"answer_bonus": float("nan")}, {"coast_frames": -1},
+                                {"rest_move": 0.0}, {"memory_frames": -1},
+                                {"merge_inside": 1.5}])
 def test_invalid_costs_are_config_errors(kw):
     with pytest.raises(ConfigError, match="tracker: invalid"):
         TrackerConfig(**kw)

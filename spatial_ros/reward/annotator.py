@@ -91,10 +91,8 @@ class RewardAnnotatorConfig(ScoringConfig):
     track_unmatched: float = param(0.35, "tracking: cost of leaving an object or a candidate "
                                    "unmatched; boxes further apart than twice this between two "
                                    "labelled frames are never the same object (m)")
-    track_size_weight: float = param(0.5, "tracking: cost per metre of change of an object's "
-                                     "box extents from its first box")
-    track_answer_bonus: float = param(0.05, "tracking: the candidate the model named counts "
-                                      "this much nearer (m)")
+    track_rest_move: float = param(0.15, "tracking: largest jump of a resting object (in its own "
+                                   "box, not carried with the gripper), plus its speed (m)")
     track_coast_frames: int = param(10, "tracking: frames an unseen object keeps its last box "
                                     "before it counts as not found")
     # --- inputs ------------------------------------------------------------------------------
@@ -144,8 +142,7 @@ class RewardAnnotatorConfig(ScoringConfig):
 
     @property
     def tracker(self) -> TrackerConfig:
-        return TrackerConfig(unmatched=self.track_unmatched, size_weight=self.track_size_weight,
-                             answer_bonus=self.track_answer_bonus,
+        return TrackerConfig(unmatched=self.track_unmatched, rest_move=self.track_rest_move,
                              coast_frames=self.track_coast_frames)
 
 

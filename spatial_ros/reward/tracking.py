@@ -1,32 +1,43 @@
 """Goal-object tracking across an episode's frames (perception grounding of the reward annotator).
 
-Why: the VLM grounds every frame on its own. While the robot carries an object, the LiDAR
-specialist sees the object and the gripper (and, during a set-down, a neighbour) as one cluster;
-the model then often names another object or draws a box of its own, and progress jumps. Objects
-move continuously, so each of the goal's objects is followed from frame to frame instead:
+Why: the VLM grounds every frame on its own. Once the gripper reaches an object, the LiDAR
+specialist sees the object and the gripper (and, passing by, a neighbour) as one cluster, the
+candidate tags no longer describe the object, and the model names another object or draws a box
+of its own: progress jumps or stalls. Objects move continuously, so each of the goal's objects is
+followed from frame to frame instead (boxes in the scoring frame, z up, metres; velocities in
+metres per labelled frame):
 
-* A track starts at the model's answer when that answer is one of the specialist candidates
-  (a box the model drew itself starts a track only in a frame without candidates).
-* In later frames a tracked object takes the candidate nearest to its predicted position
-  (last centre + last per-frame velocity) inside a gate, ``gate + speed_gain * |velocity|``
-  metres (+ ``gate`` per frame it was not seen): a resting object must stay within a few
-  centimetres, a carried one may move further. The candidate the model named gets
-  ``answer_bonus`` metres off its distance, so the model decides between candidates at similar
-  distances. Two objects never take the same candidate (the assignment with the smallest total
-  distance wins; staying put costs the gate).
-* An object with no candidate in its gate keeps its last box ("held", e.g. merged into the
-  gripper's cluster) for at most ``coast_frames`` frames, then it is lost and a new answer
-  restarts it.
+1. A track starts at the model's answer when that answer is one of the specialist candidates (a
+   box the model drew itself starts a track only in a frame without candidates).
+2. Containment: an object whose predicted box (last box moved by its last velocity) lies mostly
+   inside a candidate takes that candidate: its own cluster while it rests, or the bigger
+   cluster it merged into (grasped: object + gripper), which it then follows while carried.
+   When two objects lie in one candidate, the faster (then the nearer) takes it and the other
+   keeps its last box.
+3. Objects whose cluster vanished (moved away) are assigned one-to-one to the candidates that
+   no resting cluster explains: clusters seen recently at the same place with the same size
+   (remembered for ``memory_frames``, so a neighbour that merged into a passing cluster is still
+   known) are not theirs. The cost is the distance from the predicted centre plus
+   ``size_weight`` times the change of extents from the object's first box, minus
+   ``answer_bonus`` for the candidate the model named; leaving an object or a candidate out
+   costs ``unmatched`` each. An object in its own-size box (resting, not carried) moves at most
+   ``rest_move`` plus its speed: its cluster missing more likely means it is hidden than that
+   it jumped onto a passing cluster.
+4. An object no candidate continues keeps its last box ("held") for at most ``coast_frames``
+   frames, then it is lost and the model's next answer restarts it. Velocities come only from
+   two boxes of the same size (a merge or split moves the centre, not the object).
 
-Multi-object trackers (SORT-style Kalman filters with Hungarian assignment) are written for many
-objects over long sequences; here at most two objects need following, so the assignment is
-enumerated exactly and the motion model is the last velocity. Boxes are in the scoring frame
-(z up, metres); velocities are metres per labelled frame.
+Why not a library tracker: SORT-style trackers (Kalman filter + Hungarian assignment of
+detections) assume one detection per object; here the specialists merge and split clusters as
+the gripper touches objects, and only the goal's one or two objects need following, with the
+model's answer as evidence. The assignment itself is scipy's ``linear_sum_assignment``.
+
+The default model's answers on 40 + 40 simulated development episodes (seeds 920000-940014,
+not the bench's), scored without and with tracking: VOC median 0.69 -> 0.96, AUROC 0.62 -> 0.94.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -42,17 +53,23 @@ _SAME_BOX_M = 1e-3  # an answer box within this of a candidate's centre (m) is t
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Costs of the goal-object tracker (metres per labelled frame).
+    """Costs and gates of the goal-object tracker (metres per labelled frame; see the module
+    docstring for the steps they belong to).
 
     Attributes:
-        unmatched: cost of leaving an object or a candidate unmatched (m); two frames' boxes
-            further apart than twice this are never matched.
-        size_weight: metres of cost per metre of change of the sorted box extents from the
-            object's size when its track started (a carried object merged with the gripper
-            still matches, but the object wins over the gripper once they part).
+        unmatched: cost of leaving an object or a candidate unmatched (m); boxes further apart
+            than twice this between two labelled frames are never the same object.
+        size_weight: metres of cost per metre of change of the sorted extents from the
+            object's first box (after a carry, the object's own cluster wins over the
+            gripper's).
         answer_bonus: the candidate the model named counts this much nearer (m).
-        merge_inside: an unmatched object whose predicted box lies at least this fraction
-            inside a candidate no other goal object took follows that candidate (a merge).
+        merge_inside: an object whose predicted box lies at least this fraction inside a
+            candidate takes that candidate (containment).
+        gate: a remembered resting cluster explains a candidate within this distance (m)...
+        own_size: ...whose sorted extents differ by at most this (L1, m); also the largest
+            size change between two boxes of one rigid thing (velocity, resting test).
+        memory_frames: frames a resting cluster no object took is remembered.
+        rest_move: largest jump of an object in its own-size box, plus its speed (m).
         coast_frames: frames an unseen object keeps its last box before it is lost.
     """
 
@@ -68,14 +85,19 @@ class TrackerConfig:
 
     def __post_init__(self) -> None:
         bad = []
-        for name in ("unmatched", "size_weight", "answer_bonus"):
+        for name in ("unmatched", "gate", "own_size", "rest_move"):
             v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0) or (name == "unmatched" and v == 0):
-                bad.append(f"{name}={v} (must be {'>' if name == 'unmatched' else '>='} 0)")
+            if not (math.isfinite(v) and v > 0):
+                bad.append(f"{name}={v} (must be > 0 m)")
+        for name in ("size_weight", "answer_bonus"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                bad.append(f"{name}={v} (must be >= 0)")
         if not 0.0 < self.merge_inside <= 1.0:
             bad.append(f"merge_inside={self.merge_inside} (must be in (0, 1])")
-        if self.coast_frames < 0:
-            bad.append(f"coast_frames={self.coast_frames} (must be >= 0)")
+        for name in ("memory_frames", "coast_frames"):
+            if getattr(self, name) < 0:
+                bad.append(f"{name}={getattr(self, name)} (must be >= 0)")
         if bad:
             raise ConfigError("tracker: invalid " + "; ".join(bad))
 
