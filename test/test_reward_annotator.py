@@ -94,6 +94,32 @@ def test_tracking_follows_the_goal_objects_after_the_model_stops_answering(episo
     assert np.abs(prog - truth).max() < 0.35  # merged gripper clusters shift boxes mid-carry
 
 
+def test_tracked_labelling_resumes_from_its_state(episode):
+    """An offline job restarted from a saved state (JSON) labels the rest of the episode exactly
+    as an uninterrupted run: the tracks are part of the state."""
+    import json
+
+    frames, _ = episode
+    backend = perfect_model(frames, knows=frames[:1])
+    sensor = [f.sensor_frame() for f in frames]
+    cfg = RewardAnnotatorConfig(goal=GOAL)
+
+    def run(part, state=None):
+        ann = RewardAnnotator(cfg, backend=backend)
+        ann.load()
+        if state is not None:
+            ann.load_state_dict(json.loads(state))
+        labels = ann.label_frames(part)
+        return labels, json.dumps(ann.state_dict())
+
+    whole, _ = run(sensor)
+    head, state = run(sensor[:5])
+    assert json.loads(state)["tracker"]["tracks"]  # the objects are being followed
+    tail, _ = run(sensor[5:], state)
+    assert [(lab.frame_index, lab.progress, lab.reward, lab.explanation) for lab in head + tail] \
+        == [(lab.frame_index, lab.progress, lab.reward, lab.explanation) for lab in whole]
+
+
 def test_objects_from_the_caller_and_missing_objects(episode):
     frames, table = episode
     ann = RewardAnnotator(RewardAnnotatorConfig(goal=GOAL, smoothing="none"))

@@ -105,6 +105,22 @@ def test_state_round_trip_continues_identically():
     assert head + run(second, frames[2:]) == whole
 
 
+@pytest.mark.parametrize("landmark", [True, False])
+def test_a_landmark_keeps_its_box_while_the_carried_object_passes_it(landmark):
+    tr = GoalTracker(["cube", "bowl"], landmarks=["bowl"] if landmark else [])
+    cube, bowl = box(1.0, 0.0), box(1.0, 0.3, size=(0.16, 0.16, 0.06))
+    tr.update({"cube": cube, "bowl": bowl}, [cube, bowl])
+    tr.update({}, [box(1.0, 0.0, 0.81, MERGED), bowl])  # grasped
+    # set down next to the bowl: one cluster holds the cube, the gripper and the bowl
+    blob = box(1.0, 0.25, 0.83, (0.2, 0.3, 0.16))
+    got = tr.update({}, [blob])
+    if landmark:
+        assert got["bowl"].status == "held"
+        np.testing.assert_allclose(centre(got, "bowl"), bowl.center)
+    else:  # without the prior the resting bowl takes the blob (it lies inside it)
+        np.testing.assert_allclose(centre(got, "bowl"), blob.center)
+
+
 def test_a_resting_object_does_not_jump_onto_a_passing_cluster():
     tr = GoalTracker(["cube"])
     cube = box(1.0, 0.0)

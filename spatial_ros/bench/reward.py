@@ -15,7 +15,8 @@ per LiDAR scan, as bag replay and the node see them) and reports, per grounding:
 Groundings: ``truth`` (the simulator's exact boxes: measures the reward logic alone, and the
 simulator's own truth progress is reported next to it), and ``model`` with ``--model DIR`` or
 ``--tiny`` (a random-weight tiny VLM built on the spot: plumbing and speed only, its answers are
-noise).
+noise). ``--untracked`` also labels with the model but without following the goal's objects from
+frame to frame (``track_objects: false``), to show what tracking adds.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="also run a random-weight tiny VLM (plumbing and speed only)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--untracked", action="store_true",
+                        help="also label with the model without object tracking (comparison)")
     parser.add_argument("--bag", action="store_true",
                         help="also time end-to-end offline labelling of a simulated bag")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -207,13 +210,18 @@ def run(args) -> int:
             results["model"] = label_episodes(episodes, "perception", model_path=model_path,
                                               device=args.device)
             results["model"]["model"] = "tiny (random weights)" if tiny_dir else model_path
+            if args.untracked:
+                results["untracked"] = label_episodes(episodes, "perception",
+                                                      model_path=model_path, device=args.device,
+                                                      track_objects=False)
+                results["untracked"]["model"] = results["model"]["model"] + ", untracked"
         if args.bag:
             results["offline_bag"] = offline_rate(args, model_path)
     finally:
         if tiny_dir is not None:
             tiny_dir.cleanup()
     print(f"simulator truth progress: VOC median {results['sim_truth_voc_median']:.3f}")
-    for name in ("truth", "model"):
+    for name in ("truth", "model", "untracked"):
         r = results.get(name)
         if r is None:
             continue

@@ -333,7 +333,9 @@ class RewardAnnotator:
         goal = parse_goal(text)
         self.goal, self.goal_text = goal, " ".join(str(text).split())
         self.scorer = EpisodeScorer(goal, self.config.scoring)
-        self.tracker = GoalTracker([r.name for r in goal.required], self.config.tracker)
+        # the reference is a landmark: it keeps its box while something passes close to it
+        self.tracker = GoalTracker([r.name for r in goal.required], self.config.tracker,
+                                   landmarks=[r.name for r in goal.required if r != goal.target])
         self.reset(None if self._frame_index > 0 else self.episode_index)
         return goal
 

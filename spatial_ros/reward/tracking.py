@@ -12,8 +12,9 @@ metres per labelled frame):
 2. Containment: an object whose predicted box (last box moved by its last velocity) lies mostly
    inside a candidate takes that candidate: its own cluster while it rests, or the bigger
    cluster it merged into (grasped: object + gripper), which it then follows while carried.
-   When two objects lie in one candidate, the faster (then the nearer) takes it and the other
-   keeps its last box.
+   A *landmark* (the goal's reference object, which the task does not move) inside a bigger
+   cluster keeps its own box instead: something passed close to it. When two objects lie in one
+   candidate, the faster (then the nearer) takes it and the other keeps its last box.
 3. Objects whose cluster vanished (moved away) are assigned one-to-one to the candidates that
    no resting cluster explains: clusters seen recently at the same place with the same size
    (remembered for ``memory_frames``, so a neighbour that merged into a passing cluster is still
@@ -185,10 +186,13 @@ class GoalTracker:
     Args:
         names: the objects to follow (the goal's object names).
         config: gates.
+        landmarks: names of objects expected to stay put (the goal's reference object).
     """
 
-    def __init__(self, names: list[str], config: TrackerConfig | None = None) -> None:
+    def __init__(self, names: list[str], config: TrackerConfig | None = None,
+                 landmarks: list[str] | tuple[str, ...] = ()) -> None:
         self.names = list(dict.fromkeys(names))
+        self.landmarks = set(landmarks)
         self.config = config or TrackerConfig()
         self._tracks: dict[str, _Track] = {}
         # clusters no goal object took, as last seen, with the frames since (resting
@@ -297,16 +301,24 @@ class GoalTracker:
         if not candidates:
             return {}
         best: dict[int, tuple[int, float]] = {}
+        held: set[int] = set()
         for i, name in enumerate(followed):
             pred = self._predicted(name)
             inside = _inside_fraction(pred, candidates)
             j = int(np.argmax(inside))
-            if inside[j] >= self.config.merge_inside:
-                best[i] = (j, float(np.linalg.norm(candidates[j].center - pred.center)))
+            if inside[j] < self.config.merge_inside:
+                continue
+            size0 = self._tracks[name].size0
+            if name in self.landmarks and _size_change(candidates[j].size, size0) > \
+                    self.config.own_size:
+                held.add(i)  # a landmark inside a bigger cluster: something came close to it
+                continue
+            best[i] = (j, float(np.linalg.norm(candidates[j].center - pred.center)))
+
         def rank(i: int) -> tuple:
             return (-float(np.linalg.norm(self._tracks[followed[i]].velocity)), best[i][1], i)
 
-        out: dict[int, int | None] = {}
+        out: dict[int, int | None] = dict.fromkeys(held)
         for i, (j, _) in best.items():
             winner = min((k for k in best if best[k][0] == j), key=rank)
             out[i] = j if winner == i else None
