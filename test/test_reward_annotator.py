@@ -152,7 +152,7 @@ def test_objects_from_the_caller_and_missing_objects(episode):
 def test_truth_files_with_several_episodes_restart_scoring(episode):
     frames, table = episode
     second = [f.truth.box_frame() for f in frames]
-    for k, bf in enumerate(second):  # the same motion again, 1 s later, as episode 1
+    for bf in second:  # the same motion again, 1 s later, as episode 1
         bf.stamp_ns += 1_000_000_000
         bf.extra["episode"] = 1
     truth = TruthGrounding([f.truth.box_frame() for f in frames] + second, {0: table, 1: table})

@@ -7,6 +7,7 @@ per LiDAR scan, as bag replay and the node see them) and reports, per grounding:
 - VOC (GVL's value-order correlation): Spearman correlation of progress with the frame index,
   median over the successful episodes (an episode with constant progress counts as 0);
 - AUROC of the final frame's progress separating successful from failed episodes;
+- the mean absolute error of per-frame progress against the simulator's truth progress;
 - the final success flag's agreement with the simulator's outcome;
 - labelling frames/s (grounding + scoring, frames already in memory) and, with ``--bag``, the
   end-to-end offline rate of ``spatial-ros reward`` on a simulated bag (decode, sync, label,
@@ -122,7 +123,7 @@ def label_episodes(episodes: list[dict], grounding: str, **cfg) -> dict:
     )
 
     ann = None
-    finals, success_ok, vocs, frames, seconds = {}, [], [], 0, 0.0
+    finals, success_ok, vocs, frames, seconds, errors = {}, [], [], 0, 0.0, []
     per_kind: dict[str, list[float]] = {}
     for ep in episodes:
         truth = TruthGrounding([f.truth.box_frame() for f in ep["frames"]], {0: ep["table_z"]})
@@ -139,6 +140,7 @@ def label_episodes(episodes: list[dict], grounding: str, **cfg) -> dict:
         seconds += time.perf_counter() - t0
         frames += len(labels)
         prog = [lab.progress for lab in labels]
+        errors += [abs(p - t) for p, t in zip(prog, ep["truth_progress"], strict=True)]
         finals.setdefault(ep["mode"], []).append(prog[-1])
         success_ok.append(labels[-1].success == ep["success"])
         if ep["mode"] == "success":
@@ -151,6 +153,7 @@ def label_episodes(episodes: list[dict], grounding: str, **cfg) -> dict:
         "voc_min": float(np.min(vocs)),
         "voc_by_kind": {k: round(float(np.median(v)), 3) for k, v in sorted(per_kind.items())},
         "auroc": auroc(finals.get("success", []), finals.get("fail", [])),
+        "progress_mae": float(np.mean(errors)),
         "final_success_agreement": float(np.mean(success_ok)),
         "final_progress_success_mean": float(np.mean(finals.get("success", [np.nan]))),
         "final_progress_fail_mean": float(np.mean(finals.get("fail", [np.nan]))),
@@ -227,7 +230,8 @@ def run(args) -> int:
             continue
         label = "GT grounding" if name == "truth" else f"model ({r['model']})"
         print(f"{label:>24s}: VOC median {r['voc_median']:.3f} (min {r['voc_min']:.3f}; by "
-              f"kind {r['voc_by_kind']}), AUROC {r['auroc']:.3f}, final success flag "
+              f"kind {r['voc_by_kind']}), AUROC {r['auroc']:.3f}, progress error "
+              f"{r['progress_mae']:.3f} (mean |progress - truth| per frame), final success flag "
               f"agrees {r['final_success_agreement']:.0%}, final progress success "
               f"{r['final_progress_success_mean']:.2f} / fail "
               f"{r['final_progress_fail_mean']:.2f}; {r['frames_per_s']:.1f} frames/s")

@@ -27,6 +27,10 @@ metres per labelled frame):
 4. An object no candidate continues keeps its last box ("held") for at most ``coast_frames``
    frames, then it is lost and the model's next answer restarts it. Velocities come only from
    two boxes of the same size (a merge or split moves the centre, not the object).
+5. The reported box is the matched cluster while it has the object's size; inside a bigger
+   cluster (carried with the gripper above it) it is the object's first box standing on the
+   cluster's bottom at the cluster's horizontal centre, so the gripper's extents do not enter
+   the goal's measure (lift heights, gaps, side offsets).
 
 Why not a library tracker: SORT-style trackers (Kalman filter + Hungarian assignment of
 detections) assume one detection per object; here the specialists merge and split clusters as
@@ -34,7 +38,8 @@ the gripper touches objects, and only the goal's one or two objects need followi
 model's answer as evidence. The assignment itself is scipy's ``linear_sum_assignment``.
 
 The default model's answers on 40 + 40 simulated development episodes (seeds 920000-940014,
-not the bench's), scored without and with tracking: VOC median 0.69 -> 0.96, AUROC 0.62 -> 0.94.
+not the bench's), scored without -> with tracking: mean |progress - true progress| per frame
+0.26 -> 0.10, AUROC of final progress (success vs failure) 0.62 -> 0.95.
 """
 
 from __future__ import annotations
@@ -119,10 +124,25 @@ class Tracked:
 
 @dataclass
 class _Track:
-    box: Box3D
+    box: Box3D  # the cluster it was last matched to
     velocity: np.ndarray  # metres per frame
-    size0: np.ndarray  # extents when the track started (m)
+    first: Box3D  # its box when the track started (its own extents)
     missed: int = 0
+
+    @property
+    def size0(self) -> np.ndarray:
+        return self.first.size
+
+    def reported(self, cfg: TrackerConfig) -> Box3D:
+        """The object's box: its cluster, or inside a bigger (merged) cluster its own first
+        box standing on the cluster's bottom at the cluster's horizontal centre (carried: the
+        gripper is above it)."""
+        b = self.box
+        if _size_change(b.size, self.first.size) <= cfg.own_size:
+            return b
+        bottom = b.center[2] - b.size[2] / 2
+        centre = np.array([b.center[0], b.center[1], bottom + self.first.size[2] / 2])
+        return Box3D(centre, self.first.size, self.first.rotation, b.frame_id)
 
 
 def _size_change(a: np.ndarray, b: np.ndarray) -> float:
@@ -253,7 +273,7 @@ class GoalTracker:
                 if t.missed > cfg.coast_frames:
                     del self._tracks[name]
                     continue
-                out[name] = Tracked(t.box, "held")
+                out[name] = Tracked(t.reported(cfg), "held")
                 continue
             new = candidates[j]
             # velocity only between boxes of one rigid thing: a merge or split moves the centre
@@ -261,7 +281,7 @@ class GoalTracker:
             same = _size_change(new.size, t.box.size) <= cfg.own_size
             t.velocity = (new.center - t.box.center) / (1 + t.missed) if same else np.zeros(3)
             t.box, t.missed = new, 0
-            out[name] = Tracked(new, "tracked")
+            out[name] = Tracked(t.reported(cfg), "tracked")
         claimed = set(match.values())
         # New tracks start at the model's answer: a candidate nobody took, or (in a frame
         # without candidates) the model's own box.
@@ -276,7 +296,7 @@ class GoalTracker:
                 box = a
             else:
                 continue
-            self._tracks[name] = _Track(box, np.zeros(3), box.size.copy())
+            self._tracks[name] = _Track(box, np.zeros(3), box)
             out[name] = Tracked(box, "answer")
         seen = [c for j, c in enumerate(candidates) if j not in claimed]
         kept = [(b, age + 1) for b, age in self._others
@@ -328,13 +348,13 @@ class GoalTracker:
     def state_dict(self) -> dict:
         return {
             "tracks": {n: {"box": _box_json(t.box), "velocity": t.velocity.tolist(),
-                           "size0": t.size0.tolist(), "missed": t.missed}
+                           "first": _box_json(t.first), "missed": t.missed}
                        for n, t in self._tracks.items()},
             "others": [[_box_json(b), age] for b, age in self._others],
         }
 
     def load_state_dict(self, d: dict) -> None:
         self._tracks = {n: _Track(_box_from_json(v["box"]), np.asarray(v["velocity"], float),
-                                  np.asarray(v["size0"], float), int(v["missed"]))
+                                  _box_from_json(v["first"]), int(v["missed"]))
                         for n, v in d["tracks"].items()}
         self._others = [(_box_from_json(b), int(age)) for b, age in d["others"]]
