@@ -25,7 +25,8 @@ metres per labelled frame):
    ``rest_move`` plus its speed: its cluster missing more likely means it is hidden than that
    it jumped onto a passing cluster.
 4. An object no candidate continues keeps its last box ("held") for at most ``coast_frames``
-   frames, then it is lost and the model's next answer restarts it. Velocities come only from
+   frames, then it is lost and the model's next answer restarts it (an object inside a cluster
+   it does not take, step 2, is seen and held without limit). Velocities come only from
    two boxes of the same size (a merge or split moves the centre, not the object).
 5. The reported box is the matched cluster while it has the object's size; inside a bigger
    cluster (carried with the gripper above it) it is the object's first box standing on the
@@ -115,7 +116,8 @@ class Tracked:
     Attributes:
         box: its box (scoring frame).
         status: "answer" (a track started at the model's answer), "tracked" (the candidate
-            that continues its track), "held" (not seen: its last box).
+            that continues its track), "held" (its last box: not seen, or inside a cluster it
+            does not take).
     """
 
     box: Box3D
@@ -235,9 +237,9 @@ class GoalTracker:
         held = {i for i, j in match.items() if j is None}
         match = {i: j for i, j in match.items() if j is not None}
         taken = set(match.values())
-        # The rest (objects whose cluster vanished: merged, or moved away): candidates that
-        # last frame's other clusters explain (one of them, unmoved and the same size: a
-        # resting neighbour) are not theirs; of the others, a one-to-one assignment by centre
+        # The rest (objects whose cluster vanished: merged, or moved away): candidates that a
+        # recently seen resting cluster explains (the same place and size: a neighbour) are
+        # not theirs; of the others, a one-to-one assignment by centre
         # distance from the predicted centre plus the size change from the object's first box,
         # minus the answer bonus; a pair costing more than ``2 * unmatched`` stays apart.
         loose = [i for i in range(len(followed)) if i not in match and i not in held]
@@ -268,6 +270,9 @@ class GoalTracker:
         for i, name in enumerate(followed):
             t = self._tracks[name]
             j = match.get(i)
+            if i in held:  # inside a cluster it does not own: seen, keeps its box
+                out[name] = Tracked(t.reported(cfg), "held")
+                continue
             if j is None:
                 t.missed += 1
                 if t.missed > cfg.coast_frames:
