@@ -94,6 +94,14 @@ def test_answers_start_tracks_only_on_candidates_unless_the_frame_has_none():
     got = tr.update({"cube": drawn}, [])
     assert got["cube"].status == "answer"
     np.testing.assert_allclose(centre(got, "cube"), drawn.center)
+    # without specialists every frame's own answer is used (the object moved)
+    moved = box(1.0, 0.3)
+    got = tr.update({"cube": moved}, [])
+    assert got["cube"].status == "answer"
+    np.testing.assert_allclose(centre(got, "cube"), moved.center)
+    got = tr.update({"cube": None}, [])
+    assert got["cube"].status == "held"
+    np.testing.assert_allclose(centre(got, "cube"), moved.center)
 
 
 def test_state_round_trip_continues_identically():

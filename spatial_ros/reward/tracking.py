@@ -7,8 +7,9 @@ of its own: progress jumps or stalls. Objects move continuously, so each of the 
 followed from frame to frame instead (boxes in the scoring frame, z up, metres; velocities in
 metres per labelled frame):
 
-1. A track starts at the model's answer when that answer is one of the specialist candidates (a
-   box the model drew itself starts a track only in a frame without candidates).
+1. A track starts at the model's answer when that answer is one of the specialist candidates. A
+   box the model drew itself is used only in a frame without candidates (no LiDAR or depth
+   specialist, or an empty scan), where it also replaces the track's box.
 2. Containment: an object whose predicted box (last box moved by its last velocity) lies mostly
    inside a candidate takes that candidate: its own cluster while it rests, or the bigger
    cluster it merged into (grasped: object + gripper), which it then follows while carried.
@@ -270,6 +271,12 @@ class GoalTracker:
         for i, name in enumerate(followed):
             t = self._tracks[name]
             j = match.get(i)
+            if not candidates and answers.get(name) is not None:
+                # no specialist output (no LiDAR/depth, or an empty scan): the model's own box
+                # is all there is this frame
+                t.box, t.first, t.velocity, t.missed = answers[name], answers[name], np.zeros(3), 0
+                out[name] = Tracked(t.box, "answer")
+                continue
             if i in held:  # inside a cluster it does not own: seen, keeps its box
                 out[name] = Tracked(t.reported(cfg), "held")
                 continue
