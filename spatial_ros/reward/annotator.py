@@ -10,9 +10,10 @@ Grounding (where the goal's objects are) comes from one of:
 
 With perception grounding, the goal's objects are followed from frame to frame
 (``spatial_ros.reward.tracking``, ``track_objects``): the model's answer starts a track, later
-frames continue it with the nearest specialist candidate, so an object carried in the gripper
-(one LiDAR cluster with the gripper, which the model rarely names) is still measured, and a
-frame where the model names a neighbour does not make progress jump.
+frames continue it with the specialist cluster that contains it or, after a move, the nearest
+cluster no resting object explains. An object carried in the gripper (one LiDAR cluster with the
+gripper, which the model rarely names) is still measured, and a frame where the model names a
+neighbour does not make progress jump.
 
 Boxes are in the z-up ``output_frame`` (base_link); "the robot" is that frame's origin. The
 camera viewpoint (for left/right/front/behind) comes from the frame's transforms. Scoring is
