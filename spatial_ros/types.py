@@ -98,6 +98,16 @@ class Box3D:
             "yaw": self.yaw,
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        """Exact JSON-able form (full rotation and frame), for resumable jobs' saved state."""
+        return {"center": self.center.tolist(), "size": self.size.tolist(),
+                "rotation": self.rotation.tolist(), "frame_id": self.frame_id}
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any]) -> Box3D:
+        """The box :meth:`state_dict` wrote."""
+        return cls(d["center"], d["size"], d["rotation"], d["frame_id"])
+
     def __repr__(self) -> str:
         c = ", ".join(f"{v:.3f}" for v in self.center)
         s = ", ".join(f"{v:.3f}" for v in self.size)

@@ -50,15 +50,19 @@ def perfect_model(frames, knows=None):
     return ScriptedBackend(answer)
 
 
-def test_perception_grounding_follows_the_truth(episode):
-    frames, _ = episode
-    ann = RewardAnnotator(RewardAnnotatorConfig(goal=GOAL, smoothing="none"),
-                          backend=perfect_model(frames))
+def label_with_model(frames, backend, **config):
+    """Labels of the frames with perception grounding by ``backend`` (goal GOAL)."""
+    ann = RewardAnnotator(RewardAnnotatorConfig(goal=GOAL, **config), backend=backend)
     ann.load()
     try:
-        labels = ann.label_frames([f.sensor_frame() for f in frames])
+        return ann.label_frames([f.sensor_frame() for f in frames])
     finally:
         ann.unload()
+
+
+def test_perception_grounding_follows_the_truth(episode):
+    frames, _ = episode
+    labels = label_with_model(frames, perfect_model(frames), smoothing="none")
     prog = np.array([lab.progress for lab in labels])
     truth = np.array([f.truth.trajectory.progress for f in frames])
     assert all(lab.grounded for lab in labels)
@@ -75,14 +79,8 @@ def test_tracking_follows_the_goal_objects_after_the_model_stops_answering(episo
     """A model that grounds the objects in the first frame only: with tracking the specialist
     clusters carry the objects (the cube through its grasp, carry and set-down) to the end."""
     frames, _ = episode
-    ann = RewardAnnotator(RewardAnnotatorConfig(goal=GOAL, smoothing="none",
-                                                track_objects=track),
-                          backend=perfect_model(frames, knows=frames[:1]))
-    ann.load()
-    try:
-        labels = ann.label_frames([f.sensor_frame() for f in frames])
-    finally:
-        ann.unload()
+    labels = label_with_model(frames, perfect_model(frames, knows=frames[:1]), smoothing="none",
+                              track_objects=track)
     prog = np.array([lab.progress for lab in labels])
     truth = np.array([f.truth.trajectory.progress for f in frames])
     if not track:  # nothing grounded after the first frame: progress held at 0

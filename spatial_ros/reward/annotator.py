@@ -381,7 +381,7 @@ class RewardAnnotator:
         sc: FrameScore = self.scorer.score(state, reason)
         explanation = sc.explanation
         if held and sc.grounded:
-            explanation += f"; not seen, last box kept: {', '.join(held)}"
+            explanation += f"; last box kept (hidden or merged): {', '.join(held)}"
         out = RewardLabel(
             stamp_ns=int(frame.stamp_ns),
             frame_id=frame_id,

@@ -522,16 +522,10 @@ class SceneState:
     def to_json(self) -> dict:
         """JSON-able dict (exact floats), for resumable offline jobs."""
 
-        def box(b: Box3D | None):
-            if b is None:
-                return None
-            return {"center": b.center.tolist(), "size": b.size.tolist(),
-                    "rotation": b.rotation.tolist(), "frame_id": b.frame_id}
-
         vp = self.viewpoint
         return {
-            "target": box(self.target),
-            "reference": box(self.reference),
+            "target": None if self.target is None else self.target.state_dict(),
+            "reference": None if self.reference is None else self.reference.state_dict(),
             "viewpoint": None if vp is None else [vp.position.tolist(), vp.forward.tolist()],
             "support_z": self.support_z,
         }
@@ -539,8 +533,7 @@ class SceneState:
     @classmethod
     def from_json(cls, d: dict) -> SceneState:
         def box(b):
-            return None if b is None else Box3D(b["center"], b["size"], b["rotation"],
-                                                b["frame_id"])
+            return None if b is None else Box3D.from_state_dict(b)
 
         vp = d.get("viewpoint")
         return cls(box(d.get("target")), box(d.get("reference")),

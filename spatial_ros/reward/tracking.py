@@ -136,12 +136,16 @@ class _Track:
     def size0(self) -> np.ndarray:
         return self.first.size
 
+    def in_own_box(self, cfg: TrackerConfig) -> bool:
+        """Its cluster has its own size (resting or moved alone), not a merged one."""
+        return _size_change(self.box.size, self.size0) <= cfg.own_size
+
     def reported(self, cfg: TrackerConfig) -> Box3D:
         """The object's box: its cluster, or inside a bigger (merged) cluster its own first
         box standing on the cluster's bottom at the cluster's horizontal centre (carried: the
         gripper is above it)."""
         b = self.box
-        if _size_change(b.size, self.first.size) <= cfg.own_size:
+        if self.in_own_box(cfg):
             return b
         bottom = b.center[2] - b.size[2] / 2
         centre = np.array([b.center[0], b.center[1], bottom + self.first.size[2] / 2])
@@ -193,16 +197,6 @@ def _assign(cost: np.ndarray, unmatched: float) -> dict[int, int]:
             and full[i, j] < big}
 
 
-def _box_json(b: Box3D) -> dict:
-    return {"center": b.center.tolist(), "size": b.size.tolist(),
-            "rotation": b.rotation.tolist(), "frame_id": b.frame_id}
-
-
-def _box_from_json(d: dict) -> Box3D:
-    return Box3D(np.asarray(d["center"], float), np.asarray(d["size"], float),
-                 np.asarray(d["rotation"], float), d["frame_id"])
-
-
 class GoalTracker:
     """Follows named objects through an episode (``reset()`` starts the next one).
 
@@ -247,24 +241,21 @@ class GoalTracker:
         free = [j for j in range(len(candidates))
                 if j not in taken and not self._explained(candidates[j])]
         if loose and free:
-            cost = np.array([[float(np.linalg.norm(candidates[j].center
-                                                   - self._predicted(followed[i]).center))
-                              + cfg.size_weight * _size_change(self._tracks[followed[i]].size0,
-                                                               candidates[j].size)
-                              for j in free] for i in loose])
-            for r, i in enumerate(loose):
+            tracks = [self._tracks[followed[i]] for i in loose]
+            preds = [self._predicted(followed[i]).center for i in loose]
+            dist = np.array([[float(np.linalg.norm(candidates[j].center - p)) for j in free]
+                             for p in preds])
+            cost = dist + cfg.size_weight * np.array(
+                [[_size_change(t.size0, candidates[j].size) for j in free] for t in tracks])
+            for r, (i, t) in enumerate(zip(loose, tracks, strict=True)):
                 if chosen[followed[i]] in free:
                     cost[r, free.index(chosen[followed[i]])] -= cfg.answer_bonus
                 # an object in its own box (not merged into a carried cluster) moves at most
                 # ``rest_move`` plus its speed: its cluster missing more likely means it is
                 # hidden than that it jumped to a passing cluster
-                t = self._tracks[followed[i]]
-                if _size_change(t.box.size, t.size0) <= cfg.own_size:
+                if t.in_own_box(cfg):
                     reach = cfg.rest_move + float(np.linalg.norm(t.velocity))
-                    pred = self._predicted(followed[i]).center
-                    far = [k for k, j in enumerate(free)
-                           if np.linalg.norm(candidates[j].center - pred) > reach]
-                    cost[r, far] = np.inf
+                    cost[r, dist[r] > reach] = np.inf
             for r, c in _assign(cost, cfg.unmatched).items():
                 match[loose[r]] = free[c]
         out: dict[str, Tracked] = {}
@@ -318,7 +309,8 @@ class GoalTracker:
         return out
 
     def _explained(self, cand: Box3D) -> bool:
-        """Last frame held a cluster of this size at this place (a resting object)."""
+        """A recently seen cluster no goal object took had this size at this place (a resting
+        object)."""
         return any(_same_cluster(o, cand, self.config) for o, _ in self._others)
 
     def _predicted(self, name: str) -> Box3D:
@@ -359,14 +351,16 @@ class GoalTracker:
     # ---- state for resumable offline jobs (JSON-able, exact floats) ---------------------------
     def state_dict(self) -> dict:
         return {
-            "tracks": {n: {"box": _box_json(t.box), "velocity": t.velocity.tolist(),
-                           "first": _box_json(t.first), "missed": t.missed}
+            "tracks": {n: {"box": t.box.state_dict(), "velocity": t.velocity.tolist(),
+                           "first": t.first.state_dict(), "missed": t.missed}
                        for n, t in self._tracks.items()},
-            "others": [[_box_json(b), age] for b, age in self._others],
+            "others": [[b.state_dict(), age] for b, age in self._others],
         }
 
     def load_state_dict(self, d: dict) -> None:
-        self._tracks = {n: _Track(_box_from_json(v["box"]), np.asarray(v["velocity"], float),
-                                  _box_from_json(v["first"]), int(v["missed"]))
-                        for n, v in d["tracks"].items()}
-        self._others = [(_box_from_json(b), int(age)) for b, age in d["others"]]
+        self._tracks = {
+            n: _Track(Box3D.from_state_dict(v["box"]), np.asarray(v["velocity"], float),
+                      Box3D.from_state_dict(v["first"]), int(v["missed"]))
+            for n, v in d["tracks"].items()
+        }
+        self._others = [(Box3D.from_state_dict(b), int(age)) for b, age in d["others"]]
