@@ -5,7 +5,7 @@
 * :func:`read_messages` — deserialised messages of any storage, in log-time order.
 * :func:`frames_from_bag` — the bag as a stream of ``SensorFrame``, assembled with the same
   ``ApproximateTimeSynchronizer`` / ``LatestBeforeCache`` and decoders a live node uses, with
-  ``/tf_static`` read into a ``TransformTree``.
+  ``/tf_static`` read into a ``TransformTree`` and ``/tf`` into a ``TransformHistory``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from spatial_ros.errors import DataError
-from spatial_ros.geometry.transforms import TransformTree
+from spatial_ros.geometry.transforms import TransformHistory, TransformTree
 from spatial_ros.io.msgs import MessageFactory, default_typestore, stamp_to_ns
 from spatial_ros.types import SensorFrame
 
@@ -208,13 +208,18 @@ def frames_from_bag(
     slop_s: float = 0.05,
     tf_topic: str | None = "/tf_static",
     queue_size: int = 10,
+    dynamic_tf_topic: str | None = "/tf",
 ) -> Iterator[SensorFrame]:
     """Replay a bag as synchronized ``SensorFrame`` objects (the pipeline's input).
 
     Image, cloud and depth go through ``ApproximateTimeSynchronizer`` (so with a 30 Hz camera
     and a 10 Hz LiDAR there is one frame per scan, paired with the closest image); the
     CameraInfo is the newest with stamp <= the image's (``LatestBeforeCache``); every
-    ``tf2_msgs/TFMessage`` on ``tf_topic`` read so far is in ``frame.transforms``.
+    ``tf2_msgs/TFMessage`` on ``tf_topic`` read so far is in ``frame.transforms``, plus the
+    dynamic transforms on ``dynamic_tf_topic`` read so far (a frame at stamp t is built when
+    the first message after t is read) evaluated at the frame's image stamp
+    (``TransformHistory.tree_at``: interpolated between samples, else the nearest within
+    100 ms). Bad /tf messages are skipped with a warning.
 
     Args:
         bag: bag directory (or file).
@@ -224,12 +229,18 @@ def frames_from_bag(
         slop_s: synchronizer slop (seconds).
         tf_topic: static transforms topic, or None.
         queue_size: synchronizer queue per input.
+        dynamic_tf_topic: dynamic transforms topic (``tf2_msgs/TFMessage``), or None; a bag
+            without it replays with static transforms only.
 
     Raises:
         DataError: missing topics or an unreadable bag.
     """
     from spatial_ros.errors import CalibrationError
-    from spatial_ros.ros_conversions import sensor_frame_from_msgs, tf_message_into_tree
+    from spatial_ros.ros_conversions import (
+        sensor_frame_from_msgs,
+        tf_message_into_history,
+        tf_message_into_tree,
+    )
     from spatial_ros.sync import ApproximateTimeSynchronizer, LatestBeforeCache
 
     inputs = [image_topic] + [t for t in (cloud_topic, depth_topic) if t]
@@ -241,19 +252,25 @@ def frames_from_bag(
     if tf_topic and tf_topic not in available:
         log.warning("no %s in %s: frames carry no transforms", tf_topic, bag)
         topics.remove(tf_topic)
+    if dynamic_tf_topic and dynamic_tf_topic in available and dynamic_tf_topic not in topics:
+        topics.append(dynamic_tf_topic)
+    else:
+        dynamic_tf_topic = None  # no dynamic transforms in this bag (fine: e.g. a fixed rig)
     slot = {t: i for i, t in enumerate(inputs)}
     # (messages, the transforms when the set fired): each /tf_static message makes a new tree,
     # so a frame keeps the transforms that were valid for it.
     pending: deque[tuple[tuple[Any, ...], TransformTree]] = deque()
     tree = TransformTree()
+    history = TransformHistory()
     sync = ApproximateTimeSynchronizer(
         len(inputs), lambda *m: pending.append((m, tree)), queue_size=queue_size, slop_s=slop_s
     )
     infos = LatestBeforeCache(tolerance_s=0.001)
     count = 0
     skipped = 0
+    bad_tf = 0
 
-    def build(msgs: tuple[Any, ...], transforms: TransformTree) -> SensorFrame | None:
+    def build(msgs: tuple[Any, ...], static: TransformTree) -> SensorFrame | None:
         nonlocal count, skipped
         img = msgs[0]
         stamp = stamp_to_ns(img)
@@ -269,6 +286,7 @@ def frames_from_bag(
             i += 1
         if depth_topic:
             depth = msgs[i]
+        transforms = history.tree_at(stamp, base=static) if dynamic_tf_topic else static
         try:
             fr = sensor_frame_from_msgs(img, info, cloud, depth, transforms, index=count)
         except CalibrationError as e:
@@ -279,6 +297,14 @@ def frames_from_bag(
         return fr
 
     for m in read_messages(bag, topics):
+        if dynamic_tf_topic and m.topic == dynamic_tf_topic:
+            # before building: a /tf sample just after a pending frame lets it interpolate
+            try:
+                tf_message_into_history(m.msg, history)
+            except CalibrationError as e:
+                bad_tf += 1
+                if bad_tf == 1:
+                    log.warning("%s message at %d skipped: %s", dynamic_tf_topic, m.log_time_ns, e)
         # Sets are completed lazily: a set fired at stamp t is built once the bag has moved past
         # t, so a CameraInfo written just after its image (same stamp) is already cached.
         while pending and stamp_to_ns(pending[0][0][0]) < m.log_time_ns:
@@ -288,10 +314,7 @@ def frames_from_bag(
         if m.topic == info_topic:
             infos.add(m.msg)
         elif tf_topic and m.topic == tf_topic:
-            new = TransformTree()
-            for parent, child, T in tree.edges():
-                new.set(parent, child, T)
-            tree = tf_message_into_tree(m.msg, new)
+            tree = tf_message_into_tree(m.msg, tree.copy())
         if m.topic in slot:
             sync.add(slot[m.topic], m.msg)
     sync.flush()
@@ -299,5 +322,7 @@ def frames_from_bag(
         fr = build(*pending.popleft())
         if fr is not None:
             yield fr
+    if bad_tf > 1:
+        log.warning("%d bad messages on %s skipped in %s", bad_tf, dynamic_tf_topic, bag)
     if skipped and not count:
         raise DataError(f"no CameraInfo on {info_topic} matched any image of {bag}")

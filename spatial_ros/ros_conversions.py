@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from spatial_ros.errors import CalibrationError
 from spatial_ros.geometry.transforms import (
+    TransformHistory,
     TransformTree,
     make_transform,
     matrix_to_quaternion,
@@ -183,14 +185,42 @@ def markers_for(
     return f.new("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
-def tf_message_into_tree(msg: Any, tree: TransformTree | None = None) -> TransformTree:
-    """Add every ``geometry_msgs/TransformStamped`` of a ``tf2_msgs/TFMessage`` to ``tree``."""
-    tree = TransformTree() if tree is None else tree
+def _parse_tf_message(msg: Any) -> list[tuple[str, str, np.ndarray, int]]:
+    """(parent, child, T_parent_from_child, header stamp ns) of each ``TransformStamped`` of a
+    ``tf2_msgs/TFMessage``; all are parsed before any is used, so a bad one changes nothing.
+
+    Raises:
+        CalibrationError: an empty frame name, parent == child, or an invalid quaternion.
+    """
+    out = []
     for ts in msg.transforms:
+        parent, child = ts.header.frame_id, ts.child_frame_id
+        if not parent or not child or parent == child:
+            raise CalibrationError(f"bad TransformStamped frames: '{parent}' -> '{child}'")
         t, q = ts.transform.translation, ts.transform.rotation
         T = make_transform(quaternion_to_matrix(q.x, q.y, q.z, q.w), [t.x, t.y, t.z])
-        tree.set(ts.header.frame_id, ts.child_frame_id, T)
+        out.append((parent, child, T, stamp_to_ns(ts.header)))
+    return out
+
+
+def tf_message_into_tree(msg: Any, tree: TransformTree | None = None) -> TransformTree:
+    """Add every ``geometry_msgs/TransformStamped`` of a ``tf2_msgs/TFMessage`` (/tf_static) to
+    ``tree`` (stamps ignored: static)."""
+    tree = TransformTree() if tree is None else tree
+    for parent, child, T, _ in _parse_tf_message(msg):
+        tree.set(parent, child, T)
     return tree
+
+
+def tf_message_into_history(
+    msg: Any, history: TransformHistory | None = None
+) -> TransformHistory:
+    """Add every ``geometry_msgs/TransformStamped`` of a ``tf2_msgs/TFMessage`` (/tf) to
+    ``history``, each at its own header stamp."""
+    history = TransformHistory() if history is None else history
+    for parent, child, T, stamp in _parse_tf_message(msg):
+        history.set(parent, child, T, stamp)
+    return history
 
 
 def tree_to_tf_message(tree: TransformTree, stamp_ns: int, f: MessageFactory) -> Any:
@@ -230,14 +260,14 @@ def sensor_frame_from_msgs(
         info: the CameraInfo for the image (its frame_id falls back to the image's).
         cloud: PointCloud2 or None; NaN points are dropped.
         depth: aligned depth Image (16UC1 mm / 32FC1 m) or None.
-        transforms: static transforms between the named frames.
+        transforms: transforms between the named frames valid at the image's stamp (static,
+            plus dynamic ones from ``TransformHistory.tree_at``).
         index: running frame index.
 
     Raises:
         CalibrationError: the image size differs from the CameraInfo's.
         DecodeError: an image or cloud that cannot be decoded.
     """
-    from spatial_ros.errors import CalibrationError
     from spatial_ros.io.camera_info import camera_info_to_intrinsics
     from spatial_ros.io.image import decode_compressed, depth_to_metres, image_to_rgb8
     from spatial_ros.io.pointcloud import pointcloud2_to_xyzi

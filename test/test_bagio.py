@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spatial_ros.bagio import BagWriter, bag_topics, frames_from_bag, read_messages
-from spatial_ros.errors import DataError
+from spatial_ros.errors import CalibrationError, DataError
 from spatial_ros.geometry.transforms import TransformTree, make_transform
 from spatial_ros.io.camera_info import intrinsics_to_camera_info
 from spatial_ros.io.image import encode_image
@@ -67,10 +67,17 @@ def test_writer_errors_and_cleanup(tmp_path):
         list(read_messages(tmp_path / "nothing"))
 
 
-def _camera_bag(path, image_stamps, cloud_stamps, info=True, tf=True):
+def _camera_bag(path, image_stamps, cloud_stamps, info=True, tf=True, tool=None):
+    """``tool``: {stamp: x} samples of a dynamic base_link -> tool edge on /tf (x metres)."""
     intr = CameraIntrinsics.from_fov(8, 6, 60.0)
     with BagWriter(path) as w:
         f = w.factory
+        if tool:
+            w.add_topic("/tf", "tf2_msgs/msg/TFMessage", depth=100)
+            for t, x in sorted(tool.items()):
+                edge = TransformTree()
+                edge.set("base_link", "tool", make_transform(translation=[x, 0, 0]))
+                w.write("/tf", tree_to_tf_message(edge, t, f), t)
         if tf:
             w.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", latched=True)
             tree = TransformTree()
@@ -123,6 +130,28 @@ def test_frames_from_bag_needs_camera_info(tmp_path):
     _camera_bag(tmp_path / "notf", [T0, T0 + 10], [], tf=False)
     frames = list(frames_from_bag(tmp_path / "notf", "/img", "/info", None))
     assert len(frames) == 2 and frames[0].transforms.frames == []
+
+
+def test_frames_from_bag_evaluates_dynamic_tf_at_each_frame(tmp_path, caplog):
+    ms = 1_000_000
+    img_t = [T0 + i * 30 * ms for i in range(7)]  # 0 .. 180 ms
+    # /tf samples at 0 and 50 ms (x = 0, 0.5 m), nothing later
+    _camera_bag(tmp_path / "dyn", img_t, [], tool={T0: 0.0, T0 + 50 * ms: 0.5})
+    frames = list(frames_from_bag(tmp_path / "dyn", "/img", "/info", None))
+    assert len(frames) == 7
+    xs = [f.transforms.lookup("base_link", "tool")[0, 3] for f in frames[:6]]
+    # 0; 30 ms interpolated; 60..150 ms: the last sample, held up to 100 ms after it
+    assert np.allclose(xs, [0.0, 0.3, 0.5, 0.5, 0.5, 0.5], atol=1e-12, rtol=0)
+    with pytest.raises(CalibrationError, match="no sample within 100 ms"):
+        frames[6].transforms.lookup("base_link", "tool")  # 180 ms: 130 ms after the last
+    assert frames[0].transforms.can_transform("camera_optical_frame", "lidar")  # static kept
+    # a bag without /tf replays quietly: no dynamic edge, no warning about it
+    _camera_bag(tmp_path / "plain", img_t[:2], [])
+    with caplog.at_level("WARNING", logger="spatial_ros.bagio"):
+        plain = list(frames_from_bag(tmp_path / "plain", "/img", "/info", None))
+    assert len(plain) == 2 and "tool" not in plain[0].transforms.frames
+    assert plain[0].transforms.can_transform("camera_optical_frame", "lidar")
+    assert not caplog.records
 
 
 def test_sim_and_bagio_import_without_rclpy():

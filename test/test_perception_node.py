@@ -19,22 +19,22 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytestmark = pytest.mark.ros
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from spatial_ros.msg import ActiveQueries, GroundedObject3DArray, SpatialRelation  # noqa: E402
+from spatial_ros.srv import SetQueries  # noqa: E402
 
 from spatial_ros.geometry.iou import iou_3d  # noqa: E402
 from spatial_ros.io.camera_info import intrinsics_to_camera_info  # noqa: E402
 from spatial_ros.io.image import encode_image  # noqa: E402
 from spatial_ros.io.msgs import MessageFactory, stamp_to_ns  # noqa: E402
 from spatial_ros.io.pointcloud import array_to_pointcloud2  # noqa: E402
-from spatial_ros.msg import ActiveQueries, GroundedObject3DArray, SpatialRelation  # noqa: E402
 from spatial_ros.nodes.perception_node import PerceptionNode  # noqa: E402
 from spatial_ros.ros_conversions import msg_to_grounded_objects, tree_to_tf_message  # noqa: E402
 from spatial_ros.sim import SimConfig, iter_frames  # noqa: E402
-from spatial_ros.srv import SetQueries  # noqa: E402
 
 RELIABLE = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
@@ -99,8 +99,8 @@ class Harness:
         self.ex.add_node(self.io)
         threading.Thread(target=self.ex.spin, daemon=True).start()
         self.frames = frames
-        sf = frames[0].sensor_frame()
-        self.tree, self.camera = sf.transforms, sf.camera
+        rig = frames[0].scene.rig  # /tf_static: the rig only (the gripper moves: /tf)
+        self.tree, self.camera = rig.transform_tree(), rig.intrinsics
         self.pub_tf.publish(tree_to_tf_message(self.tree, frames[0].stamp_ns, self.f))
         assert self.wait(lambda: self.node._active, 60), "node did not activate"
 

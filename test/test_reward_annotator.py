@@ -131,6 +131,23 @@ def test_objects_from_the_caller_and_missing_objects(episode):
                               [objects(f, both) for f in frames])
     np.testing.assert_allclose([lab.progress for lab in labels],
                                [f.truth.trajectory.progress for f in frames], atol=1e-12)
+    # with the gripper's tool point from the frames' transforms: the simulator's staged truth
+    staged = RewardAnnotator(RewardAnnotatorConfig(goal=GOAL, smoothing="none",
+                                                   tool_frame="gripper_tcp"))
+    labels = staged.label_frames([f.sensor_frame() for f in frames],
+                                 [objects(f, both) for f in frames])
+    want = [f.truth.trajectory.staged_progress() for f in frames]
+    np.testing.assert_allclose([lab.progress for lab in labels], want, atol=1e-12)
+    assert want[2] > 0 == frames[2].truth.trajectory.progress  # the approach earns progress
+    assert "tool 0." in labels[0].explanation and "reach done" in labels[-1].explanation
+    # a tool frame the transforms lack: goal region only (warned, counted), never a crash
+    lost = RewardAnnotator(RewardAnnotatorConfig(goal=GOAL, smoothing="none",
+                                                 tool_frame="tool0"))
+    labels = lost.label_frames([f.sensor_frame() for f in frames],
+                               [objects(f, both) for f in frames])
+    np.testing.assert_allclose([lab.progress for lab in labels],
+                               [f.truth.trajectory.progress for f in frames], atol=1e-12)
+    assert lost._tool_missing == len(frames)
     ann.reset()
     lab = ann.label(frames[0].sensor_frame(), objects(frames[0], ("the red cube",)))
     assert not lab.grounded and "blue bowl: not grounded" in lab.explanation

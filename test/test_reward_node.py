@@ -136,6 +136,8 @@ class Harness:
         self.pub_info = self.io.create_publisher(CameraInfo, "/camera/camera_info", reliable)
         self.pub_goal = self.io.create_publisher(String, "/reward_annotator/goal", 10)
         pub_tf = self.io.create_publisher(TFMessage, "/tf_static", latched)
+        self.pub_tf_dynamic = self.io.create_publisher(TFMessage, "/tf", QoSProfile(
+            depth=100, reliability=QoSReliabilityPolicy.RELIABLE))
         self.labels: list = []
         self.active: list = []
         self.io.create_subscription(RewardLabel, "/reward_annotator/reward",
@@ -146,13 +148,13 @@ class Harness:
         self.ex.add_node(self.node)
         self.ex.add_node(self.io)
         threading.Thread(target=self.ex.spin, daemon=True).start()
-        sf = frames[0].sensor_frame()
-        self.tree, self.camera = sf.transforms, sf.camera
+        rig = frames[0].scene.rig  # /tf_static: the rig only (the gripper moves: /tf)
+        self.tree, self.camera = rig.transform_tree(), rig.intrinsics
         pub_tf.publish(tree_to_tf_message(self.tree, frames[0].stamp_ns, self.f))
         assert self.wait(lambda: self.node._active), "node did not activate"
         # every sensor publisher matched before the first frame: no frame is lost or repeated
-        assert self.wait(lambda: min(p.get_subscription_count()
-                                     for p in (self.pub_img, self.pub_cloud, self.pub_info)) > 0)
+        assert self.wait(lambda: min(p.get_subscription_count() for p in (
+            self.pub_img, self.pub_cloud, self.pub_info, self.pub_tf_dynamic)) > 0)
         assert self.wait(lambda: self.pub_goal.get_subscription_count() > 0)
         assert self.wait(lambda: self.node.pub_reward.get_subscription_count() > 0)
 
@@ -165,13 +167,17 @@ class Harness:
         return False
 
     def send(self, fr, dt_s: float = 0.0):
-        """Publish frame ``fr`` (CameraInfo, image, cloud), stamps moved by ``dt_s``."""
+        """Publish frame ``fr`` (/tf gripper pose, CameraInfo, image, cloud), stamps moved by
+        ``dt_s``."""
         from spatial_ros.io.camera_info import intrinsics_to_camera_info
         from spatial_ros.io.image import encode_image
         from spatial_ros.io.pointcloud import array_to_pointcloud2
+        from spatial_ros.ros_conversions import tree_to_tf_message
 
         stamp = fr.stamp_ns + int(dt_s * 1e9)
         lidar = fr.lidar_stamp_ns + int(dt_s * 1e9)
+        self.pub_tf_dynamic.publish(
+            tree_to_tf_message(fr.scene.dynamic_transform_tree(), stamp, self.f))
         self.pub_info.publish(intrinsics_to_camera_info(self.camera, stamp, self.f))
         self.pub_img.publish(encode_image(fr.image, "rgb8", stamp, self.camera.frame_id, self.f))
         self.pub_cloud.publish(array_to_pointcloud2(fr.points, lidar, "lidar", self.f))
@@ -263,5 +269,47 @@ def test_goal_service_topic_and_parameter(ros, sim):
         res = h.node.set_parameters([Parameter("goal", value="juggle")])
         assert not res[0].successful and "cannot parse" in res[0].reason
         assert h.active[-1].data.startswith("lift the red cube")  # the old goal stays
+    finally:
+        h.close()
+
+
+@pytest.mark.ros
+def test_frames_carry_the_gripper_tcp_from_tf_and_bad_tf_is_skipped(ros, sim):
+    """/tf (base_link -> gripper_tcp per frame) reaches the annotator's frames at each image
+    stamp, equal to the truth gripper box's fingertip centre; a bad /tf message is counted."""
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+
+    from spatial_ros.errors import CalibrationError
+    from spatial_ros.sim import GRIPPER_TCP_FRAME
+
+    frames, truth = sim
+    h = Harness(ros, frames, goal=GOAL, truth_path=str(truth))
+    seen: dict[int, object] = {}
+    label = h.node.annotator.label
+
+    def spy(frame, *args, **kwargs):
+        try:
+            seen[frame.stamp_ns] = frame.transforms.lookup("base_link", GRIPPER_TCP_FRAME)
+        except CalibrationError as e:
+            seen[frame.stamp_ns] = e
+        return label(frame, *args, **kwargs)
+
+    h.node.annotator.label = spy
+    try:
+        stamps = h.stream(frames)
+        assert h.wait(lambda: set(stamps) <= set(seen)), f"{len(seen)} frames seen"
+        for fr, stamp in zip(frames, stamps, strict=True):
+            (g,) = [o for o in fr.truth.objects if o.category == "gripper"]
+            tcp = g.box.center - np.array([0.0, 0.0, g.box.size[2] / 2])
+            T = seen[stamp]
+            assert isinstance(T, np.ndarray), T
+            np.testing.assert_allclose(T[:3, 3], tcp, atol=1e-6, rtol=0)
+        bad = TransformStamped(child_frame_id=GRIPPER_TCP_FRAME)
+        bad.header.frame_id = "base_link"
+        bad.transform.rotation.w = 0.0  # all-zero quaternion
+        h.pub_tf_dynamic.publish(TFMessage(transforms=[bad]))
+        assert h.wait(lambda: h.node.counters["bad_tf"] >= 1)
+        assert h.node.counters["errors"] == 0
     finally:
         h.close()

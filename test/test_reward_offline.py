@@ -4,6 +4,7 @@ Ray local mode, CLI errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -71,6 +72,23 @@ def test_truth_grounding_reproduces_truth_progress(episodes, tmp_path):
         assert rows.success.tolist() == [truth[s]["in_goal"] for s in rows.stamp_ns]
         assert rows.grounded.all() and (rows.goal == GOAL).all()
         assert rows.reward.sum() == pytest.approx(rows.progress.iloc[-1], abs=1e-5)
+
+
+def test_reach_stage_from_the_bags_tf(episodes, tmp_path):
+    """The simulated bags carry the gripper's tool point on /tf: with tool_frame set, bag
+    replay labels the simulator's staged truth progress (reach + goal region) exactly."""
+    from spatial_ros.reward.goal import staged_progress
+
+    out = tmp_path / "labels.parquet"
+    cfg = dataclasses.replace(RAW, tool_frame="gripper_tcp")
+    label_dataset(sources_for(episodes=episodes, gt="auto"), GOAL, out, cfg, progress=False)
+    df = pq.read_table(out).to_pandas()
+    for ep, run in enumerate(("ep0", "ep1")):
+        rows = df[df.episode_index == ep]
+        truth = truth_by_stamp(episodes / run)
+        want = [staged_progress(truth[s]["progress"], truth[s]["reach"]) for s in rows.stamp_ns]
+        np.testing.assert_allclose(rows.progress, want, atol=1e-5)
+        assert rows.progress.iloc[2] > 0.0 == truth[rows.stamp_ns.iloc[2]]["progress"]
 
 
 def test_default_scoring_voc_and_separation(episodes, tmp_path):

@@ -126,6 +126,49 @@ def test_state_dict_resumes_exactly():
     assert a.score(at_gap(0.2)).progress == pytest.approx(0.25)
 
 
+def with_tool(state: SceneState, z: float | None) -> SceneState:
+    """``state`` with the tool point straight above the start cube's centre at height z."""
+    tool = None if z is None else np.array([0.0, 0.0, z])
+    return SceneState(state.target, state.reference, state.viewpoint, state.support_z, tool)
+
+
+def test_reach_stage_by_hand():
+    """The tool comes down onto the cube (0.4 m -> 0.2 m -> touching: reach 0, 0.5, 1), the
+    cube is carried to the bowl, the tool leaves: progress = 0.25 reach + 0.75 place, and the
+    tool leaving after the cube moved costs nothing."""
+    gaps = [0.4, 0.4, 0.4, 0.25, 0.05, 0.05]
+    states = [with_tool(at_gap(g), z) for g, z in zip(gaps, [0.5, 0.3, 0.1, 0.1, 0.1, 1.0],
+                                                      strict=True)]
+    out = score_episode(GOAL, states, raw())
+    assert [s.progress for s in out] == pytest.approx([0, 0.125, 0.25, 0.625, 1.0, 1.0])
+    assert out[1].explanation.startswith("gap(red cube, blue bowl) = 0.40 m (goal <= 0.10 m); "
+                                         "tool 0.20 m from red cube; progress 0.12")
+    assert "reach done" in out[3].explanation and out[5].success
+    # weight 0: the goal region alone, as without a tool point
+    plain = [s.progress for s in score_episode(GOAL, [at_gap(g) for g in gaps], raw())]
+    assert plain == pytest.approx([0, 0, 0, 0.5, 1, 1])
+    assert [s.progress for s in score_episode(GOAL, states, raw(reach_weight=0.0))] == plain
+    # no tool point in the first frame: the episode is scored on the goal region alone
+    later = [at_gap(0.4)] + states[1:]
+    assert [s.progress for s in score_episode(GOAL, later, raw())] == pytest.approx(plain)
+    # a frame without the tool point keeps the last tool distance
+    gap = [states[0], with_tool(at_gap(0.4), None), states[2]]
+    assert [s.progress for s in score_episode(GOAL, gap, raw())] == pytest.approx([0, 0, 0.25])
+    # the tool leaving a cube that never moved loses the reach progress again
+    back = states[:3] + [with_tool(at_gap(0.4), 0.5)]
+    assert score_episode(GOAL, back, raw())[-1].progress == pytest.approx(0.0)
+    # resumable mid-episode, reach state included
+    cfg = ScoringConfig(smoothing="median")
+    full = score_episode(GOAL, states, cfg)
+    a = EpisodeScorer(GOAL, cfg)
+    first = [a.score(s) for s in states[:3]]
+    b = EpisodeScorer(GOAL, cfg)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert first + [b.score(s) for s in states[3:]] == full
+    with pytest.raises(ConfigError, match="reach_weight=1.0"):
+        ScoringConfig(reach_weight=1.0)
+
+
 def test_config_errors_name_the_values():
     with pytest.raises(ConfigError, match="reward_mode='sparse'"):
         ScoringConfig(reward_mode="sparse")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from spatial_ros.bagio import frames_from_bag, read_messages
+from spatial_ros.bagio import bag_topics, frames_from_bag, read_messages
 from spatial_ros.boxfile import read_box_file
 from spatial_ros.cli import main as cli_main
 from spatial_ros.errors import DataError
@@ -17,7 +17,15 @@ from spatial_ros.io.camera_info import camera_info_to_intrinsics
 from spatial_ros.io.image import depth_to_metres, image_to_rgb8
 from spatial_ros.io.msgs import stamp_to_ns
 from spatial_ros.io.pointcloud import pointcloud2_to_xyzi
-from spatial_ros.sim import TOPICS, CameraConfig, SimConfig, iter_frames, simulate
+from spatial_ros.sim import (
+    GRIPPER_TCP_FRAME,
+    TOPICS,
+    CameraConfig,
+    SimConfig,
+    iter_frames,
+    simulate,
+)
+from spatial_ros.types import yaw_to_matrix
 
 CAM = CameraConfig(width=96, height=72, hfov_deg=50.0)
 FRAMES = 7  # camera frames 0..6 -> LiDAR scans at frames 0, 3, 6
@@ -44,6 +52,7 @@ def test_bag_contents_and_stamps(run):
     counts = {t: len(v) for t, v in by.items()}
     assert counts == {
         TOPICS["tf_static"]: 1,
+        TOPICS["tf"]: FRAMES,
         TOPICS["image"]: FRAMES,
         TOPICS["camera_info"]: FRAMES,
         TOPICS["depth"]: FRAMES,
@@ -79,6 +88,14 @@ def test_bag_contents_and_stamps(run):
         for t in info["topics_with_message_count"]
     }
     assert "transient_local" in str(qos[TOPICS["tf_static"]]).lower()
+    assert "volatile" in str(qos[TOPICS["tf"]]).lower()
+    # /tf: base_link -> gripper_tcp at each image stamp, logged before that image
+    pos = {(m.topic, m.log_time_ns): k for k, m in enumerate(msgs)}
+    for tf, img in zip(by[TOPICS["tf"]], by[TOPICS["image"]], strict=True):
+        (ts,) = tf.msg.transforms
+        assert (ts.header.frame_id, ts.child_frame_id) == ("base_link", GRIPPER_TCP_FRAME)
+        assert stamp_to_ns(ts.header) == tf.log_time_ns == img.log_time_ns
+        assert pos[(TOPICS["tf"], tf.log_time_ns)] < pos[(TOPICS["image"], img.log_time_ns)]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # mcap's own mcap_ros1 import
@@ -151,6 +168,39 @@ def test_frames_from_bag_uses_sync_and_tf(run):
     assert len(cam_only) == FRAMES and cam_only[0].points is None
 
 
+def _truth_tcp(truth) -> tuple[np.ndarray, float]:
+    """Gripper tool centre point from a frame's truth box: centre - height / 2 along z; yaw."""
+    (g,) = [o for o in truth.objects if o.category == "gripper"]
+    return g.box.center - np.array([0.0, 0.0, g.box.size[2] / 2]), g.box.yaw
+
+
+def test_gripper_tcp_in_bag_replay_and_in_memory(run):
+    frames = list(iter_frames(_cfg()))
+    tcps = [_truth_tcp(f.truth) for f in frames]
+    assert np.ptp([t[0] for t in tcps], axis=0).max() > 0.01  # the gripper moves in this run
+    by_stamp = {f.stamp_ns: tcp for f, tcp in zip(frames, tcps, strict=True)}
+    replayed = list(frames_from_bag(run.bag_path, cloud_topic=None))
+    synced = list(frames_from_bag(run.bag_path))  # image + LiDAR sets
+    assert len(replayed) == FRAMES and len(synced) == 3
+    in_memory = [f.sensor_frame() for f in frames]
+    for fr in replayed + synced + in_memory:
+        centre, yaw = by_stamp[fr.stamp_ns]
+        T = fr.transforms.lookup("base_link", GRIPPER_TCP_FRAME)
+        assert np.allclose(T[:3, 3], centre, atol=1e-6, rtol=0)
+        assert np.allclose(T[:3, :3], yaw_to_matrix(yaw), atol=1e-9, rtol=0)
+        # the static rig is still there, and chains through to the moving frame
+        assert fr.transforms.can_transform("camera_optical_frame", GRIPPER_TCP_FRAME)
+    for a, b in zip(replayed, in_memory, strict=True):
+        assert np.allclose(
+            a.transforms.lookup("camera_optical_frame", GRIPPER_TCP_FRAME),
+            b.transforms.lookup("camera_optical_frame", GRIPPER_TCP_FRAME),
+            atol=1e-9,
+        )
+    # without /tf (dynamic_tf_topic=None) frames carry the static rig only
+    static_only = next(iter(frames_from_bag(run.bag_path, dynamic_tf_topic=None)))
+    assert GRIPPER_TCP_FRAME not in static_only.transforms.frames
+
+
 def test_same_seed_byte_identical_other_seed_differs(run, tmp_path):
     again = simulate(_cfg(), tmp_path / "b")
     for rel in ("bag/metadata.yaml", "truth.jsonl", "truth_detail.jsonl", "scene.json"):
@@ -215,6 +265,11 @@ def test_cli(tmp_path, capsys):
     assert (out / "bag" / "metadata.yaml").is_file() and (out / "scene.json").is_file()
     scene = json.loads((out / "scene.json").read_text())
     assert scene["scenario"] == "street" and scene["lidar"]["azimuth_fov_deg"] == 85.0
+    # no gripper in a street: no /tf, and the bag still replays (static transforms only)
+    assert TOPICS["tf"] not in bag_topics(out / "bag") and "tf" not in scene["topics"]
+    street = list(frames_from_bag(out / "bag", cloud_topic=None))
+    assert len(street) == 4 and GRIPPER_TCP_FRAME not in street[0].transforms.frames
+    assert street[0].transforms.can_transform("camera_optical_frame", "lidar")
     assert cli_main(["sim", "--frames", "2", "--out", str(out), "--no-progress"]) == 1
     assert "exists" in capsys.readouterr().err
     rc = cli_main(

@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from spatial_ros.errors import ParseError
+from spatial_ros.reward.goal import REACH_MOVED, tool_distance
 from spatial_ros.sim import CameraConfig, SimConfig, make_scene, parse_goal, plan_trajectory
 from spatial_ros.sim.trajectory import Goal, evaluate_goal, view_axes
 from spatial_ros.sim.world import make_episode
@@ -78,6 +79,17 @@ def _check_progress_definition(traj, scenes, states):
     for s, st in zip(scenes, states, strict=True):
         rem = evaluate_goal(traj.goal, s, traj.target_id, traj.reference_id).remaining
         assert st.progress == pytest.approx(np.clip(1 - rem / rem0, 0, 1))
+    # the reach stage: the tool centre point's distance to the target, until the target moves
+    tcp0 = scenes[0].T_base_from_gripper_tcp()[:3, 3]
+    d0 = tool_distance(tcp0, scenes[0].get(traj.target_id).box)
+    assert d0 == pytest.approx(traj.tool_distance0) and d0 > 0.1
+    assert states[0].reach == 0.0
+    for s, st in zip(scenes, states, strict=True):
+        box = s.get(traj.target_id).box
+        d = tool_distance(s.T_base_from_gripper_tcp()[:3, 3], box)
+        moved = np.linalg.norm(box.center - scenes[0].get(traj.target_id).center) > REACH_MOVED
+        assert st.reach == pytest.approx(1.0 if moved else np.clip(1 - d / d0, 0, 1))
+        assert st.staged_progress() == pytest.approx(0.25 * st.reach + 0.75 * st.progress)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
@@ -89,6 +101,14 @@ def test_successful_trajectories_reach_the_goal_monotonically(seed):
     assert states[0].progress == 0.0 and not states[0].in_goal
     assert states[-1].in_goal and states[-1].progress == 1.0 and traj.success
     assert np.all(np.diff(prog) >= -1e-9)  # progress never drops on a successful episode
+    staged = np.array([s.staged_progress() for s in states])
+    assert staged[0] == 0.0 and staged[-1] == 1.0 and np.all(np.diff(staged) >= -1e-9)
+    # the reach stage is done when the gripper closes on the object, before it moves
+    grasp = next(i for i, st in enumerate(states) if st.phase == "carry")
+    assert states[grasp].reach == 1.0 and 0.0 < states[grasp // 2].reach < 1.0
+    # and it makes progress denser: it rises during the approach, where the goal region
+    # does not get any closer
+    assert prog[grasp - 1] == 0.0 and staged[grasp - 1] > 0.2
     assert spearmanr(prog, U).statistic > 0.8  # GVL's VOC
     _check_progress_definition(traj, scenes, states)
     # the gripper carries the object rigidly during the carry phase

@@ -156,8 +156,9 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
 
 
 def test_unknown_tag_is_asked_again_without_the_list():
-    """A tag the prompt does not hold (an object the specialist missed, a misread colour) gets
-    one more question without the candidate list; its box answer is used."""
+    """A tag the prompt does not hold that shares no word with a listed tag (an object the
+    specialist missed) gets one more question without the candidate list; its box answer is
+    used (unknown_tag=retry, and rank's fallback); drop gives no object."""
     from spatial_ros.types import Box3D
     from spatial_ros.vlm.backend import ScriptedBackend
     from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
@@ -173,18 +174,46 @@ def test_unknown_tag_is_asked_again_without_the_list():
             return eng.codec.encode_box3d(missed, frame.camera)
         return "red1"  # the list holds gray1, gray2 only
 
-    for retry in (True, False):
+    for mode in ("rank", "retry", "drop"):
         prompts.clear()
-        eng = SpatialEngine(ScriptedBackend(script), EngineConfig(
-            candidate_index=True, candidate_colours=True, retry_unknown_tag=retry))
+        eng = SpatialEngine(ScriptedBackend(script, choice_scores=lambda c, t: [0.0] * len(t)),
+                            EngineConfig(candidate_index=True, candidate_colours=True,
+                                         unknown_tag=mode))
         out = eng.ground(frame, ["the red ball"], cands, "cam")
-        if retry:
-            assert prompts == [True, False] and eng.stats.retries == 1
+        if mode != "drop":
+            assert prompts == [True, False] and eng.stats.retries == 1 and eng.stats.ranked == 0
             assert len(out) == 1 and out[0].source == "vlm"
             np.testing.assert_allclose(out[0].box.center, missed.center, atol=0.02)
             assert eng.stats.parse_failures == 0
         else:
             assert prompts == [True] and out == [] and eng.stats.parse_failures == 1
+
+
+def test_unknown_tag_sharing_a_word_takes_the_likeliest_listed_tag():
+    """"large gray1" is not listed (the list says gray1, gray2): the engine scores the listed
+    tags sharing a word with the answer as the whole answer, and takes the likeliest one's
+    candidate; without a backend that scores, it asks again without the list."""
+    from spatial_ros.vlm.backend import ScriptedBackend
+    from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
+
+    frame, cands = _two_candidate_frame()
+    scored = []
+
+    def scores(conv, tags):
+        scored.append((conv[-1].text.rsplit(": ", 1)[1], tags))
+        return [{"gray1": -3.0, "gray2": -0.5}[t] for t in tags]
+
+    cfg = EngineConfig(candidate_index=True, candidate_colours=True)
+    eng = SpatialEngine(ScriptedBackend(lambda c, i: "large gray1", choice_scores=scores), cfg)
+    (obj,) = eng.ground(frame, ["the far box"], cands, "cam")
+    assert scored == [("the far box", ["gray1", "gray2"])]
+    np.testing.assert_allclose(obj.box.center, cands[0].box.center)  # gray2: the far one
+    assert obj.source == "vlm+lidar" and obj.raw_text == "large gray1 -> gray2"
+    assert eng.stats.ranked == 1 and eng.stats.retries == 0 and eng.stats.parse_failures == 0
+    # a backend that cannot score: the retry path (its answer is still an unknown tag)
+    eng = SpatialEngine(ScriptedBackend(lambda c, i: "large gray1"), cfg)
+    assert eng.ground(frame, ["the far box"], cands, "cam") == []
+    assert eng.stats.retries == 1 and eng.stats.ranked == 0 and eng.stats.parse_failures == 1
 
 
 def test_tags_name_candidates_by_colour_and_rank_among_that_colour():

@@ -137,6 +137,31 @@ def test_generate_naive_matches_our_greedy_loop(backend, image):
     assert [r.token_ids for r in ours] == [r.token_ids for r in naive]
 
 
+def test_score_choices_equals_full_sequence_log_probabilities(backend, image):
+    """The prefix-cached choice scores equal log p(choice, end | prompt) from one plain forward
+    pass per choice (the prompt's KV cache is shared by the choices)."""
+    torch = pytest.importorskip("torch")
+    prompt = PromptBuilder().box3d("the red mug", CONTEXT)
+    greedy = backend.generate([image], [prompt], max_new_tokens=6, mode="sequential")[0]
+    answer = backend.tokenizer.decode(list(greedy.token_ids[:3]))
+    choices = [answer, "red1", "large blue2", "#3"]
+    got = backend.score_choices(image, prompt, choices)
+    enc = backend.processor(images=[image], text=[backend.chat_text(prompt)], return_tensors="pt")
+    ids0 = enc["input_ids"][0].tolist()
+    pix = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+    for choice, score in zip(choices, got, strict=True):
+        t = backend.tokenizer(choice, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            lp = torch.log_softmax(
+                backend.model(input_ids=torch.tensor([ids0 + t]), **pix).logits[0].float(), -1)
+        want = sum(float(lp[len(ids0) - 1 + j, tok]) for j, tok in enumerate(t))
+        want += float(torch.logsumexp(lp[len(ids0) - 1 + len(t), backend.eos_ids], 0))
+        assert score == pytest.approx(want, abs=1e-4)
+    assert backend.score_choices(image, prompt, []) == []
+    with pytest.raises(ConfigError, match="at least one token"):
+        backend.score_choices(image, prompt, ["ok", ""])
+
+
 def test_bad_calls_raise_config_errors(backend, image):
     with pytest.raises(ConfigError, match="2 images for 3 prompts"):
         backend.generate([image, image], ["a", "b", "c"])

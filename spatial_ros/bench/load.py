@@ -147,7 +147,9 @@ class _Scene:
         self.ratio = ratio
         sf = frames[0].sensor_frame()
         self.transforms, self.camera = sf.transforms, sf.camera
-        self.tf_msg = tree_to_tf_message(sf.transforms, frames[0].stamp_ns, f)
+        # /tf_static: the rig only (sf.transforms also holds the moving gripper_tcp frame)
+        self.tf_msg = tree_to_tf_message(frames[0].scene.rig.transform_tree(),
+                                         frames[0].stamp_ns, f)
         self.msgs = [
             (
                 intrinsics_to_camera_info(sf.camera, fr.stamp_ns, f),

@@ -18,6 +18,11 @@ simulator's own truth progress is reported next to it), and ``model`` with ``--m
 ``--tiny`` (a random-weight tiny VLM built on the spot: plumbing and speed only, its answers are
 noise). ``--untracked`` also labels with the model but without following the goal's objects from
 frame to frame (``track_objects: false``), to show what tracking adds.
+
+Progress has the reach stage by default (``tool_frame`` = the simulator's ``gripper_tcp``, which
+every simulated frame carries in its transforms, as /tf does in a simulated bag); the truth it
+is compared with is the simulator's staged progress. ``--goal-only`` also labels without it
+(goal region only, against the simulator's goal-region progress); ``--tool-frame ''`` only so.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--untracked", action="store_true",
                         help="also label with the model without object tracking (comparison)")
+    parser.add_argument("--tool-frame", default=None,
+                        help="tool centre point frame for the reach stage (default: the "
+                             "simulator's gripper_tcp; '' = goal region only)")
+    parser.add_argument("--goal-only", action="store_true",
+                        help="also label without the reach stage (comparison)")
     parser.add_argument("--bag", action="store_true",
                         help="also time end-to-end offline labelling of a simulated bag")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -107,6 +117,7 @@ def simulate_episodes(args) -> list[dict]:
                 "success": traj.success, "frames": frames,
                 "table_z": eps[0].scene.table_top_z,
                 "truth_progress": [f.truth.trajectory.progress for f in frames],
+                "truth_staged": [f.truth.trajectory.staged_progress() for f in frames],
             })
             n += 1
     if skipped:
@@ -122,6 +133,7 @@ def label_episodes(episodes: list[dict], grounding: str, **cfg) -> dict:
         TruthGrounding,
     )
 
+    truth_key = "truth_staged" if cfg.get("tool_frame") else "truth_progress"
     ann = None
     finals, success_ok, vocs, frames, seconds, errors = {}, [], [], 0, 0.0, []
     per_kind: dict[str, list[float]] = {}
@@ -140,7 +152,7 @@ def label_episodes(episodes: list[dict], grounding: str, **cfg) -> dict:
         seconds += time.perf_counter() - t0
         frames += len(labels)
         prog = [lab.progress for lab in labels]
-        errors += [abs(p - t) for p, t in zip(prog, ep["truth_progress"], strict=True)]
+        errors += [abs(p - t) for p, t in zip(prog, ep[truth_key], strict=True)]
         finals.setdefault(ep["mode"], []).append(prog[-1])
         success_ok.append(labels[-1].success == ep["success"])
         if ep["mode"] == "success":
@@ -197,10 +209,18 @@ def run(args) -> int:
     n_frames = sum(len(e["frames"]) for e in episodes)
     print(f"{len(episodes)} held-out episodes ({args.episodes} success + {args.episodes} fail, "
           f"seeds from {args.seed}), {n_frames} synchronized frames, simulated in {sim_s:.0f} s")
-    truth_voc = [voc(e["truth_progress"]) for e in episodes if e["mode"] == "success"]
-    results: dict = {"episodes": len(episodes), "frames": n_frames,
-                     "sim_truth_voc_median": float(np.median(truth_voc))}
-    results["truth"] = label_episodes(episodes, "truth")
+    from spatial_ros.sim import GRIPPER_TCP_FRAME
+
+    tool = GRIPPER_TCP_FRAME if args.tool_frame is None else args.tool_frame
+    runs = [("", dict(tool_frame=tool))]  # (name suffix, config)
+    if args.goal_only and tool:
+        runs.append((" goal only", dict(tool_frame="")))
+    results: dict = {"episodes": len(episodes), "frames": n_frames, "tool_frame": tool}
+    for key in ("truth_staged", "truth_progress"):
+        results[f"sim_{key}_voc_median"] = float(np.median(
+            [voc(e[key]) for e in episodes if e["mode"] == "success"]))
+    for suffix, cfg in runs:
+        results["truth" + suffix] = label_episodes(episodes, "truth", **cfg)
     model_path = str(args.model) if args.model else None
     tiny_dir = None
     if args.tiny and not model_path:
@@ -209,26 +229,30 @@ def run(args) -> int:
         tiny_dir = tempfile.TemporaryDirectory()
         model_path = str(build_tiny_vlm(Path(tiny_dir.name) / "tiny", "test"))
     try:
-        if model_path:
-            results["model"] = label_episodes(episodes, "perception", model_path=model_path,
-                                              device=args.device)
-            results["model"]["model"] = "tiny (random weights)" if tiny_dir else model_path
-            if args.untracked:
-                results["untracked"] = label_episodes(episodes, "perception",
-                                                      model_path=model_path, device=args.device,
-                                                      track_objects=False)
-                results["untracked"]["model"] = results["model"]["model"] + ", untracked"
+        name = "tiny (random weights)" if tiny_dir else model_path
+        for suffix, cfg in runs if model_path else []:
+            results["model" + suffix] = label_episodes(
+                episodes, "perception", model_path=model_path, device=args.device, **cfg)
+            results["model" + suffix]["model"] = name + suffix.replace(" ", ", ", 1)
+        if model_path and args.untracked:
+            results["untracked"] = label_episodes(episodes, "perception", model_path=model_path,
+                                                  device=args.device, track_objects=False,
+                                                  tool_frame=tool)
+            results["untracked"]["model"] = name + ", untracked"
         if args.bag:
             results["offline_bag"] = offline_rate(args, model_path)
     finally:
         if tiny_dir is not None:
             tiny_dir.cleanup()
-    print(f"simulator truth progress: VOC median {results['sim_truth_voc_median']:.3f}")
-    for name in ("truth", "model", "untracked"):
+    print(f"simulator truth progress: VOC median {results['sim_truth_staged_voc_median']:.3f} "
+          f"with the reach stage, {results['sim_truth_progress_voc_median']:.3f} goal region "
+          f"only; reach stage from tool frame {tool!r}" if tool else "reach stage off")
+    for name in ("truth", "truth goal only", "model", "model goal only", "untracked"):
         r = results.get(name)
         if r is None:
             continue
-        label = "GT grounding" if name == "truth" else f"model ({r['model']})"
+        label = (name.replace("truth", "GT grounding") if name.startswith("truth")
+                 else f"model ({r['model']})")
         print(f"{label:>24s}: VOC median {r['voc_median']:.3f} (min {r['voc_min']:.3f}; by "
               f"kind {r['voc_by_kind']}), AUROC {r['auroc']:.3f}, progress error "
               f"{r['progress_mae']:.3f} (mean |progress - truth| per frame), final success flag "

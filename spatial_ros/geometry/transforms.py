@@ -1,17 +1,25 @@
-"""Rigid transforms between named frames (a static, ROS-free stand-in for tf2 lookups).
+"""Rigid transforms between named frames (a ROS-free stand-in for tf2 lookups).
 
 A transform ``T_a_from_b`` is a 4x4 matrix mapping points expressed in frame b to frame a:
 ``p_a = T_a_from_b @ p_b``. This is what tf2 returns for ``lookup_transform(a, b)`` and what a
 ``geometry_msgs/TransformStamped`` with header.frame_id=a, child_frame_id=b encodes.
+
+* :class:`TransformTree` — one set of transforms (``/tf_static``, or everything valid at one
+  instant), looked up along any chain.
+* :class:`TransformHistory` — time-stamped dynamic edges (``/tf``), evaluated at a stamp into a
+  ``TransformTree`` by :meth:`TransformHistory.tree_at`.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 
 import numpy as np
 
-from spatial_ros.errors import CalibrationError
+from spatial_ros.errors import CalibrationError, ConfigError
+
+NS_PER_S = 1_000_000_000
 
 # REP-103: optical frame (z forward, x right, y down) relative to the body frame of the same
 # camera (x forward, y left, z up). p_body = R_BODY_FROM_OPTICAL @ p_optical.
@@ -90,6 +98,18 @@ class TransformTree:
 
     def __init__(self) -> None:
         self._edges: dict[str, dict[str, np.ndarray]] = {}  # [a][b] = T_a_from_b
+        self._missing: dict[str, str] = {}  # frame -> why its edge is absent (error messages)
+
+    def copy(self) -> TransformTree:
+        """An independent tree with the same edges (setting edges on it leaves this one as is)."""
+        out = TransformTree()
+        out._edges = {a: dict(nbrs) for a, nbrs in self._edges.items()}
+        out._missing = dict(self._missing)
+        return out
+
+    def note_missing(self, frame: str, reason: str) -> None:
+        """Record why ``frame`` has no edge here (quoted when a lookup needs it)."""
+        self._missing[frame] = reason
 
     def set(self, parent: str, child: str, T_parent_from_child: np.ndarray) -> None:
         """Record ``T_parent_from_child`` (p_parent = T @ p_child)."""
@@ -123,9 +143,10 @@ class TransformTree:
         if target == source:
             return np.eye(4)
         if source not in self._edges or target not in self._edges:
+            why = [self._missing[f] for f in (source, target) if f in self._missing]
             raise CalibrationError(
                 f"no transform from '{source}' to '{target}' (known frames: {self.frames}); "
-                "publish it on /tf_static or set it in the config"
+                + ("; ".join(why) if why else "publish it on /tf_static or set it in the config")
             )
         # BFS from source; accumulate T_node_from_source.
         prev: dict[str, tuple[str, np.ndarray]] = {source: ("", np.eye(4))}
@@ -141,3 +162,131 @@ class TransformTree:
                     return prev[nbr][1]
                 queue.append(nbr)
         raise CalibrationError(f"frames '{source}' and '{target}' are not connected: {self.frames}")
+
+
+class TransformHistory:
+    """Time-stamped dynamic transforms (like tf2's buffer for ``/tf``), evaluated at a stamp.
+
+    Each edge ``parent -> child`` keeps its samples ``T_parent_from_child`` (4x4, metres) sorted
+    by stamp (integer nanoseconds, the TransformStamped header stamp). :meth:`tree_at` gives the
+    transforms valid at one instant: between two samples the translation is interpolated
+    linearly and the rotation by slerp; before the first / after the last sample the nearest
+    sample is used when it is at most ``max_gap_ns`` away, otherwise the edge is left out (a
+    lookup through it raises ``CalibrationError`` saying why).
+
+    Not thread-safe: a node that sets and evaluates from different threads holds a lock.
+
+    Args:
+        max_gap_ns: how far (ns) a stamp outside an edge's samples may be from the nearest one.
+        cache_ns: history kept per edge (ns) behind its newest sample; older samples are pruned
+            on :meth:`set`.
+        reset_on_jump_back_ns: when a sample is this much (ns) older than the newest of any
+            edge, the stamps jumped back (bag loop, simulator restart): everything is
+            forgotten first, like tf2 on a time jump. None = never (bag replay).
+
+    Raises:
+        ConfigError: a negative ``max_gap_ns`` or a non-positive ``cache_ns`` /
+            ``reset_on_jump_back_ns``.
+    """
+
+    def __init__(
+        self,
+        max_gap_ns: int = 100_000_000,
+        cache_ns: int = 10 * NS_PER_S,
+        reset_on_jump_back_ns: int | None = None,
+    ) -> None:
+        if max_gap_ns < 0 or cache_ns <= 0 or (
+            reset_on_jump_back_ns is not None and reset_on_jump_back_ns <= 0
+        ):
+            raise ConfigError(
+                "TransformHistory needs max_gap_ns >= 0, cache_ns > 0 and "
+                f"reset_on_jump_back_ns > 0 or None (got max_gap_ns={max_gap_ns}, "
+                f"cache_ns={cache_ns}, reset_on_jump_back_ns={reset_on_jump_back_ns})"
+            )
+        self.max_gap_ns = int(max_gap_ns)
+        self.cache_ns = int(cache_ns)
+        self.reset_on_jump_back_ns = reset_on_jump_back_ns
+        self._newest_ns: int | None = None
+        # (parent, child) -> (sorted stamps ns, T_parent_from_child per stamp)
+        self._edges: dict[tuple[str, str], tuple[list[int], list[np.ndarray]]] = {}
+
+    def set(self, parent: str, child: str, T_parent_from_child: np.ndarray, stamp_ns: int) -> None:
+        """Add the sample ``T_parent_from_child`` (p_parent = T @ p_child) at ``stamp_ns``.
+
+        Samples may come out of order; one at an existing stamp replaces it. Samples more than
+        ``cache_ns`` older than the edge's newest are dropped.
+
+        Raises:
+            CalibrationError: empty or equal frame names, or a non-finite transform.
+        """
+        if not parent or not child or parent == child:
+            raise CalibrationError(f"bad transform frames: parent '{parent}', child '{child}'")
+        T = np.asarray(T_parent_from_child, dtype=np.float64).reshape(4, 4)
+        if not np.all(np.isfinite(T)):
+            raise CalibrationError(f"non-finite transform {parent} -> {child} at {stamp_ns} ns")
+        stamp_ns = int(stamp_ns)
+        jump = self.reset_on_jump_back_ns
+        if jump is not None and self._newest_ns is not None and stamp_ns < self._newest_ns - jump:
+            self.clear()
+        self._newest_ns = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
+        stamps, mats = self._edges.setdefault((parent, child), ([], []))
+        i = bisect.bisect_left(stamps, stamp_ns)
+        if i < len(stamps) and stamps[i] == stamp_ns:
+            mats[i] = T
+        else:
+            stamps.insert(i, stamp_ns)
+            mats.insert(i, T)
+        k = bisect.bisect_left(stamps, stamps[-1] - self.cache_ns)
+        if k:
+            del stamps[:k], mats[:k]
+
+    def clear(self) -> None:
+        """Forget every sample."""
+        self._edges.clear()
+        self._newest_ns = None
+
+    def edges(self) -> list[tuple[str, str]]:
+        """The (parent, child) pairs with samples, in first-seen order."""
+        return list(self._edges)
+
+    def stamps(self, parent: str, child: str) -> list[int]:
+        """Sorted sample stamps (ns) of one edge (empty when unknown)."""
+        return list(self._edges.get((parent, child), ([], []))[0])
+
+    def tree_at(self, stamp_ns: int, base: TransformTree | None = None) -> TransformTree:
+        """A new tree: a copy of ``base`` (e.g. the static transforms) plus every dynamic edge
+        evaluated at ``stamp_ns`` (ns). ``base`` is not changed."""
+        tree = TransformTree() if base is None else base.copy()
+        t = int(stamp_ns)
+        for (parent, child), (stamps, mats) in self._edges.items():
+            T = self._at(stamps, mats, t)
+            if T is not None:
+                tree.set(parent, child, T)
+            else:
+                tree.note_missing(
+                    child,
+                    f"/tf edge '{parent}' -> '{child}' has no sample within "
+                    f"{self.max_gap_ns / 1e6:g} ms of {t} ns (samples {stamps[0]}..{stamps[-1]})",
+                )
+        return tree
+
+    def _at(self, stamps: list[int], mats: list[np.ndarray], t: int) -> np.ndarray | None:
+        """T at ``t``: the sample itself, interpolated, the nearest within the gap, or None."""
+        i = bisect.bisect_left(stamps, t)
+        if i < len(stamps) and stamps[i] == t:
+            return mats[i]
+        if 0 < i < len(stamps):
+            a = (t - stamps[i - 1]) / (stamps[i] - stamps[i - 1])  # exact int ns arithmetic
+            return interpolate(mats[i - 1], mats[i], a)
+        j = 0 if i == 0 else len(stamps) - 1
+        return mats[j] if abs(stamps[j] - t) <= self.max_gap_ns else None
+
+
+def interpolate(T0: np.ndarray, T1: np.ndarray, a: float) -> np.ndarray:
+    """Rigid transform a fraction ``a`` (0..1) of the way from ``T0`` to ``T1``: translation
+    linear, rotation by slerp (the shorter arc)."""
+    from scipy.spatial.transform import Rotation, Slerp
+
+    rots = Rotation.from_matrix(np.stack([T0[:3, :3], T1[:3, :3]]))
+    R = Slerp([0.0, 1.0], rots)([a]).as_matrix()[0]
+    return make_transform(R, (1.0 - a) * T0[:3, 3] + a * T1[:3, 3])

@@ -21,7 +21,10 @@ jump back in time (bag loop, simulator restart). The active goal is republished 
 (``no_goal``) and not labelled.
 
 Topics (relative to the node namespace): ~/reward (spatial_ros/RewardLabel), ~/active_goal,
-/diagnostics. Subscriptions: image, camera_info, cloud/depth (as configured), /tf_static, ~/goal.
+/diagnostics. Subscriptions: image, camera_info, cloud/depth (as configured), /tf_static, /tf,
+~/goal. Each frame's transforms are the static ones plus the /tf edges evaluated at the image stamp
+(``TransformHistory.tree_at``, as bag replay does), so the annotator can look up e.g.
+base_link -> gripper_tcp.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from std_msgs.msg import String
 
 from spatial_ros.config import field_help, from_dict
 from spatial_ros.errors import CalibrationError, ModelError, SpatialRosError
-from spatial_ros.geometry.transforms import TransformTree
+from spatial_ros.geometry.transforms import TransformHistory, TransformTree
 from spatial_ros.io.msgs import MessageFactory, stamp_to_ns
 from spatial_ros.msg import RewardLabel
 from spatial_ros.nodes import spin_node
@@ -58,6 +61,7 @@ from spatial_ros.reward.annotator import NODE_NAME, RewardAnnotator, RewardAnnot
 from spatial_ros.ros_conversions import (
     reward_label_to_msg,
     sensor_frame_from_msgs,
+    tf_message_into_history,
     tf_message_into_tree,
 )
 from spatial_ros.srv import SetGoal
@@ -97,7 +101,9 @@ class RewardAnnotatorNode(LifecycleNode):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
-        self._tf = TransformTree()
+        self._tf = TransformTree()  # static: /tf_static + the static_transforms parameter
+        self._tf_dynamic = TransformHistory()  # /tf
+        self._tf_lock = threading.Lock()  # both (callbacks write, the worker reads)
         self._info = LatestBeforeCache()
         self._newest_image_ns = -1
         self.counters: Counter = Counter()
@@ -127,6 +133,7 @@ class RewardAnnotatorNode(LifecycleNode):
         for parent, child, T in static.edges():
             self._tf.set(parent, child, T)
         cfg = self.cfg
+        self._tf_dynamic = TransformHistory(reset_on_jump_back_ns=int(cfg.time_jump * 1e9))
         sensor_qos = QoSProfile(
             depth=cfg.qos_depth,
             history=QoSHistoryPolicy.KEEP_LAST,
@@ -160,6 +167,8 @@ class RewardAnnotatorNode(LifecycleNode):
         if TFMessage is not None:
             subs.append(self.create_subscription(TFMessage, "/tf_static", self._on_tf_static,
                                                  latched))
+            subs.append(self.create_subscription(TFMessage, "/tf", self._on_tf,
+                                                 QoSProfile(depth=100)))
         subs.append(self.create_subscription(String, "~/goal", self._on_goal_topic, 10))
         self._entities = subs + [
             self.create_service(SetGoal, "~/set_goal", self._srv_set_goal),
@@ -296,9 +305,17 @@ class RewardAnnotatorNode(LifecycleNode):
 
     def _on_tf_static(self, msg) -> None:
         try:
-            tf_message_into_tree(msg, self._tf)
+            with self._tf_lock:
+                tf_message_into_tree(msg, self._tf)
         except Exception as e:  # noqa: BLE001
             self._skip("bad_tf", f"/tf_static rejected: {e}")
+
+    def _on_tf(self, msg) -> None:
+        try:
+            with self._tf_lock:
+                tf_message_into_history(msg, self._tf_dynamic)
+        except Exception as e:  # noqa: BLE001
+            self._skip("bad_tf", f"/tf rejected: {e}")
 
     def _on_synced(self, *msgs) -> None:
         with self._lock:
@@ -342,11 +359,14 @@ class RewardAnnotatorNode(LifecycleNode):
     def _frame_from(self, msgs) -> SensorFrame:
         by_kind = dict(zip(self._inputs, msgs, strict=True))
         img_msg = by_kind["image"]
-        info = self._info.get(stamp_to_ns(img_msg.header)) or self._info.latest()
+        stamp = stamp_to_ns(img_msg.header)
+        info = self._info.get(stamp) or self._info.latest()
         if info is None:
             raise CalibrationError(f"no CameraInfo on {self.cfg.camera_info_topic} yet")
+        with self._tf_lock:
+            transforms = self._tf_dynamic.tree_at(stamp, base=self._tf)
         return sensor_frame_from_msgs(img_msg, info, by_kind.get("cloud"), by_kind.get("depth"),
-                                      self._tf)
+                                      transforms)
 
     def _process(self, received: float, msgs) -> None:
         t0 = time.perf_counter()

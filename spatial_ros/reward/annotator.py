@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from spatial_ros.boxfile import BoxFrame, BoxRecord, iter_box_file
 from spatial_ros.config import field_help, param
 from spatial_ros.errors import CalibrationError, ConfigError, DataError
@@ -76,6 +78,9 @@ class RewardAnnotatorConfig(ScoringConfig):
                             "scene.json next to it gives the table height")
     output_frame: str = _shared("output_frame", "z-up frame the goal is scored in (boxes, "
                                 "'the robot' = its origin)")
+    tool_frame: str = param("", "the robot's tool centre point frame (gripper fingertips) in "
+                            "/tf, e.g. 'tool0'; progress then also rewards bringing it to the "
+                            "target (reach_weight); '' = goal region only")
     model_path: str = _shared("model_path")
     device: str = _shared("device")
     max_new_tokens: int = _shared("max_new_tokens")
@@ -307,6 +312,7 @@ class RewardAnnotator:
         self._frame_index = 0
         self._t0_ns = 0
         self._truth_episode: int | None = None
+        self._tool_missing = 0  # frames without the tool frame's transform (warned, counted)
         if cfg.goal.strip():
             self.set_goal(cfg.goal)
 
@@ -464,7 +470,24 @@ class RewardAnnotator:
         vp = self._viewpoint(frame, frame_id)
         target = boxes.get(goal.target)
         ref = boxes.get(goal.reference) if goal.reference is not None else None
-        return SceneState(target, ref, vp, support), reason, frame_id, held
+        return SceneState(target, ref, vp, support, self._tool(frame, frame_id)), reason, \
+            frame_id, held
+
+    def _tool(self, frame: SensorFrame, frame_id: str) -> np.ndarray | None:
+        """The tool centre point in ``frame_id`` from the frame's transforms (None when
+        ``tool_frame`` is off or not in this frame's transforms: the scorer then keeps the
+        last tool distance)."""
+        name, tf = self.config.tool_frame, frame.transforms
+        if not name:
+            return None
+        if tf is None or not tf.can_transform(frame_id, name):
+            self._tool_missing += 1
+            if self._tool_missing in (1, 100) or self._tool_missing % 1000 == 0:
+                log.warning("no transform from tool_frame '%s' to '%s' at stamp %d (%d frames "
+                            "so far): the reach stage keeps its last value; publish it on /tf",
+                            name, frame_id, frame.stamp_ns, self._tool_missing)
+            return None
+        return tf.lookup(frame_id, name)[:3, 3].copy()
 
     def _track(
         self, answers: dict[ObjectRef, Box3D], candidates: list[Box3D]

@@ -31,6 +31,17 @@ Goal kinds and their *goal regions* (``remaining`` = metres from the state to th
   footprint gap for objects) grows (shrinks) by D = 0.15 m or "N cm" relative to the episode's
   first frame. remaining = max(0, d0 + D - d) (``toward``: max(0, d - max(d0 - D, 0))).
 
+Reach stage (when the robot's tool point is known, e.g. from /tf): a pick-and-place goal starts
+with the gripper travelling to the target, during which the goal region gets no closer. With
+the tool point p in the state, progress is staged::
+
+    progress = w * reach + (1 - w) * place,   reach = clip(1 - d(p, target) / d_0, 0, 1)
+
+with d the metres from p to the target's box (0 inside), d_0 its value in the episode's first
+frame, ``place`` the goal-region progress above and w = ``REACH_WEIGHT``; ``reach`` is 1 from
+the first frame in which the target is more than ``REACH_MOVED`` from where it started (it has
+been picked up or pushed), so the gripper leaving after a release costs nothing.
+
 The support surface is ``SceneState.support_z`` when known (the simulator's table top); else the
 reference's bottom (it rests on the table); for ``lift`` without either, the target's bottom in
 the episode's first frame (it starts on the table).
@@ -53,6 +64,7 @@ from spatial_ros.spatial.predicates import (
     extent_along,
     height,
     horizontal_distance,
+    point_box_distance,
     vertical_distance,
 )
 from spatial_ros.types import Box3D
@@ -80,6 +92,8 @@ LIFT_TOL = 0.03
 REST_TOL = 0.01
 MOVE_AMOUNT = 0.15
 DEFAULT_LIFT = 0.10
+REACH_WEIGHT = 0.25  # share of progress earned by bringing the tool to the target
+REACH_MOVED = 0.03  # metres the target must move from its start to end the reach stage
 
 GOAL_EXAMPLES = (
     "put the red cube next to the blue bowl",
@@ -501,12 +515,15 @@ class SceneState:
             when not found).
         viewpoint: the camera (needed for left/right/front/behind and camera references).
         support_z: height of the surface objects rest on (the table top), or None = estimate.
+        tool: (3,) the robot's tool centre point (gripper fingertips) in the boxes' frame, or
+            None when unknown (no reach stage).
     """
 
     target: Box3D | None
     reference: Box3D | None = None
     viewpoint: Viewpoint | None = None
     support_z: float | None = None
+    tool: np.ndarray | None = None
 
     def missing(self, goal: Goal) -> list[str]:
         """Names of what the goal needs and this state lacks (empty = complete)."""
@@ -528,6 +545,7 @@ class SceneState:
             "reference": None if self.reference is None else self.reference.state_dict(),
             "viewpoint": None if vp is None else [vp.position.tolist(), vp.forward.tolist()],
             "support_z": self.support_z,
+            "tool": None if self.tool is None else np.asarray(self.tool, float).tolist(),
         }
 
     @classmethod
@@ -535,9 +553,10 @@ class SceneState:
         def box(b):
             return None if b is None else Box3D.from_state_dict(b)
 
-        vp = d.get("viewpoint")
+        vp, tool = d.get("viewpoint"), d.get("tool")
         return cls(box(d.get("target")), box(d.get("reference")),
-                   None if vp is None else Viewpoint(vp[0], vp[1]), d.get("support_z"))
+                   None if vp is None else Viewpoint(vp[0], vp[1]), d.get("support_z"),
+                   None if tool is None else np.asarray(tool, float))
 
 
 @dataclass(frozen=True)
@@ -667,3 +686,19 @@ def measure(
     want = max(d0 - amount, 0.0)
     text = f"distance({an}, {rname}) = {d:.2f} m (goal <= {want:.2f} m)"
     return result(max(0.0, d - want), True, d, text)
+
+
+def tool_distance(tool: np.ndarray, target: Box3D) -> float:
+    """Metres from the tool point to the target's box (0 inside): how far the reach is."""
+    return float(point_box_distance(np.asarray(tool, float).reshape(1, 3), target)[0])
+
+
+def target_moved(target: Box3D, start: Box3D, moved: float = REACH_MOVED) -> bool:
+    """The target's centre is more than ``moved`` metres from its first-frame centre."""
+    return bool(np.linalg.norm(np.asarray(target.center) - np.asarray(start.center)) > moved)
+
+
+def staged_progress(place: float, reach: float, weight: float = REACH_WEIGHT) -> float:
+    """Progress of a pick-and-place goal in two stages: ``weight`` for the reach (tool to
+    target, in [0, 1]) and the rest for the goal region (``place`` in [0, 1])."""
+    return float(weight * reach + (1.0 - weight) * place)

@@ -9,6 +9,13 @@ with ``remaining`` the metres to the goal region (:func:`spatial_ros.reward.goal
 that a goal that starts satisfied does not divide by zero). With ground-truth boxes and no
 smoothing, progress equals the simulator's truth progress exactly.
 
+With the robot's tool point in the state (``SceneState.tool``, e.g. the gripper's TCP from /tf)
+and ``reach_weight`` > 0, progress is staged (:func:`spatial_ros.reward.goal.staged_progress`):
+``reach_weight`` of it for bringing the tool to the target, the rest for the goal region; the
+reach stage ends for good once the target has moved ``reach_moved`` from its start. Whether an
+episode is staged is decided at its first grounded frame (a tool point there); a later frame
+without one keeps the last tool distance.
+
 Smoothing is causal: a frame's output depends only on that frame and earlier ones, so online and
 offline labels are identical and no future frame leaks into the past. ``remaining`` is smoothed;
 progress and success come from the smoothed value (success also needs this frame's side
@@ -41,7 +48,17 @@ import numpy as np
 
 from spatial_ros.config import param
 from spatial_ros.errors import ConfigError
-from spatial_ros.reward.goal import Goal, SceneState, Tolerances, measure
+from spatial_ros.reward.goal import (
+    REACH_MOVED,
+    REACH_WEIGHT,
+    Goal,
+    SceneState,
+    Tolerances,
+    measure,
+    staged_progress,
+    target_moved,
+    tool_distance,
+)
 
 REWARD_MODES = ("delta", "potential", "progress")
 SMOOTHING = ("none", "ema", "median")
@@ -71,6 +88,10 @@ class ScoringConfig:
     move_amount: float = param(0.15, "away from / towards: default distance change (m)")
     min_remaining0: float = param(0.02, "floor of the first frame's remaining distance used to "
                                   "normalise progress (m)")
+    reach_weight: float = param(REACH_WEIGHT, "share of progress for bringing the robot's tool "
+                                "to the target, [0, 1) (used when the tool point is known)")
+    reach_moved: float = param(REACH_MOVED, "the target moving this far from its start ends the "
+                               "reach stage (m)")
 
     def __post_init__(self) -> None:
         bad = []
@@ -86,6 +107,10 @@ class ScoringConfig:
             bad.append(f"median_window={self.median_window} (must be odd and >= 1)")
         if not math.isfinite(self.success_bonus):
             bad.append(f"success_bonus={self.success_bonus} (must be finite)")
+        if not 0.0 <= self.reach_weight < 1.0:
+            bad.append(f"reach_weight={self.reach_weight} (must be in [0, 1))")
+        if not self.reach_moved > 0:
+            bad.append(f"reach_moved={self.reach_moved} (must be > 0 m)")
         if not self.min_remaining0 > 0:
             bad.append(f"min_remaining0={self.min_remaining0} (must be > 0 m)")
         if bad:
@@ -195,6 +220,10 @@ class EpisodeScorer:
         self._progress = 0.0
         self._remaining = math.nan
         self._success = False
+        self._staged: bool | None = None  # decided at the first grounded frame
+        self._reach0: float | None = None
+        self._reach = math.nan  # latest tool-to-target metres (held when the tool is unknown)
+        self._reached = False
 
     def score(self, state: SceneState | None, missing_reason: str = "") -> FrameScore:
         """Score the next frame of the episode.
@@ -209,13 +238,32 @@ class EpisodeScorer:
             return self._emit(math.nan, math.nan, False, f"{why}; progress held")
         if self._start is None:
             self._start = state
+        cfg = self.config
         m = measure(self.goal, state, self._start, self._tol)
         if self._rem0 is None:
-            self._rem0 = max(m.remaining, self.config.min_remaining0)
-        self._remaining = float(self._smoother.update([m.remaining])[0])
+            self._rem0 = max(m.remaining, cfg.min_remaining0)
+        if self._staged is None:
+            self._staged = state.tool is not None and cfg.reach_weight > 0
+        reach_text = ""
+        if self._staged:
+            self._reached = self._reached or target_moved(state.target, self._start.target,
+                                                          cfg.reach_moved)
+            if state.tool is not None:
+                self._reach = tool_distance(state.tool, state.target)
+            if self._reach0 is None:
+                self._reach0 = max(self._reach, cfg.min_remaining0)
+            reach_text = ("; reach done" if self._reached
+                          else f"; tool {self._reach:.2f} m from {self.goal.target.name}")
+        smoothed = self._smoother.update([m.remaining, self._reach if self._staged else 0.0])
+        self._remaining = float(smoothed[0])
         self._progress = float(np.clip(1.0 - self._remaining / self._rem0, 0.0, 1.0))
+        if self._staged:
+            reach = 1.0 if self._reached else float(
+                np.clip(1.0 - smoothed[1] / self._reach0, 0.0, 1.0))
+            self._progress = staged_progress(self._progress, reach, cfg.reach_weight)
         self._success = bool(self._remaining <= self._tol.success and m.conditions)
-        text = f"{m.text}; progress {self._progress:.2f}" + (" (success)" if self._success else "")
+        text = (f"{m.text}{reach_text}; progress {self._progress:.2f}"
+                + (" (success)" if self._success else ""))
         return self._emit(m.remaining, m.value, True, text)
 
     def _emit(self, raw: float, value: float, grounded: bool, text: str) -> FrameScore:
@@ -246,6 +294,10 @@ class EpisodeScorer:
             "remaining": None if math.isnan(self._remaining) else self._remaining,
             "success": self._success,
             "smoother": self._smoother.state_dict(),
+            "staged": self._staged,
+            "reach0": self._reach0,
+            "reach": None if math.isnan(self._reach) else self._reach,
+            "reached": self._reached,
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -256,6 +308,10 @@ class EpisodeScorer:
         self._remaining = math.nan if d["remaining"] is None else d["remaining"]
         self._success = d["success"]
         self._smoother.load_state_dict(d["smoother"])
+        self._staged = d.get("staged")
+        self._reach0 = d.get("reach0")
+        self._reach = math.nan if d.get("reach") is None else d["reach"]
+        self._reached = bool(d.get("reached", False))
 
 
 def score_episode(

@@ -16,7 +16,7 @@ frames (scene), ray casting (raycast), goals/progress (trajectory) and truth (tr
 
 from spatial_ros.sim.config import CameraConfig, LidarConfig, SimConfig
 from spatial_ros.sim.raycast import RayWorld
-from spatial_ros.sim.scene import Rig, Scene, SimObject, make_scene
+from spatial_ros.sim.scene import GRIPPER_TCP_FRAME, Rig, Scene, SimObject, make_scene
 from spatial_ros.sim.trajectory import (
     Goal,
     Trajectory,
@@ -36,6 +36,7 @@ from spatial_ros.sim.world import (
 )
 
 __all__ = [
+    "GRIPPER_TCP_FRAME",
     "TOPICS",
     "CameraConfig",
     "Episode",

@@ -4,7 +4,10 @@ pedestrians, cyclists, poles), with the sensor rig that observes them.
 Frames (REP-103/105): the robot stands still, so ``base_link`` (z up, x forward, origin on the
 floor/ground under the robot) is also the world frame; every box and pose here is in base_link.
 ``camera_link`` (x forward, z up) carries the camera, ``camera_optical_frame`` (z forward, x right,
-y down) its images, ``lidar`` (z up when level) the point clouds.
+y down) its images, ``lidar`` (z up when level) the point clouds. Tabletop scenes add the dynamic
+frame ``gripper_tcp`` (the gripper's tool centre point, /tf): origin at the centre of the
+fingertips (the gripper box's centre minus half its height along base_link z), z parallel to
+base_link z, x along the gripper's yaw.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ BASE_FRAME = "base_link"
 CAMERA_FRAME = "camera_link"
 OPTICAL_FRAME = "camera_optical_frame"
 LIDAR_FRAME = "lidar"
+GRIPPER_TCP_FRAME = "gripper_tcp"
 
 
 def rot_y(angle: float) -> np.ndarray:
@@ -209,6 +213,27 @@ class Scene:
     @property
     def gripper(self) -> SimObject | None:
         return next((o for o in self.objects if o.category == "gripper"), None)
+
+    def T_base_from_gripper_tcp(self) -> np.ndarray | None:
+        """4x4 pose of ``gripper_tcp`` in base_link at this scene state (None: no gripper).
+
+        Origin: the fingertip centre = gripper box centre - (0, 0, box height / 2) (metres);
+        rotation: the gripper's yaw about base_link +z.
+        """
+        g = self.gripper
+        if g is None:
+            return None
+        tip = g.center - np.array([0.0, 0.0, g.size[2] / 2.0])
+        return make_transform(yaw_to_matrix(g.yaw), tip)
+
+    def dynamic_transform_tree(self) -> TransformTree:
+        """The moving frames at this scene state (/tf): base_link -> gripper_tcp when the scene
+        has a gripper, else empty."""
+        tree = TransformTree()
+        T = self.T_base_from_gripper_tcp()
+        if T is not None:
+            tree.set(BASE_FRAME, GRIPPER_TCP_FRAME, T)
+        return tree
 
     def with_objects(self, objects: list[SimObject]) -> Scene:
         """Same scene (surfaces, rig) with other object poses."""
@@ -618,6 +643,7 @@ def scene_for_config(
 __all__ = [
     "BASE_FRAME",
     "CAMERA_FRAME",
+    "GRIPPER_TCP_FRAME",
     "LIDAR_FRAME",
     "OPTICAL_FRAME",
     "Rig",

@@ -22,6 +22,10 @@ in ``spatial_ros.reward.goal`` (parser and geometry shared with the reward annot
 Progress of frame t: ``clip(1 - remaining_t / remaining_0, 0, 1)`` with remaining_0 the value at
 the first frame of the episode (always >= 0.05 m by construction); ``in_goal`` = remaining == 0
 and the resting condition; ``success`` (per episode) = ``in_goal`` at the last frame.
+``reach`` is the reach stage's progress (tool centre point = the gripper's fingertip centre,
+published as the ``gripper_tcp`` frame): 1 once the target has moved 3 cm from its start, else
+1 - d_t / d_0 with d the tool's distance to the target's box; ``staged_progress()`` combines
+the two as the reward annotator does when it knows the tool point.
 
 Timeline (u = 0..1 over the episode): still until 0.05, the gripper approaches and grasps until
 0.30, carries (lift, traverse at a clearance above every object, set down) until 0.85, then
@@ -42,12 +46,16 @@ from spatial_ros.reward.goal import (  # noqa: F401 - re-exported for the simula
     GOAL_EXAMPLES,
     LIFT_TOL,
     NEXT_TO_GAP,
+    REACH_WEIGHT,
     REST_TOL,
     Goal,
     GoalError,
     SceneState,
     Vocabulary,
     measure,
+    staged_progress,
+    target_moved,
+    tool_distance,
 )
 from spatial_ros.reward.goal import parse_goal as _parse_goal
 from spatial_ros.sim import catalog
@@ -154,6 +162,12 @@ class TrajectoryState:
     progress: float
     in_goal: bool
     success: bool
+    reach: float = 0.0
+
+    def staged_progress(self, weight: float = REACH_WEIGHT) -> float:
+        """Progress with the reach stage (``spatial_ros.reward.goal.staged_progress``): what
+        the reward annotator reports when it knows the gripper's tool point."""
+        return staged_progress(self.progress, self.reach, weight)
 
     def to_json(self) -> dict:
         return {
@@ -169,6 +183,7 @@ class TrajectoryState:
             "progress": round(float(self.progress), 6),
             "in_goal": bool(self.in_goal),
             "success": bool(self.success),
+            "reach": round(float(self.reach), 6),
         }
 
 
@@ -190,6 +205,8 @@ class Trajectory:
     segments: list[_Segment]
     remaining0: float = 0.0
     success: bool = False
+    target_start: Box3D | None = None  # the target's box at u = 0 (ends the reach stage)
+    tool_distance0: float = 0.0  # metres from the tool point to the target at u = 0
     _cache: dict = field(default_factory=dict, repr=False)
 
     def poses(self, u: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -206,6 +223,16 @@ class Trajectory:
             seg.grip0 + a * (seg.grip1 - seg.grip0),
             seg.gyaw0 + a * (seg.gyaw1 - seg.gyaw0),
         )
+
+    def reach(self, scene_u: Scene) -> float:
+        """Reach-stage progress in [0, 1] of ``scene_u`` (``spatial_ros.reward.goal``): 1 once
+        the target has moved ``REACH_MOVED`` from its start, else how much of the tool centre
+        point's first distance to the target is covered."""
+        box = scene_u.get(self.target_id).box
+        if self.target_start is None or target_moved(box, self.target_start):
+            return 1.0
+        d = tool_distance(scene_u.T_base_from_gripper_tcp()[:3, 3], box)
+        return float(np.clip(1.0 - d / max(self.tool_distance0, 1e-9), 0.0, 1.0))
 
     def phase(self, u: float) -> str:
         if u < T_START:
@@ -254,6 +281,7 @@ class Trajectory:
             prog,
             g.in_goal,
             self.success,
+            self.reach(scene_u),
         )
 
     def to_json(self) -> dict:
@@ -557,7 +585,10 @@ def _plan_one(
         gmesh,
         segs,
         remaining0=g0.remaining,
+        target_start=scene.get(tid).box,
     )
+    tcp0 = traj.scene_at(scene, 0.0).T_base_from_gripper_tcp()[:3, 3]
+    traj.tool_distance0 = tool_distance(tcp0, scene.get(tid).box)
     final = traj.state(traj.scene_at(scene, 1.0), 1.0)
     if mode == "success" and not final.in_goal:
         return None

@@ -24,9 +24,17 @@ import numpy as np
 
 from spatial_ros.boxfile import write_box_file
 from spatial_ros.errors import DataError
+from spatial_ros.geometry.transforms import TransformTree
 from spatial_ros.sim.config import SimConfig
 from spatial_ros.sim.raycast import RayWorld, render_camera, render_lidar
-from spatial_ros.sim.scene import LIDAR_FRAME, OPTICAL_FRAME, Rig, Scene, scene_for_config
+from spatial_ros.sim.scene import (
+    GRIPPER_TCP_FRAME,
+    LIDAR_FRAME,
+    OPTICAL_FRAME,
+    Rig,
+    Scene,
+    scene_for_config,
+)
 from spatial_ros.sim.trajectory import Trajectory, parse_goal, plan_trajectory
 from spatial_ros.sim.truth import FrameTruth, compute_truth
 from spatial_ros.types import SensorFrame
@@ -38,6 +46,7 @@ TOPICS = {
     "depth": "/camera/depth/image_raw",
     "points": "/lidar/points",
     "tf_static": "/tf_static",
+    "tf": "/tf",  # tabletop only: base_link -> gripper_tcp at every camera frame's stamp
 }
 MAX_SCENE_ATTEMPTS = 12
 # Random streams (second element of every seed sequence).
@@ -78,6 +87,14 @@ class SimFrame:
     scene: Scene
     u: float = 0.0
 
+    def transform_tree(self) -> TransformTree:
+        """Static rig transforms plus this frame's dynamic ones (base_link -> gripper_tcp on a
+        tabletop), as a bag replay evaluates them at the image stamp."""
+        tree = self.scene.rig.transform_tree()
+        for parent, child, T in self.scene.dynamic_transform_tree().edges():
+            tree.set(parent, child, T)
+        return tree
+
     def sensor_frame(self) -> SensorFrame:
         """The pipeline's view of this frame (what a bag replay of it yields)."""
         rig = self.scene.rig
@@ -88,7 +105,7 @@ class SimFrame:
             points=self.points,
             points_frame=LIDAR_FRAME,
             depth=self.depth,
-            transforms=rig.transform_tree(),
+            transforms=self.transform_tree(),
             index=self.index,
         )
 
@@ -341,12 +358,13 @@ def scene_json(cfg: SimConfig, rig: Rig, episodes: list[Episode], scans: int) ->
         "config": cfg.to_dict(),
         "frames": cfg.frames,
         "scans": scans,
-        "topics": dict(TOPICS),
+        "topics": {k: v for k, v in TOPICS.items() if k != "tf" or cfg.scenario == "tabletop"},
         "frames_ids": {
             "base": "base_link",
             "camera": "camera_link",
             "optical": OPTICAL_FRAME,
             "lidar": LIDAR_FRAME,
+            "gripper_tcp": GRIPPER_TCP_FRAME,
         },
         "camera": {
             "width": intr.width,
@@ -421,6 +439,8 @@ def simulate(
         w.add_topic(TOPICS["camera_info"], "sensor_msgs/msg/CameraInfo")
         w.add_topic(TOPICS["depth"], "sensor_msgs/msg/Image")
         w.add_topic(TOPICS["points"], "sensor_msgs/msg/PointCloud2")
+        if config.scenario == "tabletop":  # the scenario with a gripper (moving frames)
+            w.add_topic(TOPICS["tf"], "tf2_msgs/msg/TFMessage", depth=100)
         for fr in iter_frames(config, episodes):
             rig = fr.scene.rig
             if rig is not last_rig:  # first frame, or a new episode with its own rig
@@ -431,7 +451,13 @@ def simulate(
                     tree_to_tf_message(rig.transform_tree(), tf_stamp, f),
                     tf_stamp,
                 )
-            msgs = [
+            # /tf first: at equal stamps a reader has the gripper pose before the image
+            msgs = []
+            dynamic = fr.scene.dynamic_transform_tree()
+            if dynamic.edges():
+                tf_msg = tree_to_tf_message(dynamic, fr.stamp_ns, f)
+                msgs.append((fr.stamp_ns, TOPICS["tf"], tf_msg))
+            msgs += [
                 (
                     fr.stamp_ns,
                     TOPICS["image"],

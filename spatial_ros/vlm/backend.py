@@ -120,6 +120,14 @@ class VLMBackend(abc.ABC):
         """Answer ``prompts`` (greedy). ``images``: one (H, W, 3) uint8 RGB image shared by all
         prompts, or one per prompt. ``mode``: "auto", "prefix", "batched" or "sequential"."""
 
+    def score_choices(
+        self, image: np.ndarray, prompt: Prompt, choices: Sequence[str]
+    ) -> list[float]:
+        """Log-probability of each choice as the model's COMPLETE answer to ``prompt`` about
+        ``image`` (the sum over the choice's tokens and the end of the answer; natural log).
+        Backends that cannot score raise NotImplementedError (callers fall back)."""
+        raise NotImplementedError(f"{type(self).__name__} does not score answer choices")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free model memory (GPU caches)."""
 
@@ -356,6 +364,8 @@ class ScriptedBackend(VLMBackend):
             the last user turn to a text (first match wins; key "" is the default), or a
             callable ``(conversation, image) -> text``.
         adapter: the model family to emulate (default Cube-LLM).
+        choice_scores: ``(conversation, choices) -> log-probabilities`` for ``score_choices``
+            (None: scoring is not supported, like a backend without a model).
 
     ``calls`` records every (conversation, image) it was asked about.
     """
@@ -364,9 +374,11 @@ class ScriptedBackend(VLMBackend):
         self,
         responses: Sequence[str] | dict[str, str] | Callable[[Conversation, np.ndarray], str],
         adapter: ModelAdapter | None = None,
+        choice_scores: Callable[[Conversation, list[str]], Sequence[float]] | None = None,
     ) -> None:
         self.responses = responses
         self.adapter = adapter or ModelAdapter()
+        self.choice_scores = choice_scores
         self.calls: list[tuple[Conversation, np.ndarray]] = []
         self._i = 0
 
@@ -402,6 +414,14 @@ class ScriptedBackend(VLMBackend):
                                  model_image_hw=img.shape[:2])
             )
         return out
+
+
+    def score_choices(self, image, prompt, choices):
+        if self.choice_scores is None:
+            return super().score_choices(image, prompt, choices)
+        conv = as_conversation(prompt)
+        self.calls.append((conv, np.asarray(image)))
+        return [float(x) for x in self.choice_scores(conv, list(choices))]
 
 
 FakeBackend = ScriptedBackend
@@ -909,6 +929,60 @@ class TransformersBackend(VLMBackend):
                     score=score,
                 )
         return out  # type: ignore[return-value]
+
+    def score_choices(self, image, prompt, choices):
+        """See :meth:`VLMBackend.score_choices`. The prompt (with the image) is run once; its KV
+        cache is expanded to one row per choice and the choices (right-padded) are scored in one
+        batch. Families whose positions our loop cannot reproduce (Qwen's M-RoPE) run the full
+        sequences in one batch instead."""
+        if not choices:
+            return []
+        torch = self.torch
+        toks = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+        if any(not t for t in toks):
+            raise ConfigError("score_choices: every choice must have at least one token")
+        with torch.inference_mode():
+            enc = self.encode([np.asarray(image)], [prompt])
+            ids0 = enc.ids[0]
+            B, P, L = len(toks), len(ids0), max(len(t) for t in toks)
+            suf = torch.full((B, L), self.pad_id, dtype=torch.long)
+            smask = torch.zeros((B, L), dtype=torch.long)
+            for i, t in enumerate(toks):
+                suf[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+                smask[i, : len(t)] = 1
+            suf, smask = suf.to(self.device), smask.to(self.device)
+            if self.custom_loop:
+                o = self.model(
+                    input_ids=torch.tensor([ids0], device=self.device),
+                    attention_mask=torch.ones((1, P), dtype=torch.long, device=self.device),
+                    position_ids=torch.arange(P, device=self.device)[None], use_cache=True,
+                    logits_to_keep=1, **self._to_dev(enc.pixel[0]),
+                )
+                first = o.logits[:, -1].expand(B, -1)
+                cache = o.past_key_values
+                if B > 1:
+                    cache.batch_repeat_interleave(B)
+                o = self.model(
+                    input_ids=suf, attention_mask=torch.cat([smask.new_ones((B, P)), smask], 1),
+                    position_ids=P + torch.arange(L, device=self.device)[None].expand(B, -1),
+                    past_key_values=cache, use_cache=False,
+                )
+                logits = torch.cat([first[:, None], o.logits], 1)  # (B, L + 1, V)
+            else:
+                x = torch.cat([torch.tensor([ids0], device=self.device).expand(B, -1), suf], 1)
+                mask = torch.cat([smask.new_ones((B, P)), smask], 1)
+                o = self.model(input_ids=x, attention_mask=mask, **self._to_dev(enc.pixel[0], B))
+                logits = o.logits[:, P - 1:]
+            lp = torch.log_softmax(logits.float(), -1)
+            eos = torch.tensor(self.eos_ids or [self.pad_id], device=self.device)
+            out = []
+            for i, t in enumerate(toks):
+                n = len(t)
+                tok_lp = lp[i, torch.arange(n, device=self.device),
+                            torch.tensor(t, device=self.device)].sum()
+                end_lp = torch.logsumexp(lp[i, n, eos], 0)  # the answer ends after the choice
+                out.append(float(tok_lp + end_lp))
+        return out
 
     def generate_naive(
         self, images, prompts, max_new_tokens=64, **generate_kwargs

@@ -10,7 +10,9 @@ lifted to a metric box, fused with the candidate it designates, and moved to the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,10 +36,17 @@ from spatial_ros.vlm.lifting import (
     project_points,
     surface_distance,
 )
-from spatial_ros.vlm.prompts import DEFAULT_SYSTEM, PromptBuilder, candidate_tags
+from spatial_ros.vlm.prompts import (
+    DEFAULT_SYSTEM,
+    PromptBuilder,
+    candidate_tags,
+    normalize_tag,
+)
 from spatial_ros.vlm.visual_prompts import COLORS, KINDS, draw_visual_prompt
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_TAG = ("rank", "retry", "drop")
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,12 @@ class EngineConfig:
     fusion_depth_log_tol: float = param(0.35, "and: |ln(z_answer / z_candidate)| at most this")
     system_prompt: str = param(DEFAULT_SYSTEM, "system prompt ('' for none)")
     default_score: float = param(1.0, "score of an answer when the backend gives none, [0, 1]")
-    retry_unknown_tag: bool = param(
-        True, "when an answer names a candidate tag the prompt does not hold, ask that query "
-        "once more without the candidate list (a box answer) instead of dropping it"
+    unknown_tag: str = param(
+        "rank", "an answer naming a candidate tag the prompt does not hold (a misread size or "
+        "colour word, or an object the specialist missed): rank (of the listed tags sharing a "
+        "word with it, take the one the model finds likeliest as its answer; retry when none "
+        "shares a word or the backend cannot score) | retry (ask once more without the list, "
+        "for a box answer) | drop"
     )
 
     def __post_init__(self) -> None:
@@ -95,6 +107,8 @@ class EngineConfig:
             )
         if self.max_new_tokens < 1:
             bad.append(f"max_new_tokens={self.max_new_tokens} (must be >= 1)")
+        if self.unknown_tag not in UNKNOWN_TAG:
+            bad.append(f"unknown_tag={self.unknown_tag!r} (one of {', '.join(UNKNOWN_TAG)})")
         if not 0.0 <= self.default_score <= 1.0:
             bad.append(f"default_score={self.default_score} (must be in [0, 1])")
         if bad:
@@ -138,6 +152,7 @@ class EngineStats:
     fused: int = 0
     lifted_2d: int = 0
     retries: int = 0
+    ranked: int = 0
     total_ms: float = 0.0
     generate_ms: float = 0.0
     new_tokens: int = 0
@@ -271,10 +286,16 @@ class SpatialEngine:
         retry: list[int] = []  # answers naming a tag the prompt did not hold
         for i, (q, text, res) in enumerate(zip(qs, texts, results, strict=True)):
             got = self._object(i, q, text, res, frame, views, listed, tags, T_out, output_frame)
+            if isinstance(got, ParseFailure) and got.kind == "candidate tag" and context:
+                if cfg.unknown_tag == "rank":
+                    img = images[0] if len(images) == 1 else images[i]
+                    got = self._ranked(i, q, text, res, convs[i], img, frame, views, listed,
+                                       tags, T_out, output_frame) or got
+                if isinstance(got, ParseFailure) and cfg.unknown_tag != "drop":
+                    retry.append(i)
+                    continue
             if not isinstance(got, ParseFailure):
                 found[i] = got
-            elif cfg.retry_unknown_tag and got.kind == "candidate tag" and context is not None:
-                retry.append(i)
             else:
                 self._fail(i, text, got, res.text)
         if retry:
@@ -326,6 +347,31 @@ class SpatialEngine:
             P = lifted.points_optical
             self._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
         return obj
+
+    def _ranked(self, i: int, q: Query, text: str, res: GenerationResult, conv, image,
+                frame: SensorFrame, views: list[CandidateView], listed: list[CandidateView],
+                tags: list[str], T_out: np.ndarray, output_frame: str) -> GroundedObject | None:
+        """Query ``i`` answered a tag the list does not hold (``res.text``, e.g. "wide blue1"
+        where the list says "large blue1"): the listed tag sharing a word with it that the
+        model scores likeliest as its whole answer, as that candidate's object; None when no
+        listed tag shares a word or the backend cannot score answers."""
+        said = set(re.findall(r"[a-z]+", normalize_tag(res.text) or ""))
+        pool = [t for t in tags if said & set(re.findall(r"[a-z]+", t))]
+        if not pool:
+            return None
+        try:
+            scores = self.backend.score_choices(image, conv, pool)
+        except NotImplementedError:
+            return None
+        best = pool[int(np.argmax(scores))]
+        got = self._object(i, q, text, dataclasses.replace(res, text=best), frame, views, listed,
+                           tags, T_out, output_frame)
+        if isinstance(got, ParseFailure):
+            return None
+        self.stats.ranked += 1
+        log.debug("query %d %r: unknown tag %r -> listed %r (log p %.2f)", i, text, res.text,
+                  best, max(scores))
+        return dataclasses.replace(got, raw_text=f"{res.text} -> {best}")
 
     def specialist_objects(
         self, frame: SensorFrame, candidates: list[Candidate], output_frame: str = "base_link"
