@@ -237,8 +237,10 @@ class PerceptionPipeline:
             )
         return cands
 
-    def process(self, frame: SensorFrame, queries: list[str]) -> PerceptionResult:
-        """Ground ``queries`` on ``frame``.
+    def process(self, frame: SensorFrame, queries: list[str],
+                distinct: bool = False) -> PerceptionResult:
+        """Ground ``queries`` on ``frame`` (``distinct``: they name different objects, see
+        ``SpatialEngine.ground``).
 
         Raises:
             CalibrationError: the output frame is not connected to the sensors.
@@ -261,7 +263,8 @@ class PerceptionPipeline:
         if cfg.use_vlm:
             before = self.engine.stats.parse_failures
             try:
-                objects = self.engine.ground(frame, queries, cands, output_frame=cfg.output_frame)
+                objects = self.engine.ground(frame, queries, cands, output_frame=cfg.output_frame,
+                                             distinct=distinct)
             except SpatialRosError:
                 raise
             except Exception as e:  # noqa: BLE001 - any backend failure -> one typed error

@@ -184,3 +184,19 @@ def test_ray_local_mode(episodes, tmp_path):
         ray.shutdown()
     assert res.labelled == 20
     assert out.read_bytes() == ref.read_bytes()
+
+
+def test_bench_reward_reports_both_progress_definitions(tmp_path):
+    """`spatial-ros bench reward` with ground-truth grounding on a few tiny episodes: the reach
+    stage's rows use the simulator's staged truth, the goal-only rows its goal-region truth,
+    and both score ground-truth boxes close to those truths."""
+    out = tmp_path / "bench.json"
+    assert cli(["bench", "reward", "--episodes", "2", "--frames", "15", "--goal-only",
+                "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["tool_frame"] == "gripper_tcp" and r["episodes"] == 4
+    assert r["sim_truth_staged_voc_median"] > r["sim_truth_progress_voc_median"]
+    for name in ("truth", "truth goal only"):
+        assert r[name]["frames"] == r["frames"] and r[name]["auroc"] == 1.0
+        assert r[name]["progress_mae"] < 0.15  # the causal median smoothing's lag only
+    assert r["truth"]["voc_median"] > r["truth goal only"]["voc_median"]

@@ -216,6 +216,32 @@ def test_unknown_tag_sharing_a_word_takes_the_likeliest_listed_tag():
     assert eng.stats.retries == 1 and eng.stats.ranked == 0 and eng.stats.parse_failures == 1
 
 
+def test_distinct_queries_that_take_one_candidate_get_the_likeliest_assignment():
+    """A goal's target and reference are different objects: when both answers name gray1, each
+    scores the listed tags and the assignment with the highest total log-probability wins."""
+    from spatial_ros.vlm.backend import ScriptedBackend
+    from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
+
+    frame, cands = _two_candidate_frame()  # gray1 = near = cands[1], gray2 = far = cands[0]
+    logp = {"the near box": {"gray1": -0.1, "gray2": -5.0},
+            "the far box": {"gray1": -0.2, "gray2": -1.0}}
+
+    def scores(conv, tags):
+        return [logp[conv[-1].text.rsplit(": ", 1)[1]][t] for t in tags]
+
+    backend = ScriptedBackend(lambda c, i: "gray1", choice_scores=scores)
+    cfg = EngineConfig(candidate_index=True, candidate_colours=True)
+    queries = ["the near box", "the far box"]
+    same = SpatialEngine(backend, cfg).ground(frame, queries, cands, "cam")
+    assert [o.box.center.tolist() for o in same] == [cands[1].box.center.tolist()] * 2
+    eng = SpatialEngine(backend, cfg)
+    near, far = eng.ground(frame, queries, cands, "cam", distinct=True)
+    np.testing.assert_allclose(near.box.center, cands[1].box.center)
+    np.testing.assert_allclose(far.box.center, cands[0].box.center)
+    assert near.raw_text == "gray1" and far.raw_text == "gray1 -> gray2 (distinct objects)"
+    assert eng.stats.reassigned == 1
+
+
 def test_tags_name_candidates_by_colour_and_rank_among_that_colour():
     from spatial_ros.vlm.prompts import candidate_tags, normalize_tag
 

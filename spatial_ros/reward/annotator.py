@@ -460,7 +460,8 @@ class RewardAnnotator:
             if objects is None:
                 if self.pipeline is None:
                     raise ConfigError("perception grounding: call load() before label()")
-                res = self.pipeline.process(frame, goal.phrases)
+                # the target and the reference are different objects
+                res = self.pipeline.process(frame, goal.phrases, distinct=True)
                 objects, candidates = res.objects, [c.box for c in res.candidates]
             objects = [o for o in objects if o.score >= self.config.min_score]
             frame_id = next((o.box.frame_id for o in objects if o.box.frame_id), frame_id)

@@ -153,6 +153,7 @@ class EngineStats:
     lifted_2d: int = 0
     retries: int = 0
     ranked: int = 0
+    reassigned: int = 0
     total_ms: float = 0.0
     generate_ms: float = 0.0
     new_tokens: int = 0
@@ -179,6 +180,7 @@ class _Lifted:
     source: str
     label: str
     points_optical: np.ndarray | None = None
+    view: CandidateView | None = None  # the candidate it was fused with
 
 
 class SpatialEngine:
@@ -228,6 +230,7 @@ class SpatialEngine:
         queries: list[str | Query],
         candidates: list[Candidate] | None = None,
         output_frame: str = "base_link",
+        distinct: bool = False,
     ) -> list[GroundedObject]:
         """Ground every query in ``frame``.
 
@@ -237,6 +240,10 @@ class SpatialEngine:
             candidates: specialist proposals (boxes in z-up frames named by box.frame_id).
             output_frame: frame of the returned boxes (must be connected to the camera's
                 optical frame in ``frame.transforms``).
+            distinct: the queries name different objects (a goal's target and reference):
+                when answers land on the same listed candidate, the colliding queries are
+                given different candidates, the assignment the model finds likeliest
+                (needs a tagged list and a backend that scores answers).
 
         Returns:
             One GroundedObject per query whose answer parsed and lifted, in query order
@@ -267,6 +274,7 @@ class SpatialEngine:
         self.stats.frames += 1
         self.stats.queries += len(qs)
         self._points = {}
+        self._views: dict[int, CandidateView | None] = {}  # query -> the candidate it took
         if not qs:
             self.stats.last_frame_ms = (time.perf_counter() - t0) * 1e3
             self.stats.total_ms += self.stats.last_frame_ms
@@ -311,6 +319,9 @@ class SpatialEngine:
                     self._fail(i, texts[i], got, res.text)
                 else:
                     found[i] = got
+        if distinct and tags:
+            self._make_distinct(found, qs, texts, results, convs, images, frame, views, listed,
+                                tags, T_out, output_frame)
         out = [found[i] for i in sorted(found)]
         self.stats.objects += len(out)
         self.stats.last_frame_ms = (time.perf_counter() - t0) * 1e3
@@ -346,7 +357,48 @@ class SpatialEngine:
         if lifted.points_optical is not None:
             P = lifted.points_optical
             self._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
+        self._views[i] = lifted.view
         return obj
+
+    def _make_distinct(self, found: dict[int, GroundedObject], qs, texts, results, convs,
+                       images, frame, views, listed, tags, T_out, output_frame) -> None:
+        """Queries whose answers took the same listed candidate get different ones: each
+        colliding query scores every listed tag not held by another query as its whole answer,
+        and the assignment with the highest total log-probability wins (in place)."""
+        from scipy.optimize import linear_sum_assignment
+
+        by_view: dict[int, list[int]] = {}
+        for i in found:
+            v = self._views.get(i)
+            if v is not None:
+                by_view.setdefault(id(v), []).append(i)
+        clash = sorted(i for group in by_view.values() if len(group) > 1 for i in group)
+        if not clash:
+            return
+        held = {id(self._views[i]) for i in found if i not in clash and self._views.get(i)}
+        free = [k for k, v in enumerate(listed) if id(v) not in held]
+        if len(free) < len(clash):
+            return
+        try:
+            scores = np.array([
+                self.backend.score_choices(images[0] if len(images) == 1 else images[i],
+                                           convs[i], [tags[k] for k in free])
+                for i in clash
+            ])
+        except NotImplementedError:
+            return
+        rows, cols = linear_sum_assignment(-scores)
+        for r, c in zip(rows, cols, strict=True):
+            i, tag = clash[r], tags[free[c]]
+            res = dataclasses.replace(results[i], text=tag)
+            got = self._object(i, qs[i], texts[i], res, frame, views, listed, tags, T_out,
+                               output_frame)
+            if isinstance(got, ParseFailure):
+                continue
+            if found[i].box.center.tolist() != got.box.center.tolist():
+                self.stats.reassigned += 1
+                found[i] = dataclasses.replace(got, raw_text=f"{results[i].text} -> {tag} "
+                                                             "(distinct objects)")
 
     def _ranked(self, i: int, q: Query, text: str, res: GenerationResult, conv, image,
                 frame: SensorFrame, views: list[CandidateView], listed: list[CandidateView],
@@ -533,4 +585,5 @@ class SpatialEngine:
             pts = pts @ v.T_cam_from_cand[:3, :3].T + v.T_cam_from_cand[:3, 3]  # -> optical
         lifted = _Lifted(v.box_optical, v.box_2d, f"vlm+{c.source}", ans.label or c.label)
         lifted.points_optical = pts
+        lifted.view = v
         return lifted
