@@ -455,6 +455,7 @@ class RewardAnnotator:
             frame_id = tf.frame_id or frame_id
             support = self.truth.support_z(tf)
             boxes, reason = self._from_records(tf.objects)
+            tool = self._tool(frame, frame_id)
         else:
             candidates = None
             if objects is None:
@@ -466,13 +467,13 @@ class RewardAnnotator:
             objects = [o for o in objects if o.score >= self.config.min_score]
             frame_id = next((o.box.frame_id for o in objects if o.box.frame_id), frame_id)
             boxes, reason = self._from_objects(objects)
+            tool = self._tool(frame, frame_id)
             if candidates is not None and self.config.track_objects:
-                boxes, reason, held = self._track(boxes, candidates)
+                boxes, reason, held = self._track(boxes, candidates, tool)
         vp = self._viewpoint(frame, frame_id)
         target = boxes.get(goal.target)
         ref = boxes.get(goal.reference) if goal.reference is not None else None
-        return SceneState(target, ref, vp, support, self._tool(frame, frame_id)), reason, \
-            frame_id, held
+        return SceneState(target, ref, vp, support, tool), reason, frame_id, held
 
     def _tool(self, frame: SensorFrame, frame_id: str) -> np.ndarray | None:
         """The tool centre point in ``frame_id`` from the frame's transforms (None when
@@ -491,12 +492,13 @@ class RewardAnnotator:
         return tf.lookup(frame_id, name)[:3, 3].copy()
 
     def _track(
-        self, answers: dict[ObjectRef, Box3D], candidates: list[Box3D]
+        self, answers: dict[ObjectRef, Box3D], candidates: list[Box3D],
+        tool: np.ndarray | None = None,
     ) -> tuple[dict[ObjectRef, Box3D], str, list[str]]:
         """The tracked boxes of the goal's objects (see ``spatial_ros.reward.tracking``), why
         some are missing, and which kept an earlier box."""
         refs = self.goal.required
-        got = self.tracker.update({r.name: answers.get(r) for r in refs}, candidates)
+        got = self.tracker.update({r.name: answers.get(r) for r in refs}, candidates, tool)
         boxes = {r: got[r.name].box for r in refs if r.name in got}
         held = [r.name for r in refs if r.name in got and got[r.name].status == "held"]
         why = [f"{r.name}: not grounded" for r in refs if r.name not in got]

@@ -10,7 +10,9 @@ metres per labelled frame):
 1. A track starts at the model's answer when that answer is one of the specialist candidates. A
    box the model drew itself is used only in a frame without candidates (no LiDAR or depth
    specialist, or an empty scan), where it also replaces the track's box.
-2. Containment: an object whose predicted box (last box moved by its last velocity) lies mostly
+2. Containment: an object whose predicted box (last box moved by its last velocity; moved with
+   the robot's tool instead while the tool point, when known, was inside the object's own
+   extents the frame before: it is held, and a lift can outrun any resting object) lies mostly
    inside a candidate takes that candidate: its own cluster while it rests, or the bigger
    cluster it merged into (grasped: object + gripper), which it then follows while carried.
    A *landmark* (the goal's reference object, which the task does not move) inside a bigger
@@ -79,6 +81,8 @@ class TrackerConfig:
         memory_frames: frames a resting cluster no object took is remembered.
         rest_move: largest jump of an object in its own-size box, plus its speed (m).
         coast_frames: frames an unseen object keeps its last box before it is lost.
+        grasp_margin: the tool point within this of an object's own box (m) holds it: the
+            object's next box is predicted to move with the tool.
     """
 
     unmatched: float = 0.35
@@ -90,10 +94,11 @@ class TrackerConfig:
     memory_frames: int = 15
     rest_move: float = 0.15
     coast_frames: int = 10
+    grasp_margin: float = 0.02
 
     def __post_init__(self) -> None:
         bad = []
-        for name in ("unmatched", "gate", "own_size", "rest_move"):
+        for name in ("unmatched", "gate", "own_size", "rest_move", "grasp_margin"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 bad.append(f"{name}={v} (must be > 0 m)")
@@ -215,19 +220,35 @@ class GoalTracker:
         # clusters no goal object took, as last seen, with the frames since (resting
         # neighbours: remembered while merged into a passing cluster)
         self._others: list[tuple[Box3D, int]] = []
+        self._tool: np.ndarray | None = None  # the tool point in the last frame
+        self._shift: dict[str, np.ndarray] = {}  # this frame: grasped objects' tool motion
 
     def reset(self) -> None:
         self._tracks = {}
         self._others = []
+        self._tool = None
 
     def update(
-        self, answers: dict[str, Box3D | None], candidates: list[Box3D]
+        self, answers: dict[str, Box3D | None], candidates: list[Box3D],
+        tool: np.ndarray | None = None,
     ) -> dict[str, Tracked]:
-        """One frame: the model's answer per name (None = no answer) and the frame's specialist
-        candidates (same frame as the answers). Returns the names that have a box now."""
+        """One frame: the model's answer per name (None = no answer), the frame's specialist
+        candidates and the robot's tool point when known (all in one frame). Returns the names
+        that have a box now."""
         cfg = self.config
         chosen = {name: _same_box(answers.get(name), candidates) for name in self.names}
         followed = [n for n in self.names if n in self._tracks]
+        self._shift = {}
+        if tool is not None and self._tool is not None:
+            # the tool was in an object's box (its own extents) last frame: the object is held
+            # and moves with the tool (a lift can be faster than a resting object may jump)
+            tool = np.asarray(tool, float)
+            for name in followed:
+                t = self._tracks[name]
+                if name not in self.landmarks and bool(
+                        t.reported(cfg).contains(self._tool[None], cfg.grasp_margin)[0]):
+                    self._shift[name] = tool - self._tool
+        self._tool = None if tool is None else np.asarray(tool, float).copy()
         match = self._containing(followed, candidates)
         held = {i for i, j in match.items() if j is None}
         match = {i: j for i, j in match.items() if j is not None}
@@ -253,7 +274,7 @@ class GoalTracker:
                 # an object in its own box (not merged into a carried cluster) moves at most
                 # ``rest_move`` plus its speed: its cluster missing more likely means it is
                 # hidden than that it jumped to a passing cluster
-                if t.in_own_box(cfg):
+                if t.in_own_box(cfg) and followed[i] not in self._shift:
                     reach = cfg.rest_move + float(np.linalg.norm(t.velocity))
                     cost[r, dist[r] > reach] = np.inf
             for r, c in _assign(cost, cfg.unmatched).items():
@@ -315,7 +336,8 @@ class GoalTracker:
 
     def _predicted(self, name: str) -> Box3D:
         t = self._tracks[name]
-        return Box3D(t.box.center + t.velocity, t.box.size, t.box.rotation, t.box.frame_id)
+        step = self._shift.get(name, t.velocity)
+        return Box3D(t.box.center + step, t.box.size, t.box.rotation, t.box.frame_id)
 
     def _containing(self, followed: list[str], candidates: list[Box3D]) -> dict[int, int | None]:
         """Followed objects whose predicted box lies mostly (``merge_inside``) inside a
@@ -355,6 +377,7 @@ class GoalTracker:
                            "first": t.first.state_dict(), "missed": t.missed}
                        for n, t in self._tracks.items()},
             "others": [[b.state_dict(), age] for b, age in self._others],
+            "tool": None if self._tool is None else self._tool.tolist(),
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -364,3 +387,4 @@ class GoalTracker:
             for n, v in d["tracks"].items()
         }
         self._others = [(Box3D.from_state_dict(b), int(age)) for b, age in d["others"]]
+        self._tool = None if d.get("tool") is None else np.asarray(d["tool"], float)
