@@ -169,6 +169,9 @@ def evaluate(backend, frames: int = 60, qa_per_frame: int = 6, seed: int = 0,
         out["grounding"][name]["failure_reasons"] = dict(eng.stats.failure_reasons)
         # answers naming a tag the prompt did not hold, asked again without the list
         out["grounding"][name]["retry_rate"] = eng.stats.retries / q
+        # answers naming a tag the prompt did not hold, resolved to the likeliest listed tag
+        # sharing a word with it (EngineConfig.unknown_tag = rank)
+        out["grounding"][name]["ranked_rate"] = eng.stats.ranked / q
     for path, d in vqa.items():
         ql = d["qualitative"]
         qn = d["quantitative"]

@@ -66,6 +66,8 @@ def _metrics_rows(m: dict) -> list[str]:
         f"| grounding without candidates, Acc@IoU0.25 | {_pct(nc['acc_iou25'])} |",
         f"| parse failures (with / without candidates) | {_pct(wc['parse_failure_rate'])} / "
         f"{_pct(nc['parse_failure_rate'])} |",
+        f"| unknown tags resolved to the likeliest listed tag sharing a word (with "
+        f"candidates) | {_pct(wc.get('ranked_rate', float('nan')))} |",
         f"| unknown tags asked again without the list (with candidates) | "
         f"{_pct(wc.get('retry_rate', float('nan')))} |",
         f"| VQA via grounding + predicates: qualitative accuracy | "
