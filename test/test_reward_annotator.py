@@ -189,3 +189,37 @@ def test_truth_files_with_several_episodes_restart_scoring(episode):
     lab = ann.label(odd)
     assert not lab.grounded and "no truth frame" in lab.explanation
     assert lab.progress == labels[-1].progress
+
+
+def test_goal_parser_vlm_restates_the_configured_goal(episode):
+    """goal_parser=vlm: the loaded model restates a goal the templates reject; the labels then
+    follow that objective (and the goal text the user gave is kept)."""
+    import json
+
+    from spatial_ros.reward.goal import GoalError, parse_goal
+    from spatial_ros.vlm.backend import ScriptedBackend
+
+    frames, _ = episode
+    boxes = perfect_model(frames)
+
+    def answer(conv, image):
+        if "Restate this robot goal" in conv[-1].text:
+            return json.dumps({"kind": "next_to", "object": "the red cube",
+                               "reference": "the blue bowl", "distance_m": None})
+        return boxes.responses(conv, image)
+
+    text = "i want the red cube sitting beside the blue bowl"
+    with pytest.raises(GoalError):
+        RewardAnnotatorConfig(goal=text)  # the templates alone reject it
+    ann = RewardAnnotator(RewardAnnotatorConfig(goal=text, goal_parser="vlm", smoothing="none"),
+                          backend=ScriptedBackend(answer))
+    assert ann.goal is None  # parsed with the model once it is loaded
+    ann.load()
+    try:
+        assert ann.goal == parse_goal(GOAL) and ann.goal_source == "vlm"
+        labels = ann.label_frames([f.sensor_frame() for f in frames])
+    finally:
+        ann.unload()
+    assert labels[-1].success and labels[-1].goal == text
+    with pytest.raises(ConfigError, match="goal_parser"):
+        RewardAnnotatorConfig(goal_parser="llm")

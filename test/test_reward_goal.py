@@ -235,3 +235,61 @@ def test_sim_truth_equals_measure_on_the_exact_boxes():
         ref = s.get(traj.reference_id).box if traj.reference_id else None
         m = measure(traj.goal, SceneState(s.get(traj.target_id).box, ref, vp, s.table_top_z))
         assert traj.state(s, u).remaining == m.remaining
+
+
+# ---- goal understanding with the VLM (spatial_ros.reward.goal_vlm) ---------------------------
+
+
+def _vlm(answer: str):
+    from spatial_ros.vlm.backend import ScriptedBackend
+
+    return ScriptedBackend(lambda conv, image: answer)
+
+
+@pytest.mark.parametrize(
+    "text, answer, want",
+    [
+        ("i want the red cube sitting beside the blue bowl",
+         '{"kind": "next_to", "object": "the red cube", "reference": "the blue bowl", '
+         '"distance_m": null}', "put the red cube next to the blue bowl"),
+        ("the mug should end up left of the can",
+         'Sure: ```json\n{"kind": "left_of", "object": "the mug", "reference": "the can"}\n```',
+         "move the mug to the left of the can"),
+        ("the ball needs to float 20 centimetres over the table", '{"kind": "lift", "object": "ball", '
+         '"reference": "the table", "distance_m": 0.2}', "lift the ball 20 cm above the table"),
+        ("get the box farther from you", '{"kind": "away_from", "object": "the box", '
+         '"reference": "robot", "distance_m": null}', "push the box away from the robot"),
+    ],
+)
+def test_the_vlm_restates_paraphrases_the_templates_miss(text, answer, want):
+    from spatial_ros.reward.goal_vlm import parse_goal_with_vlm
+
+    with pytest.raises(GoalError):
+        parse_goal(text)
+    goal, how = parse_goal_with_vlm(text, _vlm(answer))
+    assert how == "vlm" and goal == parse_goal(want)
+
+
+@pytest.mark.parametrize(
+    "answer, why",
+    [
+        ("[315, 284, 274, 0.07, 0.22, 0.07, 0.6]", "no JSON object"),
+        ('{"kind": "explode", "object": "the red cube", "reference": "the blue bowl"}', "kind"),
+        ('{"kind": "next_to", "object": "the green cube", "reference": "the blue bowl"}',
+         "does not"),  # an object the goal does not name
+        ('{"kind": "next_to", "object": "__import__(\'os\').system(\'x\')", '
+         '"reference": "the blue bowl"}', "does not"),  # text, never evaluated
+        ('{"kind": "next_to", "object": "the red cube", "reference": "the red cube"}', "twice"),
+        ('{"kind": "lift", "object": "the red cube", "distance_m": 3.0}', "lift height"),
+    ],
+)
+def test_unusable_model_answers_fall_back_to_the_templates(answer, why):
+    from spatial_ros.reward.goal_vlm import goal_from_answer, parse_goal_with_vlm
+
+    text = "put the red cube next to the blue bowl"
+    with pytest.raises(GoalError, match=why):
+        goal_from_answer(answer, text)
+    goal, how = parse_goal_with_vlm(text, _vlm(answer))
+    assert goal == parse_goal(text) and how.startswith("templates (")
+    with pytest.raises(GoalError, match="cannot parse goal"):  # neither works: a clear error
+        parse_goal_with_vlm("make the table nice", _vlm(answer))

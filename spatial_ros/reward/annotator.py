@@ -42,6 +42,7 @@ from spatial_ros.config import field_help, param
 from spatial_ros.errors import CalibrationError, ConfigError, DataError
 from spatial_ros.perception import PerceptionConfig
 from spatial_ros.reward.goal import Goal, ObjectRef, SceneState, parse_goal
+from spatial_ros.reward.goal_vlm import parse_goal_with_vlm
 from spatial_ros.reward.scoring import EpisodeScorer, FrameScore, ScoringConfig
 from spatial_ros.reward.tracking import GoalTracker, TrackerConfig
 from spatial_ros.spatial.predicates import Viewpoint
@@ -50,6 +51,7 @@ from spatial_ros.types import Box3D, GroundedObject, SensorFrame
 log = logging.getLogger(__name__)
 
 GROUNDING_MODES = ("perception", "truth")
+GOAL_PARSERS = ("templates", "vlm")
 NODE_NAME = "reward_annotator"
 CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "reward.yaml"
 
@@ -78,6 +80,10 @@ class RewardAnnotatorConfig(ScoringConfig):
                             "scene.json next to it gives the table height")
     output_frame: str = _shared("output_frame", "z-up frame the goal is scored in (boxes, "
                                 "'the robot' = its origin)")
+    goal_parser: str = param("templates", "how goals become objectives: templates "
+                             "(deterministic sentence templates) | vlm (the model restates the "
+                             "goal as JSON, checked; the templates are the fallback: for an "
+                             "instruction-tuned VLM, the embedded model was not trained for it)")
     tool_frame: str = param("", "the robot's tool centre point frame (gripper fingertips) in "
                             "/tf, e.g. 'tool0'; progress then also rewards bringing it to the "
                             "target (reach_weight); '' = goal region only")
@@ -131,7 +137,10 @@ class RewardAnnotatorConfig(ScoringConfig):
         if self.grounding == "perception":
             self.perception()  # validates topics, QoS, model settings (ConfigError)
         self.tracker  # noqa: B018 - validates the tracking costs (ConfigError)
-        if self.goal.strip():
+        if self.goal_parser not in GOAL_PARSERS:
+            raise ConfigError(f"goal_parser must be one of {', '.join(GOAL_PARSERS)}, got "
+                              f"{self.goal_parser!r}")
+        if self.goal.strip() and self.goal_parser == "templates":
             parse_goal(self.goal)  # GoalError names what is wrong with it
 
     def perception(self, queries: list[str] | None = None) -> PerceptionConfig:
@@ -313,8 +322,13 @@ class RewardAnnotator:
         self._t0_ns = 0
         self._truth_episode: int | None = None
         self._tool_missing = 0  # frames without the tool frame's transform (warned, counted)
+        self.goal_source = ""  # how the active goal was parsed: vlm | templates (...)
+        self._goal_pending = ""  # goal_parser=vlm: the configured goal, parsed in load()
         if cfg.goal.strip():
-            self.set_goal(cfg.goal)
+            if cfg.goal_parser == "vlm" and cfg.grounding == "perception":
+                self._goal_pending = cfg.goal
+            else:
+                self.set_goal(cfg.goal)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -327,6 +341,9 @@ class RewardAnnotator:
         pipe = PerceptionPipeline(self.config.perception(), backend=self._backend)
         pipe.load()
         self.pipeline = pipe
+        if self._goal_pending:
+            text, self._goal_pending = self._goal_pending, ""
+            self.set_goal(text)
 
     def unload(self) -> None:
         if self.pipeline is not None:
@@ -337,7 +354,12 @@ class RewardAnnotator:
     def set_goal(self, text: str) -> Goal:
         """Parse and activate a goal; starts a new episode (the next episode number once the
         current one has frames). GoalError when unparseable: the previous goal stays active."""
-        goal = parse_goal(text)
+        engine = getattr(self.pipeline, "engine", None)
+        if self.config.goal_parser == "vlm" and engine is not None:
+            goal, self.goal_source = parse_goal_with_vlm(text, engine.backend)
+            log.info("goal %r -> %s (%s)", text, goal.text, self.goal_source)
+        else:
+            goal, self.goal_source = parse_goal(text), "templates"
         self.goal, self.goal_text = goal, " ".join(str(text).split())
         self.scorer = EpisodeScorer(goal, self.config.scoring)
         # the reference is a landmark: it keeps its box while something passes close to it

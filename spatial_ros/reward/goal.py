@@ -375,6 +375,12 @@ def _amount(m: re.Match, text: str) -> float | None:
     return v
 
 
+def object_ref(words: str, text: str, vocab: Vocabulary | None = None) -> ObjectRef:
+    """The object named by ``words`` ("the red cube", "the robot") of goal ``text``, checked
+    against ``vocab`` (default: open vocabulary). GoalError says what is wrong with it."""
+    return _object(" ".join(str(words).lower().split()), text, vocab or OPEN_VOCABULARY)
+
+
 def _object(words: str, text: str, vocab: Vocabulary) -> ObjectRef:
     w = words.split()
     if w and w[0] in _ARTICLES:
