@@ -255,8 +255,9 @@ def _vlm(answer: str):
         ("the mug should end up left of the can",
          'Sure: ```json\n{"kind": "left_of", "object": "the mug", "reference": "the can"}\n```',
          "move the mug to the left of the can"),
-        ("the ball needs to float 20 centimetres over the table", '{"kind": "lift", "object": "ball", '
-         '"reference": "the table", "distance_m": 0.2}', "lift the ball 20 cm above the table"),
+        ("the ball needs to float 20 centimetres over the table",
+         '{"kind": "lift", "object": "ball", "reference": "the table", "distance_m": 0.2}',
+         "lift the ball 20 cm above the table"),
         ("get the box farther from you", '{"kind": "away_from", "object": "the box", '
          '"reference": "robot", "distance_m": null}', "push the box away from the robot"),
     ],
