@@ -7,7 +7,8 @@ Progress follows the simulator's truth definition (``spatial_ros.sim.trajectory`
 with ``remaining`` the metres to the goal region (:func:`spatial_ros.reward.goal.measure`) and
 ``remaining_0`` its value at the episode's first grounded frame (floored at ``min_remaining0`` so
 that a goal that starts satisfied does not divide by zero). With ground-truth boxes and no
-smoothing, progress equals the simulator's truth progress exactly.
+smoothing, progress equals the simulator's truth progress exactly (with the tool point, its
+``staged_progress()``).
 
 With the robot's tool point in the state (``SceneState.tool``, e.g. the gripper's TCP from /tf)
 and ``reach_weight`` > 0, progress is staged (:func:`spatial_ros.reward.goal.staged_progress`):
