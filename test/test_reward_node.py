@@ -276,7 +276,8 @@ def test_goal_service_topic_and_parameter(ros, sim):
 @pytest.mark.ros
 def test_frames_carry_the_gripper_tcp_from_tf_and_bad_tf_is_skipped(ros, sim):
     """/tf (base_link -> gripper_tcp per frame) reaches the annotator's frames at each image
-    stamp, equal to the truth gripper box's fingertip centre; a bad /tf message is counted."""
+    stamp, equal to the truth gripper box's fingertip centre, and with ``tool_frame`` the labels
+    follow the staged truth progress; a bad /tf message is counted."""
     from geometry_msgs.msg import TransformStamped
     from tf2_msgs.msg import TFMessage
 
@@ -284,7 +285,7 @@ def test_frames_carry_the_gripper_tcp_from_tf_and_bad_tf_is_skipped(ros, sim):
     from spatial_ros.sim import GRIPPER_TCP_FRAME
 
     frames, truth = sim
-    h = Harness(ros, frames, goal=GOAL, truth_path=str(truth))
+    h = Harness(ros, frames, goal=GOAL, truth_path=str(truth), tool_frame=GRIPPER_TCP_FRAME)
     seen: dict[int, object] = {}
     label = h.node.annotator.label
 
@@ -305,6 +306,11 @@ def test_frames_carry_the_gripper_tcp_from_tf_and_bad_tf_is_skipped(ros, sim):
             T = seen[stamp]
             assert isinstance(T, np.ndarray), T
             np.testing.assert_allclose(T[:3, 3], tcp, atol=1e-6, rtol=0)
+        # with tool_frame set the labels carry the reach stage: the simulator's staged truth
+        assert h.wait(lambda: len(h.labels) >= len(frames)), f"{len(h.labels)} labels"
+        want = [fr.truth.trajectory.staged_progress() for fr in frames]
+        assert max(w - fr.truth.trajectory.progress for w, fr in zip(want, frames)) > 0.1
+        np.testing.assert_allclose([m.progress for m in h.labels], want, atol=1e-6)
         bad = TransformStamped(child_frame_id=GRIPPER_TCP_FRAME)
         bad.header.frame_id = "base_link"
         bad.transform.rotation.w = 0.0  # all-zero quaternion
