@@ -5,6 +5,7 @@ more than one colour instead."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -156,3 +157,20 @@ def test_reward_curve_from_parquet_and_bad_input(tmp_path):
         load_reward_curve([(0, 1.0)])
     with pytest.raises(DataError, match="cannot read"):
         load_reward_curve(tmp_path / "missing.parquet")
+
+
+def test_truth_progress_with_the_reach_stage(run):
+    """The report's truth curve for labels with the reach stage is the simulator's staged
+    progress: above the goal-region progress while the gripper approaches, equal at the end."""
+    from spatial_ros.reward.goal import staged_progress
+
+    sim, _, _ = run
+    plain = truth_progress_of(sim / "truth_detail.jsonl")
+    staged = truth_progress_of(sim / "truth_detail.jsonl", staged=True)
+    details = [json.loads(x)["trajectory"] for x in
+               (sim / "truth_detail.jsonl").read_text().splitlines()]
+    assert [s[1] for s in staged] == pytest.approx(
+        [staged_progress(d["progress"], d["reach"]) for d in details])
+    assert [s[0] for s in staged] == [p[0] for p in plain]
+    assert max(s[1] - p[1] for s, p in zip(staged, plain, strict=True)) > 0.1
+    assert staged[-1][1] == pytest.approx(plain[-1][1])

@@ -65,7 +65,8 @@ def reward_labels(sim_dir: Path, goal: str, model: str, specialists_only: bool):
     """Reward labels of the episode for the report and the table: every synchronized frame of
     ``sim_dir / "bag"`` labelled for ``goal`` by the offline labeller (as ``spatial-ros reward``
     does), grounding the goal's objects with ``model``; with ``specialists_only`` (no model)
-    the objects come from the simulator's truth file instead.
+    the objects come from the simulator's truth file instead. Progress has the reach stage:
+    the bag's /tf carries the simulated gripper's tool point.
 
     Returns:
         The labels' parquet path (the report draws the curves next to the true progress and
@@ -73,9 +74,12 @@ def reward_labels(sim_dir: Path, goal: str, model: str, specialists_only: bool):
     """
     from spatial_ros.reward.annotator import RewardAnnotatorConfig
     from spatial_ros.reward.offline import label_dataset, sources_for
+    from spatial_ros.sim import GRIPPER_TCP_FRAME
 
     src = sources_for(bag=sim_dir / "bag", gt="auto" if specialists_only else None)
-    cfg = RewardAnnotatorConfig() if specialists_only else RewardAnnotatorConfig(model_path=model)
+    # the simulated robot publishes its gripper's tool point on /tf: the reach stage is on
+    cfg = RewardAnnotatorConfig(tool_frame=GRIPPER_TCP_FRAME,
+                                model_path="" if specialists_only else model)
     return label_dataset(src, goal, sim_dir / "reward.parquet", cfg, progress=False,
                          overwrite=True).out
 
@@ -152,6 +156,7 @@ def run(args) -> int:
         device=args.device,
         max_new_tokens=args.max_new_tokens,
         report_frames=args.report_frames,
+        reward_reach_stage=True,
     )
     with console.status(f"grounding {len(queries)} queries on {sim.scans} frames ..."):
         res = run_bag_eval(cfg, reward=rows)

@@ -106,6 +106,9 @@ def add_arguments(parser) -> None:
         help="truth objects less visible than this fraction are ignored in AP",
     )
     s.add_argument("--reward", help="reward labels parquet (frame_index, progress, reward)")
+    s.add_argument("--reward-reach-stage", action="store_true",
+                   help="the labels include the reach stage (tool_frame): compare them with "
+                        "the simulator's staged truth progress")
     s.add_argument("--report-frames", type=int, default=4, help="frames drawn in the report")
     s.add_argument("--no-report", action="store_true", help="metrics.json only")
     parser.add_argument("--out", required=True, help="output directory")
@@ -156,6 +159,7 @@ def run(args) -> int:
         report=not args.no_report,
         report_frames=args.report_frames,
         reward=args.reward,
+        reward_reach_stage=args.reward_reach_stage,
     )
     res = run_eval(cfg)
     print_summary(res)

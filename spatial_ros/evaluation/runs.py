@@ -87,6 +87,8 @@ class EvalConfig:
             in detection metrics (out of the camera's view).
         report, report_frames: render report.html, with this many frames drawn.
         reward: reward labels (parquet path) for the curves.
+        reward_reach_stage: the labels include the reach stage (labelled with ``tool_frame``):
+            the curves compare them with the simulator's staged truth progress.
         truth_detail: simulator truth_detail.jsonl (true progress); default: next to ``gt``.
     """
 
@@ -118,6 +120,7 @@ class EvalConfig:
     report: bool = True
     report_frames: int = 4
     reward: str | None = None
+    reward_reach_stage: bool = False
     truth_detail: str | None = None
 
     def __post_init__(self) -> None:
@@ -332,9 +335,12 @@ def per_frame_rows(predictions, truth, queries, records, det, candidates) -> lis
 
 
 def truth_progress_of(
-    detail_path: str | os.PathLike | None,
+    detail_path: str | os.PathLike | None, staged: bool = False
 ) -> list[tuple[int, float, int]] | None:
-    """(frame index, true progress, stamp_ns) from a simulator truth_detail.jsonl, or None."""
+    """(frame index, true progress, stamp_ns) from a simulator truth_detail.jsonl, or None.
+    ``staged``: the progress with the reach stage (``TrajectoryState.staged_progress``)."""
+    from spatial_ros.reward.goal import staged_progress
+
     if not detail_path or not Path(detail_path).is_file():
         return None
     out = []
@@ -344,7 +350,10 @@ def truth_progress_of(
                 d = json.loads(line)
                 tr = d.get("trajectory")
                 if tr and tr.get("progress") is not None:
-                    out.append((int(d["index"]), float(tr["progress"]), int(d["stamp_ns"])))
+                    p = float(tr["progress"])
+                    if staged:
+                        p = staged_progress(p, float(tr["reach"]))
+                    out.append((int(d["index"]), p, int(d["stamp_ns"])))
     except (ValueError, KeyError) as e:
         raise DataError(f"malformed truth detail {detail_path}: {e}") from None
     return out or None
@@ -544,7 +553,7 @@ def run_bag_eval(cfg: EvalConfig, backend=None, reward: Any = None) -> EvalOutco
         paths=paths,
         replay=replay,
         reward=reward,
-        truth_progress=truth_progress_of(detail),
+        truth_progress=truth_progress_of(detail, cfg.reward_reach_stage),
         title=f"spatial_ros evaluation: {Path(cfg.bag or cfg.pred or cfg.pred_bag).name}",
     )
 
