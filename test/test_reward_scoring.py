@@ -110,16 +110,22 @@ def test_ungrounded_frames_hold_progress_and_say_why():
     assert first.progress == 0.0 and first.reward == 0.0 and math.isnan(first.remaining)
 
 
+def scored_with_a_restart(states, cfg, split) -> tuple[EpisodeScorer, list, list]:
+    """(the first scorer, the scores with a JSON state round trip after ``split`` frames, the
+    scores of an uninterrupted run)."""
+    a = EpisodeScorer(GOAL, cfg)
+    first = [a.score(s) for s in states[:split]]
+    b = EpisodeScorer(GOAL, cfg)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    return a, first + [b.score(s) for s in states[split:]], score_episode(GOAL, states, cfg)
+
+
 def test_state_dict_resumes_exactly():
     rng = np.random.default_rng(3)
     states = [at_gap(g) for g in rng.uniform(0.0, 0.5, 12)]
-    cfg = ScoringConfig(smoothing="median", median_window=5)
-    full = score_episode(GOAL, states, cfg)
-    a = EpisodeScorer(GOAL, cfg)
-    first = [a.score(s) for s in states[:5]]
-    b = EpisodeScorer(GOAL, cfg)
-    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
-    assert first + [b.score(s) for s in states[5:]] == full
+    a, resumed, full = scored_with_a_restart(
+        states, ScoringConfig(smoothing="median", median_window=5), 5)
+    assert resumed == full
     a.reset()
     assert a.score(at_gap(0.3)).progress == 0.0  # a new episode starts from its own first frame
     # remaining 0.2 then 0.1: the median of the two is 0.15 -> progress 0.25
@@ -158,13 +164,8 @@ def test_reach_stage_by_hand():
     back = states[:3] + [with_tool(at_gap(0.4), 0.5)]
     assert score_episode(GOAL, back, raw())[-1].progress == pytest.approx(0.0)
     # resumable mid-episode, reach state included
-    cfg = ScoringConfig(smoothing="median")
-    full = score_episode(GOAL, states, cfg)
-    a = EpisodeScorer(GOAL, cfg)
-    first = [a.score(s) for s in states[:3]]
-    b = EpisodeScorer(GOAL, cfg)
-    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
-    assert first + [b.score(s) for s in states[3:]] == full
+    _, resumed, full = scored_with_a_restart(states, ScoringConfig(smoothing="median"), 3)
+    assert resumed == full
     with pytest.raises(ConfigError, match="reach_weight=1.0"):
         ScoringConfig(reach_weight=1.0)
 

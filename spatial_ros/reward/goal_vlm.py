@@ -56,18 +56,14 @@ _WORD = re.compile(r"[a-z]+")
 
 def _json_object(text: str) -> dict | None:
     """The first JSON object in a model answer (code fences and prose around it tolerated)."""
-    start = text.find("{")
-    while start >= 0:
-        depth = 0
-        for k in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[k], 0)
-            if depth == 0:
-                try:
-                    d = json.loads(text[start:k + 1])
-                except ValueError:
-                    break
-                return d if isinstance(d, dict) else None
-        start = text.find("{", start + 1)
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"\{", text):
+        try:
+            d, _ = decoder.raw_decode(text, m.start())
+        except ValueError:
+            continue
+        if isinstance(d, dict):
+            return d
     return None
 
 
