@@ -239,6 +239,8 @@ class GroundedObject:
         distance: metres from the sensor origin to the box centre.
         source: "vlm", "lidar", "depth", "vlm+lidar", "vlm+depth", "onnx".
         raw_text: the model's raw answer (for debugging / parse-failure reports).
+        explanation: why this object answers the query ("the leftmost of 3 boxes").
+        ambiguous: the query's words fit several objects equally (the score is lowered).
     """
 
     id: str
@@ -250,6 +252,8 @@ class GroundedObject:
     distance: float = float("nan")
     source: str = "vlm"
     raw_text: str = ""
+    explanation: str = ""
+    ambiguous: bool = False
 
 
 @dataclass(eq=False)

@@ -56,6 +56,113 @@ def colour_name(rgb) -> str:
     return name
 
 
+def colour_names(rgb: np.ndarray) -> np.ndarray:
+    """:func:`colour_name` of every row of an (N, 3) sRGB 0..255 array, vectorised: (N,) str."""
+    c = np.asarray(rgb, dtype=np.float64).reshape(-1, 3) / 255.0
+    r, g, b = c[:, 0], c[:, 1], c[:, 2]
+    mx, mn = c.max(1), c.min(1)
+    d = mx - mn
+    s = np.where(mx > 0, d / np.where(mx > 0, mx, 1.0), 0.0)
+    dd = np.where(d > 0, d, 1.0)
+    h = np.where(mx == r, (60 * ((g - b) / dd)) % 360,
+                 np.where(mx == g, 60 * ((b - r) / dd) + 120, 60 * ((r - g) / dd) + 240))
+    names = np.empty(len(c), dtype=object)
+    bounds = np.array([hi for hi, _ in _HUES])
+    hue_names = np.array([n for _, n in _HUES], dtype=object)
+    names[:] = hue_names[np.searchsorted(bounds, h, side="right")]
+    names[(names == "orange") & (mx < 0.52)] = "brown"
+    names[(names == "red") & (s < 0.6) & (mx > 0.75)] = "pink"
+    grey = s < 0.22
+    names[grey] = np.where(mx[grey] > 0.62, "white", "gray")
+    names[mx < 0.22] = "black"
+    return names
+
+
+def pixel_colours(image: np.ndarray, uv: np.ndarray, max_samples: int = 400,
+                  seed: int = 0) -> dict[str, float]:
+    """Share of each basic colour term among the pixels at ``uv`` ((N, 2) u, v px; NaN and
+    off-image rows ignored) of an (H, W, 3) uint8 RGB image: the colour of an object read
+    where its own LiDAR or depth points land, not over its 2D box (which on a car is mostly
+    windows, wheels, shadow and road). Each sample is the 3x3 median around its pixel.
+    {} when no sample falls on the image."""
+    H, W = image.shape[:2]
+    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    ok = np.isfinite(uv).all(1)
+    u = np.round(uv[ok, 0]).astype(np.int64)
+    v = np.round(uv[ok, 1]).astype(np.int64)
+    keep = (u >= 1) & (u < W - 1) & (v >= 1) & (v < H - 1)
+    u, v = u[keep], v[keep]
+    if not len(u):
+        return {}
+    if len(u) > max_samples:
+        pick = np.random.default_rng(seed).choice(len(u), max_samples, replace=False)
+        u, v = u[pick], v[pick]
+    du, dv = np.meshgrid(np.arange(-1, 2), np.arange(-1, 2))
+    patch = image[(v[:, None] + dv.ravel()[None]), (u[:, None] + du.ravel()[None])]
+    names = colour_names(np.median(patch.astype(np.float64), axis=1))
+    terms, counts = np.unique(names.astype(str), return_counts=True)
+    total = counts.sum()
+    return {str(t): float(c / total) for t, c in zip(terms, counts, strict=True)}
+
+
+def region_colours(image: np.ndarray, box_2d, fraction: float = 0.4) -> dict[str, float]:
+    """Share of each basic term over the central ``fraction`` of a 2D box (x1, y1, x2, y2 px):
+    the fallback of :func:`pixel_colours` for an object without points."""
+    if box_2d is None:
+        return {}
+    x1, y1, x2, y2 = (float(v) for v in box_2d)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    hw, hh = max(1.0, (x2 - x1) * fraction / 2), max(1.0, (y2 - y1) * fraction / 2)
+    us, vs = np.meshgrid(np.linspace(cx - hw, cx + hw, 12), np.linspace(cy - hh, cy + hh, 12))
+    return pixel_colours(image, np.stack([us.ravel(), vs.ravel()], 1))
+
+
+def object_colours(image: np.ndarray, camera, box_optical: Box3D, box_2d=None,
+                   points_optical: np.ndarray | None = None,
+                   depth: np.ndarray | None = None, margin: float = 0.01) -> dict[str, float]:
+    """The colour distribution of one object's own pixels (term -> share):
+
+    - with ``points_optical`` ((N, 3+) the object's LiDAR/depth points in the camera optical
+      frame, metres): the pixels they project to;
+    - else with ``depth`` ((H, W) metres, aligned with the image): the pixels of the projected
+      box whose depth point lies inside the 3D box grown by ``margin`` metres;
+    - else the centre of ``box_2d``.
+
+    The same function reads candidates at run time and boxes in training data, so tags say
+    the same colour in both."""
+    from spatial_ros.geometry.camera import project_points, unproject_pixels
+
+    if points_optical is not None and len(points_optical):
+        uv, front = project_points(np.asarray(points_optical, float)[:, :3], camera)
+        got = pixel_colours(image, uv[front])
+        if got:
+            return got
+    if depth is not None and box_2d is not None:
+        H, W = depth.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in box_2d)
+        us, vs = np.meshgrid(np.linspace(max(x1, 0), min(x2, W - 1), 24),
+                             np.linspace(max(y1, 0), min(y2, H - 1), 24))
+        uv = np.stack([us.ravel(), vs.ravel()], 1)
+        iu, iv = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+        z = np.asarray(depth, dtype=np.float64)[iv, iu]
+        ok = np.isfinite(z) & (z > 0)
+        if ok.any():
+            P = unproject_pixels(uv[ok], z[ok], camera)
+            local = (P - box_optical.center) @ box_optical.rotation
+            inside = np.all(np.abs(local) <= box_optical.size / 2 + margin, axis=1)
+            got = pixel_colours(image, uv[ok][inside])
+            if got:
+                return got
+    return region_colours(image, box_2d)
+
+
+def dominant(colours: dict[str, float]) -> str | None:
+    """The most frequent term of a distribution (ties: the first in ``COLOUR_TERMS``)."""
+    if not colours:
+        return None
+    return max(COLOUR_TERMS, key=lambda t: (colours.get(t, 0.0), -COLOUR_TERMS.index(t)))
+
+
 def region_colour(image: np.ndarray, box_2d, fraction: float = 0.4) -> str | None:
     """Colour term of the median pixel of the central ``fraction`` of a 2D box (x1, y1, x2, y2
     px) in an (H, W, 3) uint8 RGB image; None when the region is empty."""
@@ -97,9 +204,12 @@ def size_word(box: Box3D) -> str:
 
 
 def candidate_attribute(image: np.ndarray, box_optical: Box3D, box_2d, colours: bool,
-                        sizes: bool) -> str | None:
+                        sizes: bool, colour_dist: dict[str, float] | None = None) -> str | None:
     """The words a listed candidate is tagged with: "<size> <colour>", either one alone, or
-    None (``box_2d``: its projection in the image, px)."""
-    words = [size_word(box_optical) if sizes else None,
-             region_colour(image, box_2d) if colours else None]
+    None (``box_2d``: its projection in the image, px). ``colour_dist``: the object's own
+    pixels (``object_colours``); without it, the centre of its 2D box."""
+    colour = None
+    if colours:
+        colour = dominant(colour_dist) if colour_dist else region_colour(image, box_2d)
+    words = [size_word(box_optical) if sizes else None, colour]
     return " ".join(w for w in words if w) or None

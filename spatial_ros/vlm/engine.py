@@ -22,6 +22,7 @@ import numpy as np
 from spatial_ros.config import param
 from spatial_ros.errors import ConfigError
 from spatial_ros.types import Box3D, Candidate, GroundedObject, SensorFrame
+from spatial_ros.language.grounding import view_colours
 from spatial_ros.vlm.appearance import candidate_attribute
 from spatial_ros.vlm.backend import GenerationResult, GroundingAnswer, VLMBackend
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig, ParseFailure
@@ -47,6 +48,7 @@ from spatial_ros.vlm.visual_prompts import COLORS, KINDS, draw_visual_prompt
 log = logging.getLogger(__name__)
 
 UNKNOWN_TAG = ("rank", "retry", "drop")
+REFERRING = ("program", "model")
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,27 @@ class EngineConfig:
         "for a box answer) | drop"
     )
 
+    referring: str = param(
+        "program", "how a query is understood: program (parse the referring expression; score "
+        "every listed candidate for each noun phrase by category, colour and the model's tag "
+        "scores; evaluate spatial words such as left, closest, second, bigger, next to, "
+        "between in 3D) | model (the whole query goes to the model)"
+    )
+    name_scores: bool = param(
+        True, "program: the model scores every listed tag for each noun phrase (off: names "
+        "from category shape and colour alone)"
+    )
+    min_membership: float = param(
+        0.08, "program: a noun phrase whose best candidate fits worse than this (0..1) is "
+        "asked to the model directly (the object may be missing from the list)"
+    )
+
     def __post_init__(self) -> None:
         bad = []
+        if self.referring not in REFERRING:
+            bad.append(f"referring={self.referring!r} (one of {', '.join(REFERRING)})")
+        if not 0.0 <= self.min_membership <= 1.0:
+            bad.append(f"min_membership={self.min_membership} (must be in [0, 1])")
         if self.max_candidates < 0:
             bad.append(f"max_candidates={self.max_candidates} (must be >= 0)")
         if self.visual_prompt_kind not in KINDS:
@@ -154,6 +175,9 @@ class EngineStats:
     retries: int = 0
     ranked: int = 0
     reassigned: int = 0
+    program: int = 0
+    ambiguous: int = 0
+    program_fallbacks: int = 0
     total_ms: float = 0.0
     generate_ms: float = 0.0
     new_tokens: int = 0
@@ -262,12 +286,13 @@ class SpatialEngine:
         listed = self._listed(views)
         context = None
         tags: list[str] = []  # the listed candidates' tags, when the list is numbered
+        colours = view_colours(frame, listed) if listed else []
         if cfg.specialist_prompts and listed:
             words = None
             if self.candidate_colours or self.candidate_sizes:
                 words = [candidate_attribute(frame.image, v.box_optical, v.box_2d,
-                                             self.candidate_colours, self.candidate_sizes)
-                         for v in listed]
+                                             self.candidate_colours, self.candidate_sizes, col)
+                         for v, col in zip(listed, colours, strict=True)]
             if self.candidate_index:
                 words = tags = candidate_tags(words if words else [None] * len(listed))
             context = self.prompts.specialist_block([v.box_optical for v in listed], cam, words)
@@ -282,17 +307,27 @@ class SpatialEngine:
 
         images, texts = self._images_and_texts(frame, qs, listed)
         adapter = self.backend.adapter
+        found: dict[int, GroundedObject] = {}
+        todo = list(range(len(qs)))
+        if cfg.referring == "program" and listed:
+            found = self._program(frame, qs, listed, colours, tags, context, images[0], T_out,
+                                  output_frame, distinct)
+            todo = [i for i in todo if i not in found and i not in self._refused]
+        if not todo:
+            return self._done(found, t0)
         if cfg.vcot and adapter.family == "cube-llm":
-            first = [self.prompts.box2d(t, context) for t in texts]
-            r1 = self._generate(images, first)
+            first = [self.prompts.box2d(texts[i], context) for i in todo]
+            r1 = self._generate(self._subset(images, todo), first)
             convs = [self.prompts.vcot_second(c, r.text) for c, r in zip(first, r1, strict=True)]
         else:
-            convs = [adapter.grounding_prompt(self.prompts, t, context) for t in texts]
-        results = self._generate(images, convs)
+            convs = [adapter.grounding_prompt(self.prompts, texts[i], context) for i in todo]
+        results = self._generate(self._subset(images, todo), convs)
+        convs = dict(zip(todo, convs, strict=True))
+        results = dict(zip(todo, results, strict=True))
 
-        found: dict[int, GroundedObject] = {}
         retry: list[int] = []  # answers naming a tag the prompt did not hold
-        for i, (q, text, res) in enumerate(zip(qs, texts, results, strict=True)):
+        for i in todo:
+            q, text, res = qs[i], texts[i], results[i]
             got = self._object(i, q, text, res, frame, views, listed, tags, T_out, output_frame)
             if isinstance(got, ParseFailure) and got.kind == "candidate tag" and context:
                 if cfg.unknown_tag == "rank":
@@ -319,14 +354,80 @@ class SpatialEngine:
                     self._fail(i, texts[i], got, res.text)
                 else:
                     found[i] = got
-        if distinct and tags:
+        if distinct and tags and len(todo) == len(qs):
             self._make_distinct(found, qs, texts, results, convs, images, frame, views, listed,
                                 tags, T_out, output_frame)
+        return self._done(found, t0)
+
+    @staticmethod
+    def _subset(images: list, idx: list[int]) -> list:
+        return images if len(images) == 1 else [images[i] for i in idx]
+
+    def _done(self, found: dict[int, GroundedObject], t0: float) -> list[GroundedObject]:
         out = [found[i] for i in sorted(found)]
         self.stats.objects += len(out)
         self.stats.last_frame_ms = (time.perf_counter() - t0) * 1e3
         self.stats.total_ms += self.stats.last_frame_ms
         return out
+
+    def _program(self, frame, qs, listed, colours, tags, context, image, T_out, output_frame,
+                 distinct) -> dict[int, GroundedObject]:
+        """Queries answered by the referring-expression program (``language.program``):
+        {query index: object}. Queries it cannot answer well (a noun phrase no listed
+        candidate fits, a query with an image region) are left to the model; queries too long
+        to parse are refused (``self._refused``)."""
+        from spatial_ros.language.grounding import object_views, tag_scorer
+        from spatial_ros.language.parser import QueryTooLong, parse_refexpr
+        from spatial_ros.language.program import Program
+
+        cfg = self.config
+        self._refused: set[int] = set()
+        self.last_resolutions: dict[int, object] = {}
+        views, vp = object_views(frame, listed, colours)
+        adapter = self.backend.adapter
+        scorer = None
+        if cfg.name_scores and tags:
+            scorer = tag_scorer(lambda phrase: self.backend.score_choices(
+                image, adapter.grounding_prompt(self.prompts, phrase, context), tags))
+        prog = Program(views, vp, scorer)
+        found: dict[int, GroundedObject] = {}
+        taken: set[int] = set()
+        for i, q in enumerate(qs):
+            if q.region_2d is not None or q.mask is not None or not q.text.strip():
+                continue
+            try:
+                expr = parse_refexpr(q.text)
+            except QueryTooLong as e:
+                self._refused.add(i)
+                self._fail(i, q.text[:40], ParseFailure(f"query: {e}"), "")
+                continue
+            res = prog.resolve(expr, frozenset(taken) if distinct else frozenset())
+            fit = 0.0 if res.index is None else float(prog.membership(expr.np)[res.index])
+            if res.index is None or fit < cfg.min_membership:
+                self.stats.program_fallbacks += 1
+                continue
+            if distinct:
+                taken.add(res.index)
+            lifted = self._fused(listed[res.index], GroundingAnswer())
+            box_out = lifted.box_optical.transformed(T_out, output_frame)
+            obj = GroundedObject(
+                id=f"q{i}", query=q.text, label=expr.np.category or lifted.label,
+                score=float(np.clip(res.score, 0.0, 1.0)), box=box_out, box_2d=lifted.box_2d,
+                distance=float(np.linalg.norm(lifted.box_optical.center)),
+                source=lifted.source, raw_text=f"[{expr.describe()}] {res.explanation}",
+                explanation=res.explanation, ambiguous=res.ambiguous,
+            )
+            if lifted.points_optical is not None:
+                P = lifted.points_optical
+                self._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
+            self._views[i] = lifted.view
+            found[i] = obj
+            self.last_resolutions[i] = res
+            self.stats.program += 1
+            self.stats.ambiguous += int(res.ambiguous)
+            if expr.unplaced:
+                log.debug("query %r: words not placed: %s", q.text, " ".join(expr.unplaced))
+        return found
 
     def _object(self, i: int, q: Query, text: str, res: GenerationResult, frame: SensorFrame,
                 views: list[CandidateView], listed: list[CandidateView], tags: list[str],

@@ -1,0 +1,159 @@
+"""Referring-expression accuracy by query kind (``spatial-ros bench refer``).
+
+Input: a query file (JSON Lines written by ``python -m training.refqueries``): one line per
+query with ``frame`` ("sim:<scenario>:<seed>" or "kitti:<frame id>"), ``query``, ``kind``,
+``subkind``, ``expected`` (the object id, null for a query that should be reported
+ambiguous). Frames are rebuilt from their key (simulated scenes are deterministic; KITTI frames
+are read from ``kitti_root``), the scenario's LiDAR specialist proposes candidates, and the
+engine grounds every query of a frame in one call, as the node does.
+
+Per kind: Acc@IoU0.25 / 0.5 (the returned box against the expected object's true box; no box
+is a miss), the candidate ceiling (share of queries for which some candidate has IoU >= 0.25
+with the expected object), and for ambiguous queries the share reported as ambiguous.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spatial_ros.errors import DataError
+from spatial_ros.types import Box3D, SensorFrame
+
+
+@dataclass
+class EvalFrame:
+    """A frame to ground on: the sensor frame, the true boxes by object id (z-up frame
+    ``frame_id``), the scenario (specialist preset)."""
+
+    sensor: SensorFrame
+    truth: dict[str, Box3D]
+    scenario: str
+    frame_id: str
+
+
+def sim_eval_frame(scenario: str, seed: int) -> tuple[EvalFrame, object]:
+    """A fresh simulated scene (``vary_rig``) rendered with a LiDAR scan: (EvalFrame, SimFrame)."""
+    from spatial_ros.sim import SimConfig
+    from spatial_ros.sim.world import make_episode, render
+
+    ep = make_episode(SimConfig(scenario=scenario, seed=int(seed), vary_rig=True), 0)
+    f = render(ep.scene, seed=int(seed), lidar=True)
+    truth = {o.id: o.box for o in f.truth.objects}
+    return EvalFrame(f.sensor_frame(), truth, scenario, "base_link"), f
+
+
+def kitti_eval_frame(root: str | Path, frame_id: str) -> EvalFrame:
+    """A KITTI frame; truth ids ``label_<k>`` (k = line of label_2), boxes in the Velodyne frame."""
+    from spatial_ros.datasets.kitti import iter_kitti_frames
+
+    for kf in iter_kitti_frames(root):
+        if kf.frame_id == frame_id:
+            truth = {f"label_{k}": lab.box for k, lab in enumerate(kf.labels)
+                     if not lab.is_dontcare and lab.box is not None}
+            sf = kf.sensor_frame()
+            return EvalFrame(sf, truth, "street", sf.points_frame)
+    raise DataError(f"KITTI frame {frame_id} not found under {root}")
+
+
+def load_frame(key: str, kitti_root: str | Path | None = None) -> EvalFrame:
+    kind, _, rest = key.partition(":")
+    if kind == "sim":
+        scenario, _, seed = rest.partition(":")
+        return sim_eval_frame(scenario, int(seed))[0]
+    if kind == "kitti":
+        if kitti_root is None:
+            raise DataError(f"frame {key!r} needs --kitti (the KITTI folder)")
+        return kitti_eval_frame(kitti_root, rest)
+    raise DataError(f"unknown frame key {key!r}: expected sim:<scenario>:<seed> or kitti:<id>")
+
+
+def evaluate_refer(records: Iterable, engine, kitti_root=None, progress: bool = True,
+                   lidar_config=None, per_call: int = 8) -> dict:
+    """Metrics by kind (module docstring) for ``records`` (QueryRecord-like objects); a
+    frame's queries go to the engine ``per_call`` at a time (the latency is per call)."""
+    from tqdm import tqdm
+
+    from spatial_ros.geometry.iou import iou_3d
+    from spatial_ros.specialists import LidarSpecialist, LidarSpecialistConfig
+
+    by_frame: dict[str, list] = defaultdict(list)
+    for r in records:
+        by_frame[r.frame].append(r)
+    rows = []
+    lat = []
+    specialists: dict[str, object] = {}
+    for key in tqdm(sorted(by_frame), desc="frames", disable=not progress):
+        ef = load_frame(key, kitti_root)
+        sp = specialists.get(ef.scenario)
+        if sp is None:
+            cfg = lidar_config or LidarSpecialistConfig.preset(ef.scenario)
+            sp = specialists[ef.scenario] = LidarSpecialist(cfg)
+        cands = sp.propose_frame(ef.sensor, ef.frame_id)
+        recs = by_frame[key]
+        got = {}
+        for s in range(0, len(recs), per_call):
+            t0 = time.perf_counter()
+            objs = engine.ground(ef.sensor, [r.query for r in recs[s:s + per_call]], cands,
+                                 ef.frame_id)
+            lat.append((time.perf_counter() - t0) * 1e3)
+            got.update({s + int(o.id[1:]): o for o in objs})
+        for k, r in enumerate(recs):
+            o = got.get(k)
+            row = {"kind": r.kind, "subkind": r.subkind, "query": r.query, "frame": key,
+                   "expected": r.expected, "explanation": getattr(o, "explanation", "")}
+            if r.expected is None:
+                row["ambiguous_flagged"] = bool(o is None or getattr(o, "ambiguous", False))
+            else:
+                truth = ef.truth[r.expected]
+                row["iou"] = iou_3d(o.box, truth) if o is not None else 0.0
+                row["ceiling"] = max((iou_3d(c.box, truth) for c in cands), default=0.0)
+            rows.append(row)
+    return summarise(rows, lat)
+
+
+def summarise(rows: list[dict], lat: list[float]) -> dict:
+    kinds: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        kinds[r["kind"]].append(r)
+    out: dict = {"kinds": {}, "rows": rows}
+    for kind, rs in sorted(kinds.items()):
+        if kind == "ambiguous":
+            out["kinds"][kind] = {"n": len(rs), "flagged": float(np.mean(
+                [r["ambiguous_flagged"] for r in rs]))}
+            continue
+        iou = np.array([r["iou"] for r in rs])
+        ceil = np.array([r["ceiling"] for r in rs])
+        acc25 = float((iou >= 0.25).mean())
+        c25 = float((ceil >= 0.25).mean())
+        out["kinds"][kind] = {"n": len(rs), "acc_iou25": acc25,
+                              "acc_iou50": float((iou >= 0.5).mean()), "ceiling_iou25": c25,
+                              "of_ceiling": acc25 / c25 if c25 else 0.0,
+                              "acc_where_ceiling": float((iou[ceil >= 0.25] >= 0.25).mean())
+                              if (ceil >= 0.25).any() else 0.0}
+    if lat:
+        out["latency_ms_per_frame"] = {"p50": float(np.percentile(lat, 50)),
+                                       "p95": float(np.percentile(lat, 95)),
+                                       "frames": len(lat)}
+    return out
+
+
+def format_table(metrics: dict) -> str:
+    lines = [f"{'kind':16s} {'n':>5s} {'Acc@.25':>8s} {'Acc@.5':>7s} {'ceiling':>8s} "
+             f"{'of ceil.':>8s}"]
+    for kind, m in metrics["kinds"].items():
+        if kind == "ambiguous":
+            lines.append(f"{kind:16s} {m['n']:5d} flagged ambiguous {m['flagged']:.1%}")
+            continue
+        lines.append(f"{kind:16s} {m['n']:5d} {m['acc_iou25']:8.1%} {m['acc_iou50']:7.1%} "
+                     f"{m['ceiling_iou25']:8.1%} {m['of_ceiling']:8.1%}")
+    if "latency_ms_per_frame" in metrics:
+        lm = metrics["latency_ms_per_frame"]
+        lines.append(f"latency per frame: p50 {lm['p50']:.0f} ms, p95 {lm['p95']:.0f} ms "
+                     f"({lm['frames']} frames)")
+    return "\n".join(lines)
