@@ -196,7 +196,7 @@ def test_cpp_headerless_keeps_the_best_partner_deliberate_difference():
     n = 5
     base = 1_000 * S
     clock_ticks = iter(base + 1_000 + k for k in range(n))  # arrivals 1 us after "now"
-    collector = []
+    collector = Collector()
     sync = ApproximateTimeSynchronizer(2, collector.append_set, queue_size=n,
                                        slop_s=10, allow_headerless=True,
                                        clock=lambda: next(clock_ticks))
