@@ -1,0 +1,666 @@
+"""``TransformersBackend``: a transformers image-text-to-text model from a local directory.
+
+Loads the model + an image-only processor (``loading``), runs CUDA bf16 on a GPU and CPU fp32
+otherwise (``threads`` CPU threads), and answers several queries on one frame as ONE batch:
+
+- the image goes through the vision encoder ONCE per frame: its features are computed once and
+  handed to the language model for every row (``mm_encoder_outputs``), and kept for further
+  calls on the same image (a retry, answer scoring);
+- ``prefix``: the longest common token prefix (system text, image tokens, candidate list, the
+  fixed part of the question) is run ONCE, its KV cache expanded to the batch, and only the
+  per-query suffixes (left-padded, positions continuing the prefix) are prefilled — for every
+  family whose prompt is causal (not PaliGemma's bidirectional prefix, not encoder-decoders);
+- ``batched``: all prompts left-padded into one batch (per-token side inputs such as
+  ``mm_token_type_ids`` padded with them; 1D or Qwen 3D rotary positions per row);
+- ``sequential``: one prompt at a time (the reference the others must reproduce exactly under
+  greedy decoding).
+
+Decoder-only families share one greedy loop (ours, so prefill and decode time are measured
+separately); encoder-decoder families (Florence-2) use ``model.generate`` on right-padded
+encoder inputs. The family adapter (``spatial_ros.vlm.families``) supplies prompt formats, answer
+parsing and the positional facts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spatial_ros.errors import ConfigError, ModelError
+from spatial_ros.vlm.backends.base import (
+    GenerationResult,
+    VLMBackend,
+    as_conversation,
+    check_batch,
+)
+from spatial_ros.vlm.backends.inputs import (
+    Encoded,
+    ImageEntry,
+    apply_rule,
+    concat_rows,
+    split_processor_output,
+    tile,
+    token_rule,
+)
+from spatial_ros.vlm.backends.options import BackendConfig, apply_threads, check_model_dir
+from spatial_ros.vlm.prompts import Conversation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchTiming:
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    steps: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _vision_module(model):
+    inner = getattr(model, "model", model)
+    for name in ("vision_tower", "visual", "vision_model", "vision_encoder"):
+        m = getattr(inner, name, None)
+        if m is not None:
+            return m
+    return None
+
+
+class TransformersBackend(VLMBackend):
+    """A transformers image-text-to-text model loaded from a local directory.
+
+    Args:
+        config: a BackendConfig, or a model directory (str/Path).
+        **overrides: BackendConfig fields to change (e.g. ``device="cpu"``).
+
+    Raises:
+        ModelError: missing/incomplete directory, non-safetensors weights, a model that needs
+            remote code while ``trust_remote_code`` is off, a missing package, or any loading
+            failure.
+    """
+
+    def __init__(self, config: BackendConfig | str | Path, **overrides: Any) -> None:
+        if not isinstance(config, BackendConfig):
+            config = BackendConfig(model_dir=str(config))
+        if overrides:
+            known = {f.name for f in dataclasses.fields(BackendConfig)}
+            unknown = sorted(set(overrides) - known)
+            if unknown:
+                raise ConfigError(f"unknown backend option(s) {unknown}; known: {sorted(known)}")
+            config = dataclasses.replace(config, **overrides)
+        path = check_model_dir(config.model_dir)
+        import torch
+        import transformers
+
+        from spatial_ros.vlm.backends.loading import load, read_config
+        from spatial_ros.vlm.families import adapter_class
+
+        transformers.utils.logging.disable_progress_bar()
+        dev = config.device
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"device={dev} requested but CUDA is not available; use cpu")
+        device = torch.device(dev)
+        if device.type == "cpu":
+            apply_threads(config.threads)
+        dtype_name = config.dtype
+        if dtype_name == "auto":
+            dtype_name = "bfloat16" if device.type == "cuda" else "float32"
+        raw = read_config(path)
+        cls = adapter_class(raw, config.family, model_dir=path)
+        loaded = load(path, config, getattr(torch, dtype_name), cls)
+        self._setup(loaded.model.to(device), loaded.processor, config, cls(), loaded.config)
+        self.info["model_dir"] = str(path)
+        log.info("loaded %s (%s, family %s, %.1f M params) on %s %s", path, self.model_type,
+                 self.adapter.family, self.info["parameters"] / 1e6, self.device, dtype_name)
+
+    @classmethod
+    def from_model(cls, model, processor, config: BackendConfig | None = None, adapter=None):
+        """Wrap an already-built model + processor (benchmarks build 7B-shaped models from a
+        config with random weights; nothing is downloaded)."""
+        from spatial_ros.vlm.families import adapter_class
+
+        self = cls.__new__(cls)
+        config = config or BackendConfig()
+        if adapter is None:
+            adapter = adapter_class(model.config.to_dict(), config.family)()
+        self._setup(model, processor, config, adapter, model.config)
+        return self
+
+    def _setup(self, model, processor, config, adapter, hf_config) -> None:
+        import torch
+
+        self.torch = torch
+        self.config = config
+        self.model = model.eval()
+        self.processor = processor
+        self.adapter = adapter
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.model_type = hf_config.model_type
+        self.tokenizer = getattr(processor, "tokenizer", None)
+        if self.tokenizer is None:
+            raise ModelError("the processor has no tokenizer")
+        self.image_token = getattr(processor, "image_token", None)
+        itid = getattr(hf_config, "image_token_id", None)
+        if itid is None:
+            itid = getattr(hf_config, "image_token_index", None)
+        if itid is None:
+            itid = getattr(processor, "image_token_id", None)
+        self.image_token_id = itid
+        gen = getattr(model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = sorted({int(e) for e in (eos if isinstance(eos, list) else [eos])
+                               if e is not None})
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
+        self.custom_loop = not adapter.encoder_decoder
+        self.vision_calls = 0
+        vm = _vision_module(model)
+        if vm is not None:
+            vm.register_forward_hook(self._count_vision)
+        self._feature_fn = model.get_image_features
+        self._feature_args = set(inspect.signature(self._feature_fn).parameters)
+        self._image_cache: ImageEntry | None = None
+        n_params = sum(q.numel() for q in model.parameters())
+        self.info = {
+            "model_type": self.model_type,
+            "family": adapter.family,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "parameters": n_params,
+            "weight_bytes": sum(q.numel() * q.element_size() for q in model.parameters()),
+        }
+
+    def _count_vision(self, module, args, output) -> None:
+        self.vision_calls += 1
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def chat_text(self, conversation: Conversation) -> str:
+        """The model's prompt text of a conversation, ready for generation."""
+        return self.adapter.chat_text(self.processor, conversation)
+
+    def _process(self, image: np.ndarray, text: str):
+        return self.processor(images=[image], text=[text], return_tensors="pt")
+
+    @staticmethod
+    def _digest(image: np.ndarray) -> bytes:
+        a = np.ascontiguousarray(image)
+        return hashlib.blake2b(a.tobytes(), digest_size=16,
+                               person=str(a.shape).encode()[:16]).digest()
+
+    def encode(self, images, prompts) -> Encoded:
+        """Chat-format and tokenize prompts; preprocess each distinct image once."""
+        texts = [self.chat_text(as_conversation(p)) for p in prompts]
+        groups: list[list[int]] = []
+        firsts: list[np.ndarray] = []
+        for i in range(len(prompts)):
+            im = images[0] if len(images) == 1 else images[i]
+            k = next((j for j, f in enumerate(firsts) if f is im), None)
+            if k is None:
+                firsts.append(im)
+                groups.append([i])
+            else:
+                groups[k].append(i)
+        enc = Encoded([[] for _ in texts], [{} for _ in texts], [0] * len(texts))
+        for g, (im, rows) in enumerate(zip(firsts, groups, strict=True)):
+            out = self._process(im, texts[rows[0]])
+            ids0, tok0, img = split_processor_output(out)
+            entry = ImageEntry(img, self.adapter.model_image_hw(img, self.processor),
+                               digest=self._digest(im))
+            c = self._image_cache
+            if c is not None and c.digest == entry.digest and c.features is not None:
+                entry.features = c.features  # the same image as the last call: already encoded
+            enc.images.append(entry)
+            fast = self._text_only(texts[rows[0]], ids0, tok0)
+            for r in rows:
+                enc.image_of[r] = g
+                if r == rows[0]:
+                    enc.ids[r], enc.token_inputs[r] = ids0, tok0
+                elif fast is not None and texts[r].count(self.image_token) == 1:
+                    ids = fast[0](texts[r])
+                    enc.ids[r], enc.token_inputs[r] = ids, apply_rule(ids, fast[1],
+                                                                      self.image_token_id)
+                else:
+                    enc.ids[r], enc.token_inputs[r], _ = split_processor_output(
+                        self._process(im, texts[r]))
+        return enc
+
+    def _text_only(self, text0: str, ids0: list[int], tok0: dict):
+        """A text-only tokenizer reproducing the processor's ids (image placeholder expanded
+        like the processor does), checked on the first prompt; None when it does not match."""
+        it = self.image_token
+        if not it or text0.count(it) != 1 or self.image_token_id is None:
+            return None
+        n_img = sum(1 for t in ids0 if t == self.image_token_id)
+        rule = token_rule(ids0, tok0, self.image_token_id)
+        if rule is None:
+            return None
+        add = not self.adapter.encoder_decoder and self.model_type != "paligemma"
+
+        def tok(t: str) -> list[int]:
+            return self.tokenizer(t.replace(it, it * n_img), add_special_tokens=add)["input_ids"]
+
+        return (tok, rule) if tok(text0) == ids0 else None
+
+    # -- the vision encoder ----------------------------------------------------------------
+
+    def image_features(self, entry: ImageEntry):
+        """The encoder outputs of one image (computed once; kept for the next call)."""
+        if entry.features is None:
+            kw = {k: self._to_dev(v) for k, v in entry.inputs.items()
+                  if k in self._feature_args}
+            entry.features = self._feature_fn(**kw, return_dict=True)
+            self._image_cache = entry
+        return entry.features
+
+    def _rows_features(self, enc: Encoded, rows: list[int]):
+        feats = [self.image_features(enc.images[enc.image_of[r]]) for r in rows]
+        if all(f is feats[0] for f in feats):
+            return tile(feats[0], len(rows))
+        return concat_rows(feats)
+
+    def _rows_image_inputs(self, enc: Encoded, rows: list[int]) -> dict[str, Any]:
+        torch = self.torch
+        out = {}
+        for k in enc.images[0].inputs:
+            vals = [enc.images[enc.image_of[r]].inputs[k] for r in rows]
+            out[k] = torch.cat(vals, 0) if isinstance(vals[0], torch.Tensor) else vals[0]
+        return out
+
+    # -- tensors ---------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def _to_dev(self, v):
+        torch = self.torch
+        if isinstance(v, torch.Tensor):
+            return v.to(self.device, dtype=self.dtype if v.is_floating_point() else None)
+        return v
+
+    def _pad(self, seqs: list[list[int]], value: int, left: bool = True):
+        torch = self.torch
+        L = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), L), value, dtype=torch.long)
+        mask = torch.zeros((len(seqs), L), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            sl = slice(L - len(s), L) if left else slice(0, len(s))
+            ids[i, sl] = torch.tensor(s, dtype=torch.long)
+            mask[i, sl] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _left_pad(self, seqs):
+        return self._pad(seqs, self.pad_id)
+
+    def _token_inputs(self, enc: Encoded, rows: list[int], cut: slice | None = None):
+        """Per-token side inputs of ``rows``, left-padded like the ids."""
+        out = {}
+        for k in enc.token_inputs[rows[0]]:
+            seqs = [enc.token_inputs[r][k][cut] if cut else enc.token_inputs[r][k] for r in rows]
+            out[k] = self._pad(seqs, 0)[0]
+        return out
+
+    def _expand(self, pos):
+        """(B, L) text positions -> what the model takes ((rope_dims, B, L) for M-RoPE)."""
+        d = self.adapter.rope_dims
+        return pos if d == 1 else pos[None].expand(d, -1, -1)
+
+    def _positions(self, x, mask, tok: dict, img: dict):
+        """Prefill positions of a left-padded batch and each row's next position (B,)."""
+        if self.adapter.rope_dims > 1:
+            pos = self.adapter.rope_positions(self.model, x, mask, tok, img)
+            nxt = pos.amax(dim=(0, 2)) + 1
+            return pos, nxt
+        pos = (mask.cumsum(-1) - 1).clamp(min=0) + self.adapter.position_offset
+        return pos, pos[:, -1] + 1
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _decode_loop(self, logits, cache, mask, next_pos, max_new: int):
+        """Greedy decoding from the prefill's last logits. Returns (B, n) ids, n and the (B,)
+        sum and count of the chosen tokens' log-probabilities (up to end-of-sequence)."""
+        torch = self.torch
+        B = logits.shape[0]
+        eos = torch.tensor(self.eos_ids or [-1], device=self.device)
+        out = torch.full((B, max_new), self.pad_id, dtype=torch.long, device=self.device)
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        lp_sum = torch.zeros(B, dtype=torch.float32, device=self.device)
+        lp_n = torch.zeros(B, dtype=torch.float32, device=self.device)
+        n = 0
+        pos = next_pos
+        for step in range(max_new):
+            nxt = logits.argmax(-1)
+            lp = torch.log_softmax(logits.float(), -1).gather(1, nxt[:, None])[:, 0]
+            live = (~done).float()
+            lp_sum += lp * live
+            lp_n += live
+            out[:, step] = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
+            done = done | torch.isin(nxt, eos)
+            n = step + 1
+            if step == max_new - 1 or bool(done.all()):
+                break
+            mask = torch.cat([mask, mask.new_ones((B, 1))], 1)
+            o = self.model(
+                input_ids=nxt[:, None], attention_mask=mask,
+                position_ids=self._expand(pos[:, None]), past_key_values=cache, use_cache=True,
+            )
+            pos = pos + 1
+            cache = o.past_key_values
+            logits = o.logits[:, -1]
+        return out[:, :n], n, (lp_sum.cpu(), lp_n.cpu())
+
+    def _prefill(self, enc: Encoded, rows: list[int]):
+        """One left-padded forward pass of ``rows`` with their image features; returns the
+        last logits, the cache, the mask and the next positions."""
+        x, mask = self._left_pad([enc.ids[r] for r in rows])
+        tok = self._token_inputs(enc, rows)
+        img = self._rows_image_inputs(enc, rows)
+        pos, nxt = self._positions(x, mask, tok, img)
+        o = self.model(
+            input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+            mm_encoder_outputs={"image": self._rows_features(enc, rows)}, **tok,
+        )
+        return o.logits[:, -1], o.past_key_values, mask, nxt
+
+    def _run_batched(self, enc: Encoded, rows: list[int], max_new: int):
+        self._sync()
+        t0 = time.perf_counter()
+        logits, cache, mask, nxt = self._prefill(enc, rows)
+        self._sync()
+        t1 = time.perf_counter()
+        gen, steps, lps = self._decode_loop(logits, cache, mask, nxt, max_new)
+        self._sync()
+        t2 = time.perf_counter()
+        return gen, BatchTiming((t1 - t0) * 1e3, (t2 - t1) * 1e3, steps, {"logprobs": lps})
+
+    def _run_prefix(self, enc: Encoded, P: int, max_new: int):
+        torch = self.torch
+        B = len(enc.ids)
+        self._sync()
+        t0 = time.perf_counter()
+        prefix = torch.tensor([enc.ids[0][:P]], dtype=torch.long, device=self.device)
+        pmask = torch.ones((1, P), dtype=torch.long, device=self.device)
+        tok = self._token_inputs(enc, [0], slice(0, P))
+        pos, nxt = self._positions(prefix, pmask, tok, enc.images[0].inputs)
+        o = self.model(
+            input_ids=prefix, attention_mask=pmask, position_ids=pos, use_cache=True,
+            logits_to_keep=1, mm_encoder_outputs={"image": self.image_features(enc.images[0])},
+            **tok,
+        )
+        cache = o.past_key_values
+        if B > 1:
+            cache.batch_repeat_interleave(B)  # the prefix KV, shared by every query
+        suf, smask = self._left_pad([s[P:] for s in enc.ids])
+        mask = torch.cat([smask.new_ones((B, P)), smask], 1)
+        spos = int(nxt[0]) + (smask.cumsum(-1) - 1).clamp(min=0)
+        o = self.model(
+            input_ids=suf, attention_mask=mask, position_ids=self._expand(spos),
+            past_key_values=cache, use_cache=True, logits_to_keep=1,
+        )
+        self._sync()
+        t1 = time.perf_counter()
+        gen, steps, lps = self._decode_loop(o.logits[:, -1], o.past_key_values, mask,
+                                            spos[:, -1] + 1, max_new)
+        self._sync()
+        t2 = time.perf_counter()
+        extra = {"prefix": P, "logprobs": lps}
+        return gen, BatchTiming((t1 - t0) * 1e3, (t2 - t1) * 1e3, steps, extra)
+
+    def _run_encoder_decoder(self, enc: Encoded, rows: list[int], max_new: int):
+        """model.generate() on right-padded encoder inputs (encoder positions are absolute:
+        left padding would shift them) with the image features computed once."""
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        torch = self.torch
+        times: list[float] = []
+
+        class _FirstCall(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                if not times:
+                    times.append(time.perf_counter())
+                return scores
+
+        x, mask = self._pad([enc.ids[r] for r in rows], self.pad_id, left=False)
+        self._sync()
+        t0 = time.perf_counter()
+        out = self.model.generate(
+            input_ids=x, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
+            num_beams=1, pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None,
+            logits_processor=LogitsProcessorList([_FirstCall()]),
+            mm_encoder_outputs={"image": self._rows_features(enc, rows)},
+            return_dict_in_generate=True, output_scores=True,
+        )
+        self._sync()
+        t2 = time.perf_counter()
+        t1 = times[0] if times else t2
+        n = len(out.scores)
+        gen = out.sequences[:, -n:] if n else out.sequences[:, :0]
+        lp_sum = torch.zeros(len(rows))
+        lp_n = torch.zeros(len(rows))
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        for s, sc in enumerate(out.scores):
+            tokv = gen[:, s].cpu()
+            lp = torch.log_softmax(sc.float().cpu(), -1).gather(1, tokv[:, None])[:, 0]
+            live = (~done).float()
+            lp_sum += torch.nan_to_num(lp, neginf=0.0) * live
+            lp_n += live
+            done |= torch.isin(tokv, torch.tensor(self.eos_ids or [-1]))
+        return gen, BatchTiming((t1 - t0) * 1e3, (t2 - t1) * 1e3, gen.shape[1],
+                                {"logprobs": (lp_sum, lp_n)})
+
+    @staticmethod
+    def common_prefix(seqs: list[list[int]]) -> int:
+        """Length of the longest common prefix of the token lists."""
+        if not seqs:
+            return 0
+        a = np.zeros((len(seqs), min(len(s) for s in seqs)), dtype=np.int64)
+        for i, s in enumerate(seqs):
+            a[i] = s[: a.shape[1]]
+        diff = np.any(a != a[0], axis=0)
+        return int(np.argmax(diff)) if diff.any() else a.shape[1]
+
+    def _prefix_len(self, enc: Encoded) -> int:
+        """Usable shared-prefix length (0 = none): covers every image token, leaves at least
+        one suffix token per prompt, and is at least min_prefix_tokens long."""
+        if not enc.shared or not self.adapter.causal_prompt or len(enc.ids) < 2:
+            return 0  # one prompt: nothing to share within the batch
+        P = min(self.common_prefix(enc.ids), min(len(s) for s in enc.ids) - 1)
+        last_img = max((i for i, t in enumerate(enc.ids[0]) if t == self.image_token_id),
+                       default=-1)
+        if P <= last_img or P < self.config.min_prefix_tokens:
+            return 0
+        return P
+
+    def _texts(self, gen, steps: int) -> list[tuple[str, int, tuple[int, ...]]]:
+        out = []
+        vocab = len(self.tokenizer)
+        eos = set(self.eos_ids)
+        for row in gen.tolist():
+            ids = []
+            n = 0
+            for t in row[:steps]:
+                n += 1
+                if t in eos:
+                    break
+                ids.append(t)
+            ids_ok = [t for t in ids if 0 <= t < vocab]  # random-weight models may exceed
+            text = self.adapter.decode(self.tokenizer, ids_ok)
+            out.append((text.strip(), n, tuple(ids)))
+        return out
+
+    def generate(self, images, prompts, max_new_tokens=64, *, mode="auto"):
+        """See :meth:`VLMBackend.generate`. ``mode="auto"`` uses prefix reuse when the config
+        allows it and the prompts share an image and a prefix, else one left-padded batch."""
+        check_batch(images, prompts)
+        if mode not in ("auto", "prefix", "batched", "sequential"):
+            raise ConfigError(f"mode={mode!r}: auto, prefix, batched or sequential")
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={max_new_tokens} must be >= 1")
+        images = [np.asarray(im) for im in images]
+        results: list[GenerationResult] = []
+        bs = self.config.max_batch_size
+        for start in range(0, len(prompts), bs):
+            chunk = list(prompts[start : start + bs])
+            imgs = images if len(images) == 1 else images[start : start + bs]
+            results += self._generate_chunk(imgs, chunk, max_new_tokens, mode)
+        return results
+
+    def _generate_chunk(self, images, prompts, max_new, mode):
+        torch = self.torch
+        calls0 = self.vision_calls
+        with torch.inference_mode():
+            t_enc = time.perf_counter()
+            enc = self.encode(images, prompts)
+            enc_ms = (time.perf_counter() - t_enc) * 1e3
+            B = len(prompts)
+            runs: list[tuple[list[int], Any, BatchTiming]] = []  # (row indices, gen, timing)
+            P = 0
+            if mode in ("auto", "prefix"):
+                P = self._prefix_len(enc) if (mode == "prefix" or self.config.prefix_reuse) else 0
+                if mode == "prefix" and P == 0:
+                    log.debug("no usable shared prefix; running one batch instead")
+            step = (self._run_encoder_decoder if self.adapter.encoder_decoder
+                    else self._run_batched)
+            if P > 0:
+                gen, tm = self._run_prefix(enc, P, max_new)
+                runs.append((list(range(B)), gen, tm))
+            elif mode == "sequential":
+                for i in range(B):
+                    gen, tm = step(enc, [i], max_new)
+                    runs.append(([i], gen, tm))
+            else:
+                gen, tm = step(enc, list(range(B)), max_new)
+                runs.append((list(range(B)), gen, tm))
+        encodes = self.vision_calls - calls0
+        out: list[GenerationResult | None] = [None] * B
+        for rows, gen, tm in runs:
+            lps = tm.extra.get("logprobs")
+            texts = self._texts(gen, tm.steps)
+            for j, (r, (text, n, tids)) in enumerate(zip(rows, texts, strict=True)):
+                score = float("nan")
+                if lps is not None and float(lps[1][j]) > 0:
+                    score = math.exp(float(lps[0][j]) / float(lps[1][j]))
+                out[r] = GenerationResult(
+                    text=text,
+                    prompt_tokens=len(enc.ids[r]),
+                    new_tokens=n,
+                    prefill_ms=tm.prefill_ms,
+                    decode_ms=tm.decode_ms,
+                    batch_size=len(rows),
+                    prefix_tokens=int(tm.extra.get("prefix", 0)),
+                    model_image_hw=enc.images[enc.image_of[r]].model_hw,
+                    token_ids=tids,
+                    preprocess_ms=enc_ms,
+                    score=score,
+                    image_encodes=encodes,
+                )
+        return out  # type: ignore[return-value]
+
+    def score_choices(self, image, prompt, choices):
+        """See :meth:`VLMBackend.score_choices`. The prompt (with the image) is run once; its KV
+        cache is expanded to one row per choice and the choices (right-padded, positions
+        continuing the prompt's) are scored in one batch. Encoder-decoder models run the
+        encoder on the prompt and the decoder on each choice."""
+        if not choices:
+            return []
+        torch = self.torch
+        toks = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+        if any(not t for t in toks):
+            raise ConfigError("score_choices: every choice must have at least one token")
+        with torch.inference_mode():
+            enc = self.encode([np.asarray(image)], [prompt])
+            B, L = len(toks), max(len(t) for t in toks)
+            suf, smask = self._pad(toks, self.pad_id, left=False)
+            if self.adapter.encoder_decoder:
+                logits, n0 = self._choice_logits_encdec(enc, suf, smask)
+            else:
+                logits1, cache, mask, nxt = self._prefill(enc, [0])
+                if B > 1:
+                    cache.batch_repeat_interleave(B)
+                pos = int(nxt[0]) + torch.arange(L, device=self.device)[None].expand(B, -1)
+                o = self.model(
+                    input_ids=suf, attention_mask=torch.cat([mask.expand(B, -1), smask], 1),
+                    position_ids=self._expand(pos), past_key_values=cache, use_cache=False,
+                )
+                logits = torch.cat([logits1.expand(B, -1)[:, None], o.logits], 1)
+                n0 = 0
+            lp = torch.log_softmax(logits.float(), -1)
+            eos = torch.tensor(self.eos_ids or [self.pad_id], device=self.device)
+            out = []
+            for i, t in enumerate(toks):
+                n = len(t)
+                tok_lp = lp[i, n0 + torch.arange(n, device=self.device),
+                            torch.tensor(t, device=self.device)].sum()
+                end_lp = torch.logsumexp(lp[i, n0 + n, eos], 0)  # the answer ends after it
+                out.append(float(tok_lp + end_lp))
+        return out
+
+    def _choice_logits_encdec(self, enc: Encoded, suf, smask):
+        """Decoder logits of every choice (after the decoder's start tokens) for enc-dec."""
+        torch = self.torch
+        B = suf.shape[0]
+        start = self._decoder_start()
+        dec = torch.cat([torch.tensor([start], device=self.device).expand(B, -1), suf], 1)
+        dmask = torch.cat([smask.new_ones((B, len(start))), smask], 1)
+        x, mask = self._pad([enc.ids[0]] * B, self.pad_id, left=False)
+        o = self.model(input_ids=x, attention_mask=mask, decoder_input_ids=dec,
+                       decoder_attention_mask=dmask, use_cache=False,
+                       mm_encoder_outputs={"image": self._rows_features(enc, [0] * B)})
+        return o.logits, len(start) - 1
+
+    def _decoder_start(self) -> list[int]:
+        cfg = self.model.config
+        tc = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        start = [int(getattr(tc, "decoder_start_token_id", None) or getattr(
+            cfg, "decoder_start_token_id", 0) or 0)]
+        fb = getattr(self.model.generation_config, "forced_bos_token_id", None)
+        return start + ([int(fb)] if fb is not None else [])
+
+    def generate_naive(
+        self, images, prompts, max_new_tokens=64, **generate_kwargs
+    ) -> list[GenerationResult]:
+        """Baseline for benchmarks: one ``model.generate()`` call per prompt, each with its own
+        processor call (image preprocessing and encoding included), no batching, no prefix
+        reuse. ``generate_kwargs`` go to ``model.generate`` (e.g. ``min_new_tokens``)."""
+        check_batch(images, prompts)
+        out = []
+        for i, p in enumerate(prompts):
+            img = np.asarray(images[0] if len(images) == 1 else images[i])
+            text = self.chat_text(as_conversation(p))
+            calls0 = self.vision_calls
+            self._sync()
+            t0 = time.perf_counter()
+            with self.torch.inference_mode():
+                enc = self._process(img, text)
+                enc = {k: self._to_dev(v) for k, v in enc.items() if k != "labels"}
+                g = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                        num_beams=1, pad_token_id=self.pad_id,
+                                        **generate_kwargs)
+            self._sync()
+            ms = (time.perf_counter() - t0) * 1e3
+            n_in = 1 if self.adapter.encoder_decoder else enc["input_ids"].shape[1]
+            new = g[:, n_in:]
+            (t, n, tids), = self._texts(new, new.shape[1])
+            out.append(GenerationResult(t, int(enc["input_ids"].shape[1]), n, 0.0, ms, 1, 0,
+                                        None, tids, image_encodes=self.vision_calls - calls0))
+        return out
+
+    def close(self) -> None:
+        self.model = None
+        self._image_cache = None
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
