@@ -229,8 +229,7 @@ class TransformersBackend(VLMBackend):
                 enc.image_of[r] = g
                 if r == rows[0]:
                     enc.ids[r], enc.token_inputs[r] = ids0, tok0
-                elif fast is not None and texts[r].count(self.image_token) == 1:
-                    ids = fast[0](texts[r])
+                elif fast is not None and (ids := fast[0](texts[r])) is not None:
                     enc.ids[r], enc.token_inputs[r] = ids, apply_rule(ids, fast[1],
                                                                       self.image_token_id)
                 else:
@@ -239,21 +238,37 @@ class TransformersBackend(VLMBackend):
         return enc
 
     def _text_only(self, text0: str, ids0: list[int], tok0: dict):
-        """A text-only tokenizer reproducing the processor's ids (image placeholder expanded
-        like the processor does), checked on the first prompt; None when it does not match."""
+        """A text-only tokenizer reproducing the processor's ids, or None. The processor
+        replaces the ONE image placeholder by an expansion E (image tokens, with begin/end
+        markers or newlines for some families); E is read off the first prompt's processor
+        output, and ``tok(text) = tokens before the placeholder + E + tokens after`` is checked
+        to give exactly that output before it is used for the other prompts."""
         it = self.image_token
         if not it or text0.count(it) != 1 or self.image_token_id is None:
             return None
-        n_img = sum(1 for t in ids0 if t == self.image_token_id)
+        ph = self.tokenizer.convert_tokens_to_ids(it)
         rule = token_rule(ids0, tok0, self.image_token_id)
-        if rule is None:
+        if rule is None or ph is None:
             return None
-        add = not self.adapter.encoder_decoder and self.model_type != "paligemma"
+        for add in (True, False):
+            t0 = self.tokenizer(text0, add_special_tokens=add)["input_ids"]
+            if t0.count(ph) != 1:
+                continue
+            k = t0.index(ph)
+            tail = len(t0) - k - 1
+            if len(ids0) < len(t0) or ids0[:k] != t0[:k] or ids0[len(ids0) - tail:] != t0[k + 1:]:
+                continue
+            expansion = ids0[k:len(ids0) - tail]
 
-        def tok(t: str) -> list[int]:
-            return self.tokenizer(t.replace(it, it * n_img), add_special_tokens=add)["input_ids"]
+            def tok(t: str, add=add, expansion=expansion) -> list[int] | None:
+                ti = self.tokenizer(t, add_special_tokens=add)["input_ids"]
+                if ti.count(ph) != 1:
+                    return None
+                j = ti.index(ph)
+                return ti[:j] + expansion + ti[j + 1:]
 
-        return (tok, rule) if tok(text0) == ids0 else None
+            return tok, rule
+        return None
 
     # -- the vision encoder ----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ image processor and tokenizer as with AutoProcessor.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from dataclasses import dataclass
@@ -28,13 +29,26 @@ _DROPPED = ("video", "audio", "feature_extractor")
 def image_only_processor_class(cls: type) -> type:
     """``cls`` (a ProcessorMixin subclass) without video/audio sub-processors, same name."""
     attrs = [a for a in cls.get_attributes() if not any(d in a for d in _DROPPED)]
-    if attrs == list(cls.get_attributes()):
+    dropped = [a for a in cls.get_attributes() if a not in attrs]
+    if not dropped:
         return cls
-    return type(cls.__name__, (cls,), {
+    names = list(inspect.signature(cls.__init__).parameters)[1:]
+    # Sub-processor arguments after the kept ones that the class requires positionally (SmolVLM's
+    # video_processor): passed as None when loading.
+    pad = [d for d in dropped if names.index(d) < len(attrs) + len(dropped)
+           and inspect.signature(cls.__init__).parameters[d].default is inspect.Parameter.empty]
+
+    def _get_arguments_from_pretrained(c, *args, **kwargs):
+        got = super(new, c)._get_arguments_from_pretrained(*args, **kwargs)
+        return [*got, *([None] * len(pad))]
+
+    new = type(cls.__name__, (cls,), {
+        "_get_arguments_from_pretrained": classmethod(_get_arguments_from_pretrained),
         "get_attributes": classmethod(lambda c: list(attrs)),
         "__module__": cls.__module__,
         "__doc__": f"{cls.__name__} for images only (no video processor).",
     })
+    return new
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -6,8 +6,8 @@ and ``build_tiny(out_dir, seed)``, a tiny random-weight model of the real archit
 for tests and benchmarks. Adding a family = adding a module and one line in ``_MODULES``.
 
 ``family: auto`` picks the family from the model directory: our ``spatial_ros_vlm.json`` means
-the Cube-LLM format (the default model), else config.json's ``model_type`` (then its
-``architectures``) against each family's ``model_types``.
+the Cube-LLM format (the default model), else config.json's ``model_type`` against each
+family's ``model_types``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ _MODULES: dict[str, tuple[str, str]] = {
     "qwen2.5-vl": ("qwen2_5_vl", "QwenJSONAdapter"),
     "qwen3-vl": ("qwen3_vl", "Qwen3VLAdapter"),
     "llava": ("llava", "LlavaAdapter"),
+    "llava-1.5": ("llava", "Llava15Adapter"),
     "llava-onevision": ("llava_onevision", "LlavaOneVisionAdapter"),
     "internvl": ("internvl", "InternVLAdapter"),
     "idefics3": ("idefics3", "Idefics3Adapter"),
@@ -37,7 +38,7 @@ _MODULES: dict[str, tuple[str, str]] = {
 }
 # other names users may type
 ALIASES = {"qwen-json": "qwen2.5-vl", "qwen2-vl": "qwen2.5-vl", "smolvlm": "idefics3",
-           "llava-next": "llava", "llava-1.5": "llava", "paligemma2": "paligemma",
+           "llava-next": "llava", "paligemma2": "paligemma",
            "florence-2": "florence2", "gemma-3": "gemma3"}
 
 
@@ -65,10 +66,8 @@ def detect_family(config: dict[str, Any], model_dir: str | Path | None = None) -
     if model_dir is not None and (Path(model_dir) / META_FILE).is_file():
         return "cube-llm"
     mt = str(config.get("model_type", ""))
-    archs = [str(a).lower() for a in config.get("architectures") or []]
     for name in _MODULES:
-        types = _cls(name).model_types
-        if mt in types or any(a.startswith(t.replace("_", "")) for a in archs for t in types):
+        if mt in _cls(name).model_types:
             return name
     log.warning("model_type %r matches no known family; using the Cube-LLM text format (set "
                 "family to one of %s)", mt, ", ".join(_MODULES))

@@ -149,8 +149,11 @@ class ModelAdapter:
                 f"the model has no chat template and family {self.family!r} has no fallback; "
                 "add chat_template.jinja to the model directory or set family"
             )
-        return processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False,
-                                             chat_template=template)
+        kw = dict(add_generation_prompt=True, tokenize=False, chat_template=template)
+        try:
+            return processor.apply_chat_template(msgs, **kw)
+        except AttributeError:  # e.g. SmolVLM's reads its (absent) video processor's settings
+            return processor.tokenizer.apply_chat_template(msgs, **kw)
 
     def decode(self, tokenizer: Any, ids: list[int]) -> str:
         """Answer text of generated ids: special tokens removed, except ``keep_tokens``."""
