@@ -86,7 +86,8 @@ def box_result(px: np.ndarray, text: str, label: str = "") -> ParseResult | Pars
     return ParseResult(GroundingAnswer(box_2d=px, label=label), (0, len(text)))
 
 
-MARKS_HEADER = "The image shows numbered marks on these objects (mark: box x1, y1, x2, y2 in 0..1000):"
+MARKS_HEADER = ("The image shows numbered marks on these objects (mark: box x1, y1, x2, y2 in "
+                "0..1000):")
 
 
 class ModelAdapter:

@@ -60,8 +60,12 @@ class Florence2Adapter(ModelAdapter):
 def build_tiny(out_dir: str | Path, seed: int = 0, init_std: float = 0.3) -> Path:
     """A tiny random-weight Florence2ForConditionalGeneration (DaViT + BART) + processor."""
     import torch
-    from transformers import BartConfig, Florence2Config, Florence2ForConditionalGeneration
-    from transformers import Florence2Processor
+    from transformers import (
+        BartConfig,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+    )
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     from spatial_ros.vlm.families import tiny

@@ -91,7 +91,11 @@ def build_tiny(out_dir: str | Path, seed: int = 0, init_std: float = 0.3,
                             image_token_id=ids("<image>"))
         model_cls = SmolVLMForConditionalGeneration
     else:
-        from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+        from transformers import (
+            Idefics3Config,
+            Idefics3ForConditionalGeneration,
+            Idefics3Processor,
+        )
         from transformers.models.idefics3.image_processing_pil_idefics3 import (
             Idefics3ImageProcessorPil,
         )
