@@ -49,9 +49,9 @@ class BackendConfig:
         "default: turn on only for a model whose code you trust"
     )
     family: str = param(
-        "auto", "prompt/answer format: auto (from config.json's model_type/architectures) or a "
-        "family name (spatial_ros.vlm.families.FAMILIES: cube-llm, qwen2.5-vl, qwen3-vl, llava, "
-        "llava-onevision, internvl, idefics3, paligemma, florence2, gemma3)"
+        "auto", "prompt/answer format: auto (from the model folder's config.json model_type) or "
+        "one of cube-llm, qwen2.5-vl, qwen3-vl, llava-1.5, llava (NeXT), llava-onevision, "
+        "internvl, idefics3 (also SmolVLM), paligemma, florence2, gemma3"
     )
     threads: int = param(
         0, "CPU threads of the model (torch, process-wide); 0 = auto: 1 on machines with <= 2 "
