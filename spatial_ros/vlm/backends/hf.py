@@ -450,6 +450,7 @@ class TransformersBackend(VLMBackend):
                 return scores
 
         x, mask = self._pad([enc.ids[r] for r in rows], self.pad_id, left=False)
+        until = {} if self.eos_ids else {"min_new_tokens": max_new}  # no end token: all steps
         self._sync()
         t0 = time.perf_counter()
         out = self.model.generate(
@@ -457,7 +458,7 @@ class TransformersBackend(VLMBackend):
             num_beams=1, pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None,
             logits_processor=LogitsProcessorList([_FirstCall()]),
             mm_encoder_outputs={"image": self._rows_features(enc, rows)},
-            return_dict_in_generate=True, output_scores=True,
+            return_dict_in_generate=True, output_scores=True, **until,
         )
         self._sync()
         t2 = time.perf_counter()
