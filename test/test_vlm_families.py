@@ -135,7 +135,7 @@ def test_batched_prefix_and_sequential_answers_are_identical(family, backends):
     img = _image()
     prompts = _prompts(b.adapter, QUERIES)
     assert len({len(ids) for ids in b.encode([img], prompts).ids}) == len(QUERIES)  # lengths
-    b._image_cache = None
+    b.clear_image_cache()
     calls = b.vision_calls
     seq = b.generate([img], prompts, 6, mode="sequential")
     assert b.vision_calls - calls == 1 and seq[0].image_encodes == 1  # one encode per frame
@@ -332,13 +332,14 @@ def test_prompts_are_in_the_native_format():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_hub_layout_folder_loads_image_only_without_torchvision(model_dirs, tmp_path):
+def test_hub_layout_folder_loads_image_only_without_torchvision_or_template(model_dirs, tmp_path):
     from spatial_ros.vlm.backend import TransformersBackend
     from spatial_ros.vlm.families.qwen2_5_vl import hub_video_config
 
     hub = tmp_path / "hub"
     shutil.copytree(model_dirs("qwen2.5-vl"), hub)
     (hub / "video_preprocessor_config.json").write_text(json.dumps(hub_video_config()))
+    (hub / "chat_template.jinja").unlink()  # no chat template: the family's fallback is used
     try:
         import torchvision  # noqa: F401
     except ImportError:  # what a user hit: AutoProcessor builds the torchvision video processor
@@ -348,6 +349,8 @@ def test_hub_layout_folder_loads_image_only_without_torchvision(model_dirs, tmp_
             AutoProcessor.from_pretrained(hub, local_files_only=True)
     b = TransformersBackend(hub, device="cpu")
     assert b.adapter.family == "qwen2.5-vl" and not hasattr(b.processor, "video_processor")
+    assert not b.processor.chat_template
+    assert b.chat_text("the mug").startswith("<|im_start|>user\n<|vision_start|><|image_pad|>")
     assert b.generate([_image()], ["the mug"], 2)[0].image_encodes == 1
 
 
@@ -447,3 +450,17 @@ def test_engine_draws_marks_and_resolves_the_number(sim_frame, caplog):
 def _visible(o):
     return o.box_2d is not None
 
+
+
+def test_qwen_7b_preset_has_qwen2_5_vl_7b_shapes():
+    """Built on the meta device (no memory): Qwen2.5-VL-7B has 8.29 B parameters; a 640 x 480
+    frame becomes at most 448 x 448 pixels -> <= 256 image tokens."""
+    from spatial_ros.bench.vlm import qwen2_5_vl_7b
+
+    model, proc = qwen2_5_vl_7b("meta")
+    n = sum(p.numel() for p in model.parameters())
+    assert 8.2e9 < n < 8.4e9
+    enc = proc(images=[np.zeros((480, 640, 3), np.uint8)],
+               text=["<|vision_start|><|image_pad|><|vision_end|>hi"], return_tensors="pt")
+    n_img = int((enc["input_ids"] == model.config.image_token_id).sum())
+    assert 128 <= n_img <= 256

@@ -16,7 +16,8 @@ Models: ``--model DIR`` (a local model of any family: the prompts are the family
 set-of-marks families get the candidates as marks), or built on the spot with random weights
 (nothing is downloaded): ``--preset tiny`` (our default tiny LLaVA, ~14 M parameters),
 ``--preset FAMILY`` (that family's tiny model, ``spatial_ros.vlm.families``) or ``--preset 7b``
-(a Llama-2-7B-shaped text model + CLIP ViT-L/14-336 vision tower, bf16, CUDA only).
+(a Llama-2-7B-shaped text model + CLIP ViT-L/14-336 vision tower, bf16, CUDA only) or
+``--preset qwen2.5-vl-7b`` (Qwen2.5-VL-7B-shaped, bf16, CUDA only).
 
 Also reported: vision-encoder passes per frame (ours: 1, the image's features reused by every
 query; naive: one per query).
@@ -46,8 +47,9 @@ CAPTIONS = [
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="local model directory")
     parser.add_argument("--preset", default=None,
-                        help="build a random-weight model: tiny (default on CPU), test, 7b, or a "
-                        "family name (its tiny model: qwen2.5-vl, gemma3, ...)")
+                        help="build a random-weight model: tiny (default on CPU), test, 7b "
+                        "(LLaVA-1.5-7B-shaped), qwen2.5-vl-7b, or a family name (its tiny model: "
+                        "qwen2.5-vl, gemma3, ...)")
     parser.add_argument("--queries", default="1,8", help="comma-separated query counts")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--candidates", type=int, default=6,
@@ -105,6 +107,46 @@ def build_7b(device: str):
     return model.eval(), processor
 
 
+def qwen2_5_vl_7b(device: str):
+    """A Qwen2.5-VL-7B-shaped model (28-layer 3584-wide text model with 3D rotary positions,
+    32-layer ViT with window attention) with random bf16 weights created directly on ``device``
+    (``"meta"``: no memory), and the tiny Qwen family's processor (our tokenizer; images resized
+    to at most 448 x 448 -> up to 256 image tokens)."""
+    import tempfile
+
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from spatial_ros.vlm.backends.loading import load_processor
+    from spatial_ros.vlm.families.qwen2_5_vl import build_tiny
+
+    with tempfile.TemporaryDirectory(prefix="spatial_ros_qwen7b_") as tmp:
+        d = build_tiny(tmp)
+        proc = load_processor(d, "qwen2_5_vl", False)
+    proc.image_processor.max_pixels = 448 * 448
+    proc.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": 448 * 448}
+    ids = proc.tokenizer.convert_tokens_to_ids
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                         num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                         max_position_embeddings=128000, rope_parameters={
+                             "rope_type": "default", "mrope_section": [16, 24, 24],
+                             "rope_theta": 1000000.0},
+                         eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>")),
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                           out_hidden_size=3584, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, window_size=112,
+                           fullatt_block_indexes=[7, 15, 23, 31]),
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(
+            cfg, dtype=torch.bfloat16, attn_implementation="sdpa")
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    return model.eval(), proc
+
+
 def _processor(image_size: int, patch_size: int):
     from transformers import LlavaProcessor, PreTrainedTokenizerFast
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -138,13 +180,13 @@ def make_backend(args):
     if args.model is not None:
         return TransformersBackend(args.model, device=args.device, **opts), str(args.model)
     preset = args.preset or "tiny"
-    if preset == "7b":
+    if preset in ("7b", "qwen2.5-vl-7b"):
         if not cuda:
-            raise ConfigError("--preset 7b needs a CUDA GPU (about 14 GB of bf16 weights); "
-                              "use --preset tiny on CPU")
+            raise ConfigError(f"--preset {preset} needs a CUDA GPU (about 15 GB of bf16 "
+                              "weights); use --preset tiny on CPU")
         dev = "cuda" if args.device == "auto" else args.device
-        model, proc = build_7b(dev)
-        return TransformersBackend.from_model(model, proc, BackendConfig(device=dev)), "7b"
+        model, proc = build_7b(dev) if preset == "7b" else qwen2_5_vl_7b(dev)
+        return TransformersBackend.from_model(model, proc, BackendConfig(device=dev)), preset
     from spatial_ros.vlm.tiny import build_tiny_vlm
 
     with tempfile.TemporaryDirectory(prefix="spatial_ros_bench_vlm_") as tmp:
@@ -201,7 +243,7 @@ def measure(backend, n_queries: int, args) -> dict:
     N = args.max_new_tokens
 
     def ours():
-        backend._image_cache = None  # each run is a new frame: its image is encoded again
+        backend.clear_image_cache()  # each run is a new frame: its image is encoded again
         t0 = time.perf_counter()
         res = backend.generate([img], prompts, N)
         backend._sync()

@@ -183,14 +183,18 @@ class TransformersBackend(VLMBackend):
             "weight_bytes": sum(q.numel() * q.element_size() for q in model.parameters()),
         }
 
+    def clear_image_cache(self) -> None:
+        """Forget the last image's encoded features (the next call encodes its image again)."""
+        self._image_cache = None
+
     def _count_vision(self, module, args, output) -> None:
         self.vision_calls += 1
 
     # -- encoding -------------------------------------------------------------------------
 
-    def chat_text(self, conversation: Conversation) -> str:
-        """The model's prompt text of a conversation, ready for generation."""
-        return self.adapter.chat_text(self.processor, conversation)
+    def chat_text(self, conversation: Conversation | str) -> str:
+        """The model's prompt text of a conversation (or a string), ready for generation."""
+        return self.adapter.chat_text(self.processor, as_conversation(conversation))
 
     def _process(self, image: np.ndarray, text: str):
         return self.processor(images=[image], text=[text], return_tensors="pt")
