@@ -186,7 +186,9 @@ def make_backend(args):
                               "weights); use --preset tiny on CPU")
         dev = "cuda" if args.device == "auto" else args.device
         model, proc = build_7b(dev) if preset == "7b" else qwen2_5_vl_7b(dev)
-        return TransformersBackend.from_model(model, proc, BackendConfig(device=dev)), preset
+        fam = "cube-llm" if preset == "7b" else "auto"  # 7b: our prompts on a LLaVA-1.5 shape
+        return TransformersBackend.from_model(model, proc, BackendConfig(device=dev, family=fam)
+                                              ), preset
     from spatial_ros.vlm.tiny import build_tiny_vlm
 
     with tempfile.TemporaryDirectory(prefix="spatial_ros_bench_vlm_") as tmp:
