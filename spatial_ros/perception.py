@@ -27,6 +27,7 @@ import numpy as np
 from spatial_ros.config import field_help, param
 from spatial_ros.errors import CalibrationError, ConfigError, ModelError, SpatialRosError
 from spatial_ros.types import Candidate, GroundedObject, Relation, SensorFrame
+from spatial_ros.vlm.backends.options import BackendConfig, model_option, model_options_of
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ class PerceptionConfig:
                             "(models/default)")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
     max_new_tokens: int = param(48, "generation budget per query (tokens)")
+    family: str = model_option("family")
+    dtype: str = model_option("dtype")
+    attn_implementation: str = model_option("attn_implementation")
+    trust_remote_code: bool = model_option("trust_remote_code")
+    threads: int = model_option("threads")
     specialist_prompts: bool = param(True, "put specialist candidate boxes into the VLM prompt")
     vcot: bool = param(False, "visual chain-of-thought: ask the 2D box first, then the 3D box")
     visual_prompts: bool = param(False, "draw candidate marks on the image (ViP-LLaVA style)")
@@ -106,6 +112,7 @@ class PerceptionConfig:
             raise ConfigError("use_depth_specialist is true but depth_topic is empty")
         if not 0.0 <= self.min_score <= 1.0:
             raise ConfigError(f"min_score must be in [0, 1], got {self.min_score}")
+        BackendConfig(device=self.device, **model_options_of(self))  # ConfigError if invalid
         self.queries = normalize_queries(self.queries)
         self.relation_pairs = [parse_pair(p) for p in self.relation_pairs]
 
@@ -193,7 +200,8 @@ class PerceptionPipeline:
                 from spatial_ros.vlm.backend import TransformersBackend
 
                 # dtype "auto" = bfloat16 on CUDA, float32 on CPU (BackendConfig).
-                self._backend = TransformersBackend(cfg.resolved_model_path, device=cfg.device)
+                self._backend = TransformersBackend(cfg.resolved_model_path, device=cfg.device,
+                                                    **model_options_of(cfg))
             self.engine = SpatialEngine(
                 self._backend,
                 EngineConfig(

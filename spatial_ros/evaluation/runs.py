@@ -79,6 +79,8 @@ class EvalConfig:
         output_frame: z-up frame of the boxes (must be the truth's frame).
         lidar_preset: "tabletop" or "street".
         device, max_new_tokens, vcot: VLM settings (see PerceptionConfig).
+        model_options: further model options (family, dtype, attn_implementation,
+            trust_remote_code, threads: ``vlm.backends.options.MODEL_OPTIONS``).
         image_topic, info_topic, cloud_topic, depth_topic, slop: bag topics and sync slop (s).
         max_frames: stop after N frames (0 = all).
         grounding_iou: 3D IoU thresholds of grounding accuracy.
@@ -108,6 +110,7 @@ class EvalConfig:
     device: str = "auto"
     max_new_tokens: int = 48
     vcot: bool = False
+    model_options: dict = field(default_factory=dict)
     image_topic: str = "/camera/image_raw"
     info_topic: str = "/camera/camera_info"
     cloud_topic: str = "/lidar/points"
@@ -194,6 +197,7 @@ class EvalConfig:
             vcot=self.vcot,
             lidar_preset=self.lidar_preset,
             relation_pairs=self.pairs,
+            **self.model_options,
         )
 
 
