@@ -27,6 +27,7 @@ import numpy as np
 from spatial_ros.config import field_help, param
 from spatial_ros.errors import CalibrationError, ConfigError, ModelError, SpatialRosError
 from spatial_ros.types import Candidate, GroundedObject, Relation, SensorFrame
+from spatial_ros.vlm.backends.options import BackendConfig, model_option, model_options_of
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,19 @@ class PerceptionConfig:
                             "(models/default)")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
     max_new_tokens: int = param(48, "generation budget per query (tokens)")
+    family: str = model_option("family")
+    dtype: str = model_option("dtype")
+    attn_implementation: str = model_option("attn_implementation")
+    trust_remote_code: bool = model_option("trust_remote_code")
+    threads: int = model_option("threads")
     specialist_prompts: bool = param(True, "put specialist candidate boxes into the VLM prompt")
     vcot: bool = param(False, "visual chain-of-thought: ask the 2D box first, then the 3D box")
     visual_prompts: bool = param(False, "draw candidate marks on the image (ViP-LLaVA style)")
+    referring: str = param(
+        "program", "how queries are understood: program (parse the referring expression; "
+        "names from each candidate's shape and colour, ties broken by the model's tag scores; "
+        "spatial words such as left, closest, second, bigger, next to, between evaluated in "
+        "3D; queries it cannot answer go to the model) | model (every query to the model)")
     lidar_preset: str = param("tabletop", "LiDAR specialist preset: tabletop | street")
     use_depth_specialist: bool = param(False, "also propose candidates from the depth image")
     min_score: float = param(0.0, "objects scoring below this are not published [0, 1]")
@@ -106,6 +117,9 @@ class PerceptionConfig:
             raise ConfigError("use_depth_specialist is true but depth_topic is empty")
         if not 0.0 <= self.min_score <= 1.0:
             raise ConfigError(f"min_score must be in [0, 1], got {self.min_score}")
+        if self.referring not in ("program", "model"):
+            raise ConfigError(f"referring must be program|model, got {self.referring!r}")
+        BackendConfig(device=self.device, **model_options_of(self))  # ConfigError if invalid
         self.queries = normalize_queries(self.queries)
         self.relation_pairs = [parse_pair(p) for p in self.relation_pairs]
 
@@ -193,7 +207,8 @@ class PerceptionPipeline:
                 from spatial_ros.vlm.backend import TransformersBackend
 
                 # dtype "auto" = bfloat16 on CUDA, float32 on CPU (BackendConfig).
-                self._backend = TransformersBackend(cfg.resolved_model_path, device=cfg.device)
+                self._backend = TransformersBackend(cfg.resolved_model_path, device=cfg.device,
+                                                    **model_options_of(cfg))
             self.engine = SpatialEngine(
                 self._backend,
                 EngineConfig(
@@ -201,6 +216,7 @@ class PerceptionPipeline:
                     vcot=cfg.vcot,
                     visual_prompts=cfg.visual_prompts,
                     max_new_tokens=cfg.max_new_tokens,
+                    referring=cfg.referring,
                 ),
             )
 

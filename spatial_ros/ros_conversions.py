@@ -284,7 +284,7 @@ def sensor_frame_from_msgs(
         )
     points, points_frame = None, "lidar"
     if cloud is not None:
-        points = pointcloud2_to_xyzi(cloud, skip_nans=True)
+        points = pointcloud2_to_xyzi(cloud, drop_nan_xyz=True)
         points = points[np.all(np.isfinite(points[:, :3]), axis=1)]
         points_frame = cloud.header.frame_id
     return SensorFrame(

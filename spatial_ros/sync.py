@@ -1,22 +1,35 @@
 """Approximate time synchronization of N message streams, and a latest-before cache.
 
-A ROS-free stand-in for ``message_filters.ApproximateTimeSynchronizer`` (not installable
+A ROS-free stand-in for ``message_filters``' approximate-time synchronizers (not installable
 off-robot, and unusable in bag replay) that live nodes and bag replay share.
 
-Semantics (as message_filters): one queue per input keyed by header stamp, at most
-``queue_size`` messages each (the oldest is dropped on overflow); a set of one message per input
-fires when ``max(stamp) - min(stamp) < slop`` (or all stamps are equal), and its messages leave
-the queues. Like the C++ ``ApproximateTime`` policy, it chooses the BEST set, not the first one
-that fits: among all candidate sets the one with the smallest spread wins, and a set is held back
-while a message that could still improve it may arrive (an input whose message is the set's
-earliest has not yet delivered anything at or after the set's latest stamp). A held set fires
-anyway once stream time has moved ``slop`` past it, or on ``flush()``, so an input that stops
-cannot stall the others. Messages may arrive out of order; a repeated stamp on an input replaces
-the queued message; a stamp far older than the newest seen on the same input (a bag loop, a
-simulator reset) clears the queues. The user callback runs outside the lock; one that raises is
-logged and counted, never propagated.
+Semantics: one queue per input, at most ``queue_size`` messages each (the oldest dropped on
+overflow); a set is one message per input whose stamps spread less than ``slop`` (or are all
+equal). Which set fires, and when, follows one of two upstream implementations (``policy``; the
+rules live in ``spatial_ros.sync_policies``):
 
-For bag replay call ``flush()`` at the end: the last set may still be waiting for a better match.
+* ``"cpp"`` (default): the C++ ``ApproximateTime`` policy. It chooses the BEST set, not the
+  first one that fits, and fires it as soon as it is provably the best one still possible
+  (a later message on an input cannot improve it). ``inter_message_lower_bound_s`` (C++
+  ``setInterMessageLowerBound``) lets it prove that sooner; ``age_penalty`` is C++'s. Extension:
+  messages may arrive out of order (the candidate search restarts with them in place), and a
+  message too far from every partner waits as a spare for a late partner (within
+  ``queue_size``) instead of being deleted. ``flush()`` at the end of a bag fires the set still
+  waiting for proof.
+* ``"python"``: rclpy's ``ApproximateTimeSynchronizer``: each message is matched on arrival with
+  the closest queued message of every other input, else it waits.
+
+``allow_headerless`` (as upstream Python): a message without ``header.stamp`` is stamped on
+arrival by ``clock`` (default: system time, ns). Deliberate difference: without it such a
+message raises ``ConfigError`` (upstream logs and ignores it), so a wiring bug cannot pass
+silently. A repeated stamp on an input replaces the queued message (as upstream Python).
+Optional (``reset_on_jump_back_s``, off by default as upstream has no such reset): a stamp more
+than max(reset_on_jump_back_s, slop) older than every queued message and than the newest seen on
+its input is a time jump (bag loop, simulator reset) and clears the queues; a message that could
+still join a queued one never resets, whatever the slop. Off, scrambled arrival never loses a
+set (the upstream Python cases scramble by up to 8 s).
+The user callback runs outside the lock; one that raises is logged and
+counted, never propagated.
 
 Stamps are integer nanoseconds (``header.stamp`` unless given).
 """
@@ -25,15 +38,20 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from spatial_ros.errors import ConfigError
 from spatial_ros.io.msgs import NS_PER_S, stamp_to_ns
+from spatial_ros.sync_policies import ApproximateTimePolicy, GreedyPolicy
 
 log = logging.getLogger(__name__)
+
+POLICIES = ("cpp", "python")
 
 
 @dataclass
@@ -43,27 +61,60 @@ class SyncConfig:
     Attributes:
         num_inputs: number of synchronized streams (>= 1).
         queue_size: messages kept per input (>= 1).
-        slop_s: maximum spread of a set's stamps, seconds (>= 0; 0 = exact stamps only).
-        reset_on_jump_back_s: a stamp this many seconds older than the newest seen on its input
-            clears all queues (bag loop); None disables.
+        slop_s: maximum spread of a set's stamps, seconds (>= 0; 0 = exact stamps only;
+            None or inf = unbounded, the C++ default).
+        reset_on_jump_back_s: a stamp more than max(this, slop) seconds older than every queued
+            message and the newest seen on its input clears all queues (bag loop, simulator
+            reset); None (default) disables.
+        policy: "cpp" (C++ ApproximateTime) or "python" (rclpy's greedy matcher).
+        allow_headerless: stamp messages without a header on arrival.
+        inter_message_lower_bound_s: per input (or one value for all), the least time between
+            two of its messages, seconds (cpp policy only; 0 = no bound).
+        age_penalty: C++ age penalty (>= 0; cpp policy only).
     """
 
     num_inputs: int
     queue_size: int = 10
-    slop_s: float = 0.05
-    reset_on_jump_back_s: float | None = 1.0
+    slop_s: float | None = 0.05
+    reset_on_jump_back_s: float | None = None
+    policy: str = "cpp"
+    allow_headerless: bool = False
+    inter_message_lower_bound_s: float | Sequence[float] = 0.0
+    age_penalty: float = 0.1
 
     def __post_init__(self) -> None:
         if int(self.num_inputs) < 1:
             raise ConfigError(f"num_inputs must be >= 1, got {self.num_inputs}")
         if int(self.queue_size) < 1:
             raise ConfigError(f"queue_size must be >= 1, got {self.queue_size}")
-        if not self.slop_s >= 0:
-            raise ConfigError(f"slop_s must be >= 0 seconds, got {self.slop_s}")
+        if self.slop_s is not None and not self.slop_s >= 0:
+            raise ConfigError(f"slop_s must be >= 0 seconds (or None: unbounded), "
+                              f"got {self.slop_s}")
         jump = self.reset_on_jump_back_s
-        if jump is not None and not jump > self.slop_s:
-            raise ConfigError(f"reset_on_jump_back_s ({jump}) must be > slop_s ({self.slop_s}) "
-                              "or None, else out-of-order messages would reset the queues")
+        if jump is not None and not jump >= 0:
+            raise ConfigError(f"reset_on_jump_back_s must be >= 0 seconds or None, got {jump}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if not self.age_penalty >= 0:
+            raise ConfigError(f"age_penalty must be >= 0, got {self.age_penalty}")
+        for b in self.lower_bounds_s():
+            if not b >= 0 or math.isinf(b):
+                raise ConfigError(f"inter_message_lower_bound_s must be finite and >= 0, got {b}")
+
+    def lower_bounds_s(self) -> list[float]:
+        b = self.inter_message_lower_bound_s
+        if isinstance(b, (int, float)):
+            return [float(b)] * int(self.num_inputs)
+        b = [float(x) for x in b]
+        if len(b) != int(self.num_inputs):
+            raise ConfigError(f"inter_message_lower_bound_s needs {self.num_inputs} values "
+                              f"(one per input), got {len(b)}")
+        return b
+
+    def slop_ns(self) -> int | None:
+        if self.slop_s is None or math.isinf(self.slop_s):
+            return None
+        return int(round(self.slop_s * NS_PER_S))
 
 
 class ApproximateTimeSynchronizer:
@@ -72,14 +123,14 @@ class ApproximateTimeSynchronizer:
     Args:
         num_inputs: number of inputs; ``add`` takes indices ``0..num_inputs-1``.
         callback: called as ``callback(msg_0, ..., msg_{N-1})`` for each synchronized set.
-        queue_size: messages kept per input.
-        slop_s: maximum stamp spread of a set, seconds.
-        reset_on_jump_back_s: backwards jump (seconds) that clears the queues; None disables.
+        queue_size, slop_s, reset_on_jump_back_s, policy, allow_headerless,
+        inter_message_lower_bound_s, age_penalty: see ``SyncConfig``.
+        clock: arrival stamp (ns) for headerless messages; default ``time.time_ns``.
 
     Attributes (counters):
         fired: sets delivered to the callback.
         dropped: messages discarded without being delivered (overflow, replaced duplicates,
-            cleared by a reset).
+            beaten candidates, cleared by a reset).
         resets: queue resets caused by a backwards time jump (or ``reset()``).
         callback_errors: callbacks that raised (logged, not propagated).
     """
@@ -89,70 +140,92 @@ class ApproximateTimeSynchronizer:
         num_inputs: int,
         callback: Callable[..., Any],
         queue_size: int = 10,
-        slop_s: float = 0.05,
-        reset_on_jump_back_s: float | None = 1.0,
+        slop_s: float | None = 0.05,
+        reset_on_jump_back_s: float | None = None,
+        *,
+        policy: str = "cpp",
+        allow_headerless: bool = False,
+        inter_message_lower_bound_s: float | Sequence[float] = 0.0,
+        age_penalty: float = 0.1,
+        clock: Callable[[], int] | None = None,
     ) -> None:
-        self.config = SyncConfig(num_inputs, queue_size, slop_s, reset_on_jump_back_s)
+        self.config = SyncConfig(num_inputs, queue_size, slop_s, reset_on_jump_back_s, policy,
+                                 allow_headerless, inter_message_lower_bound_s, age_penalty)
         if not callable(callback):
             raise ConfigError(f"callback must be callable, got {type(callback).__name__}")
         self._callback = callback
+        self._clock = clock or time.time_ns
         self._n = int(num_inputs)
-        self._qsize = int(queue_size)
-        self._slop = int(round(slop_s * NS_PER_S))
+        slop = self.config.slop_ns()
+        self._slop = slop
         self._jump = None if reset_on_jump_back_s is None else int(reset_on_jump_back_s * NS_PER_S)
+        if policy == "cpp":
+            bounds = [int(round(b * NS_PER_S)) for b in self.config.lower_bounds_s()]
+            self._policy: ApproximateTimePolicy | GreedyPolicy = ApproximateTimePolicy(
+                self._n, int(queue_size), slop, age_penalty, bounds)
+        else:
+            self._policy = GreedyPolicy(self._n, int(queue_size), slop)
         self._lock = threading.Lock()
         self.fired = 0
         self.dropped = 0
         self.resets = 0
         self.callback_errors = 0
-        self._clear()
+        self._msgs: list[dict[int, Any]] = [{} for _ in range(self._n)]
+        self._newest: list[int | None] = [None] * self._n
 
     # -- public ------------------------------------------------------------------------------
 
     def add(self, input_index: int, msg: Any, stamp_ns: int | None = None) -> int:
-        """Queue ``msg`` on input ``input_index`` and fire every set that is ready.
+        """Queue ``msg`` on input ``input_index`` and fire every set the policy decides.
 
         Args:
             input_index: which input (0-based).
             msg: the message.
-            stamp_ns: its stamp; default ``msg.header.stamp``.
+            stamp_ns: its stamp; default ``msg.header.stamp`` (or the arrival time for a
+                headerless message when ``allow_headerless``).
 
         Returns:
             Number of sets delivered by this call.
 
         Raises:
-            ConfigError: bad index, or no stamp given and the message has no header.
+            ConfigError: bad index, or no stamp given, the message has no header and
+                ``allow_headerless`` is off.
         """
         if not 0 <= input_index < self._n:
             raise ConfigError(f"input_index {input_index} out of range 0..{self._n - 1}")
-        t = stamp_to_ns(msg) if stamp_ns is None else int(stamp_ns)
+        t = self._stamp(msg) if stamp_ns is None else int(stamp_ns)
         with self._lock:
-            last = self._watermark[input_index]
-            if self._jump is not None and last is not None and t < last - self._jump:
-                log.info("input %d stamp jumped back %.3f s (bag loop?): clearing sync queues",
-                         input_index, (last - t) / NS_PER_S)
-                self._reset_locked()
-            q, st = self._queues[input_index], self._stamps[input_index]
-            if t in q:
-                self.dropped += 1  # replaced by the newer message with the same stamp
-            else:
-                bisect.insort(st, t)
-            q[t] = msg
-            while len(st) > self._qsize:
-                del q[st.pop(0)]
+            self._check_jump(input_index, t)
+            queue = self._msgs[input_index]
+            if t in queue:
+                queue[t] = msg  # replaces the queued message with the same stamp
                 self.dropped += 1
-            if self._watermark[input_index] is None or t > self._watermark[input_index]:
-                self._watermark[input_index] = t
-            if self._newest is None or t > self._newest:
-                self._newest = t
-            ready = self._take_sets(force=False)
+                return 0
+            queue[t] = msg
+            newest = self._newest[input_index]
+            if newest is None or t > newest:
+                self._newest[input_index] = t
+            self._policy.add(input_index, t)
+            ready = self._drain()
         return self._deliver(ready)
 
+    def set_inter_message_lower_bound(self, input_index: int, bound_s: float) -> None:
+        """C++ ``setInterMessageLowerBound``: input ``input_index`` never sends two messages
+        closer than ``bound_s`` seconds (cpp policy; lets a set be proven best sooner)."""
+        if not 0 <= input_index < self._n:
+            raise ConfigError(f"input_index {input_index} out of range 0..{self._n - 1}")
+        if not bound_s >= 0 or math.isinf(bound_s):
+            raise ConfigError(f"inter-message lower bound must be finite and >= 0, got {bound_s}")
+        if isinstance(self._policy, ApproximateTimePolicy):
+            with self._lock:
+                self._policy.bounds[input_index] = int(round(bound_s * NS_PER_S))
+
     def flush(self) -> int:
-        """Fire the best remaining sets without waiting for better matches (end of a bag).
+        """No more input (end of a bag): fire the sets still waiting for a better match.
         Returns the number of sets delivered."""
         with self._lock:
-            ready = self._take_sets(force=True)
+            self._policy.flush()
+            ready = self._drain()
         return self._deliver(ready)
 
     def reset(self) -> None:
@@ -163,72 +236,49 @@ class ApproximateTimeSynchronizer:
     def queued(self) -> list[int]:
         """Number of messages waiting on each input."""
         with self._lock:
-            return [len(s) for s in self._stamps]
+            return [len(q) for q in self._msgs]
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _clear(self) -> None:
-        self._queues: list[dict[int, Any]] = [{} for _ in range(self._n)]
-        self._stamps: list[list[int]] = [[] for _ in range(self._n)]
-        self._watermark: list[int | None] = [None] * self._n
-        self._newest: int | None = None
+    def _stamp(self, msg: Any) -> int:
+        header = getattr(msg, "header", None)
+        if header is None or not hasattr(header, "stamp"):
+            if self.config.allow_headerless:
+                return int(self._clock())
+            raise ConfigError(f"{type(msg).__name__} has no header.stamp: pass stamp_ns, or "
+                              "allow_headerless=True to stamp such messages on arrival")
+        return stamp_to_ns(msg)
+
+    def _check_jump(self, i: int, t: int) -> None:
+        newest = self._newest[i]
+        if self._jump is None or newest is None:
+            return
+        reach = self._jump if self._slop is None else max(self._jump, self._slop)
+        oldest = self._policy.oldest()
+        if t >= newest - reach or (oldest is not None and t >= oldest - reach):
+            return  # out of order, or close enough to join queued messages: not a jump
+        log.info("input %d stamp jumped back %.3f s (bag loop?): clearing sync queues",
+                 i, (newest - t) / NS_PER_S)
+        self._reset_locked()
 
     def _reset_locked(self) -> None:
-        self.dropped += sum(len(s) for s in self._stamps)
+        self.dropped += sum(len(q) for q in self._msgs)
         self.resets += 1
-        self._clear()
+        self._policy.clear()
+        self._policy.sets.clear()
+        self._policy.drops.clear()
+        self._msgs = [{} for _ in range(self._n)]
+        self._newest = [None] * self._n
 
-    def _candidates(self) -> list[tuple[int, int, tuple[int, ...]]]:
-        """All sets worth considering as (spread, min stamp, stamps per input), best first.
-
-        For each possible earliest stamp L, taking the first stamp >= L on every input gives the
-        set with the smallest spread among those whose minimum is L, so the optimum is in here.
-        """
-        if any(not s for s in self._stamps):
-            return []
-        out = []
-        for L in sorted({t for s in self._stamps for t in s}):
-            chosen = []
-            for s in self._stamps:
-                k = bisect.bisect_left(s, L)
-                if k == len(s):
-                    break
-                chosen.append(s[k])
-            else:
-                if min(chosen) != L:
-                    continue  # found again with its true minimum
-                spread = max(chosen) - L
-                if spread < self._slop or spread == 0:
-                    out.append((spread, L, tuple(chosen)))
-        out.sort()
-        return out
-
-    def _settled(self, L: int, chosen: tuple[int, ...]) -> bool:
-        U = max(chosen)
-        if self._newest is not None and self._newest >= U + self._slop:
-            return True  # stream time moved on: a better partner would be implausibly late
-        # Only replacing an earliest member could shrink the spread; an input can still deliver
-        # that replacement unless it has already delivered something at or after U.
-        return all(self._watermark[j] >= U for j, t in enumerate(chosen) if t == L)
-
-    def _take_sets(self, force: bool) -> list[tuple[Any, ...]]:
-        used: set[tuple[int, int]] = set()
-        fire: list[tuple[int, tuple[int, ...]]] = []
-        for _, L, chosen in self._candidates():
-            keys = [(j, t) for j, t in enumerate(chosen)]
-            if any(k in used for k in keys):
-                continue  # conflicts with a better set (fired or still waiting)
-            used.update(keys)  # fired now, or reserved for this better set
-            if force or self._settled(L, chosen):
-                fire.append((L, chosen))
-        fire.sort()
-        sets = []
-        for _, chosen in fire:
-            sets.append(tuple(self._queues[j].pop(t) for j, t in enumerate(chosen)))
-            for j, t in enumerate(chosen):
-                st = self._stamps[j]
-                del st[bisect.bisect_left(st, t)]
-        return sets
+    def _drain(self) -> list[tuple[Any, ...]]:
+        p = self._policy
+        for j, t in p.drops:
+            del self._msgs[j][t]
+        self.dropped += len(p.drops)
+        p.drops.clear()
+        ready = [tuple(self._msgs[j].pop(t) for j, t in enumerate(s)) for s in p.sets]
+        p.sets.clear()
+        return ready
 
     def _deliver(self, sets: list[tuple[Any, ...]]) -> int:
         for msgs in sets:

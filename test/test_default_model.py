@@ -8,7 +8,18 @@ from pathlib import Path
 import numpy as np
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
-ACCURACY_FLOOR = 0.5  # Acc@IoU0.25 on 3 held-out frames; set well below the card's value
+# A model as good as the card (Acc@IoU0.25 measured on 400 held-out queries) scores below the
+# 1st percentile of Binomial(n, card accuracy) on the test's n queries with < 1 % chance: the
+# floor (11/16 = 69 % for the card's 90.8 % on 16 queries) fails a drop to 50 % or 63 %.
+FLOOR_PERCENTILE = 0.01
+
+
+def accuracy_floor(n: int) -> float:
+    from scipy.stats import binom
+
+    card = json.loads((MODEL / "heldout_metrics.json").read_text())
+    p = card["grounding"]["with_candidates"]["acc_iou25"]
+    return float(binom.ppf(FLOOR_PERCENTILE, n, p)) / n
 
 
 def test_shipped_files_are_safe_and_small():
@@ -34,8 +45,8 @@ def test_default_model_grounds_held_out_frames():
     """Three held-out frames (not the card's evaluation frames) through the product path
     (LiDAR candidates listed with size + colour tags, fusion): the shipped model answers (nearly)
     every query, and most answers are the right object. The card's held-out accuracy is on 60
-    frames; this smaller check holds a floor well under it (a random-init or caption-blind
-    model fails it)."""
+    frames; this smaller check holds the floor a model that good passes with 99 % chance
+    (``accuracy_floor``: a random-init, caption-blind or much worse model fails it)."""
     from spatial_ros.geometry.iou import iou_3d
     from spatial_ros.specialists import LidarSpecialist, LidarSpecialistConfig
     from spatial_ros.vlm.backend import TransformersBackend
@@ -62,4 +73,6 @@ def test_default_model_grounds_held_out_frames():
                 hits += iou_3d(g.box, o.box) >= 0.25
     assert n >= 15 and answered >= 0.9 * n
     assert engine.stats.parse_failures <= max(1, 0.05 * n)
-    assert hits / n >= ACCURACY_FLOOR, f"{hits}/{n} queries grounded at IoU >= 0.25"
+    floor = accuracy_floor(n)
+    assert floor >= 0.65  # the card's accuracy on this many queries
+    assert hits / n >= floor, f"{hits}/{n} queries grounded at IoU >= 0.25 (floor {floor:.2f})"

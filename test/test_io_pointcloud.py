@@ -16,9 +16,6 @@ from spatial_ros.io.pointcloud import (
     pointcloud2_to_xyzi,
 )
 
-
-
-
 # An Ouster/Velodyne-like layout: gaps between fields and a point_step beyond the last field.
 PADDED = np.dtype({
     "names": ["x", "y", "z", "intensity", "ring", "t", "normal"],
@@ -38,10 +35,25 @@ def _padded_points(n: int, rng: np.random.Generator) -> np.ndarray:
     return a
 
 
-def _assert_same(a: np.ndarray, b: np.ndarray) -> None:
-    assert a.dtype.names == b.dtype.names
+def _flat(a: np.ndarray) -> dict[str, np.ndarray]:
+    """Columns of ``a`` named as a decoded cloud names them: a sub-array (count > 1) field
+    ``n`` becomes ``n_0``, ``n_1``, ... (sensor_msgs_py's naming)."""
+    out = {}
     for k in a.dtype.names:
-        np.testing.assert_array_equal(a[k], b[k])
+        v = a[k]
+        if v.ndim > 1:
+            for j in range(v.shape[1]):
+                out[f"{k}_{j}"] = v[:, j]
+        else:
+            out[k] = v
+    return out
+
+
+def _assert_same(a: np.ndarray, b: np.ndarray) -> None:
+    fa, fb = _flat(a), _flat(b)
+    assert list(fa) == list(fb)
+    for k in fa:
+        np.testing.assert_array_equal(fa[k], fb[k])
 
 
 def test_xyzi_roundtrip(factory):
@@ -52,7 +64,8 @@ def test_xyzi_roundtrip(factory):
     assert [f.name for f in msg.fields] == ["x", "y", "z", "intensity"]
     assert all(f.datatype == FLOAT32 and f.count == 1 for f in msg.fields)
     assert stamp_to_ns(msg.header) == 7_000_000_001 and msg.header.frame_id == "lidar"
-    assert msg.is_dense
+    assert not msg.is_dense  # as sensor_msgs_py's create_cloud, unless the caller vouches
+    assert array_to_pointcloud2(pts, 0, "lidar", factory, is_dense=True).is_dense
     np.testing.assert_array_equal(pointcloud2_to_xyzi(msg), pts)
     np.testing.assert_array_equal(pointcloud2_to_xyz(msg), pts[:, :3])
     xyz_only = array_to_pointcloud2(pts[:, :3].astype(np.float64), 0, "lidar", factory)

@@ -112,7 +112,7 @@ def test_backend_that_raises_is_a_model_error_and_pipeline_recovers(sim):
             raise RuntimeError("CUDA out of memory (simulated)")
         return oracle_backend(sim)._answer(conv, image)
 
-    pipe = _pipeline([q], [], ScriptedBackend(flaky))
+    pipe = _pipeline([q], [], ScriptedBackend(flaky), referring="model")
     with pytest.raises(ModelError, match="VLM backend failed.*RuntimeError.*out of memory"):
         pipe.process(frame, [q])
     res = pipe.process(frame, [q])  # the next frame works

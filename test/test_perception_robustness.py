@@ -102,7 +102,7 @@ def test_backend_that_raises_publishes_nothing_for_that_frame(ros, sim_frames):
 
     q = grounding_queries(sim_frames[0].truth)[0]
     h = Harness(ros, sim_frames, backend=ScriptedBackend(flaky), use_vlm=True, queries=[q],
-                relation_pairs=[])
+                relation_pairs=[], referring="model")  # the query goes to the failing model
     try:
         f0, f1 = h.shifted(sim_frames[0], 10.0), h.shifted(sim_frames[0], 11.0)
         h.send(f0)

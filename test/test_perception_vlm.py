@@ -192,7 +192,8 @@ def test_memorised_tiny_model_grounds_onto_lidar_candidates(ros, tmp_path):
     oracle = oracle_backend(frames[0])
     rec = ScriptedBackend(oracle._answer)
     rec.info = backend.info  # same model directory -> same codec as the real backend
-    cfg = PerceptionConfig(queries=queries, relation_pairs=[], max_new_tokens=40)
+    cfg = PerceptionConfig(queries=queries, relation_pairs=[], max_new_tokens=40,
+                           referring="model")  # the memorised model's own answers
     pipe = PerceptionPipeline(cfg, backend=rec)
     pipe.load()
     want_objs = pipe.process(frames[0].sensor_frame(), queries).objects

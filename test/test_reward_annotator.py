@@ -51,7 +51,9 @@ def perfect_model(frames, knows=None):
 
 
 def label_with_model(frames, backend, **config):
-    """Labels of the frames with perception grounding by ``backend`` (goal GOAL)."""
+    """Labels of the frames with perception grounding by ``backend`` (goal GOAL); the queries
+    go to the model (``referring="model"``) unless the config says otherwise."""
+    config.setdefault("referring", "model")
     ann = RewardAnnotator(RewardAnnotatorConfig(goal=GOAL, **config), backend=backend)
     ann.load()
     try:
@@ -208,10 +210,11 @@ def test_goal_parser_vlm_restates_the_configured_goal(episode):
                                "reference": "the blue bowl", "distance_m": None})
         return boxes.responses(conv, image)
 
-    text = "i want the red cube sitting beside the blue bowl"
+    text = "the red cube and the blue bowl should end up touching"
     with pytest.raises(GoalError):
         RewardAnnotatorConfig(goal=text)  # the templates alone reject it
-    ann = RewardAnnotator(RewardAnnotatorConfig(goal=text, goal_parser="vlm", smoothing="none"),
+    ann = RewardAnnotator(RewardAnnotatorConfig(goal=text, goal_parser="vlm", smoothing="none",
+                                                referring="model"),
                           backend=ScriptedBackend(answer))
     assert ann.goal is None  # parsed with the model once it is loaded
     ann.load()

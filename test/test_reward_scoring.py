@@ -163,6 +163,11 @@ def test_reach_stage_by_hand():
     # the tool leaving a cube that never moved loses the reach progress again
     back = states[:3] + [with_tool(at_gap(0.4), 0.5)]
     assert score_episode(GOAL, back, raw())[-1].progress == pytest.approx(0.0)
+    # ... but once the cube has moved, the reach stage has ended for good: the cube put back
+    # at its start with the tool far away (0.9 m) keeps the full reach share, 0.25 + 0.75 * 0
+    returned = states[:4] + [with_tool(at_gap(0.4), 1.0)]
+    last = score_episode(GOAL, returned, raw())[-1]
+    assert last.progress == pytest.approx(0.25) and "reach done" in last.explanation
     # resumable mid-episode, reach state included
     _, resumed, full = scored_with_a_restart(states, ScoringConfig(smoothing="median"), 3)
     assert resumed == full

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,10 @@ def _cfg(**kw) -> SimConfig:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "a"
-    return simulate(_cfg(), out)
+    t0 = time.perf_counter()
+    result = simulate(_cfg(), out)
+    result.wall_s_measured_by_test = time.perf_counter() - t0
+    return result
 
 
 def test_bag_contents_and_stamps(run):
@@ -309,7 +313,11 @@ def test_outputs_do_not_depend_on_the_wall_clock(run):
 
 
 def test_paths(run):
-    assert isinstance(run.bag_path, Path) and run.fps > 0 and run.scans == 3
+    assert isinstance(run.bag_path, Path) and run.frames == FRAMES and run.scans == 3
+    # fps is frames over the simulation's own wall time, which lies within the call's
+    assert 0 < run.elapsed_s <= run.wall_s_measured_by_test
+    assert run.fps == pytest.approx(FRAMES / run.elapsed_s)
+    assert run.fps >= FRAMES / run.wall_s_measured_by_test
 
 
 def test_vary_rig_episodes_carry_their_own_transforms(tmp_path):

@@ -397,3 +397,22 @@ def test_kitti_boxes_brought_upright(kitti_dir):
                     P.depth(a, vp).details["near"] > P.depth(b, vp).details["near"])
     # The nearest car (z = 3.68) is in front of the one 7.86 m ahead.
     assert P.in_front_of(up[0], up[1], vp).value and P.left_of(up[0], up[1], vp).value
+
+
+def test_tie_tolerance_boundary_is_strict():
+    """A near tie is ``|margin| < tolerance``: a margin of exactly the tolerance is a clear
+    answer, one just below it is "not clearly". Sizes are exact binary fractions so the margins
+    are exact (0.5 - 0.375 = 0.125)."""
+    cfg = PredicateConfig(tie_tolerance=0.125)
+    tall = SpatialObject("tall", Box3D([0.0, 0.0, 0.25], [0.25, 0.25, 0.5]))
+    short = SpatialObject("short", Box3D([1.0, 0.0, 0.1875], [0.25, 0.25, 0.375]))
+    at = P.taller(tall, short, config=cfg)
+    assert at.margin == 0.125 and at.value and not at.ambiguous and at.clear_value is True
+    below = P.taller(tall, short, config=PredicateConfig(tie_tolerance=0.125 + 2**-20))
+    assert below.ambiguous and below.clear_value is None
+    # The same boundary for a relative tolerance (volumes 1 and 0.75: margin 0.25).
+    big = SpatialObject("big", Box3D([0.0, 0.0, 0.5], [1.0, 1.0, 1.0]))
+    small = SpatialObject("small", Box3D([3.0, 0.0, 0.5], [1.0, 0.75, 1.0]))
+    rel = P.bigger(big, small, config=PredicateConfig(volume_tolerance=0.25))
+    assert rel.margin == 0.25 and not rel.ambiguous
+    assert P.bigger(big, small, config=PredicateConfig(volume_tolerance=0.2500001)).ambiguous

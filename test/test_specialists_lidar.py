@@ -92,9 +92,12 @@ def test_tabletop_recall_with_a_tilted_lidar(tabletop, mode):
                                                                               strict=True)])
     assert total >= 5 and hits >= total - 1, (hits, total)
     assert false <= 1
-    # Two planes (floor, table) found and removed; the table top at 0.75 m.
-    heights = sorted(sp.last_stats.planes)
-    assert len(heights) == 2
+    # Two planes (floor, table) found and removed; the table top at 0.75 m above the floor
+    # (heights in base_link, or in the levelled LiDAR frame: the LiDAR is 1.45 m up).
+    floor, table = sorted(sp.last_stats.planes)
+    lidar_z = 0.0 if mode == "base" else T[2, 3]
+    assert floor == pytest.approx(0.0 - lidar_z, abs=0.01)
+    assert table == pytest.approx(0.75 - lidar_z, abs=0.01)
 
 
 def test_projection_into_the_camera(street):

@@ -12,6 +12,7 @@ import pytest
 from spatial_ros.errors import ConfigError
 from spatial_ros.io.msgs import MessageFactory
 from spatial_ros.sync import ApproximateTimeSynchronizer, LatestBeforeCache
+from spatial_ros.sync_policies import ApproximateTimePolicy, _closest_set
 
 MS = 1_000_000
 
@@ -165,7 +166,8 @@ def test_best_set_is_chosen_not_first_fit():
 
 def test_backwards_time_jump_resets_queues():
     rec = Recorder()
-    sync = ApproximateTimeSynchronizer(2, rec, queue_size=10, slop_s=0.03)
+    sync = ApproximateTimeSynchronizer(2, rec, queue_size=10, slop_s=0.03,
+                                       reset_on_jump_back_s=1.0)
     first = _streams(2, 20, jitter_ms=2.0, seed=3)
     _feed(sync, first[:-1])  # the last pair is left incomplete before the loop
     assert sync.resets == 0 and sync.queued() == [1, 0]
@@ -180,6 +182,22 @@ def test_backwards_time_jump_resets_queues():
     sync.add(0, Msg(0, 0, 0), int(1.2e9))
     sync.add(1, Msg(1, 0, 0), int(1.0e9))
     assert sync.resets == 1
+
+
+def test_jump_reset_is_compatible_with_a_large_slop():
+    """A slop above the jump threshold is allowed; a message that could still join a queued
+    one (within the slop) never counts as a jump, a far older one does."""
+    rec = Recorder()
+    sync = ApproximateTimeSynchronizer(2, rec, queue_size=10, slop_s=2.5,
+                                       reset_on_jump_back_s=1.0)
+    sync.add(0, "a10", 10 * 10**9)
+    sync.add(0, "a12", 12 * 10**9)
+    sync.add(1, "b8", 8 * 10**9)  # 4 s older than input 0's newest, 2 s from a queued message
+    assert sync.resets == 0
+    sync.flush()
+    assert rec.sets == [("a10", "b8")]
+    sync.add(1, "b1", 1 * 10**9)  # > 2.5 s older than everything queued (a12): a jump
+    assert sync.resets == 1 and sync.queued() == [0, 1]
 
 
 def test_raising_callback_is_logged_and_harmless(caplog):
@@ -212,29 +230,92 @@ def test_stamps_from_headers_and_bad_input():
     assert rec.sets == [(img, cloud)]
     with pytest.raises(ConfigError, match="out of range"):
         sync.add(2, img)
-    with pytest.raises(ConfigError, match="stamp"):
+    with pytest.raises(ConfigError, match="allow_headerless"):
         sync.add(0, object())
     for kwargs, pat in (({"num_inputs": 0}, "num_inputs"), ({"slop_s": -1}, "slop_s"),
                         ({"queue_size": 0}, "queue_size"),
-                        ({"reset_on_jump_back_s": 0.01}, "reset_on_jump_back_s")):
+                        ({"reset_on_jump_back_s": -0.5}, "reset_on_jump_back_s"),
+                        ({"policy": "fifo"}, "policy"), ({"age_penalty": -1}, "age_penalty"),
+                        ({"inter_message_lower_bound_s": [0.1]}, "one per input"),
+                        ({"inter_message_lower_bound_s": -0.1}, "lower_bound")):
         args = {"num_inputs": 2, "callback": rec, **kwargs}
         with pytest.raises(ConfigError, match=pat):
             ApproximateTimeSynchronizer(**args)
 
 
-def test_candidates_contain_the_optimal_set():
-    """The window search finds the same minimum spread as brute force over all combinations."""
+def test_closest_set_is_the_minimum_spread_set():
+    """The window search used for late messages finds the same minimum spread as brute force
+    over all combinations containing the late stamp."""
     rng = np.random.default_rng(7)
-    for _ in range(200):
-        sync = ApproximateTimeSynchronizer(3, lambda *a: None, queue_size=6, slop_s=1.0,
-                                           reset_on_jump_back_s=None)
-        for j in range(3):
-            for t in rng.choice(100, size=rng.integers(1, 6), replace=False):
-                sync._stamps[j].append(int(t) * MS)
-            sync._stamps[j].sort()
-        brute = min(max(c) - min(c) for c in itertools.product(*sync._stamps))
-        cands = sync._candidates()
-        assert cands and cands[0][0] == brute
+    for _ in range(300):
+        pools = [sorted(int(t) * MS for t in rng.choice(100, size=rng.integers(1, 6),
+                                                        replace=False)) for _ in range(3)]
+        t = pools[1][rng.integers(len(pools[1]))]
+        pools[1] = [t]
+        brute = min(max(c) - min(c) for c in itertools.product(*pools))
+        best = _closest_set(pools, t)
+        assert best is not None and max(best) - min(best) == brute and best[1] == t
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_out_of_order_extension_never_changes_in_order_behaviour(seed, monkeypatch):
+    """On streams in stamp order per input, the cpp policy gives exactly the sets of the plain
+    C++ algorithm (spares and late claims disabled: a message too far from its partners is
+    deleted, as upstream does)."""
+    rng = np.random.default_rng(seed)
+
+    def run(plain):
+        if plain:
+            def delete(self, i, t, keep_if_alone):
+                self.drops.append((i, t))
+                return False
+            monkeypatch.setattr(ApproximateTimePolicy, "_claim", delete)
+            monkeypatch.setattr(ApproximateTimePolicy, "_spare_near", lambda *a: False)
+        out = []
+        sync = ApproximateTimeSynchronizer(3, lambda *m: out.append(m), queue_size=4,
+                                           slop_s=0.03)
+        for t, src in events:
+            sync.add(src, t, t)
+        monkeypatch.undo()
+        return out
+
+    sets_seen = 0
+    for _ in range(40):
+        events = []  # (arrival, stamp, input): each input in stamp order, inputs interleaved
+        for src, (period, latency) in enumerate(((33, 5), (100, 40), (50, 20))):
+            t, arrival = rng.uniform(0, 20), 0.0
+            while t < 3000:
+                arrival = max(arrival, t + latency + rng.uniform(0, 30))  # never reorders
+                events.append((arrival, int(t * MS), src))
+                t += period + rng.uniform(-15, 15) + (200 if rng.random() < 0.05 else 0)
+        events = [(stamp, src) for _, stamp, src in sorted(events)]
+        plain, ours = run(True), run(False)
+        assert ours == plain
+        assert all(max(s) - min(s) < 30 * MS for s in ours)
+        sets_seen += len(ours)
+    assert sets_seen > 40 * 10  # the comparison covered many sets
+
+
+@pytest.mark.parametrize("policy", ["cpp", "python"])
+def test_slop_is_strict(policy):
+    """A set fires when its spread is BELOW the slop (message_filters Python: ``< slop``);
+    a spread equal to the slop does not fire."""
+    for spread_ns, fires in ((50 * MS - 1, True), (50 * MS, False), (0, True)):
+        rec = Recorder()
+        sync = ApproximateTimeSynchronizer(2, rec, slop_s=0.05, policy=policy)
+        sync.add(0, "a", 1_000 * MS)
+        sync.add(1, "b", 1_000 * MS + spread_ns)
+        sync.add(0, "a2", 2_000 * MS)
+        sync.add(1, "b2", 2_000 * MS)
+        sync.flush()
+        assert (("a", "b") in rec.sets) is fires, (policy, spread_ns)
+        assert ("a2", "b2") in rec.sets
+    rec = Recorder()  # zero slop: exact stamps only
+    sync = ApproximateTimeSynchronizer(2, rec, slop_s=0.0, policy=policy)
+    sync.add(0, "a", 5)
+    sync.add(1, "b", 6)
+    sync.add(1, "c", 5)
+    assert rec.sets == [("a", "c")]
 
 
 def test_concurrent_adds():

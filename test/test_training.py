@@ -157,7 +157,16 @@ def test_generate_data_parquet_loads_with_datasets_and_resumes(tmp_path):
     assert len(paths) == 2 and all(p.exists() for p in paths)
     ds = load_dataset("parquet", data_files=[str(p) for p in paths], split="train")
     assert len(ds) == 8
-    assert ds[0]["image"].size == (320, 240) or ds[0]["image"].size[0] > 0
+    frames = {f.key: f for f in (gd.make_frame(gd.frame_plan(cfg, i)) for i in range(4))}
+    plain = 0
+    for row in ds:  # each image is its frame's camera image (a visual prompt draws on it)
+        cam = json.loads(row["camera"])
+        frame = frames[row["frame"]]
+        assert row["image"].size == (cam["width"], cam["height"]) == frame.image.shape[1::-1]
+        if row["task"] != "vip":
+            np.testing.assert_array_equal(np.asarray(row["image"].convert("RGB")), frame.image)
+            plain += 1
+    assert plain > 0
     msgs = json.loads(ds[0]["messages"])
     assert msgs[0]["role"] == "system" and msgs[-1]["role"] == "assistant"
     # resumable: an existing shard is kept, a missing one is redone identically
@@ -249,9 +258,18 @@ def test_finetune_smoke_20_steps_loss_drops(tiny_data, tmp_path):
     b = TransformersBackend(str(model))
     from spatial_ros.vlm.prompts import PromptBuilder
 
-    res = b.generate([np.zeros((240, 320, 3), np.uint8)],
-                     [PromptBuilder().box3d("the red mug")], 8)
-    assert len(res) == 1 and isinstance(res[0].text, str)
+    image, prompt = np.zeros((240, 320, 3), np.uint8), PromptBuilder().box3d("the red mug")
+    res = b.generate([image], [prompt], 8)
+    ref = b.generate_naive([image], [prompt], 8)  # transformers' own generate() on the model
+    assert len(res) == 1 and 1 <= len(res[0].token_ids) <= 8
+    assert res[0].token_ids == ref[0].token_ids and res[0].text == ref[0].text
+    # ... and the model answering is the trained one: its weights are not the initial ones
+    from safetensors.numpy import load_file
+
+    trained = load_file(model / "model.safetensors")
+    init = load_file(tmp_path / "run" / "init" / "model.safetensors")
+    assert trained.keys() == init.keys()
+    assert sum(not np.array_equal(trained[k], init[k]) for k in trained) > len(trained) // 2
 
 
 def test_finetune_resume_continues_from_the_checkpoint(tiny_data, tmp_path):

@@ -208,7 +208,11 @@ def test_default_preset_architecture():
     assert pe.shape == (49, 256)
     np.testing.assert_allclose(pe[1, :128], pe[0, :128])  # same row
     np.testing.assert_allclose(pe[7, 128:], pe[0, 128:])  # same column
-    np.testing.assert_allclose(pe[0, :64], 0.0) and np.testing.assert_allclose(pe[0, 64:128], 1)
+    np.testing.assert_allclose(pe[0, :64], 0.0)  # sin(0 * omega): row 0
+    np.testing.assert_allclose(pe[0, 64:128], 1.0)  # cos(0 * omega)
+    # patch 9 = row 1, column 2; the first frequency is 1: sin(1), cos(1), sin(2), cos(2)
+    np.testing.assert_allclose(pe[9, [0, 64, 128, 192]],
+                               [np.sin(1), np.cos(1), np.sin(2), np.cos(2)])
     assert not np.allclose(pe[8], pe[0])
 
 

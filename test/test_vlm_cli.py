@@ -139,7 +139,11 @@ def test_bench_vlm_reports_the_ratio(tmp_path, capsys):
     res = json.loads((tmp_path / "b.json").read_text())
     assert [r["queries"] for r in res["rows"]] == [1, 3]
     for r in res["rows"]:
-        assert r["new_tokens_per_query"] == 4 and r["ratio_naive_over_ours"] > 0
+        assert r["new_tokens_per_query"] == 4 and r["ours_ms"] > 0 and r["naive_ms"] > 0
+        # the ratio and the rates are the reported timings' (no speed claim in a unit test)
+        assert r["ratio_naive_over_ours"] == pytest.approx(r["naive_ms"] / r["ours_ms"])
+        assert r["ours_tokens_per_s"] == pytest.approx(r["queries"] * 4 / (r["ours_ms"] / 1e3))
+        assert r["naive_tokens_per_s"] == pytest.approx(r["queries"] * 4 / (r["naive_ms"] / 1e3))
         assert r["same_tokens_as_naive"] == 1.0  # greedy: same answers as generate()
     assert res["rows"][1]["shared_prefix_tokens"] > 0
     assert res["rows"][0]["shared_prefix_tokens"] == 0  # one query: nothing to share

@@ -140,7 +140,7 @@ def test_specialist_prompt_lists_candidates_closest_first(frame):
     behind = Box3D.from_yaw([-2.0, 0.0, 0.5], [0.5, 0.5, 0.5], 0.0, "base_link")
     cands.append(Candidate(box=behind, id="lidar_9"))
     backend = ScriptedBackend(["nothing"])
-    engine = SpatialEngine(backend)
+    engine = SpatialEngine(backend, EngineConfig(referring="model"))  # the prompts themselves
     engine.ground(frame, ["the red mug", "the blue bowl"], cands)
     conv = backend.calls[0][0]
     user = conv[-1].text

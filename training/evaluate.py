@@ -228,15 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--qa-per-frame", type=int, default=6)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads of the model (0 = auto: 1 on <= 2 cores)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    import torch
-
     from spatial_ros.vlm.backend import TransformersBackend
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     model = a.model
@@ -245,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = str(build_tiny_vlm(out / "random_init", a.random_init))
     try:
-        backend = TransformersBackend(model)
+        backend = TransformersBackend(model, threads=a.threads)
         m = evaluate(backend, a.frames, a.qa_per_frame)
     except SpatialRosError as e:
         print(f"error: {e}", file=sys.stderr)

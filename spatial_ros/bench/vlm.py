@@ -12,9 +12,15 @@ sides decode the same amount. Reported: per-frame latency (median of ``--repeat`
 prefill and decode time, decode ms/token, the naive/ours ratio, and on CUDA the decode
 bandwidth bound (weight bytes / HBM bandwidth, ``--hbm-gbps``, 4800 GB/s = H200).
 
-Models: ``--model DIR`` (a local model), or built on the spot with random weights (nothing is
-downloaded): ``--preset tiny`` (our default tiny LLaVA, ~14 M parameters) or ``--preset 7b``
-(a Llama-2-7B-shaped text model + CLIP ViT-L/14-336 vision tower, bf16, CUDA only).
+Models: ``--model DIR`` (a local model of any family: the prompts are the family's own,
+set-of-marks families get the candidates as marks), or built on the spot with random weights
+(nothing is downloaded): ``--preset tiny`` (our default tiny LLaVA, ~14 M parameters),
+``--preset FAMILY`` (that family's tiny model, ``spatial_ros.vlm.families``) or ``--preset 7b``
+(a Llama-2-7B-shaped text model + CLIP ViT-L/14-336 vision tower, bf16, CUDA only) or
+``--preset qwen2.5-vl-7b`` (Qwen2.5-VL-7B-shaped, bf16, CUDA only).
+
+Also reported: vision-encoder passes per frame (ours: 1, the image's features reused by every
+query; naive: one per query).
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ CAPTIONS = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="local model directory")
-    parser.add_argument("--preset", choices=("tiny", "test", "7b"), default=None,
-                        help="build a random-weight model: tiny (default on CPU), test, 7b")
+    parser.add_argument("--preset", default=None,
+                        help="build a random-weight model: tiny (default on CPU), test, 7b "
+                        "(LLaVA-1.5-7B-shaped), qwen2.5-vl-7b, or a family name (its tiny model: "
+                        "qwen2.5-vl, gemma3, ...)")
     parser.add_argument("--queries", default="1,8", help="comma-separated query counts")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--candidates", type=int, default=6,
@@ -50,9 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hbm-gbps", type=float, default=4800.0,
                         help="GPU memory bandwidth for the decode bound, GB/s (H200: 4800)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    from spatial_ros.vlm.backends.options import add_model_arguments
+
+    add_model_arguments(parser)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,6 +107,46 @@ def build_7b(device: str):
     return model.eval(), processor
 
 
+def qwen2_5_vl_7b(device: str):
+    """A Qwen2.5-VL-7B-shaped model (28-layer 3584-wide text model with 3D rotary positions,
+    32-layer ViT with window attention) with random bf16 weights created directly on ``device``
+    (``"meta"``: no memory), and the tiny Qwen family's processor (our tokenizer; images resized
+    to at most 448 x 448 -> up to 256 image tokens)."""
+    import tempfile
+
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from spatial_ros.vlm.backends.loading import load_processor
+    from spatial_ros.vlm.families.qwen2_5_vl import build_tiny
+
+    with tempfile.TemporaryDirectory(prefix="spatial_ros_qwen7b_") as tmp:
+        d = build_tiny(tmp)
+        proc = load_processor(d, "qwen2_5_vl", False)
+    proc.image_processor.max_pixels = 448 * 448
+    proc.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": 448 * 448}
+    ids = proc.tokenizer.convert_tokens_to_ids
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                         num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                         max_position_embeddings=128000, rope_parameters={
+                             "rope_type": "default", "mrope_section": [16, 24, 24],
+                             "rope_theta": 1000000.0},
+                         eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>")),
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                           out_hidden_size=3584, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, window_size=112,
+                           fullatt_block_indexes=[7, 15, 23, 31]),
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(
+            cfg, dtype=torch.bfloat16, attn_implementation="sdpa")
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    return model.eval(), proc
+
+
 def _processor(image_size: int, patch_size: int):
     from transformers import LlavaProcessor, PreTrainedTokenizerFast
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -124,23 +173,32 @@ def make_backend(args):
     import torch
 
     from spatial_ros.vlm.backend import BackendConfig, TransformersBackend
+    from spatial_ros.vlm.backends.options import model_options_from_args
 
+    opts = model_options_from_args(args)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if args.model is not None:
-        return TransformersBackend(args.model, device=args.device), str(args.model)
+        return TransformersBackend(args.model, device=args.device, **opts), str(args.model)
     preset = args.preset or "tiny"
-    if preset == "7b":
+    if preset in ("7b", "qwen2.5-vl-7b"):
         if not cuda:
-            raise ConfigError("--preset 7b needs a CUDA GPU (about 14 GB of bf16 weights); "
-                              "use --preset tiny on CPU")
+            raise ConfigError(f"--preset {preset} needs a CUDA GPU (about 15 GB of bf16 "
+                              "weights); use --preset tiny on CPU")
         dev = "cuda" if args.device == "auto" else args.device
-        model, proc = build_7b(dev)
-        return TransformersBackend.from_model(model, proc, BackendConfig(device=dev)), "7b"
+        model, proc = build_7b(dev) if preset == "7b" else qwen2_5_vl_7b(dev)
+        fam = "cube-llm" if preset == "7b" else "auto"  # 7b: our prompts on a LLaVA-1.5 shape
+        return TransformersBackend.from_model(model, proc, BackendConfig(device=dev, family=fam)
+                                              ), preset
     from spatial_ros.vlm.tiny import build_tiny_vlm
 
     with tempfile.TemporaryDirectory(prefix="spatial_ros_bench_vlm_") as tmp:
-        d = build_tiny_vlm(tmp, "default" if preset == "tiny" else "test")
-        backend = TransformersBackend(d, device=args.device)  # weights now in memory
+        if preset in ("tiny", "test"):
+            d = build_tiny_vlm(tmp, "default" if preset == "tiny" else "test")
+        else:
+            from spatial_ros.vlm.families import family_module
+
+            d = family_module(preset).build_tiny(tmp)
+        backend = TransformersBackend(d, device=args.device, **opts)  # weights now in memory
     return backend, f"tiny preset '{preset}' (random weights)"
 
 
@@ -149,9 +207,11 @@ def make_backend(args):
 # ----------------------------------------------------------------------------------------------
 
 
-def _prompts(n_queries: int, n_cands: int):
+def _prompts(adapter, n_queries: int, n_cands: int):
+    """The engine's prompts for ``n_queries`` captions with ``n_cands`` candidates listed (the
+    Cube-LLM specialist block, or numbered marks for set-of-marks families)."""
     from spatial_ros.types import Box3D, CameraIntrinsics
-    from spatial_ros.vlm.prompts import PromptBuilder
+    from spatial_ros.vlm.prompts import PromptBuilder, candidate_tags
 
     cam = CameraIntrinsics.from_fov(640, 480, 70.0)
     rng = np.random.default_rng(0)
@@ -161,10 +221,16 @@ def _prompts(n_queries: int, n_cands: int):
         for _ in range(n_cands)
     ]
     pb = PromptBuilder()
-    ctx = pb.specialist_block(boxes, cam) if n_cands else None
+    ctx = None
+    if n_cands and getattr(adapter, "set_of_marks", False):
+        xy = rng.uniform(0, 400, (n_cands, 2))
+        b2 = [np.array([x, y, x + 80, y + 60]) for x, y in xy]
+        ctx = adapter.marks_context(b2, candidate_tags([None] * n_cands), (480, 640))
+    elif n_cands:
+        ctx = pb.specialist_block(boxes, cam)
     caps = [CAPTIONS[i % len(CAPTIONS)] + ("" if i < len(CAPTIONS) else f" number {i}")
             for i in range(n_queries)]
-    return [pb.box3d(c, ctx) for c in caps]
+    return [adapter.grounding_prompt(pb, c, ctx) for c in caps]
 
 
 def _image() -> np.ndarray:
@@ -175,10 +241,11 @@ def _image() -> np.ndarray:
 def measure(backend, n_queries: int, args) -> dict:
     """Median timings of ours vs naive for ``n_queries`` queries on one frame."""
     img = _image()
-    prompts = _prompts(n_queries, args.candidates)
+    prompts = _prompts(backend.adapter, n_queries, args.candidates)
     N = args.max_new_tokens
 
     def ours():
+        backend.clear_image_cache()  # each run is a new frame: its image is encoded again
         t0 = time.perf_counter()
         res = backend.generate([img], prompts, N)
         backend._sync()
@@ -213,6 +280,8 @@ def measure(backend, n_queries: int, args) -> dict:
         "naive_ms": nwall * 1e3,
         "naive_tokens_per_s": n_queries * steps / nwall,
         "ratio_naive_over_ours": nwall / wall,
+        "image_encodes_per_frame": res[0].image_encodes,
+        "naive_image_encodes_per_frame": sum(r.image_encodes for r in nruns[-1][1]),
         "same_tokens_as_naive": sum(
             a.token_ids == b.token_ids for a, b in zip(res, nruns[-1][1], strict=True)
         ) / n_queries,
@@ -226,10 +295,10 @@ def run(args) -> int:
         raise ConfigError(f"--queries {args.queries!r}: give positive counts, e.g. 1,8")
     if args.max_new_tokens < 2 or args.repeat < 1:
         raise ConfigError("--max-new-tokens must be >= 2 and --repeat >= 1")
-    if args.threads > 0:
-        import torch
+    if args.threads:
+        from spatial_ros.vlm.backends.options import apply_threads
 
-        torch.set_num_threads(args.threads)
+        apply_threads(args.threads)
     backend, name = make_backend(args)
     backend.eos_ids = []  # every answer gets exactly --max-new-tokens tokens
     info = dict(backend.info)
@@ -247,7 +316,8 @@ def run(args) -> int:
             f"{r['ours_decode_ms_per_token']:.2f} ms/token, prefix {r['shared_prefix_tokens']}/"
             f"{r['prompt_tokens']} tokens shared) {r['ours_tokens_per_s']:7.1f} tok/s | naive "
             f"generate() x{n}: {r['naive_ms']:8.1f} ms {r['naive_tokens_per_s']:7.1f} tok/s | "
-            f"ratio {r['ratio_naive_over_ours']:.2f}x | "
+            f"ratio {r['ratio_naive_over_ours']:.2f}x | image encodes/frame "
+            f"{r['image_encodes_per_frame']} (naive {r['naive_image_encodes_per_frame']}) | "
             f"same tokens {r['same_tokens_as_naive']:.0%}"
         )
     out = {"model": name, "info": info, "max_new_tokens": args.max_new_tokens, "rows": rows}

@@ -25,6 +25,8 @@ _STOP = {
 
 
 def add_arguments(parser) -> None:
+    from spatial_ros.vlm.backends.options import add_model_arguments
+
     parser.add_argument("--bag", required=True, help="rosbag2 directory (MCAP or sqlite3)")
     parser.add_argument("--frame", type=int, default=0, help="synchronized frame index (0-based)")
     parser.add_argument("--question", required=True,
@@ -37,6 +39,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output-frame", default="base_link", help="z-up frame of the boxes")
     parser.add_argument("--lidar-preset", choices=("tabletop", "street"), default="tabletop")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_model_arguments(parser)
     parser.add_argument("--image-topic", default="/camera/image_raw")
     parser.add_argument("--info-topic", default="/camera/camera_info")
     parser.add_argument("--cloud-topic", default="/lidar/points")
@@ -70,6 +73,7 @@ def run(args) -> int:
     from spatial_ros.errors import ConfigError, DataError, ParseError
     from spatial_ros.perception import PerceptionConfig, PerceptionPipeline, normalize_queries
     from spatial_ros.spatial.qa import answer_objects
+    from spatial_ros.vlm.backends.options import model_options_from_args
 
     if args.frame < 0:
         raise ConfigError(f"--frame {args.frame} must be >= 0")
@@ -89,7 +93,7 @@ def run(args) -> int:
     cfg = PerceptionConfig(
         cloud_topic=args.cloud_topic, output_frame=args.output_frame, queries=queries,
         model_path=args.model, device=args.device, lidar_preset=args.lidar_preset,
-        relation_pairs=[],
+        relation_pairs=[], **model_options_from_args(args),
     )
     pipe = PerceptionPipeline(cfg)
     pipe.load()

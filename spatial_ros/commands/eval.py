@@ -19,6 +19,8 @@ HELP = "replay a bag or KITTI frames against ground truth -> metrics.json + repo
 
 
 def add_arguments(parser) -> None:
+    from spatial_ros.vlm.backends.options import add_model_arguments
+
     src = parser.add_argument_group("input")
     src.add_argument("--bag", help="rosbag2 directory (MCAP or sqlite3) with the sensor data")
     src.add_argument(
@@ -65,6 +67,7 @@ def add_arguments(parser) -> None:
     )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     g.add_argument("--max-new-tokens", type=int, default=48)
+    add_model_arguments(parser)
     g.add_argument("--vcot", action="store_true", help="ask the 2D box first, then 3D")
     g.add_argument(
         "--output-frame",
@@ -124,6 +127,7 @@ def default_gt(bag: str | None) -> str | None:
 
 def run(args) -> int:
     from spatial_ros.evaluation import EvalConfig, run_eval
+    from spatial_ros.vlm.backends.options import model_options_from_args
 
     gt = args.gt
     if gt is None and not args.no_gt and not args.kitti:
@@ -147,6 +151,7 @@ def run(args) -> int:
         device=args.device,
         max_new_tokens=args.max_new_tokens,
         vcot=args.vcot,
+        model_options=model_options_from_args(args),
         image_topic=args.image_topic,
         info_topic=args.info_topic,
         cloud_topic=args.cloud_topic,

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
+    from spatial_ros.vlm.backends.options import add_model_arguments
+
     parser.add_argument("--bag", required=True, help="rosbag2 directory (MCAP or sqlite3)")
     parser.add_argument("--query", action="append", default=[],
                         help='a phrase to ground, e.g. "the red mug" (repeatable)')
@@ -32,6 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lidar-preset", choices=("tabletop", "street"), default="tabletop")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    add_model_arguments(parser)
     parser.add_argument("--vcot", action="store_true", help="ask the 2D box first, then 3D")
     parser.add_argument("--no-specialist-prompts", action="store_true",
                         help="do not list candidate boxes in the prompt")
@@ -59,6 +62,7 @@ def run(args) -> int:
     from spatial_ros.boxfile import BoxFrame, write_box_file
     from spatial_ros.errors import ConfigError
     from spatial_ros.perception import PerceptionConfig, PerceptionPipeline, normalize_queries
+    from spatial_ros.vlm.backends.options import model_options_from_args
 
     queries = normalize_queries(args.query)
     if not queries and not args.specialists_only:
@@ -78,6 +82,7 @@ def run(args) -> int:
         vcot=args.vcot,
         lidar_preset=args.lidar_preset,
         relation_pairs=[],
+        **model_options_from_args(args),
     )
     pipe = PerceptionPipeline(cfg)
     pipe.load()

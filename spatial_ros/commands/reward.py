@@ -13,6 +13,8 @@ HELP = "label every frame of a bag (or of episode bags) with goal progress/rewar
 
 
 def add_arguments(parser) -> None:
+    from spatial_ros.vlm.backends.options import add_model_arguments
+
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--bag", help="rosbag2 directory (or a spatial-ros sim output directory)")
     src.add_argument("--episodes", help="directory of episode bags (one episode per bag, in "
@@ -30,6 +32,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="override one config value (YAML value), repeatable")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+    add_model_arguments(parser)
     parser.add_argument("--chunk-size", type=int, default=64,
                         help="frames per part file (the most work an interruption loses)")
     parser.add_argument("--ray", action="store_true", help="spread episodes over Ray actors")
@@ -41,12 +44,14 @@ def add_arguments(parser) -> None:
 
 
 def config_from_args(args):
-    """RewardAnnotatorConfig from --config/--param/--model/--device (ConfigError on bad values)."""
+    """RewardAnnotatorConfig from --config/--param/--model/--device and the model options
+    (ConfigError on bad values)."""
     import yaml
 
     from spatial_ros.config import from_dict, load_node_yaml
     from spatial_ros.errors import ConfigError
     from spatial_ros.reward.annotator import NODE_NAME, RewardAnnotatorConfig
+    from spatial_ros.vlm.backends.options import model_options_from_args
 
     values = load_node_yaml(args.config, NODE_NAME) if args.config else {}
     for item in args.param:
@@ -58,6 +63,7 @@ def config_from_args(args):
         values["model_path"] = args.model
     if args.device:
         values["device"] = args.device
+    values.update(model_options_from_args(args))
     values["goal"] = ""  # the goal comes from --goal
     values["grounding"] = "truth" if args.gt else "perception"
     return from_dict(RewardAnnotatorConfig, values)

@@ -78,7 +78,9 @@ class EvalConfig:
         specialists_only: no model.
         output_frame: z-up frame of the boxes (must be the truth's frame).
         lidar_preset: "tabletop" or "street".
-        device, max_new_tokens, vcot: VLM settings (see PerceptionConfig).
+        device, max_new_tokens, vcot, referring: VLM settings (see PerceptionConfig).
+        model_options: further model options (family, dtype, attn_implementation,
+            trust_remote_code, threads: ``vlm.backends.options.MODEL_OPTIONS``).
         image_topic, info_topic, cloud_topic, depth_topic, slop: bag topics and sync slop (s).
         max_frames: stop after N frames (0 = all).
         grounding_iou: 3D IoU thresholds of grounding accuracy.
@@ -108,6 +110,8 @@ class EvalConfig:
     device: str = "auto"
     max_new_tokens: int = 48
     vcot: bool = False
+    referring: str = "program"
+    model_options: dict = field(default_factory=dict)
     image_topic: str = "/camera/image_raw"
     info_topic: str = "/camera/camera_info"
     cloud_topic: str = "/lidar/points"
@@ -192,8 +196,10 @@ class EvalConfig:
             device=self.device,
             max_new_tokens=self.max_new_tokens,
             vcot=self.vcot,
+            referring=self.referring,
             lidar_preset=self.lidar_preset,
             relation_pairs=self.pairs,
+            **self.model_options,
         )
 
 

@@ -8,6 +8,14 @@ the ``is_bigendian`` flag, and row ``step`` padding. Colour conversion and demos
 Arrays are indexed ``[v, u]`` (row, column): ``(H, W)`` for one channel, ``(H, W, C)`` otherwise.
 Depth follows REP-118 and the encoding, never a magic divisor: 16UC1/mono16 = millimetres,
 32FC1/64FC1 = metres; 0, NaN and +-Inf mean "no return".
+
+cv_bridge's own tests are re-expressed in ``test/test_io_image_upstream.py``; conversion to a
+chosen encoding (``desired_encoding``) is ``spatial_ros.io.image_convert.image_to_array``.
+Deliberate differences: errors are ``DecodeError`` (a ``ValueError``) where cv_bridge raises
+``CvBridgeError`` (a wrong Python type is ``TypeError`` in both); encoding names are matched
+case-insensitively; float64 arrays are accepted for float32 encodings (converted);
+``decode_compressed`` / ``image_to_rgb8`` give RGB where cv_bridge's passthrough gives OpenCV's
+BGR order (the RGB pipeline needs RGB; ``image_to_array`` gives any order on request).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ _NAMED = {
     "yuv422_yuy2": (np.uint8, 2),  # YUYV
     "yuyv": (np.uint8, 2),
 }
-_GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C(\d+)$")
+_GENERIC = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)(?:C(\d+))?$")  # bare depth = 1 channel
 _GENERIC_DTYPES = {
     "8U": np.uint8,
     "8S": np.int8,
@@ -70,7 +78,7 @@ _YUV_CODES = {
     "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
     "yuyv": cv2.COLOR_YUV2RGB_YUY2,
 }
-SUPPORTED_ENCODINGS = tuple(_NAMED) + ("{8U,8S,16U,16S,32S,32F,64F}C{1..}",)
+SUPPORTED_ENCODINGS = tuple(_NAMED) + ("{8U,8S,16U,16S,32S,32F,64F}[C{1..}]",)
 
 
 def encoding_info(encoding: str) -> tuple[np.dtype, int]:
@@ -85,8 +93,8 @@ def encoding_info(encoding: str) -> tuple[np.dtype, int]:
         dt, ch = _NAMED[key]
         return np.dtype(dt), ch
     m = _GENERIC.match(enc.upper())
-    if m and int(m.group(2)) >= 1:
-        return np.dtype(_GENERIC_DTYPES[m.group(1)]), int(m.group(2))
+    if m and int(m.group(2) or 1) >= 1:
+        return np.dtype(_GENERIC_DTYPES[m.group(1)]), int(m.group(2) or 1)
     raise DecodeError(
         f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
     )
@@ -253,30 +261,60 @@ def depth_to_metres(msg: Any) -> np.ndarray:
     return d
 
 
+_PASSTHROUGH_DEPTH = {np.dtype(t): name for name, t in _GENERIC_DTYPES.items()}
+
+
+def passthrough_encoding(array: np.ndarray) -> str:
+    """The generic encoding of an array (cv_bridge's "passthrough"): e.g. uint8 (H, W, 3) ->
+    "8UC3", float32 (H, W) -> "32FC1".
+
+    Raises:
+        DecodeError: a dtype sensor_msgs cannot carry (e.g. int64, complex, bool).
+    """
+    a = np.asarray(array)
+    depth = _PASSTHROUGH_DEPTH.get(a.dtype.newbyteorder("="))
+    if depth is None or a.ndim not in (2, 3):
+        raise DecodeError(f"no sensor_msgs encoding for a {a.dtype} array of shape {a.shape}; "
+                          f"use (H, W[, C]) of {sorted(str(k) for k in _PASSTHROUGH_DEPTH)}")
+    return f"{depth}C{a.shape[2] if a.ndim == 3 else 1}"
+
+
 def encode_image(
     array: np.ndarray,
     encoding: str,
     stamp_ns: int,
     frame_id: str,
     factory: MessageFactory,
-    big_endian: bool = False,
+    big_endian: bool | None = None,
 ) -> Any:
-    """Build a ``sensor_msgs/Image`` from an array (the inverse of ``decode_image``).
+    """Build a ``sensor_msgs/Image`` from an array (the inverse of ``decode_image``; cv_bridge's
+    ``cv2_to_imgmsg``).
 
     Args:
-        array: ``(H, W)`` or ``(H, W, C)`` with the channels and dtype the encoding needs
-            (float64 input is accepted for float32 encodings and converted).
-        encoding: a sensor_msgs encoding, e.g. "rgb8", "16UC1", "32FC1".
+        array: numpy ``(H, W)`` or ``(H, W, C)`` with the channels and dtype the encoding needs
+            (``(H, W, 1)`` is taken as ``(H, W)``; float64 input is accepted for float32
+            encodings and converted), in either byte order.
+        encoding: a sensor_msgs encoding, e.g. "rgb8", "16UC1", "32FC1", or "passthrough"
+            (the array's generic encoding, e.g. "8UC3").
         stamp_ns: header stamp, integer nanoseconds.
         frame_id: header frame (the camera optical frame for camera images).
         factory: builds rclpy or rosbags messages.
-        big_endian: write multi-byte elements big-endian and set ``is_bigendian``.
+        big_endian: write multi-byte elements big-endian and set ``is_bigendian``; None (the
+            default) keeps the array's byte order, as cv_bridge does.
 
     Raises:
+        TypeError: ``array`` is not a numpy array (cv_bridge raises TypeError too).
         DecodeError: the array's shape or dtype does not fit the encoding.
     """
-    dtype, ch = encoding_info(encoding)
+    if not isinstance(array, (np.ndarray, np.generic)):
+        raise TypeError(f"encode_image needs a numpy array, got {type(array).__name__}")
     a = np.asarray(array)
+    if encoding == "passthrough":
+        encoding = passthrough_encoding(a)
+    dtype, ch = encoding_info(encoding)
+    if big_endian is None:
+        big_endian = a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and
+                                                  not np.little_endian)
     if a.ndim == 3 and a.shape[2] == 1 and ch == 1:
         a = a[:, :, 0]
     if (ch == 1 and a.ndim != 2) or (ch > 1 and (a.ndim != 3 or a.shape[2] != ch)):
@@ -284,11 +322,11 @@ def encode_image(
             f"array shape {a.shape} does not fit encoding {encoding!r} ({ch} channel(s)); "
             "pass (H, W) for 1 channel or (H, W, C)"
         )
-    if a.dtype != dtype:
+    native = a.dtype.newbyteorder("=")
+    if native != dtype:
         if not (dtype.kind == "f" and a.dtype.kind == "f"):
             raise DecodeError(f"array dtype {a.dtype} does not fit encoding {encoding!r} "
                               f"(needs {dtype}); convert it first")
-        a = a.astype(dtype)
     wire = dtype.newbyteorder(">" if big_endian else "<")
     data = np.ascontiguousarray(a, dtype=wire).tobytes()
     h, w = a.shape[:2]
@@ -308,7 +346,15 @@ def encode_image(
 # Compressed images (image_transport "compressed" and "compressedDepth")
 # ----------------------------------------------------------------------------------------------
 
-_EXT = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}
+# format name (as cv_bridge accepts it) -> (OpenCV file extension, canonical name)
+_EXT = {
+    "jpeg": (".jpg", "jpeg"), "jpg": (".jpg", "jpeg"), "jpe": (".jpg", "jpeg"),
+    "png": (".png", "png"), "bmp": (".bmp", "bmp"), "dib": (".bmp", "bmp"),
+    "sr": (".sr", "sr"), "ras": (".ras", "ras"), "tif": (".tif", "tiff"),
+    "tiff": (".tif", "tiff"), "webp": (".webp", "webp"),
+}
+_LOSSLESS_16 = (".png", ".tif")  # formats that store 16-bit grey
+_SUN_RASTER_MAGIC = bytes([0x59, 0xA6, 0x6A, 0x95])
 
 
 def encode_compressed(
@@ -319,32 +365,43 @@ def encode_compressed(
     factory: MessageFactory,
     quality: int = 90,
 ) -> Any:
-    """Build a ``sensor_msgs/CompressedImage`` (image_transport "compressed" convention).
+    """Build a ``sensor_msgs/CompressedImage`` (image_transport "compressed" convention for
+    jpeg/png; cv_bridge's ``cv2_to_compressed_imgmsg`` formats otherwise).
 
     Args:
-        rgb: ``(H, W, 3)`` uint8 RGB, or ``(H, W)`` uint8 grey.
-        fmt: "jpeg" (or "jpg") or "png".
+        rgb: ``(H, W, 3)`` uint8 RGB, or ``(H, W)`` / ``(H, W, 1)`` grey (uint8; uint16 for
+            png/tiff).
+        fmt: "jpeg" / "jpg" / "jpe", "png", "bmp" / "dib", "sr" / "ras", "tif" / "tiff", "webp".
         stamp_ns, frame_id: header values.
         factory: builds rclpy or rosbags messages.
-        quality: JPEG quality 1..100 (ignored for PNG).
+        quality: JPEG quality 1..100 (ignored by the other formats).
 
     Raises:
-        DecodeError: unknown format or an array that is not uint8 RGB/grey.
+        TypeError: ``rgb`` is not a numpy array.
+        DecodeError: unknown format or an array that is not RGB/grey of a storable depth.
     """
-    key = str(fmt).lower()
+    if not isinstance(rgb, (np.ndarray, np.generic)):
+        raise TypeError(f"encode_compressed needs a numpy array, got {type(rgb).__name__}")
+    key = str(fmt).lower().lstrip(".")
     if key not in _EXT:
-        raise DecodeError(f"compressed format {fmt!r} unsupported; use 'jpeg' or 'png'")
+        raise DecodeError(f"compressed format {fmt!r} unsupported; use one of {sorted(_EXT)}")
+    ext, name = _EXT[key]
     a = np.asarray(rgb)
-    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
-        raise DecodeError(f"encode_compressed needs uint8 (H, W, 3) RGB or (H, W) grey, "
-                          f"got {a.dtype} {a.shape}")
-    src = cv2.cvtColor(a, cv2.COLOR_RGB2BGR) if a.ndim == 3 else a
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if _EXT[key] == ".jpg" else []
-    ok, buf = cv2.imencode(_EXT[key], src, params)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    grey16 = a.dtype == np.uint16 and a.ndim == 2 and ext in _LOSSLESS_16
+    if not grey16 and (a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and
+                                                                     a.shape[2] == 3))):
+        raise DecodeError(f"encode_compressed needs uint8 (H, W, 3) RGB or (H, W[, 1]) grey "
+                          f"(uint16 grey for png/tiff), got {a.dtype} {rgb.shape}")
+    src = cv2.cvtColor(a, cv2.COLOR_RGB2BGR) if a.ndim == 3 else np.ascontiguousarray(a)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, src, params)
     if not ok:
         raise DecodeError(f"OpenCV could not encode a {a.shape} image as {fmt}")
-    name = "jpeg" if _EXT[key] == ".jpg" else "png"
-    fmt_str = f"rgb8; {name} compressed bgr8" if a.ndim == 3 else f"mono8; {name} compressed mono8"
+    grey = "mono16" if grey16 else "mono8"
+    fmt_str = (f"rgb8; {name} compressed bgr8" if a.ndim == 3
+               else f"{grey}; {name} compressed {grey}")
     return factory.new(
         "sensor_msgs/msg/CompressedImage",
         header=factory.header(stamp_ns, frame_id),
@@ -362,16 +419,22 @@ def decode_compressed(msg: Any) -> np.ndarray:
         (32FC1, NaN where no return).
 
     Raises:
-        DecodeError: the payload is not a JPEG/PNG OpenCV can decode.
+        DecodeError: the payload is not an image OpenCV can decode (JPEG, PNG, BMP, Sun
+            raster, TIFF, WebP).
     """
     fmt = str(msg.format)
     buf = buffer_u8(msg.data)
     if "compresseddepth" in fmt.lower():
         return _decode_compressed_depth(fmt, buf)
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is not None and bytes(buf[:4]) == _SUN_RASTER_MAGIC and int.from_bytes(
+            bytes(buf[12:16]), "big") == 8:
+        # OpenCV 5.0 misreads 8-bit grey Sun raster files unless asked for colour (checked:
+        # IMREAD_UNCHANGED/GRAYSCALE return wrong pixels); decode as colour, keep one channel.
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, 0].copy()
     if img is None:
         raise DecodeError(f"could not decode CompressedImage (format {fmt!r}, {buf.size} B); "
-                          "expected a JPEG or PNG payload")
+                          "expected a JPEG, PNG, BMP, Sun raster, TIFF or WebP payload")
     if img.ndim == 3:
         code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
         img = _to_u8(cv2.cvtColor(img, code))

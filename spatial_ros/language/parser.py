@@ -133,6 +133,12 @@ _CLAUSE = ("that is", "that's", "that are", "which is", "which are", "who is", "
            "sits", "stands", "is located", "is placed", "that is located", "that is placed",
            "which is located", "that are located")
 _CLAUSE_SET = frozenset(_CLAUSE)
+_CLAUSE_WORDS = frozenset(w for c in _CLAUSE for w in c.split())
+# Words that soften or introduce an amount and add nothing ("a bit towards", "up by 20 cm").
+_FILLERS = frozenset({"a bit", "a little", "a little bit", "slightly", "somewhat", "just",
+                      "up by", "by", "up", "about", "around", "roughly", "approximately",
+                      "some", "exactly", "at least", "over", "further", "a few", "more",
+                      "right", "all the way", "carefully", "gently", "quickly", "slowly"})
 _MAX_CLAUSE = max(len(c.split()) for c in _CLAUSE)
 # Words that introduce a colour after the noun ("the pedestrian in blue", "painted red").
 _COLOUR_INTRO = frozenset({"in", "coloured", "colored", "painted", "wearing", "dressed",
@@ -253,8 +259,9 @@ def _amount(ws: _Words, i: int) -> tuple[float, int] | None:
 
 
 class _Parser:
-    def __init__(self, words: list[str]):
+    def __init__(self, words: list[str], viewer_relations: bool = False):
         self.ws = _Words(words)
+        self.viewer_relations = viewer_relations
 
     # -- noun phrase pieces ------------------------------------------------------------------
 
@@ -404,13 +411,16 @@ class _Parser:
         unplaced.extend(unknown)
 
         # --- after the head --------------------------------------------------------------------
+        clause = False  # the last words opened a clause ("that is"): a colour may follow
         while i < len(ws):
             w = ws.at(i)
+            if ws.at(i - 1) not in _CLAUSE_WORDS:
+                clause = False
             if w in stop:
                 break
+            if w == "and" and self._starts_object(i + 1) and ws.at(i + 1) != "is":
+                break  # a second object ("the cube and the bowl"): not part of this one
             if w in (",", "and", "please", "thanks", "now"):
-                if w == "and" and depth > 0:
-                    break  # "between the book and the cup": the caller takes "and"
                 i += 1
                 continue
             if w == "'s":
@@ -418,6 +428,12 @@ class _Parser:
             m = ws.match(i, _CLAUSE_SET, _MAX_CLAUSE)
             if m is not None and m[0] not in ("is", "are") or w in ("is", "are"):
                 i = m[1] if m is not None else i + 1
+                clause = True
+                continue
+            f = ws.match(i, _FILLERS, 3)
+            if f is not None and (_amount(ws, f[1]) is not None or ws.match(
+                    f[1], _RELATIONS, _MAX_REL) is not None):
+                i = f[1]  # "a bit towards", "up by 20 cm", "over to the left of"
                 continue
             am = _amount(ws, i)
             if am is not None:
@@ -460,7 +476,7 @@ class _Parser:
             if intro is not None:
                 ci = intro[1]
             c = self.colour(ci)
-            if c is not None and (intro is not None or ci == i):
+            if c is not None and (intro is not None or clause or ws.at(i - 1) == ","):
                 colours.append(c[0])
                 i = c[1]
                 cl = ws.match(i, _CLOTHES, 2)
@@ -537,7 +553,7 @@ class _Parser:
         if viewer is not None:
             axis = {"closest_to": "near", "next_to": "near", "farthest_from": "far",
                     "far_from": "far"}.get(pred)
-            if axis is not None and pred not in ("far_from",):
+            if axis is not None and pred not in ("far_from",) and not self.viewer_relations:
                 return Relation(pred, (), phrase), viewer, axis
             anchor = RefExpr(" ".join(ws.w[i:viewer]), NounPhrase("robot", ("robot",)))
             return Relation(pred, (anchor,), phrase, amount), viewer, None
@@ -575,7 +591,8 @@ class _Parser:
         w = ws.at(i)
         return bool(w) and w not in (",", "and", "'s", "is", "that", "which") and (
             w in DETERMINERS or self.noun(i) is not None or self.colour(i) is not None
-            or w in VIEWER_WORDS or w.isalpha() or _amount(ws, i) is not None)
+            or w in VIEWER_WORDS or w in ORDINALS or w in POSITION_WORDS
+            or w in SIZE_ADJECTIVES)
 
     def _is_head_one(self, i: int) -> bool:
         """'one' at word i is a head noun ("the red one"), not a determiner or number."""
@@ -615,13 +632,18 @@ def strip_command(words: list[str]) -> list[str]:
     return words[i:]
 
 
-def parse_refexpr(text: str, max_chars: int = MAX_CHARS) -> RefExpr:
+def parse_refexpr(text: str, max_chars: int = MAX_CHARS,
+                  viewer_relations: bool = False) -> RefExpr:
     """Parse a referring expression (see the module docstring). Never raises on odd input
-    except :class:`QueryTooLong` (a ParseError) for text longer than ``max_chars``."""
+    except :class:`QueryTooLong` (a ParseError) for text longer than ``max_chars``.
+
+    ``viewer_relations``: keep relations to the viewer ("away from you", "closer to the
+    camera") as relations to a "robot" anchor instead of orders by distance (goals)."""
     norm = normalise(text, max_chars)
-    words = strip_command(norm.split())[:MAX_WORDS]
-    extra = norm.split()[len(words):] if len(norm.split()) > MAX_WORDS else []
-    p = _Parser(words)
+    words = strip_command(norm.split())
+    extra = words[MAX_WORDS:]
+    words = words[:MAX_WORDS]
+    p = _Parser(words, viewer_relations)
     expr, j = p.refexpr(0, 0)
     rest = [w for w in words[j:] if w != ","]
     unplaced = expr.unplaced + tuple(rest) + tuple(extra)

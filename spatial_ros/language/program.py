@@ -120,10 +120,26 @@ class Program:
 
     # -- noun phrases ----------------------------------------------------------------------
 
+    def resolvable(self, expr: RefExpr) -> bool:
+        """Whether the program can answer: the noun is known (or a hypernym such as "object"
+        or "one"), or the model can score an unknown noun; an expression with no noun, colour
+        or constraint ("x") is not a referring expression."""
+        np_ = expr.np
+        if not np_.head and not np_.colours and not expr.constraints:
+            return False
+        if np_.head and not np_.categories:  # a noun the lexicon lacks: names from the model
+            return self.scorer is not None and self._model_scores(np_.canonical()) is not None
+        return all(self.resolvable(a) or a.np.categories == ("robot",) for a in expr.anchors())
+
     def membership(self, np_: NounPhrase) -> np.ndarray:
         """(N,) membership in [0, 1] of every candidate in the phrase's set, from the
-        candidates' shapes and colours (the model only breaks ties: ``_tie_break``)."""
+        candidates' shapes and colours (the model only breaks ties: ``_tie_break``); for a
+        noun the lexicon lacks, the model's relative scores for the phrase."""
         n = len(self.views)
+        if np_.head and not np_.categories:
+            rel = self._model_scores(np_.canonical())
+            if rel is not None:
+                return np.clip(rel, 0.0, 1.0)
         m = np.ones(n)
         for k, v in enumerate(self.views):
             m[k] = category_score(np_.categories, v.box, v.label, v.points)
@@ -168,6 +184,9 @@ class Program:
         """Resolve ``expr`` (candidates in ``exclude`` are never the answer)."""
         if not self.views:
             return Resolution(None, 0.0, False, (), "no candidates in view")
+        if not self.resolvable(expr):
+            return Resolution(None, 0.0, False, (), "the words name nothing the candidates "
+                              "can be checked against (left to the model)")
         m = self.membership(expr.np)
         S = self.members(m, set(exclude))
         name = expr.np.canonical().removeprefix("the ")

@@ -27,6 +27,20 @@ RELATIONS = ("left_of", "right_of", "in_front_of", "behind", "above", "below", "
              "next_to", "far_from", "closest_to", "farthest_from", "between", "inside")
 
 
+_SIZE_WORDS = {("volume", "max"): "biggest", ("volume", "min"): "smallest",
+               ("height", "max"): "tallest", ("height", "min"): "shortest",
+               ("width", "max"): "widest", ("width", "min"): "narrowest",
+               ("length", "max"): "longest", ("length", "min"): "shortest"}
+_ORDINAL_WORDS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth",
+                  7: "seventh", 8: "eighth", 9: "ninth", 10: "tenth", -1: "last"}
+_RELATION_WORDS = {"left_of": "to the left of", "right_of": "to the right of",
+                   "in_front_of": "in front of", "behind": "behind", "above": "above",
+                   "on": "on", "below": "below", "under": "under", "next_to": "next to",
+                   "far_from": "far from", "closest_to": "closest to",
+                   "farthest_from": "farthest from", "between": "between",
+                   "inside": "inside", "toward": "towards"}
+
+
 @dataclass(frozen=True)
 class ColourWord:
     """A colour as written ("crimson", "dark red") and the basic terms it means
@@ -132,6 +146,47 @@ class RefExpr:
 
     def anchors(self) -> list[RefExpr]:
         return [a for c in self.constraints if isinstance(c, Relation) for a in c.anchors]
+
+    def render(self) -> str:
+        """Canonical English for this expression, which parses back to the same structure:
+        "the second red box from the left", "the mug to the left of the blue bowl"."""
+        np_ = self.np
+        pre: list[str] = []
+        post: list[str] = []
+        for c in self.constraints:
+            if isinstance(c, Extreme):
+                if c.axis in SIZE_AXES:
+                    pre.append(_SIZE_WORDS[(c.axis, c.direction)])
+                elif c.axis in ("left", "right"):
+                    if c.rank == 1:
+                        post.append(f"on the {c.axis}")
+                    else:
+                        pre.insert(0, _ORDINAL_WORDS.get(c.rank, "last"))
+                        post.append(f"from the {c.axis}")
+                elif c.axis == "middle":
+                    post.append("in the middle")
+                else:
+                    word = {"near": "camera", "far": "back", "high": "top", "low": "bottom"}
+                    if c.rank == 1:
+                        post.append({"near": "closest to the camera",
+                                     "far": "farthest from the camera", "high": "at the top",
+                                     "low": "at the bottom"}[c.axis])
+                    else:
+                        pre.insert(0, _ORDINAL_WORDS.get(c.rank, "last"))
+                        post.append(f"from the {word[c.axis]}")
+            else:
+                names = " and ".join(a.render() for a in c.anchors) or "the camera"
+                if c.predicate == "within" and c.amount is not None:
+                    post.append(f"within {round(c.amount * 100, 2):g} cm of {names}")
+                else:
+                    post.append(f"{_RELATION_WORDS.get(c.predicate, c.predicate)} {names}")
+        base = np_.canonical().removeprefix("the ")
+        if np_.category in ("pedestrian", "cyclist") and np_.colours:
+            noun, _, col = base.partition(" in ")
+            words = [*pre, noun] + [f"in {col}"]
+        else:
+            words = [*pre, base]
+        return " ".join(["the", *words, *post])
 
     def describe(self) -> str:
         """A compact rendering for logs and explanations."""

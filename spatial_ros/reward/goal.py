@@ -50,8 +50,7 @@ the episode's first frame (it starts on the table).
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -156,6 +155,9 @@ class Goal:
         height: ``lift``: height of the target's bottom above the support surface (metres).
         distance: ``next_to``: largest footprint gap (metres, None = 0.10); ``away_from`` /
             ``toward``: how much the distance must change (metres, None = 0.15).
+        ignored: words of the sentence the parser could not place (reported to the user).
+        target_phrase, reference_phrase: the object's full referring expression when it has
+            spatial words of its own ("the cube on the left"), used as its grounding query.
     """
 
     kind: str
@@ -163,6 +165,10 @@ class Goal:
     reference: ObjectRef | None = None
     height: float | None = None
     distance: float | None = None
+    # set by the parser, not part of the objective (not compared):
+    ignored: tuple[str, ...] = field(default=(), compare=False)  # words it could not place
+    target_phrase: str = field(default="", compare=False)  # own spatial words ("on the left")
+    reference_phrase: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in GOAL_KINDS:
@@ -220,8 +226,10 @@ class Goal:
 
     @property
     def phrases(self) -> list[str]:
-        """Grounding queries, target first ("the red cube", "the blue bowl")."""
-        return [r.phrase for r in self.required]
+        """Grounding queries, target first ("the red cube", "the blue bowl"; an object's own
+        spatial words kept: "the cube on the left")."""
+        own = {id(self.target): self.target_phrase, id(self.reference): self.reference_phrase}
+        return [own.get(id(r)) or r.phrase for r in self.required]
 
     @property
     def needs_view(self) -> bool:
@@ -275,199 +283,6 @@ class Objective:
         tol = f" +- {self.tolerance:.2f}" if self.op == "=" else ""
         extra = f" ({self.conditions})" if self.conditions else ""
         return f"{self.quantity}({args}) {self.op} {self.target:.2f}{tol} m{extra}"
-
-
-# ----------------------------------------------------------------------------------------------
-# Parsing
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Restricts what :func:`parse_goal` accepts (the simulator passes its catalog).
-
-    Attributes:
-        colours: allowed colour words (None = open vocabulary: any words before the noun).
-        categories: allowed head nouns (None = any).
-        kinds: goal kinds accepted.
-        lift_range: (min, max) lift height in metres.
-    """
-
-    colours: tuple[str, ...] | None = None
-    categories: tuple[str, ...] | None = None
-    kinds: tuple[str, ...] = GOAL_KINDS
-    lift_range: tuple[float, float] = (0.01, 2.0)
-
-
-OPEN_VOCABULARY = Vocabulary()
-
-_VERB = (
-    r"(?:put|place|move|set|bring|push|slide|drag|pull|take|carry|get|position|shift|stack)"
-)
-_LIFT_VERB = r"(?:lift|raise|hold|pick\s+up)"
-_UNITS = {"mm": 0.001, "cm": 0.01, "m": 1.0}
-_AMT_CORE = (
-    r"(?P<n>\d+(?:\.\d+)?)\s*(?P<u>mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?|m|"
-    r"met(?:er|re)s?)"
-)
-_AMT = rf"(?:{_AMT_CORE}\s+)?"  # optional "20 cm " before a keyword
-_A = r"(?P<a>[a-z][a-z ]*?)"
-_B = r"(?P<b>[a-z][a-z ]*?)"
-_TEMPLATES: list[tuple[str, re.Pattern]] = [
-    (
-        "side",
-        re.compile(
-            rf"^{_VERB}\s+{_A}\s+(?:(?:to|on|onto)\s+)?(?:the\s+)?(?P<side>left|right)"
-            rf"(?:\s+(?:hand\s+)?side)?\s+of\s+{_B}$"
-        ),
-    ),
-    ("front", re.compile(rf"^{_VERB}\s+{_A}\s+(?P<side>in\s+front\s+of|behind)\s+{_B}$")),
-    ("within", re.compile(rf"^{_VERB}\s+{_A}\s+within\s+{_AMT}of\s+{_B}$")),
-    ("next_to", re.compile(rf"^{_VERB}\s+{_A}\s+(?:next\s+to|beside|near|close\s+to|by)\s+{_B}$")),
-    ("on_top_of", re.compile(rf"^{_VERB}\s+{_A}\s+(?:on\s+top\s+of|onto|on)\s+{_B}$")),
-    (
-        "lift",
-        re.compile(
-            rf"^{_LIFT_VERB}\s+{_A}(?:\s+{_AMT_CORE})?"
-            r"(?:\s+(?:above|over|off)\s+the\s+(?:table|ground|floor|surface))?$"
-        ),
-    ),
-    ("away_from", re.compile(rf"^{_VERB}\s+{_A}\s+{_AMT}away\s+from\s+{_B}$")),
-    (
-        "toward",
-        re.compile(
-            rf"^{_VERB}\s+{_A}\s+{_AMT}(?P<to>towards|toward|closer\s+to|nearer\s+to|to)\s+{_B}$"
-        ),
-    ),
-]
-_ARTICLES = ("the", "a", "an", "this", "that")
-_SPECIAL = {
-    "robot": ROBOT, "me": ROBOT, "you": ROBOT, "yourself": ROBOT, "the robot": ROBOT,
-    "camera": CAMERA, "the camera": CAMERA,
-}
-_SURFACES = ("table", "floor", "ground", "surface")
-
-
-def _normalise(text: str) -> str:
-    t = " ".join(str(text).strip().lower().split())
-    t = t.rstrip(".!?").strip()
-    for prefix in ("please ", "could you ", "can you ", "now "):
-        if t.startswith(prefix):
-            t = t[len(prefix):]
-    if t.endswith(" please"):
-        t = t[: -len(" please")]
-    return t.rstrip(",").strip()
-
-
-def _amount(m: re.Match, text: str) -> float | None:
-    if m.groupdict().get("n") is None:
-        return None
-    unit = m["u"]
-    if unit == "mm" or unit.startswith("milli"):
-        per_metre = 1000.0
-    elif unit == "cm" or unit.startswith("centi"):
-        per_metre = 100.0
-    else:
-        per_metre = 1.0
-    v = float(m["n"]) / per_metre
-    if not v > 0:
-        raise GoalError(f"the distance in goal {text!r} must be > 0")
-    return v
-
-
-def object_ref(words: str, text: str, vocab: Vocabulary | None = None) -> ObjectRef:
-    """The object named by ``words`` ("the red cube", "the robot") of goal ``text``, checked
-    against ``vocab`` (default: open vocabulary). GoalError says what is wrong with it."""
-    return _object(" ".join(str(words).lower().split()), text, vocab or OPEN_VOCABULARY)
-
-
-def _object(words: str, text: str, vocab: Vocabulary) -> ObjectRef:
-    w = words.split()
-    if w and w[0] in _ARTICLES:
-        w = w[1:]
-    phrase = " ".join(w)
-    if phrase in _SPECIAL:
-        return ObjectRef("", _SPECIAL[phrase])
-    if not w:
-        raise GoalError(f"goal {text!r} names an empty object")
-    if w[-1] in _SURFACES:
-        raise GoalError(
-            f"goal {text!r}: '{phrase}' is a surface, not an object to ground; for heights use "
-            "e.g. 'lift the blue ball 20 cm above the table'"
-        )
-    if vocab.colours is not None:
-        if len(w) != 2:
-            raise GoalError(
-                f"goal {text!r}: name objects as '<colour> <object>' (e.g. 'the red cube'), "
-                f"got '{phrase}'"
-            )
-        colour, category = w
-        if colour not in vocab.colours:
-            raise GoalError(
-                f"unknown colour '{colour}' in goal {text!r}; colours: {', '.join(vocab.colours)}"
-            )
-    else:
-        colour, category = " ".join(w[:-1]), w[-1]
-    if vocab.categories is not None and category not in vocab.categories:
-        raise GoalError(
-            f"unknown object '{category}' in goal {text!r}; objects: "
-            f"{', '.join(vocab.categories)}"
-        )
-    return ObjectRef(colour, category)
-
-
-def parse_goal(text: str, vocabulary: Vocabulary | None = None) -> Goal:
-    """Parse a goal sentence (deterministic templates, case-insensitive).
-
-    Args:
-        text: e.g. "put the red cube next to the blue bowl".
-        vocabulary: what to accept (default: open vocabulary, every goal kind).
-
-    Raises:
-        GoalError: (a ParseError) the sentence matches no template, names an unknown colour or
-            object, names the same object twice, or asks for an unsupported kind or height.
-    """
-    vocab = vocabulary or OPEN_VOCABULARY
-    t = _normalise(text)
-    for name, rx in _TEMPLATES:
-        m = rx.match(t)
-        if not m:
-            continue
-        if name == "toward" and m["to"] == "to" and _normalise(m["b"]).removeprefix("the ") \
-                not in _SPECIAL:
-            continue  # "bring the cup to me" yes; "move the cup to the bowl" is ambiguous
-        a = _object(m["a"], text, vocab)
-        b = _object(m["b"], text, vocab) if "b" in m.groupdict() else None
-        if b is not None and b == a:
-            raise GoalError(f"goal {text!r} names the same object twice")
-        amount = _amount(m, text)
-        if name == "lift":
-            h = DEFAULT_LIFT if amount is None else amount
-            lo, hi = vocab.lift_range
-            if not lo <= h <= hi:
-                raise GoalError(
-                    f"lift height {h:.2f} m in {text!r} must be "
-                    f"{round(lo * 100):d}..{round(hi * 100):d} cm"
-                )
-            goal = Goal("lift", a, None, h)
-        elif name == "side":
-            goal = Goal(f"{m['side']}_of", a, b)
-        elif name == "front":
-            goal = Goal("behind" if m["side"] == "behind" else "in_front_of", a, b)
-        elif name == "within":
-            if amount is None:
-                raise GoalError(f"goal {text!r}: say how close, e.g. 'within 5 cm of'")
-            goal = Goal("next_to", a, b, distance=amount)
-        elif name in ("away_from", "toward"):
-            goal = Goal(name, a, b, distance=amount)
-        else:
-            goal = Goal(name, a, b)
-        if goal.kind not in vocab.kinds:
-            raise GoalError(
-                f"goal {text!r} is a '{goal.kind}' goal; supported here: {', '.join(vocab.kinds)}"
-            )
-        return goal
-    raise GoalError(f"cannot parse goal {text!r}; use one of: " + "; ".join(GOAL_EXAMPLES))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -708,3 +523,12 @@ def staged_progress(place: float, reach: float, weight: float = REACH_WEIGHT) ->
     """Progress of a pick-and-place goal in two stages: ``weight`` for the reach (tool to
     target, in [0, 1]) and the rest for the goal region (``place`` in [0, 1])."""
     return float(weight * reach + (1.0 - weight) * place)
+
+
+# The parser lives in goal_parser.py (on the referring-expression parser); re-exported here.
+from spatial_ros.reward.goal_parser import (  # noqa: E402, F401
+    OPEN_VOCABULARY,
+    Vocabulary,
+    object_ref,
+    parse_goal,
+)

@@ -5,7 +5,8 @@ picks up one object and carries it; a successful trajectory ends inside the goal
 one stalls, goes the wrong way or moves the wrong object.
 
 Goal regions (base_link, metres; "resting" = bottom within 1 cm of the table top), defined once
-in ``spatial_ros.reward.goal`` (parser and geometry shared with the reward annotator):
+in ``spatial_ros.reward.goal`` (the parser is shared with the reward annotator; the truth is
+computed independently from the simulator's own geometry, ``spatial_ros.sim.goal_truth``):
 
 * ``next_to`` — "put the red cube next to the blue bowl": the bird's-eye-view (BEV) surface gap
   between the two footprints is in (0, 0.10] m and the target rests on the table.
@@ -59,13 +60,13 @@ from spatial_ros.reward.goal import (  # noqa: F401 - re-exported for the simula
 )
 from spatial_ros.reward.goal import parse_goal as _parse_goal
 from spatial_ros.sim import catalog
+from spatial_ros.sim.goal_truth import goal_truth
 from spatial_ros.sim.meshes import ObjectMesh, merge
 from spatial_ros.sim.scene import Scene, SimObject, box_in_image
-from spatial_ros.spatial.predicates import Viewpoint
 from spatial_ros.types import Box3D
 
-# The goal parser and the goal geometry are shared with the reward annotator (one definition):
-# spatial_ros/reward/goal.py. The simulator plans these kinds, over its catalog's objects.
+# The goal parser is shared with the reward annotator (spatial_ros/reward/goal.py); the goal
+# truth is the simulator's own (sim/goal_truth.py). It plans these kinds, over its catalog.
 GOAL_KINDS = ("next_to", "left_of", "right_of", "lift")
 T_START, T_GRASP, T_RELEASE = 0.05, 0.30, 0.85
 VOCABULARY = Vocabulary(
@@ -115,12 +116,12 @@ class GoalState:
 
 
 def evaluate_goal(goal: Goal, scene: Scene, target_id: str, reference_id: str | None) -> GoalState:
-    """Remaining distance (metres) to the goal region and whether the state is in it
-    (``spatial_ros.reward.goal.measure`` on the exact boxes, table top as support)."""
-    ref = scene.get(reference_id).box if reference_id else None
-    vp = Viewpoint.from_camera_pose(scene.rig.T_base_from_optical)
-    m = measure(goal, SceneState(scene.get(target_id).box, ref, vp, scene.table_top_z))
-    return GoalState(m.remaining, m.in_goal)
+    """Remaining distance (metres) to the goal region and whether the state is in it, from the
+    simulator's own geometry (``spatial_ros.sim.goal_truth``; deliberately NOT the reward
+    annotator's ``measure``, so that tests comparing the two can catch a bug in either)."""
+    ref = scene.get(reference_id) if reference_id else None
+    t = goal_truth(goal.kind, scene.get(target_id), ref, scene, goal.height, goal.distance)
+    return GoalState(t.remaining, t.in_goal)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from spatial_ros.vlm.prompts import (
     candidate_tags,
     normalize_tag,
 )
-from spatial_ros.vlm.visual_prompts import COLORS, KINDS, draw_visual_prompt
+from spatial_ros.vlm.visual_prompts import COLORS, KINDS, draw_marks, draw_visual_prompt
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,15 @@ class SpatialEngine:
         context = None
         tags: list[str] = []  # the listed candidates' tags, when the list is numbered
         colours = view_colours(frame, listed) if listed else []
-        if cfg.specialist_prompts and listed:
+        adapter = self.backend.adapter
+        # Set-of-marks families: the candidates drawn as numbered marks and listed; answers "#k".
+        marks = bool(getattr(adapter, "set_of_marks", False) and cfg.specialist_prompts
+                     and listed)
+        if marks:
+            tags = candidate_tags([None] * len(listed))
+            context = adapter.marks_context([v.box_2d for v in listed], tags,
+                                            frame.image.shape[:2])
+        elif cfg.specialist_prompts and listed:
             words = None
             if self.candidate_colours or self.candidate_sizes:
                 words = [candidate_attribute(frame.image, v.box_optical, v.box_2d,
@@ -305,8 +313,7 @@ class SpatialEngine:
             self.stats.total_ms += self.stats.last_frame_ms
             return []
 
-        images, texts = self._images_and_texts(frame, qs, listed)
-        adapter = self.backend.adapter
+        images, texts = self._images_and_texts(frame, qs, listed, marks)
         found: dict[int, GroundedObject] = {}
         todo = list(range(len(qs)))
         if cfg.referring == "program" and listed:
@@ -586,10 +593,13 @@ class SpatialEngine:
         vis.sort(key=lambda v: float(np.linalg.norm(v.box_optical.center)))
         return vis[: self.config.max_candidates]
 
-    def _images_and_texts(self, frame: SensorFrame, qs: list[Query], listed: list[CandidateView]):
+    def _images_and_texts(self, frame: SensorFrame, qs: list[Query], listed: list[CandidateView],
+                          marks: bool = False):
         cfg = self.config
         base = frame.image
-        if cfg.visual_prompts and listed:
+        if marks:  # numbered set-of-marks tags, once on the shared image
+            base = draw_marks(base, [v.box_2d for v in listed], color=cfg.visual_prompt_color)
+        elif cfg.visual_prompts and listed:
             # Mark every listed candidate once on the shared image (the prefix stays shared).
             for v in listed:
                 base = draw_visual_prompt(base, "rectangle", v.box_2d,

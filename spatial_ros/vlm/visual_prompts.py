@@ -218,3 +218,35 @@ def draw_visual_prompt(
         blended = (1.0 - alpha) * img[sel].astype(np.float64) + alpha * col
         out[sel] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return VisualPrompt(out, kind, phrase_for(kind, color), sel, color, t, info)
+
+
+def draw_marks(
+    image: np.ndarray,
+    boxes_2d: list[np.ndarray],
+    labels: list[str] | None = None,
+    *,
+    color: str = "red",
+    thickness: int | None = None,
+) -> np.ndarray:
+    """Set-of-marks: a rectangle around each box (x1, y1, x2, y2 px) and its label (default
+    "1".."n") in a filled tag at the box's top-left corner, on a copy of ``image`` (H, W, 3)
+    uint8 RGB. Text colour black or white, whichever contrasts with ``color``."""
+    if color not in COLORS:
+        raise ConfigError(f"unknown colour {color!r}; known: {', '.join(COLORS)}")
+    out = np.asarray(image).copy()
+    H, W = out.shape[:2]
+    t = int(thickness) if thickness else line_width(W, H)
+    col = COLORS[color]
+    ink = (0, 0, 0) if sum(col) > 380 else (255, 255, 255)
+    scale = max(0.3, 0.0012 * float(np.sqrt(W * H)))
+    labels = labels if labels is not None else [str(k + 1) for k in range(len(boxes_2d))]
+    for b, lab in zip(boxes_2d, labels, strict=True):
+        x1, y1, x2, y2 = (int(round(v)) for v in np.asarray(b, float).reshape(4))
+        cv2.rectangle(out, (x1, y1), (x2, y2), col, t, cv2.LINE_8)
+        (tw, th), base = cv2.getTextSize(lab, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, t // 2))
+        tx = int(np.clip(x1, 0, max(W - tw - 2, 0)))
+        ty = int(np.clip(y1, th + base + 2, H - 1))
+        cv2.rectangle(out, (tx, ty - th - base - 2), (tx + tw + 2, ty), col, -1)
+        cv2.putText(out, lab, (tx + 1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, ink,
+                    max(1, t // 2), cv2.LINE_AA)
+    return out
