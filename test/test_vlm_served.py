@@ -241,6 +241,8 @@ def test_api_key_is_sent_from_the_environment_and_never_logged(monkeypatch, capl
     key = "sk-test-7f3a9c2e51"
     monkeypatch.setenv("MY_VLM_KEY", key)
     caplog.set_level(logging.DEBUG)  # every logger, httpx/httpcore included
+    for name in ("httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
     with FakeOpenAIServer(lambda body: "ok", api_key=key) as server:
         b = backend_for(server, api_key_env="MY_VLM_KEY")
         assert b.generate([IMG], ["q"])[0].text == "ok"
@@ -436,3 +438,15 @@ def test_ground_command_answers_from_a_served_model(tmp_path):
             assert o.extra["source"] == "vlm+lidar"
             assert np.linalg.norm(o.box.center - truth[o.query].center) < 0.03
     assert seen_lists and all(seen_lists)  # the specialist candidates went to the server
+
+
+def test_bench_served_reports_both_modes(tmp_path, capsys):
+    from spatial_ros.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "served", "--queries", "4", "--delay", "0.05", "--frames", "1",
+                 "--width", "320", "--height", "240", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["concurrent"]["max_in_flight"] == 4 and got["sequential"]["max_in_flight"] == 1
+    assert got["sequential"]["ms_per_frame"] >= 4 * 50  # four 50 ms answers, one at a time
+    assert "speed-up" in capsys.readouterr().out

@@ -330,6 +330,9 @@ class ServedBackend(VLMBackend):
         self.config = config
         self.adapter = served_adapter(config.family, config.served_model)
         self._httpx = httpx
+        for name in ("httpx", "httpcore"):  # one INFO line per request otherwise (8 per frame)
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
         self._url = config.base_url
         timeout = httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 5.0))
         limits = httpx.Limits(max_connections=config.concurrency,
