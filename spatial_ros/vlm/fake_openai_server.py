@@ -152,6 +152,9 @@ class FakeOpenAIServer:
 
             def setup(self) -> None:
                 super().setup()
+                # headers and body go out as two writes: without TCP_NODELAY, Nagle's algorithm
+                # and the client's delayed ACK add ~40 ms to every reply on loopback
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with server._lock:
                     server._connections.add(self.connection)
 
