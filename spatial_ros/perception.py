@@ -28,6 +28,7 @@ from spatial_ros.config import field_help, param
 from spatial_ros.errors import CalibrationError, ConfigError, ModelError, SpatialRosError
 from spatial_ros.types import Candidate, GroundedObject, Relation, SensorFrame
 from spatial_ros.vlm.backends.options import BackendConfig, model_option, model_options_of
+from spatial_ros.vlm.served_config import BACKENDS, served_config_from, served_param
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,23 @@ class PerceptionConfig:
                           "initial natural-language queries (SetQueries replaces them)")
     use_vlm: bool = param(True, "run the VLM; false = specialists-only (all candidates published)")
     model_path: str = param("", "local model directory; '' = the embedded default "
-                            "(models/default)")
+                            "(models/default). backend openai: the folder holding the served "
+                            "model's spatial_ros_vlm.json ('' = models/default's for family "
+                            "cube-llm)")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
+    backend: str = param("transformers", "transformers (model_path loaded in this process) | "
+                         "openai (a model served over HTTP by vLLM, SGLang, Ollama or "
+                         "llama.cpp: server_url, served_model)")
+    server_url: str = served_param("server_url")
+    served_model: str = served_param("served_model")
+    api_key_env: str = served_param("api_key_env")
+    image_max_side: int = served_param("image_max_side")
+    image_format: str = served_param("image_format")
+    jpeg_quality: int = served_param("jpeg_quality")
+    timeout_s: float = served_param("timeout_s")
+    retries: int = served_param("retries")
+    concurrency: int = served_param("concurrency")
+    top_logprobs: int = served_param("top_logprobs")
     max_new_tokens: int = param(48, "generation budget per query (tokens)")
     family: str = model_option("family")
     dtype: str = model_option("dtype")
@@ -113,6 +129,9 @@ class PerceptionConfig:
         if not 0.0 <= self.min_score <= 1.0:
             raise ConfigError(f"min_score must be in [0, 1], got {self.min_score}")
         BackendConfig(device=self.device, **model_options_of(self))  # ConfigError if invalid
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be {' | '.join(BACKENDS)}, got {self.backend!r}")
+        served_config_from(self)  # validates the served-model settings (ConfigError)
         self.queries = normalize_queries(self.queries)
         self.relation_pairs = [parse_pair(p) for p in self.relation_pairs]
 
@@ -196,6 +215,11 @@ class PerceptionPipeline:
         if cfg.use_vlm:
             from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
 
+            if self._backend is None and cfg.backend == "openai":
+                from spatial_ros.vlm.served import served_backend_for
+
+                # nothing is sent yet: a server that is down does not stop the node starting
+                self._backend = served_backend_for(cfg, DEFAULT_MODEL_DIR)
             if self._backend is None:
                 from spatial_ros.vlm.backend import TransformersBackend
 
@@ -226,6 +250,21 @@ class PerceptionPipeline:
         torch = sys.modules.get("torch")  # never import torch just to free nothing
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def backend_status(self) -> dict:
+        """Health of the VLM backend for diagnostics: ``backend`` and ``state`` always; a
+        served model adds server_url, consecutive_failures, last_error and request counts
+        (``ServedBackend.status``). ``state`` "unreachable" means the server is down: frames
+        fail with ModelError until it answers again."""
+        b = self._backend
+        if not self.config.use_vlm:
+            return {"backend": "none", "state": "ok"}
+        if b is None:
+            return {"backend": self.config.backend, "state": "not loaded"}
+        status = getattr(b, "status", None)
+        if callable(status):
+            return dict(status())
+        return {"backend": self.config.backend, "state": "ok"}
 
     @property
     def loaded(self) -> bool:

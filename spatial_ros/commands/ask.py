@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 
+from spatial_ros.commands.served_args import add_served_arguments, served_values
+
 HELP = "answer a spatial question about one frame of a bag (grounds the objects it names)"
 
 # Words that end a noun phrase ("the red mug FROM the bowl").
@@ -44,6 +46,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--info-topic", default="/camera/camera_info")
     parser.add_argument("--cloud-topic", default="/lidar/points")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    add_served_arguments(parser)
 
 
 def phrases_in_question(question: str) -> list[str]:
@@ -93,7 +96,7 @@ def run(args) -> int:
     cfg = PerceptionConfig(
         cloud_topic=args.cloud_topic, output_frame=args.output_frame, queries=queries,
         model_path=args.model, device=args.device, lidar_preset=args.lidar_preset,
-        relation_pairs=[], **model_options_from_args(args),
+        relation_pairs=[], **model_options_from_args(args), **served_values(args),
     )
     pipe = PerceptionPipeline(cfg)
     pipe.load()

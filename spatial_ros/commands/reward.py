@@ -9,6 +9,8 @@ to each bag). The job is resumable: rerun the same command after an interruption
 
 from __future__ import annotations
 
+from spatial_ros.commands.served_args import add_served_arguments, served_values
+
 HELP = "label every frame of a bag (or of episode bags) with goal progress/reward -> parquet"
 
 
@@ -41,6 +43,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output and discard unfinished parts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_served_arguments(parser)
 
 
 def config_from_args(args):
@@ -64,6 +67,7 @@ def config_from_args(args):
     if args.device:
         values["device"] = args.device
     values.update(model_options_from_args(args))
+    values.update(served_values(args))
     values["goal"] = ""  # the goal comes from --goal
     values["grounding"] = "truth" if args.gt else "perception"
     return from_dict(RewardAnnotatorConfig, values)

@@ -472,6 +472,13 @@ class PerceptionNode(LifecycleNode):
         st.message = "ok" if not bad else "frames skipped: " + ", ".join(
             f"{k}={v}" for k, v in bad.items())
         st.values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in sorted(self.stats().items())]
+        backend = self.pipeline.backend_status() if self.pipeline is not None else {}
+        st.values += [KeyValue(key=f"backend.{k}", value=str(v)) for k, v in backend.items()]
+        if backend.get("state") in ("unreachable", "rejected"):  # a served model's server
+            st.level = DiagnosticStatus.ERROR
+            st.message = (f"VLM server {backend['state']} ({backend.get('last_error')}, "
+                          f"{backend.get('consecutive_failures')} failed requests in a row); "
+                          + st.message)
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [st]
