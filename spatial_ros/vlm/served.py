@@ -124,9 +124,15 @@ def served_adapter(family: str, served_model: str = "") -> ModelAdapter:
         return adapter_for(family, family)
     except ConfigError:
         pass
-    known_type = adapter_for(family, "auto")
-    if type(known_type) is not ModelAdapter or family in ("llava", "llava_next", "vipllava"):
-        return known_type
+    from spatial_ros.vlm.families import family_names
+
+    for name in family_names():  # a transformers model_type of a known family
+        try:
+            cls = adapter_for("", name)
+        except ConfigError:
+            continue
+        if family in getattr(cls, "model_types", ()):
+            return cls
     raise ConfigError(
         f"family={family!r} is not a model family nor a model_type with an answer format; use "
         "auto, cube-llm, qwen-json or a model_type such as qwen2_5_vl"
