@@ -17,13 +17,14 @@ from spatial_ros.errors import ConfigError
 
 PREVIEW_CHARS = 40
 
-# ECMA-48: CSI (ESC [ params intermediates final), OSC/DCS/PM/APC strings (ESC ] ... BEL or
-# ESC \), and two-character escapes (ESC + one byte in 0x40-0x5F, e.g. ESC c). The C1 forms
-# (0x9B CSI, 0x9D OSC) are covered by the control-character pass after these are gone.
+# ECMA-48 / ISO 2022: CSI (ESC [ params intermediates final), OSC/DCS/PM/APC strings (ESC ] ...
+# BEL or ESC \), and the other escapes (ESC, intermediates 0x20-0x2F, one final byte 0x30-0x7E:
+# ESC c resets a terminal, ESC ( B picks a character set). The C1 forms (0x9B CSI, 0x9D OSC)
+# lose their introducer in the control-character pass; their arguments stay as plain text.
 _ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
     r"|\x1b[\]P^_][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC, DCS, PM, APC (terminated or cut short)
-    r"|\x1b[@-Z\\-_]"  # two-character escapes
+    r"|\x1b[ -/]*[0-~]"  # other escape sequences
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[\t\n\r]")
