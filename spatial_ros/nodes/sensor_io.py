@@ -16,8 +16,8 @@ LOSS_COUNTERS = ("dropped_stale", "dropped_full", "dropped_old", "dropped_inacti
 WARN_COUNTERS = ("skipped_frames", "empty_cloud", "model_errors", "errors", "bad_input",
                  "bad_camera_info", "bad_tf", "messages_lost", "qos_incompatible",
                  "dropped_full")
-COUNTERS = ("frames", "time_jumps", "rejected_requests", "inactive_images", *LOSS_COUNTERS,
-            *WARN_COUNTERS)
+COUNTERS = ("received_image", "received_cloud", "frames", "time_jumps", "rejected_requests",
+            "inactive_images", *LOSS_COUNTERS, *WARN_COUNTERS)
 # rclpy's own parameters (a node accepts overrides of these besides its config fields)
 ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
 

@@ -38,7 +38,7 @@ Every frame that is lost is counted under exactly one reason (all in /diagnostic
   model_errors      the VLM backend raised (e.g. CUDA out of memory)
   errors            anything else (traceback to the debug log)
 
-and, before a frame is formed:
+and, before a frame is formed (``received_image``/``_cloud``/``_depth`` count what arrived):
 
   inactive_images   images that arrived while the node was configured but not active
   bad_input         a message whose header cannot be read
@@ -321,6 +321,7 @@ class SensorNode(LifecycleNode):
         self.get_logger().warning(message, throttle_duration_sec=2.0)
 
     def _on_input(self, kind: str, msg) -> None:
+        self._count(f"received_{kind}")
         try:
             if not self._active:
                 if kind == "image":
