@@ -14,7 +14,8 @@ LOSS_COUNTERS = ("dropped_stale", "dropped_full", "dropped_old", "dropped_inacti
                  "skipped_frames", "empty_cloud", "model_errors", "errors")
 # Any of these makes the diagnostics status WARN (model_errors: ERROR).
 WARN_COUNTERS = ("skipped_frames", "empty_cloud", "model_errors", "errors", "bad_input",
-                 "bad_camera_info", "bad_tf", "messages_lost", "qos_incompatible",
+                 "bad_camera_info", "bad_tf", "lost_image", "lost_cloud", "lost_depth",
+                 "qos_incompatible",
                  "dropped_full")
 COUNTERS = ("received_image", "received_cloud", "frames", "time_jumps", "rejected_requests",
             "inactive_images", *LOSS_COUNTERS, *WARN_COUNTERS)

@@ -42,7 +42,10 @@ and, before a frame is formed (``received_image``/``_cloud``/``_depth`` count wh
 
   inactive_images   images that arrived while the node was configured but not active
   bad_input         a message whose header cannot be read
-  messages_lost     DDS reported samples lost in transport (best-effort QoS)
+  lost_image, lost_cloud, lost_depth
+                    messages that never reached the node: gaps in each publisher's sequence
+                    numbers (best-effort loss in transport, or the reader's ``qos_depth``
+                    history overflowing while the node was starved of CPU)
   sync_dropped      messages the synchronizer could not pair (e.g. 2 of 3 images at 30/10 Hz)
 
 plus the subclass's own (reward: no_goal). ``pending`` is the queue length: at any moment
@@ -139,6 +142,7 @@ class SensorNode(LifecycleNode):
         self._inputs: list[str] = []
         self._sync: ApproximateTimeSynchronizer | None = None
         self._newest: dict[str, int] = {}  # newest stamp per input (time-jump detection)
+        self._last_seq: dict[tuple[str, bytes], int] = {}  # (input, publisher) -> sequence
         self._newest_image_ns = -1
         self._newest_info_ns = -1
         self.counters: Counter = Counter()
@@ -244,17 +248,18 @@ class SensorNode(LifecycleNode):
         def sub(msg_type, topic, callback, profile=qos):
             events = SubscriptionEventCallbacks(
                 incompatible_qos=lambda info, t=topic: self._on_incompatible_qos(t, info),
-                message_lost=self._on_message_lost, use_default_callbacks=False)
+                use_default_callbacks=False)
             return self.create_subscription(msg_type, topic, callback, profile,
                                             callback_group=self.sensor_group,
                                             event_callbacks=events)
 
         img_type = CompressedImage if cfg.image_transport == "compressed" else Image
-        subs = [sub(img_type, cfg.image_topic, lambda m: self._on_input("image", m))]
+        subs = [sub(img_type, cfg.image_topic, lambda m, i: self._on_input("image", m, i))]
         if cfg.cloud_topic:
-            subs.append(sub(PointCloud2, cfg.cloud_topic, lambda m: self._on_input("cloud", m)))
+            subs.append(sub(PointCloud2, cfg.cloud_topic,
+                            lambda m, i: self._on_input("cloud", m, i)))
         if cfg.depth_topic:
-            subs.append(sub(Image, cfg.depth_topic, lambda m: self._on_input("depth", m)))
+            subs.append(sub(Image, cfg.depth_topic, lambda m, i: self._on_input("depth", m, i)))
         subs.append(sub(CameraInfo, cfg.camera_info_topic, self._on_info))
         if TFMessage is not None:
             subs.append(sub(TFMessage, "/tf_static", self._on_tf_static, LATCHED))
@@ -320,8 +325,21 @@ class SensorNode(LifecycleNode):
         self._count(counter)
         self.get_logger().warning(message, throttle_duration_sec=2.0)
 
-    def _on_input(self, kind: str, msg) -> None:
+    def _count_gap(self, kind: str, info) -> None:
+        """Count the messages of ``kind`` that never arrived: a jump in the publisher's
+        sequence number (rmw MessageInfo; per publisher, from its first message we saw)."""
+        seq = (info or {}).get("publication_sequence_number")
+        if not seq:
+            return
+        gid = (info.get("publisher_gid") or {}).get("data", b"")
+        last = self._last_seq.get((kind, gid))
+        self._last_seq[(kind, gid)] = seq
+        if last is not None and seq > last + 1:
+            self._count(f"lost_{kind}", seq - last - 1)
+
+    def _on_input(self, kind: str, msg, info=None) -> None:
         self._count(f"received_{kind}")
+        self._count_gap(kind, info)
         try:
             if not self._active:
                 if kind == "image":
@@ -386,9 +404,6 @@ class SensorNode(LifecycleNode):
             f"({getattr(info.last_policy_kind, 'name', info.last_policy_kind)}); when it "
             f"publishes best effort, set qos_reliability: best_effort (now "
             f"{self.cfg.qos_reliability})", throttle_duration_sec=5.0)
-
-    def _on_message_lost(self, info) -> None:
-        self._count("messages_lost", int(info.total_count_change))
 
     def _on_synced(self, *msgs) -> None:
         self._count(self.overflow_counter, self._frames.put((time.monotonic(), msgs)))
