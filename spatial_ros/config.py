@@ -154,8 +154,9 @@ def load_config(
     extra: dict[str, Any] | None = None,
 ) -> NodeConfig[T]:
     """THE config loader of ``spatial-ros run``, the launch files and the offline commands: the
-    ``node_name`` section of the ROS 2 parameter file ``path`` (optional), then ``-p NAME:=VALUE``
-    overrides ``params``, then ``extra`` (values a command sets itself), checked and converted
+    ``node_name`` section of the ROS 2 parameter file ``path`` (optional; keys of its ``/**``
+    section that are no field are ignored, as ROS does), then ``-p NAME:=VALUE`` overrides
+    ``params``, then ``extra`` (values a command sets itself), checked and converted
     field by field and validated by the dataclass.
 
     Raises:
@@ -164,7 +165,10 @@ def load_config(
     """
     values: dict[str, Any] = {}
     if path is not None:
-        values.update(coerce_dict(cls, load_node_yaml(path, node_name), source=str(path)))
+        wildcard, own = load_node_sections(path, node_name)
+        # '/**' parameters are meant for every node: those this node lacks are not typos
+        values.update(coerce_dict(cls, wildcard, strict=False, source=str(path)))
+        values.update(coerce_dict(cls, own, source=str(path)))
     values.update(coerce_dict(cls, parse_param_overrides(params), source="--param"))
     values.update(coerce_dict(cls, dict(extra or {})))
     return NodeConfig(cls(**values), values)
@@ -174,9 +178,10 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def load_node_yaml(path: str | os.PathLike, node_name: str) -> dict[str, Any]:
-    """The ``ros__parameters`` of ``node_name`` in a ROS 2 parameter YAML file (flattened with
-    dots for nested mappings, as ROS does). Also accepts ``/**`` wildcards."""
+def load_node_sections(path: str | os.PathLike, node_name: str
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the ``/**`` wildcard parameters, the parameters of ``node_name``'s own section) of a ROS 2
+    parameter YAML file, each flattened with dots for nested mappings, as ROS does."""
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text()) or {}
@@ -186,14 +191,25 @@ def load_node_yaml(path: str | os.PathLike, node_name: str) -> dict[str, Any]:
         raise ConfigError(f"{p} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of node names to ros__parameters")
-    params: dict[str, Any] = {}
-    for key in ("/**", node_name, f"/{node_name}"):
-        section = data.get(key)
-        if isinstance(section, dict):
-            params.update(_flatten(section.get("ros__parameters", {}) or {}))
-    if not params and node_name not in data:
+    sections = []
+    for keys in (("/**",), (node_name, f"/{node_name}")):
+        params: dict[str, Any] = {}
+        for key in keys:
+            section = data.get(key)
+            if isinstance(section, dict):
+                params.update(_flatten(section.get("ros__parameters", {}) or {}))
+        sections.append(params)
+    wildcard, own = sections
+    if not wildcard and not own and node_name not in data:
         raise ConfigError(f"{p} has no '{node_name}: ros__parameters:' section")
-    return params
+    return wildcard, own
+
+
+def load_node_yaml(path: str | os.PathLike, node_name: str) -> dict[str, Any]:
+    """The ``ros__parameters`` of ``node_name`` in a ROS 2 parameter YAML file (flattened with
+    dots for nested mappings, as ROS does). Also accepts ``/**`` wildcards."""
+    wildcard, own = load_node_sections(path, node_name)
+    return {**wildcard, **own}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -85,3 +85,18 @@ def test_unknown_keys_name_the_nearest_field(tmp_path):
         load_config(DemoConfig, "demo_node", p, ["sloop:=1"])
     with pytest.raises(ConfigError, match="use NAME:=VALUE"):
         load_config(DemoConfig, "demo_node", p, ["slop=1"])
+
+
+def test_wildcard_section_keys_for_other_nodes_are_not_typos(tmp_path):
+    p = tmp_path / "shared.yaml"
+    p.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n    other_nodes_rate: 5\n"
+                 "    slop: 0.2\n"
+                 "demo_node:\n  ros__parameters:\n    queue_size: 3\n")
+    loaded = load_config(DemoConfig, "demo_node", p)
+    assert loaded.values == {"slop": 0.2, "queue_size": 3}
+    p.write_text("/**:\n  ros__parameters:\n    slop: fast\n")
+    with pytest.raises(ConfigError, match="parameter 'slop': 'fast' is a str"):
+        load_config(DemoConfig, "demo_node", p)
+    p.write_text("demo_node:\n  ros__parameters:\n    sloop: 0.2\n")
+    with pytest.raises(ConfigError, match="did you mean 'slop'"):
+        load_config(DemoConfig, "demo_node", p)

@@ -154,19 +154,29 @@ def test_frames_older_than_max_frame_age_are_dropped_and_counted(ctx):
 
 
 def test_node_parameters_int_for_float_and_typos(ctx):
-    """slop: 1 (an int where a float is expected) is accepted as 1.0; a parameter that is no
-    field (a typo) or a string for a float fails the configure with one line naming it."""
+    """slop: 1 (an int where a float is expected) is accepted as 1.0; a string for a float fails
+    the configure with one line naming the key; a parameter that is no field (a typo, or a
+    shared file's '/**' entry for other nodes) is logged naming the nearest field."""
     from spatial_ros.nodes.perception_node import PerceptionNode
+
+    def node_with(params):
+        node = PerceptionNode(context=ctx, parameter_overrides=[
+            Parameter(k, value=v) for k, v in dict(params, autostart=False).items()])
+        logged = {"error": [], "warning": []}
+        logger = node.get_logger()
+        logger.error, logger.warning = logged["error"].append, logged["warning"].append
+        return node, logged
 
     node = _node(ctx, PerceptionNode, use_vlm=False, slop=1, time_jump=2)
     assert node.cfg.slop == 1.0 and isinstance(node.cfg.slop, float)
     _close(node)
-    for params, words in (({"use_vml": False}, "'use_vml' (did you mean 'use_vlm'?)"),
-                          ({"slop": "fast"}, "parameter 'slop': 'fast' is a str")):
-        node = PerceptionNode(context=ctx, parameter_overrides=[
-            Parameter(k, value=v) for k, v in dict(params, autostart=False).items()])
-        errors = []
-        node.get_logger().error = errors.append
-        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert len(errors) == 1 and words in errors[0] and "\n" not in errors[0], errors
-        node.destroy_node()
+    node, logged = node_with({"slop": "fast"})
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert len(logged["error"]) == 1 and "\n" not in logged["error"][0]
+    assert "parameter 'slop': 'fast' is a str, expected a float" in logged["error"][0]
+    node.destroy_node()
+    node, logged = node_with({"use_vml": False, "use_vlm": False})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert [w for w in logged["warning"] if "'use_vml' (did you mean 'use_vlm'?)" in w]
+    node.on_shutdown(None)
+    node.destroy_node()

@@ -6,8 +6,8 @@ Everything the two nodes do alike lives here once (a fix lands in both):
   declared generically with the field's help as description, so a field added to the dataclass
   is a parameter with no node change; on configure they are read back and validated by
   ``config.from_dict`` (the loader of ``spatial-ros run``, the launch files and the offline
-  commands: an int is a fine float, a string is not; parameters given to the node that are not
-  fields fail the configure, naming the nearest field);
+  commands: an int is a fine float, a string is not, and fails the configure naming the key;
+  parameters given to the node that are no field are logged, naming the nearest field);
 * lifecycle (``rclpy.lifecycle.LifecycleNode``): configure -> config validated, core built,
   topics/services made, worker started; activate -> model loaded; deactivate -> queued frames
   dropped (counted), model freed; cleanup; autostart (default) configures and activates;
@@ -71,7 +71,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from spatial_ros.config import field_help, from_dict, unknown_keys_message
-from spatial_ros.errors import CalibrationError, ConfigError, ModelError, SpatialRosError
+from spatial_ros.errors import CalibrationError, ModelError, SpatialRosError
 from spatial_ros.geometry.transforms import TransformHistory, TransformTree
 from spatial_ros.io.msgs import MessageFactory, stamp_to_ns
 from spatial_ros.nodes.frame_queue import FrameQueue
@@ -200,18 +200,22 @@ class SensorNode(LifecycleNode):
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
-    def _check_overrides(self) -> None:
-        """Parameters handed to this node that are not config fields are typos: refuse them."""
+    def _warn_unknown_overrides(self) -> None:
+        """Parameters handed to this node that are no config field: likely typos, but a
+        ``/**`` section of a shared parameter file may hold other nodes' parameters, so the
+        node warns (naming the nearest field); ``spatial-ros run`` and the launch files,
+        which know the file section, refuse them."""
         given = getattr(self, "_parameter_overrides", {}) or {}
         names = {f.name for f in dataclasses.fields(self.config_cls)}
         unknown = sorted(k for k in given if k not in names and k not in ROS_PARAMETERS
                          and not k.startswith("qos_overrides."))
         if unknown:
-            raise ConfigError(unknown_keys_message(self.config_cls, unknown, None))
+            self.get_logger().warning(
+                unknown_keys_message(self.config_cls, unknown, None) + ": ignored")
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._check_overrides()
+            self._warn_unknown_overrides()
             values = {f.name: self.get_parameter(f.name).value
                       for f in dataclasses.fields(self.config_cls)}
             cfg = from_dict(self.config_cls, values)
