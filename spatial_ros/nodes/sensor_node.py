@@ -153,7 +153,10 @@ class SensorNode(LifecycleNode):
         self.sensor_group = MutuallyExclusiveCallbackGroup()
         self.request_group = MutuallyExclusiveCallbackGroup()  # services, goal topic
         self._timer_group = MutuallyExclusiveCallbackGroup()
-        if self.get_parameter("autostart").value:
+        autostart = self.get_parameter("autostart").value
+        if isinstance(autostart, str):  # dynamic typing: a launch argument's text
+            autostart = autostart.strip().lower() in ("true", "yes", "1")
+        if autostart:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
     # ---- hooks -------------------------------------------------------------------------------
