@@ -359,7 +359,7 @@ def test_settings_from_yaml_values_and_validation():
     from spatial_ros.vlm.served_config import served_config_from
 
     cfg = from_dict(PerceptionConfig, {"backend": "openai", "server_url": "http://gpu:8000",
-                                       "concurrency": "4", "timeout_s": 12, "family": "cube-llm"})
+                                       "concurrency": 4, "timeout_s": 12, "family": "cube-llm"})
     s = served_config_from(cfg)
     assert (s.concurrency, s.timeout_s, s.base_url) == (4, 12.0, "http://gpu:8000/v1")
     assert ServedConfig(server_url="http://h:1/v1/").base_url == "http://h:1/v1"

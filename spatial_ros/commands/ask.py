@@ -77,9 +77,13 @@ def run(args) -> int:
     from spatial_ros.perception import PerceptionConfig, PerceptionPipeline, normalize_queries
     from spatial_ros.spatial.qa import answer_objects
     from spatial_ros.vlm.backends.options import model_options_from_args
+    from spatial_ros.user_text import bounded_text
 
     if args.frame < 0:
         raise ConfigError(f"--frame {args.frame} must be >= 0")
+    # bounded and cleaned before any parser reads it (the node's AskSpatial does the same)
+    args.question = bounded_text(args.question, "question",
+                                 PerceptionConfig().max_question_chars)
     queries = normalize_queries(args.query or phrases_in_question(args.question))
     if not queries:
         raise ParseError(
