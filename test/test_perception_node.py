@@ -217,27 +217,35 @@ def test_query_service_and_bad_input(ros, sim_frames):
         assert h.wait(bad.done) and not bad.result().success
         assert "too long" in bad.result().message
 
-        # Malformed cloud (data cut in half), then a NaN-filled cloud, then a good frame, then a
-        # trailing frame that releases the good one from the synchronizer.
-        f0, f1, f2 = (h.shifted(sim_frames[0], k) for k in (10.0, 11.0, 12.0))
+        # Malformed cloud (data cut in half), then clouds with no finite point (all NaN, all
+        # Inf, no point at all), then a good frame, then a trailing frame that releases the good
+        # one from the synchronizer.
+        f0, f1, f2, f3, f4 = (h.shifted(sim_frames[0], k) for k in (10.0, 11.0, 12.0, 13.0, 14.0))
         cloud = array_to_pointcloud2(f0.points, f0.lidar_stamp_ns, "lidar", h.f)
         cloud.data = cloud.data[: len(cloud.data) // 2]
         nan_cloud = array_to_pointcloud2(np.full_like(f1.points, np.nan), f1.lidar_stamp_ns,
                                          "lidar", h.f)
-        h.send(f0, cloud=cloud)
+        inf_cloud = array_to_pointcloud2(np.full_like(f2.points, np.inf), f2.lidar_stamp_ns,
+                                         "lidar", h.f)
+        empty_cloud = array_to_pointcloud2(f3.points[:0], f3.lidar_stamp_ns, "lidar", h.f)
+        for fr, bad_cloud in ((f0, cloud), (f1, nan_cloud), (f2, inf_cloud), (f3, empty_cloud)):
+            h.send(fr, cloud=bad_cloud)
+            time.sleep(0.5)
+        h.send(f4)
         time.sleep(0.5)
-        h.send(f1, cloud=nan_cloud)
-        time.sleep(0.5)
-        h.send(f2)
-        time.sleep(0.5)
-        h.send(h.shifted(sim_frames[0], 13.0))
-        assert h.wait(lambda: f2.stamp_ns in {stamp_to_ns(m.header) for m in h.outputs}, 20)
+        h.send(h.shifted(sim_frames[0], 15.0))
+        assert h.wait(lambda: f4.stamp_ns in {stamp_to_ns(m.header) for m in h.outputs}, 20)
         by_stamp = {stamp_to_ns(m.header): m for m in h.outputs}
         assert f0.stamp_ns not in by_stamp, "a malformed cloud must not produce a message"
-        assert h.node.counters["skipped_frames"] + h.node.counters["errors"] >= 1
-        # No point survives the NaN cloud: an EMPTY array, stamped with the source image.
-        assert f1.stamp_ns in by_stamp and len(by_stamp[f1.stamp_ns].objects) == 0
-        assert len(by_stamp[f2.stamp_ns].objects) > 0
+        assert h.node.counters["skipped_frames"] == 1 and h.node.counters["errors"] == 0
+        # A cloud with no finite point is skipped (README: log line + counter), not processed
+        # as a frame where nothing was found.
+        for fr in (f1, f2, f3):
+            assert fr.stamp_ns not in by_stamp, "a cloud without points must not be published"
+        assert h.node.counters["empty_cloud"] == 3
+        assert len(by_stamp[f4.stamp_ns].objects) > 0
+        assert h.wait(lambda: h.diagnostics and h.last_diagnostics()["empty_cloud"] == "3.000")
+        assert "empty_cloud=3" in h.last_diagnostics()["message"]
     finally:
         h.close()
 

@@ -367,6 +367,7 @@ def save_model(model, processor, src: Path, dst: Path, dtype: str, meta_extra: d
     import torch
 
     from spatial_ros.vlm.tiny import META_FILE, read_meta
+    from spatial_ros.vlm.weights_layout import write_vision_model_layout
 
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -374,6 +375,7 @@ def save_model(model, processor, src: Path, dst: Path, dtype: str, meta_extra: d
         model = model.merge_and_unload()
     model = model.to(getattr(torch, dtype))
     model.save_pretrained(tmp, safe_serialization=True)
+    write_vision_model_layout(tmp)  # vision_tower.vision_model.*: vLLM serves it as saved
     processor.save_pretrained(tmp)
     meta = read_meta(src)
     meta.update(meta_extra)

@@ -17,6 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from spatial_ros.vlm.weights_layout import write_vision_model_layout
+
 SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "processor_config.json",
            "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
            "spatial_ros_vlm.json")
@@ -179,7 +181,9 @@ and tests, not a general VLM.
 
 {_status(ev)}
 
-- Weights: `model.safetensors` ({size / 1e6:.1f} MB, float16; loaded as float32 on CPU).
+- Weights: `model.safetensors` ({size / 1e6:.1f} MB, float16; loaded as float32 on CPU);
+  vision-tower tensors named `vision_tower.vision_model.*`, the layout both transformers and vLLM
+  load.
 - Data: `python -m training.generate_data` (command below) — {_rows(summary, 'all')}
   conversations from 3000 simulated scenes (95 % tabletop, 5 % street, each with a LiDAR scan;
   60 % of the grounding conversations list the LiDAR specialist's boxes with their real errors,
@@ -249,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in SHIPPED:
         if (src / name).exists():
             shutil.copy2(src / name, out / name)
+    write_vision_model_layout(out)  # runs saved before the nested layout: served by vLLM too
     ev = json.loads((Path(a.eval) / "metrics.json").read_text())
     rnd = json.loads((Path(a.random) / "metrics.json").read_text()) if a.random else None
     shutil.copy2(Path(a.eval) / "metrics.json", out / "heldout_metrics.json")

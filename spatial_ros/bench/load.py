@@ -28,10 +28,11 @@ for ``--duration`` seconds (60):
 Specialists-only by default; ``--model DIR`` runs the VLM (queries: the scene's unambiguous
 captions, or ``--query``).
 
-QoS: the node's default (best effort). A simulated tabletop cloud is ~530 KB; with Fast DDS's
-default transports (UDP + a 512 KB shared-memory segment) most best-effort clouds of that size
-are lost between processes. ``--dds-transports LARGE_DATA`` (Fast DDS's large-data builtin
-transports) or ``--qos reliable`` delivers them; the report says which was used.
+QoS: the node's default (reliable, for the publishers here too). A simulated tabletop cloud is
+~530 KB; with Fast DDS's default transports (UDP + a 512 KB shared-memory segment) most
+best-effort clouds of that size are lost between processes (``--qos best_effort`` shows it;
+``--dds-transports LARGE_DATA``, Fast DDS's large-data builtin transports, helps in part); the
+report says which was used.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class LoadConfig:
     queries: list[str] = field(default_factory=list)
     max_new_tokens: int = 48
     domain_id: int = -1
-    qos_reliability: str = "best_effort"
+    qos_reliability: str = "reliable"
     dds_transports: str = ""
     startup_timeout: float = 180.0
 
@@ -413,7 +414,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query", action="append", default=[],
                         help="query (repeatable; default with --model: the scene's captions)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--qos", dest="qos_reliability", default="best_effort",
+    parser.add_argument("--qos", dest="qos_reliability", default="reliable",
                         choices=("best_effort", "reliable"))
     parser.add_argument("--domain-id", type=int, default=-1, help="DDS domain (-1: pick one)")
     parser.add_argument("--dds-transports", default="",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 
+from spatial_ros.commands.served_args import add_served_arguments, served_values
+
 HELP = "answer a spatial question about one frame of a bag (grounds the objects it names)"
 
 # Words that end a noun phrase ("the red mug FROM the bowl").
@@ -44,6 +46,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--info-topic", default="/camera/camera_info")
     parser.add_argument("--cloud-topic", default="/lidar/points")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    add_served_arguments(parser)
 
 
 def phrases_in_question(question: str) -> list[str]:
@@ -74,9 +77,13 @@ def run(args) -> int:
     from spatial_ros.perception import PerceptionConfig, PerceptionPipeline, normalize_queries
     from spatial_ros.spatial.qa import answer_objects
     from spatial_ros.vlm.backends.options import model_options_from_args
+    from spatial_ros.user_text import bounded_text
 
     if args.frame < 0:
         raise ConfigError(f"--frame {args.frame} must be >= 0")
+    # bounded and cleaned before any parser reads it (the node's AskSpatial does the same)
+    args.question = bounded_text(args.question, "question",
+                                 PerceptionConfig().max_question_chars)
     queries = normalize_queries(args.query or phrases_in_question(args.question))
     if not queries:
         raise ParseError(
@@ -93,7 +100,7 @@ def run(args) -> int:
     cfg = PerceptionConfig(
         cloud_topic=args.cloud_topic, output_frame=args.output_frame, queries=queries,
         model_path=args.model, device=args.device, lidar_preset=args.lidar_preset,
-        relation_pairs=[], **model_options_from_args(args),
+        relation_pairs=[], **model_options_from_args(args), **served_values(args),
     )
     pipe = PerceptionPipeline(cfg)
     pipe.load()

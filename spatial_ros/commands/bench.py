@@ -8,7 +8,7 @@ import pkgutil
 
 import spatial_ros.bench as bench_pkg
 
-HELP = "benchmarks (io, lidar, vlm, sim, reward, load, all): ours vs a baseline, one run each"
+HELP = "benchmarks (io, lidar, vlm, served, sim, reward, load, all): ours vs a baseline, one run each"
 
 
 def _names() -> list[str]:

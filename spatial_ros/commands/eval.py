@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spatial_ros.commands.served_args import add_served_arguments, served_values
+
 HELP = "replay a bag or KITTI frames against ground truth -> metrics.json + report.html"
 
 
@@ -115,6 +117,7 @@ def add_arguments(parser) -> None:
     s.add_argument("--report-frames", type=int, default=4, help="frames drawn in the report")
     s.add_argument("--no-report", action="store_true", help="metrics.json only")
     parser.add_argument("--out", required=True, help="output directory")
+    add_served_arguments(parser)
 
 
 def default_gt(bag: str | None) -> str | None:
@@ -165,6 +168,7 @@ def run(args) -> int:
         report_frames=args.report_frames,
         reward=args.reward,
         reward_reach_stage=args.reward_reach_stage,
+        backend_options=served_values(args),
     )
     res = run_eval(cfg)
     print_summary(res)

@@ -14,6 +14,8 @@ import logging
 import time
 from pathlib import Path
 
+from spatial_ros.commands.served_args import add_served_arguments, served_values
+
 HELP = "ground natural-language queries in every frame of a bag -> boxes (JSON Lines)"
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--depth-topic", default="", help="aligned depth topic ('' = none)")
     parser.add_argument("--slop", type=float, default=0.05, help="sync slop (s)")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = all)")
+    add_served_arguments(parser)
 
 
 def object_record(o, frame_index: int):
@@ -83,6 +86,7 @@ def run(args) -> int:
         lidar_preset=args.lidar_preset,
         relation_pairs=[],
         **model_options_from_args(args),
+        **served_values(args),
     )
     pipe = PerceptionPipeline(cfg)
     pipe.load()

@@ -19,7 +19,6 @@ time), keeping on for ``--record-grace`` seconds after the last message was publ
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spatial_ros.errors import ConfigError, DataError
+from spatial_ros.msg_packages import message_class
 
 HELP = "publish a bag's messages through rclpy with original timing (and record node outputs)"
 
@@ -98,7 +98,8 @@ class PlayStats:
         recorded: {topic: messages recorded} (empty without recording).
         loops: passes over the bag.
         elapsed_s: wall time of the playback (without start delay and grace).
-        skipped_topics: bag topics whose message type is not importable here.
+        skipped_topics: bag topics whose message type is not importable here (or not of a
+            known message package, ``spatial_ros.msg_packages``).
     """
 
     published: Counter = field(default_factory=Counter)
@@ -109,12 +110,12 @@ class PlayStats:
 
 
 def _msg_class(msgtype: str):
-    """rclpy message class of 'pkg/msg/Name' (None when not importable here)."""
-    parts = msgtype.split("/")
-    pkg, name = parts[0], parts[-1]
+    """rclpy message class of 'pkg/msg/Name', imported only for a known message package
+    (``spatial_ros.msg_packages``); None, with a warning saying why, otherwise."""
     try:
-        return getattr(importlib.import_module(f"{pkg}.msg"), name)
-    except (ImportError, AttributeError):
+        return message_class(msgtype)
+    except ConfigError as e:
+        log.warning("%s", e)
         return None
 
 
@@ -172,7 +173,7 @@ class _Recorder:
             msgtype = names[0]
             cls = _msg_class(msgtype)
             if cls is None:
-                log.warning("cannot record %s: type %s is not importable", topic, msgtype)
+                log.warning("cannot record %s (type %s)", topic, msgtype)
                 self.types[topic] = ""
                 continue
             with self.lock:
@@ -302,9 +303,7 @@ def play(
             cls = _msg_class(c.msgtype)
             if cls is None:
                 stats.skipped_topics.append(c.topic)
-                log.warning(
-                    "not publishing %s: message type %s is not importable here", c.topic, c.msgtype
-                )
+                log.warning("not publishing %s (type %s)", c.topic, c.msgtype)
                 continue
             pubs[c.topic] = node.create_publisher(
                 cls, c.topic, latched if _latched(c) else reliable

@@ -9,6 +9,8 @@ to each bag). The job is resumable: rerun the same command after an interruption
 
 from __future__ import annotations
 
+from spatial_ros.commands.served_args import add_served_arguments, served_values
+
 HELP = "label every frame of a bag (or of episode bags) with goal progress/reward -> parquet"
 
 
@@ -41,40 +43,35 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output and discard unfinished parts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_served_arguments(parser)
 
 
 def config_from_args(args):
-    """RewardAnnotatorConfig from --config/--param/--model/--device and the model options
-    (ConfigError on bad values)."""
-    import yaml
-
-    from spatial_ros.config import from_dict, load_node_yaml
-    from spatial_ros.errors import ConfigError
-    from spatial_ros.reward.annotator import NODE_NAME, RewardAnnotatorConfig
+    """RewardAnnotatorConfig from --config/--param/--model/--device through the loader of
+    ``spatial-ros run`` and the launch files (``config.load_config``; ConfigError on an unknown
+    key, a wrong type or a bad value, one line)."""
+    from spatial_ros.node_launch import NODES
     from spatial_ros.vlm.backends.options import model_options_from_args
 
-    values = load_node_yaml(args.config, NODE_NAME) if args.config else {}
-    for item in args.param:
-        if ":=" not in item:
-            raise ConfigError(f"--param {item!r}: use NAME:=VALUE")
-        k, v = item.split(":=", 1)
-        values[k.strip()] = yaml.safe_load(v)
+    extra = {"goal": "",  # the goal comes from --goal
+             "grounding": "truth" if args.gt else "perception"}
     if args.model:
-        values["model_path"] = args.model
+        extra["model_path"] = args.model
     if args.device:
-        values["device"] = args.device
-    values.update(model_options_from_args(args))
-    values["goal"] = ""  # the goal comes from --goal
-    values["grounding"] = "truth" if args.gt else "perception"
-    return from_dict(RewardAnnotatorConfig, values)
+        extra["device"] = args.device
+    extra.update(model_options_from_args(args))
+    extra.update(served_values(args))
+    return NODES["reward"].load(args.config, args.param, extra).config
 
 
 def run(args) -> int:
     from spatial_ros.reward.goal import parse_goal
     from spatial_ros.reward.offline import label_dataset, sources_for
+    from spatial_ros.user_text import bounded_text
 
-    goal = parse_goal(args.goal)
     cfg = config_from_args(args)
+    args.goal = bounded_text(args.goal, "goal", cfg.max_goal_chars)  # before any parser
+    goal = parse_goal(args.goal)
     sources = sources_for(args.bag, args.episodes, args.gt)
     res = label_dataset(
         sources, args.goal, args.out, cfg, chunk_size=args.chunk_size,

@@ -1,21 +1,18 @@
-"""`spatial-ros run perception|reward --config FILE`: start a node in-process from the same YAML the
-launch file uses (for machines without `ros2 launch`)."""
+"""`spatial-ros run perception|reward --config FILE`: start a node in-process from the same YAML
+the launch file uses (for machines without `ros2 launch`).
+
+The file and the ``-p`` overrides go through ``spatial_ros.config.load_config`` (the loader of
+the launch files and the offline commands) BEFORE rclpy starts: an unknown key or a wrong type is
+one error line naming the key, exit code 1."""
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
-from spatial_ros.config import load_node_yaml
 from spatial_ros.errors import ConfigError
+from spatial_ros.node_launch import NODES
 
 HELP = "start the perception or reward node in-process from a launch-file YAML config"
-
-NODES = {
-    "perception": ("spatial_ros.nodes.perception_node", "PerceptionNode", "perception_node"),
-    "reward": ("spatial_ros.nodes.reward_annotator", "RewardAnnotatorNode", "reward_annotator"),
-}
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 def add_arguments(parser) -> None:
@@ -27,33 +24,30 @@ def add_arguments(parser) -> None:
                         help="stop after this many seconds (0 = run until Ctrl-C)")
 
 
-def parameter_overrides(node_name: str, config: str | None, params: list[str]) -> list:
-    import yaml
+def parameter_overrides(kind: str, config: str | None, params: list[str]) -> list:
+    """The validated parameters of node ``kind`` as rclpy Parameters (values converted to the
+    fields' types: ``slop: 1`` arrives as 1.0). Raises ConfigError."""
     from rclpy.parameter import Parameter
 
-    path = Path(config) if config else CONFIG_DIR / f"{node_name.split('_')[0]}.yaml"
-    values = load_node_yaml(path, node_name)
-    for item in params:
-        if ":=" not in item:
-            raise ConfigError(f"--param {item!r}: use NAME:=VALUE")
-        k, v = item.split(":=", 1)
-        values[k.strip()] = yaml.safe_load(v)
+    spec = NODES[kind]
+    values = spec.load(config or spec.default_config, params).values
     return [Parameter(k, value=v) for k, v in values.items()]
 
 
 def run(args) -> int:
+    spec = NODES[args.node]
+    overrides = parameter_overrides(args.node, args.config, args.param)
     import rclpy
 
     from spatial_ros.nodes import spin_node
 
-    module, cls, node_name = NODES[args.node]
-    overrides = parameter_overrides(node_name, args.config, args.param)
     try:
-        node_cls = getattr(importlib.import_module(module), cls)
+        node_cls = getattr(importlib.import_module(spec.module), spec.node_class)
     except ModuleNotFoundError as e:
-        if e.name != module:
+        if e.name != spec.module:
             raise
-        raise ConfigError(f"the {args.node} node is not part of this build ({module})") from None
+        raise ConfigError(f"the {args.node} node is not part of this build ({spec.module})") \
+            from None
     rclpy.init()
     node = node_cls(parameter_overrides=overrides)
     spin_node(node, args.duration)

@@ -92,6 +92,8 @@ class EvalConfig:
         reward_reach_stage: the labels include the reach stage (labelled with ``tool_frame``):
             the curves compare them with the simulator's staged truth progress.
         truth_detail: simulator truth_detail.jsonl (true progress); default: next to ``gt``.
+        backend_options: PerceptionConfig fields of the VLM backend (``backend: openai``,
+            ``server_url``... see ``spatial_ros.vlm.served_config``).
     """
 
     out_dir: str
@@ -125,6 +127,7 @@ class EvalConfig:
     report_frames: int = 4
     reward: str | None = None
     reward_reach_stage: bool = False
+    backend_options: dict = field(default_factory=dict)
     truth_detail: str | None = None
 
     def __post_init__(self) -> None:
@@ -148,7 +151,7 @@ class EvalConfig:
             )
         self.queries = normalize_queries(self.queries)
         self.pairs = [parse_pair(p) for p in self.pairs]
-        if self.kitti and not self.model:
+        if self.kitti and not self.model and self.backend_options.get("backend") != "openai":
             self.specialists_only = True  # KITTI: the LiDAR specialist, the VLM when a model
         if self.specialists_only and self.queries and not (self.pred or self.pred_bag):
             raise ConfigError(
@@ -200,6 +203,7 @@ class EvalConfig:
             lidar_preset=self.lidar_preset,
             relation_pairs=self.pairs,
             **self.model_options,
+            **self.backend_options,
         )
 
 

@@ -1,15 +1,19 @@
-"""Thin rclpy adapters over the core (the only modules that import rclpy)."""
+"""Thin rclpy adapters over the core (the only modules that import rclpy, plus frame_queue, the
+ROS-free hand-over they share). sensor_node.SensorNode is the lifecycle base of both nodes."""
 
 
 def spin_node(node, duration_s: float = 0.0) -> None:
-    """Spin ``node`` on a MultiThreadedExecutor until Ctrl-C / external shutdown (or for
-    ``duration_s`` seconds when > 0), then shut the node down and rclpy with it."""
+    """Spin ``node`` on a MultiThreadedExecutor (at least 4 threads: a service call being served,
+    the sensor callbacks and the stats timer each get one) until Ctrl-C / external shutdown (or
+    for ``duration_s`` seconds when > 0), then shut the node down and rclpy with it."""
+    import os
     import time
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    executor = MultiThreadedExecutor(context=node.context)
+    executor = MultiThreadedExecutor(num_threads=max(4, os.cpu_count() or 1),
+                                     context=node.context)
     executor.add_node(node)
     try:
         if duration_s > 0:

@@ -47,6 +47,7 @@ from spatial_ros.reward.scoring import EpisodeScorer, FrameScore, ScoringConfig
 from spatial_ros.reward.tracking import GoalTracker, TrackerConfig
 from spatial_ros.spatial.predicates import Viewpoint
 from spatial_ros.types import Box3D, GroundedObject, SensorFrame
+from spatial_ros.user_text import bounded_text
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class RewardAnnotatorConfig(ScoringConfig):
     # --- goal and grounding ------------------------------------------------------------------
     goal: str = param("", "initial goal in words, e.g. 'put the red cube next to the blue bowl' "
                       "('' = none until ~/set_goal or ~/goal sets one)")
+    max_goal_chars: int = param(1000, "longest goal (characters); longer ones are refused "
+                                "before any parsing")
     grounding: str = param("perception", "where object boxes come from: perception "
                            "(specialists + VLM) | truth (ground-truth box file truth_path)")
     truth_path: str = param("", "grounding=truth: truth.jsonl box file (spatial-ros sim); the "
@@ -89,6 +92,17 @@ class RewardAnnotatorConfig(ScoringConfig):
                             "target (reach_weight); '' = goal region only")
     model_path: str = _shared("model_path")
     device: str = _shared("device")
+    backend: str = _shared("backend")
+    server_url: str = _shared("server_url")
+    served_model: str = _shared("served_model")
+    api_key_env: str = _shared("api_key_env")
+    image_max_side: int = _shared("image_max_side")
+    image_format: str = _shared("image_format")
+    jpeg_quality: int = _shared("jpeg_quality")
+    timeout_s: float = _shared("timeout_s")
+    retries: int = _shared("retries")
+    concurrency: int = _shared("concurrency")
+    top_logprobs: int = _shared("top_logprobs")
     max_new_tokens: int = _shared("max_new_tokens")
     family: str = _shared("family")
     dtype: str = _shared("dtype")
@@ -146,7 +160,10 @@ class RewardAnnotatorConfig(ScoringConfig):
         if self.goal_parser not in GOAL_PARSERS:
             raise ConfigError(f"goal_parser must be one of {', '.join(GOAL_PARSERS)}, got "
                               f"{self.goal_parser!r}")
-        if self.goal.strip() and self.goal_parser == "templates":
+        if self.max_goal_chars < 1:
+            raise ConfigError(f"max_goal_chars must be >= 1, got {self.max_goal_chars}")
+        self.goal = bounded_text(self.goal, "goal", self.max_goal_chars)
+        if self.goal and self.goal_parser == "templates":
             parse_goal(self.goal)  # GoalError names what is wrong with it
 
     def perception(self, queries: list[str] | None = None) -> PerceptionConfig:
@@ -359,7 +376,10 @@ class RewardAnnotator:
     # ---- goal and episodes -------------------------------------------------------------------
     def set_goal(self, text: str) -> Goal:
         """Parse and activate a goal; starts a new episode (the next episode number once the
-        current one has frames). GoalError when unparseable: the previous goal stays active."""
+        current one has frames). GoalError when unparseable, TextTooLong over
+        ``max_goal_chars`` (checked first): the previous goal stays active. Control characters
+        are removed (``user_text.strip_controls``)."""
+        text = bounded_text(text, "goal", self.config.max_goal_chars)
         engine = getattr(self.pipeline, "engine", None)
         if self.config.goal_parser == "vlm" and engine is not None:
             goal, self.goal_source = parse_goal_with_vlm(text, engine.backend)

@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spatial_ros.errors import ConfigError, DataError
+from spatial_ros.fileio import atomic_path
 from spatial_ros.reward.annotator import (
     RewardAnnotator,
     RewardAnnotatorConfig,
@@ -212,14 +212,8 @@ def _part_path(parts: Path, src: int, chunk: int) -> Path:
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".parquet") as tmp:  # mode 0666 minus the umask
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def labels_table(labels: list[RewardLabel]) -> pa.Table:

@@ -31,6 +31,7 @@ from spatial_ros.vlm.prompts import (
     VCOT_FOLLOW_UP,
 )
 from spatial_ros.vlm.visual_prompts import COLORS, PHRASES
+from spatial_ros.vlm.weights_layout import write_vision_model_layout
 
 META_FILE = "spatial_ros_vlm.json"
 IMAGE_TOKEN = "<image>"
@@ -263,6 +264,7 @@ def build_tiny_vlm(
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.bos_token_id = ids["<s>"]
     model.save_pretrained(out, safe_serialization=True)
+    write_vision_model_layout(out)  # the layout vLLM loads too (transformers loads both)
     processor.save_pretrained(out)
     meta = {
         "preset": preset,

@@ -49,7 +49,8 @@ class BackendConfig:
         "default: turn on only for a model whose code you trust"
     )
     family: str = param(
-        "auto", "prompt/answer format: auto (from the model folder's config.json model_type) or "
+        "auto", "prompt/answer format: auto (from the model folder's config.json model_type; "
+        "backend openai: guessed from served_model, Qwen2/2.5/3-VL names, else cube-llm) or "
         "one of cube-llm, qwen2.5-vl, qwen3-vl, llava-1.5, llava (NeXT), llava-onevision, "
         "internvl, idefics3 (also SmolVLM), paligemma, florence2, gemma3"
     )
