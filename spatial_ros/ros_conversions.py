@@ -64,6 +64,9 @@ def grounded_object_to_msg(obj: GroundedObject, f: MessageFactory) -> Any:
         box_2d=b2.astype(np.float32),
         distance=float(obj.distance) if math.isfinite(obj.distance) else 0.0,
         source=obj.source,
+        explanation=obj.explanation or "",
+        ambiguous=bool(obj.ambiguous),
+        alternatives=[str(a) for a in obj.alternatives],
     )
 
 
@@ -92,6 +95,9 @@ def msg_to_grounded_objects(msg: Any) -> tuple[int, str, list[GroundedObject]]:
             GroundedObject(
                 id=m.id, query=m.query, label=m.label, score=float(m.score), box=box,
                 box_2d=None if not np.any(b2) else b2, distance=float(m.distance), source=m.source,
+                explanation=getattr(m, "explanation", ""), ambiguous=bool(getattr(m, "ambiguous",
+                                                                                False)),
+                alternatives=list(getattr(m, "alternatives", []) or []),
             )
         )
     return stamp_to_ns(msg.header), frame_id, out

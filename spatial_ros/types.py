@@ -241,6 +241,8 @@ class GroundedObject:
         raw_text: the model's raw answer (for debugging / parse-failure reports).
         explanation: why this object answers the query ("the leftmost of 3 boxes").
         ambiguous: the query's words fit several objects equally (the score is lowered).
+        alternatives: when ambiguous, a short description of each candidate that still fits
+            ("red box, left, 1.10 m away"), the returned one first.
     """
 
     id: str
@@ -254,6 +256,7 @@ class GroundedObject:
     raw_text: str = ""
     explanation: str = ""
     ambiguous: bool = False
+    alternatives: list[str] = field(default_factory=list)
 
 
 @dataclass(eq=False)

@@ -48,6 +48,9 @@ MAX_DEPTH = 3
 MAX_WORDS = 80
 
 
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
+
+
 class QueryTooLong(ParseError):
     """A query or goal longer than the parser accepts."""
 
@@ -190,6 +193,7 @@ def normalise(text: str, max_chars: int = MAX_CHARS) -> str:
             f"{max_chars} accepted; shorten it"
         )
     t = unicodedata.normalize("NFKC", text)
+    t = _ANSI.sub(" ", t)  # terminal escape sequences ("\x1b[31m") go whole
     t = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in t)
     t = t.lower().replace("\u2019", "'").replace("`", "'")
     t = re.sub(r"\b(left|right)\s*-\s*(most|hand)\b", r"\1\2", t)
@@ -508,6 +512,8 @@ class _Parser:
                         pending_axes.append((viewer_axis, rm[0]))
                     else:
                         cons.append(rel)
+                    # words the anchors could not place are this expression's to report
+                    unplaced.extend(w for a in rel.anchors for w in a.unplaced)
                     continue
             if pm is not None:
                 pending_axes.append((_POSITIONS[pm[0]], pm[0]))
@@ -617,6 +623,12 @@ class _Parser:
             return True
         return ws.at(i) in ("from", "of") or (ws.at(i) in _COLOUR_INTRO and
                                              self.colour(i + 1) is not None)
+
+
+def starts_relation(words: list[str]) -> bool:
+    """Whether the words begin with a relation phrase ("next to", "to the left of")."""
+    m = _Words(words).match(0, _RELATIONS, _MAX_REL)
+    return m is not None and m[0] not in ("to", "in", "on", "by", "over", "before")
 
 
 def strip_command(words: list[str]) -> list[str]:

@@ -407,6 +407,17 @@ class Program:
         return t
 
 
+def describe_view(v: ObjectView, views: Sequence[ObjectView]) -> str:
+    """A short description of a candidate for a "which one?" answer: its colour, its place in
+    the view (left / middle / right by bearing among the candidates) and its distance:
+    "red, left, 1.10 m away"."""
+    colour = max(v.colours, key=v.colours.get) if v.colours else "unknown colour"
+    bearings = sorted(w.bearing for w in views)
+    rank = bearings.index(v.bearing) / max(len(bearings) - 1, 1)
+    side = "left" if rank < 1 / 3 else ("right" if rank > 2 / 3 else "middle")
+    return f"{colour}, {side}, {v.range:.2f} m away"
+
+
 def _axis_words(c: Extreme) -> str:
     words = {"left": " from the left", "right": " from the right", "near": " closest",
              "far": " farthest", "high": " highest", "low": " lowest"}

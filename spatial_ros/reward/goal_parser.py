@@ -103,6 +103,21 @@ def _verb(words: list[str]) -> tuple[str, list[str]]:
     return "", words
 
 
+def _fronted(words: list[str]) -> list[str]:
+    """"next to the blue bowl, put the red cube" -> "put the red cube next to the blue bowl":
+    a placement said before the verb moves after the object."""
+    from spatial_ros.language.parser import starts_relation
+
+    if not words or not starts_relation(words):
+        return words
+    for k in range(1, len(words)):
+        if _verb(words[k:])[0]:
+            head = [w for w in words[:k] if w != ","]
+            tail = [w for w in words[k:] if w != ","] if words[k - 1] == "," else words[k:]
+            return tail + head
+    return words
+
+
 def object_ref(expr: RefExpr | str, text: str, vocab: Vocabulary | None = None) -> ObjectRef:
     """The canonical object a referring expression (or its words: "the crimson block") names
     (colour terms, category), checked against ``vocab``. GoalError says what is wrong with it."""
@@ -154,7 +169,7 @@ def parse_goal(text: str, vocabulary: Vocabulary | None = None) -> Goal:
         norm = normalise(text, MAX_GOAL_CHARS)
     except QueryTooLong as e:
         raise GoalError(f"goal refused: {e}") from None
-    words = _strip(_strip(norm.split(), _POLITE), _TRAILING, trailing=True)
+    words = _fronted(_strip(_strip(norm.split(), _POLITE), _TRAILING, trailing=True))
     verb, rest = _verb(words)
     if not rest:
         raise GoalError(f"cannot parse goal {_short(text)!r}; use one of: "

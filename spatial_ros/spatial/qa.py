@@ -764,6 +764,9 @@ def answer_objects(
     the viewpoint is the camera of ``frame`` (its optical frame looked up in
     ``frame.transforms``). Objects are named by their query, else label, else id.
 
+    An object whose query fits several candidates (``GroundedObject.ambiguous``) is not
+    guessed: the answer (type "ambiguous", value None) lists the candidates that remain.
+
     Raises:
         ParseError: see :func:`answer_question`; also when nothing was grounded.
         CalibrationError: boxes without a frame, in several frames, or no transform from the
@@ -780,5 +783,13 @@ def answer_objects(
         raise CalibrationError("the frame has no transforms: cannot place the camera")
     T = frame.transforms.lookup(frames.pop(), frame.camera.frame_id)
     vp = Viewpoint.from_camera_pose(T)
+    unclear = [o for o in objects if getattr(o, "ambiguous", False)]
+    if unclear:  # say which candidates remain instead of answering about a guess
+        o = unclear[0]
+        options = "; ".join(f"{k + 1}) {a}" for k, a in enumerate(o.alternatives)) or \
+            "several candidates"
+        return QAPair(question, f"Which one? '{o.query}' fits {max(len(o.alternatives), 2)} "
+                      f"objects: {options}. Say which, e.g. '{o.query} on the left'.",
+                      "ambiguous", True, None, None, o.query, subject_id=o.id)
     spatial = [SpatialObject.from_grounded(o) for o in objects]
     return answer_question(question, spatial, vp, config, unit=unit)

@@ -317,9 +317,15 @@ class SpatialEngine:
         found: dict[int, GroundedObject] = {}
         todo = list(range(len(qs)))
         if cfg.referring == "program" and listed:
-            found = self._program(frame, qs, listed, colours, tags, context, images[0], T_out,
-                                  output_frame, distinct)
-            todo = [i for i in todo if i not in found and i not in self._refused]
+            from spatial_ros.vlm.referring import program_objects
+
+            found, refused, canonical = program_objects(
+                self, frame, qs, listed, colours, tags, context, images[0], T_out, output_frame,
+                distinct)
+            todo = [i for i in todo if i not in found and i not in refused]
+            for i, text in canonical.items():  # the model knows the canonical wording best
+                if not (qs[i].region_2d is not None or qs[i].mask is not None):
+                    texts[i] = text
         if not todo:
             return self._done(found, t0)
         if cfg.vcot and adapter.family == "cube-llm":
@@ -376,65 +382,6 @@ class SpatialEngine:
         self.stats.last_frame_ms = (time.perf_counter() - t0) * 1e3
         self.stats.total_ms += self.stats.last_frame_ms
         return out
-
-    def _program(self, frame, qs, listed, colours, tags, context, image, T_out, output_frame,
-                 distinct) -> dict[int, GroundedObject]:
-        """Queries answered by the referring-expression program (``language.program``):
-        {query index: object}. Queries it cannot answer well (a noun phrase no listed
-        candidate fits, a query with an image region) are left to the model; queries too long
-        to parse are refused (``self._refused``)."""
-        from spatial_ros.language.grounding import object_views, tag_scorer
-        from spatial_ros.language.parser import QueryTooLong, parse_refexpr
-        from spatial_ros.language.program import Program
-
-        cfg = self.config
-        self._refused: set[int] = set()
-        self.last_resolutions: dict[int, object] = {}
-        views, vp = object_views(frame, listed, colours)
-        adapter = self.backend.adapter
-        scorer = None
-        if cfg.name_scores and tags:
-            scorer = tag_scorer(lambda phrase: self.backend.score_choices(
-                image, adapter.grounding_prompt(self.prompts, phrase, context), tags))
-        prog = Program(views, vp, scorer)
-        found: dict[int, GroundedObject] = {}
-        taken: set[int] = set()
-        for i, q in enumerate(qs):
-            if q.region_2d is not None or q.mask is not None or not q.text.strip():
-                continue
-            try:
-                expr = parse_refexpr(q.text)
-            except QueryTooLong as e:
-                self._refused.add(i)
-                self._fail(i, q.text[:40], ParseFailure(f"query: {e}"), "")
-                continue
-            res = prog.resolve(expr, frozenset(taken) if distinct else frozenset())
-            fit = 0.0 if res.index is None else float(prog.membership(expr.np)[res.index])
-            if res.index is None or fit < cfg.min_membership:
-                self.stats.program_fallbacks += 1
-                continue
-            if distinct:
-                taken.add(res.index)
-            lifted = self._fused(listed[res.index], GroundingAnswer())
-            box_out = lifted.box_optical.transformed(T_out, output_frame)
-            obj = GroundedObject(
-                id=f"q{i}", query=q.text, label=expr.np.category or lifted.label,
-                score=float(np.clip(res.score, 0.0, 1.0)), box=box_out, box_2d=lifted.box_2d,
-                distance=float(np.linalg.norm(lifted.box_optical.center)),
-                source=lifted.source, raw_text=f"[{expr.describe()}] {res.explanation}",
-                explanation=res.explanation, ambiguous=res.ambiguous,
-            )
-            if lifted.points_optical is not None:
-                P = lifted.points_optical
-                self._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
-            self._views[i] = lifted.view
-            found[i] = obj
-            self.last_resolutions[i] = res
-            self.stats.program += 1
-            self.stats.ambiguous += int(res.ambiguous)
-            if expr.unplaced:
-                log.debug("query %r: words not placed: %s", q.text, " ".join(expr.unplaced))
-        return found
 
     def _object(self, i: int, q: Query, text: str, res: GenerationResult, frame: SensorFrame,
                 views: list[CandidateView], listed: list[CandidateView], tags: list[str],

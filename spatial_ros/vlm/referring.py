@@ -1,0 +1,86 @@
+"""The engine's referring-expression path: queries parsed (``language.parser``) and answered by
+the grounding program (``language.program``) over the listed candidates, before any model call.
+
+A query the program answers becomes the listed candidate's object (its fused geometry, the
+program's score, why it was chosen and whether the words were ambiguous). A query it cannot
+answer well — a noun the lexicon lacks with a backend that cannot score names, a noun phrase no
+listed candidate fits (the object may be missing from the list), an image-region query — goes
+to the model, in the canonical wording the model was trained on ("the crimson crate" -> "the
+red box"). A query longer than the parser accepts is refused and counted as a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from spatial_ros.types import GroundedObject
+from spatial_ros.vlm.backend import GroundingAnswer
+from spatial_ros.vlm.codec import ParseFailure
+
+log = logging.getLogger(__name__)
+
+
+def program_objects(engine, frame, qs, listed, colours, tags, context, image, T_out,
+                    output_frame, distinct):
+    """(found, refused, canonical): {query index: object} answered by the program, the query
+    indices refused (too long), and {query index: canonical wording} for the queries left to
+    the model. ``engine``: the SpatialEngine (its backend, prompts, config, counters)."""
+    from spatial_ros.language.grounding import object_views, tag_scorer
+    from spatial_ros.language.parser import QueryTooLong, parse_refexpr
+    from spatial_ros.language.program import Program, describe_view
+
+    cfg = engine.config
+    refused: set[int] = set()
+    canonical: dict[int, str] = {}
+    engine.last_resolutions = {}
+    views, vp = object_views(frame, listed, colours)
+    adapter = engine.backend.adapter
+    scorer = None
+    if cfg.name_scores and tags:
+        scorer = tag_scorer(lambda phrase: engine.backend.score_choices(
+            image, adapter.grounding_prompt(engine.prompts, phrase, context), tags))
+    prog = Program(views, vp, scorer)
+    found: dict[int, GroundedObject] = {}
+    taken: set[int] = set()
+    for i, q in enumerate(qs):
+        if q.region_2d is not None or q.mask is not None or not q.text.strip():
+            continue
+        try:
+            expr = parse_refexpr(q.text)
+        except QueryTooLong as e:
+            refused.add(i)
+            engine._fail(i, q.text[:40], ParseFailure(f"query: {e}"), "")
+            continue
+        res = prog.resolve(expr, frozenset(taken) if distinct else frozenset())
+        fit = 0.0 if res.index is None else float(prog.membership(expr.np)[res.index])
+        if res.index is None or fit < cfg.min_membership:
+            engine.stats.program_fallbacks += 1
+            if expr.np.head or expr.np.colours:
+                canonical[i] = expr.render()
+            continue
+        if distinct:
+            taken.add(res.index)
+        lifted = engine._fused(listed[res.index], GroundingAnswer())
+        box_out = lifted.box_optical.transformed(T_out, output_frame)
+        obj = GroundedObject(
+            id=f"q{i}", query=q.text, label=expr.np.category or lifted.label,
+            score=float(np.clip(res.score, 0.0, 1.0)), box=box_out, box_2d=lifted.box_2d,
+            distance=float(np.linalg.norm(lifted.box_optical.center)),
+            source=lifted.source, raw_text=f"[{expr.describe()}] {res.explanation}",
+            explanation=res.explanation, ambiguous=res.ambiguous,
+            alternatives=[describe_view(views[k], views) for k in res.remaining]
+            if res.ambiguous else [],
+        )
+        if lifted.points_optical is not None:
+            P = lifted.points_optical
+            engine._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
+        engine._views[i] = lifted.view
+        found[i] = obj
+        engine.last_resolutions[i] = res
+        engine.stats.program += 1
+        engine.stats.ambiguous += int(res.ambiguous)
+        if expr.unplaced:
+            log.debug("query %r: words not placed: %s", q.text, " ".join(expr.unplaced))
+    return found, refused, canonical
