@@ -392,7 +392,7 @@ def test_model_options_reach_the_backend_from_cli_and_yaml(sim_bag, tmp_path, mo
     from spatial_ros.config import from_dict
     from spatial_ros.reward.annotator import RewardAnnotatorConfig
 
-    r = from_dict(RewardAnnotatorConfig, {"family": "gemma3", "threads": "2"})
+    r = from_dict(RewardAnnotatorConfig, {"family": "gemma3", "threads": 2})
     assert r.perception().family == "gemma3" and r.perception().threads == 2
     assert main(["ground", "--bag", "x", "--query", "a", "--out", "y", "--family", "nope"]) == 1
 
