@@ -41,7 +41,8 @@ def test_paraphrased_goals_parse_to_the_canonical_objective():
     [  # the paraphrases issue #18 found rejected or misread
         ("move the red cube to the left-hand side of the blue bowl",
          "move the red cube to the left of the blue bowl"),
-        ("put the red cube on the blue bowl's left", "move the red cube to the left of the blue bowl"),
+        ("put the red cube on the blue bowl's left",
+         "move the red cube to the left of the blue bowl"),
         ("red cube next to the blue bowl", "put the red cube next to the blue bowl"),
         ("place the red cube so that it is next to the blue bowl",
          "put the red cube next to the blue bowl"),

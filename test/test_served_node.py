@@ -70,7 +70,7 @@ def test_node_reports_a_down_server_and_recovers(ros, monkeypatch):
 
     server = FakeOpenAIServer(answer).start()
     h = Harness(ros, frames, use_vlm=True, queries=queries, server_url=server.url, retries=0,
-                timeout_s=5.0, relation_pairs=[])
+                timeout_s=5.0, relation_pairs=[], referring="model")  # queries to the server
     try:
         stamp = published_one(h, fr, 0.0)
         assert stamp is not None

@@ -88,12 +88,12 @@ def test_engine_lists_candidate_colours_when_asked():
     seen = []
     backend = ScriptedBackend(lambda conv, image: seen.append(conv[-1].text) or "no box")
     for on in (False, True):
-        SpatialEngine(backend, EngineConfig(candidate_colours=on)).ground(
+        SpatialEngine(backend, EngineConfig(referring="model", candidate_colours=on)).ground(
             frame, ["the blue box"], [cand], "cam")
     assert not seen[0].split("\n")[1].endswith("blue")
     assert seen[1].split("\n")[1].endswith("] blue")
     # with size words: "<size> <colour>" (a 0.4 m cube is "tall"), tagged with its rank
-    SpatialEngine(backend, EngineConfig(candidate_colours=True, candidate_sizes=True,
+    SpatialEngine(backend, EngineConfig(referring="model", candidate_colours=True, candidate_sizes=True,
                                         candidate_index=True)).ground(
         frame, ["the blue box"], [cand], "cam")
     assert seen[2].split("\n")[1].endswith("] tall blue1")
@@ -128,7 +128,7 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
 
     # colours on: tags are "gray1", "gray2" (the test image is gray): "#k" names nothing
     eng = SpatialEngine(ScriptedBackend(script),
-                        EngineConfig(candidate_index=True, candidate_colours=True))
+                        EngineConfig(referring="model", candidate_index=True, candidate_colours=True))
     out = {o.query: o for o in eng.ground(frame, list(answers), cands, "cam")}
     lines = seen[0].split("\n")[1:3]
     assert lines[0].endswith("] gray1") and lines[1].endswith("] gray2")
@@ -142,7 +142,7 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
     assert eng.stats.retries == 4
     # colours off: the list is tagged by position
     seen.clear()
-    eng = SpatialEngine(ScriptedBackend(script), EngineConfig(candidate_index=True))
+    eng = SpatialEngine(ScriptedBackend(script), EngineConfig(referring="model", candidate_index=True))
     out = {o.query: o for o in eng.ground(frame, list(answers), cands, "cam")}
     assert seen[0].split("\n")[1].endswith("] #1")
     assert set(out) == {"the far box", "the near box"}
@@ -150,7 +150,7 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
     np.testing.assert_allclose(out["the near box"].box.size, cands[1].box.size)
     # without a listed prompt (specialist prompts off) a tag designates nothing
     eng2 = SpatialEngine(ScriptedBackend(lambda c, i: "#1"),
-                         EngineConfig(candidate_index=True, specialist_prompts=False))
+                         EngineConfig(referring="model", candidate_index=True, specialist_prompts=False))
     assert eng2.ground(frame, ["the near box"], cands, "cam") == []
     assert eng2.stats.parse_failures == 1
 
@@ -177,7 +177,7 @@ def test_unknown_tag_is_asked_again_without_the_list():
     for mode in ("rank", "retry", "drop"):
         prompts.clear()
         eng = SpatialEngine(ScriptedBackend(script, choice_scores=lambda c, t: [0.0] * len(t)),
-                            EngineConfig(candidate_index=True, candidate_colours=True,
+                            EngineConfig(referring="model", candidate_index=True, candidate_colours=True,
                                          unknown_tag=mode))
         out = eng.ground(frame, ["the red ball"], cands, "cam")
         if mode != "drop":
@@ -203,7 +203,7 @@ def test_unknown_tag_sharing_a_word_takes_the_likeliest_listed_tag():
         scored.append((conv[-1].text.rsplit(": ", 1)[1], tags))
         return [{"gray1": -3.0, "gray2": -0.5}[t] for t in tags]
 
-    cfg = EngineConfig(candidate_index=True, candidate_colours=True)
+    cfg = EngineConfig(referring="model", candidate_index=True, candidate_colours=True)
     eng = SpatialEngine(ScriptedBackend(lambda c, i: "large gray1", choice_scores=scores), cfg)
     (obj,) = eng.ground(frame, ["the far box"], cands, "cam")
     assert scored == [("the far box", ["gray1", "gray2"])]
@@ -230,7 +230,7 @@ def test_distinct_queries_that_take_one_candidate_get_the_likeliest_assignment()
         return [logp[conv[-1].text.rsplit(": ", 1)[1]][t] for t in tags]
 
     backend = ScriptedBackend(lambda c, i: "gray1", choice_scores=scores)
-    cfg = EngineConfig(candidate_index=True, candidate_colours=True)
+    cfg = EngineConfig(referring="model", candidate_index=True, candidate_colours=True)
     queries = ["the near box", "the far box"]
     same = SpatialEngine(backend, cfg).ground(frame, queries, cands, "cam")
     assert [o.box.center.tolist() for o in same] == [cands[1].box.center.tolist()] * 2

@@ -28,6 +28,7 @@ from spatial_ros.errors import ConfigError, ModelError
 from spatial_ros.types import Candidate
 from spatial_ros.vlm.backend import GenerationResult, ScriptedBackend, VLMBackend
 from spatial_ros.vlm.codec import BoxCodec
+from spatial_ros.vlm.engine import EngineConfig
 from spatial_ros.vlm.families import adapter_for, family_module
 from spatial_ros.vlm.prompts import PromptBuilder, candidate_tags
 
@@ -250,7 +251,7 @@ def test_native_answer_is_lifted_to_the_truth_box(family, backends, sim_frame):
             return _native(family, real.adapter, o.box_2d, frame.image.shape[:2], res, conv,
                            o.box.transformed(T, cam.frame_id), cam)
 
-        engine = SpatialEngine(_Answering(real, answer))
+        engine = SpatialEngine(_Answering(real, answer), EngineConfig(referring="model"))
         got = engine.ground(frame, [o.caption], cands, "base_link")
         assert len(got) == 1, engine.stats.as_dict()
         g = got[0]
@@ -433,7 +434,7 @@ def test_engine_draws_marks_and_resolves_the_number(sim_frame, caplog):
     objs = [o for o in truth.objects if o.category != "gripper"]
     cands = [Candidate(box=o.box, source="lidar", id=o.id) for o in objs]
     backend = ScriptedBackend(["2"], adapter=Gemma3Adapter())
-    engine = SpatialEngine(backend)
+    engine = SpatialEngine(backend, EngineConfig(referring="model"))
     got = engine.ground(frame, ["the thing"], cands, "base_link")
     conv, img = backend.calls[0]
     assert "Which mark is the thing?" in conv[-1].text and "\n2: [" in conv[-1].text

@@ -172,7 +172,7 @@ def oracle(frame, truth, codec: BoxCodec):
 
 
 def served_pipeline(server, queries, **kw) -> PerceptionPipeline:
-    cfg = PerceptionConfig(queries=queries, relation_pairs=[], backend="openai",
+    cfg = PerceptionConfig(queries=queries, relation_pairs=[], backend="openai", referring="model",
                            server_url=server.url, **kw)
     pipe = PerceptionPipeline(cfg)
     pipe.load()
@@ -426,7 +426,8 @@ def test_ground_command_answers_from_a_served_model(tmp_path):
     with FakeOpenAIServer(answer, model="spatial-ros-default") as server:
         pred = tmp_path / "pred.jsonl"
         args = ["ground", "--bag", str(sim_dir / "bag"), "--out", str(pred),
-                "--backend", "openai", "--server-url", server.url, "--concurrency", "4"]
+                "--backend", "openai", "--server-url", server.url, "--concurrency", "4",
+                "--referring", "model"]  # every query to the served model
         args += list(itertools.chain.from_iterable(("--query", q) for q in queries))
         assert main(args) == 0
         assert server.max_in_flight >= 2

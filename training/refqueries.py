@@ -212,8 +212,8 @@ class _Gen:
                 continue
             n = len(members)
             # left / right: by image column AND by sideways metres
-            col_m = (lambda a, b: self.scale / max(min(a.center_optical[2],
-                                                       b.center_optical[2]), 1e-3))
+            def col_m(a, b):  # metres at the nearer object's depth -> image column
+                return self.scale / max(min(a.center_optical[2], b.center_optical[2]), 1e-3)
             lr = [(lambda o: -o.bearing, col_m),
                   (lambda o: -self._lateral(o), lambda a, b: self.scale)]
             for k, sub, words in ((0, "left", ("the {n} on the left", "the leftmost {n}",

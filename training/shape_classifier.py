@@ -1,6 +1,7 @@
 """Learn the tabletop shape classifier (``spatial_ros.language.shape``) from simulated scenes.
 
-    python -m training.shape_classifier --frames 200 --out spatial_ros/language/data/shape_tabletop.json
+    python -m training.shape_classifier --frames 200 \
+        --out spatial_ros/language/data/shape_tabletop.json
 
 Scenes come from the ``train`` seed range (fresh scene and camera rig per seed, as
 ``generate_data``); each is scanned by the LiDAR specialist with its tabletop preset, and each

@@ -65,10 +65,10 @@ def _records(args):
 
 
 def _engine(args, mode: str):
+    from spatial_ros.perception import DEFAULT_MODEL_DIR
     from spatial_ros.vlm.backend import ScriptedBackend, TransformersBackend
     from spatial_ros.vlm.backends.options import model_options_from_args
     from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
-    from spatial_ros.perception import DEFAULT_MODEL_DIR
 
     if mode == "program, no model":
         # the default model's prompt settings (tags) without its answers

@@ -8,6 +8,7 @@ from spatial_ros.vlm.served_config import BACKENDS, IMAGE_FORMATS, SERVED_FIELDS
 
 # option -> (PerceptionConfig field, type, choices)
 _OPTIONS = {
+    "--referring": ("referring", str, ("program", "model")),
     "--backend": ("backend", str, BACKENDS),
     "--server-url": ("server_url", str, None),
     "--served-model": ("served_model", str, None),
@@ -30,6 +31,11 @@ def add_served_arguments(parser) -> None:
     for opt, (name, typ, choices) in _OPTIONS.items():
         if name == "backend":
             help_text = "transformers (load --model here, the default) or openai (a served model)"
+        elif name == "referring":
+            help_text = ("program (the default: the query is parsed, names come from each "
+                         "candidate's shape and colour, spatial words are evaluated in 3D; the "
+                         "model breaks ties and answers what the program cannot) or model (every "
+                         "query goes to the model as written)")
         else:
             f = SERVED_FIELDS[name]
             help_text = f"{f.metadata['help']} (default: {f.default!r})"

@@ -38,7 +38,7 @@ class EvalFrame:
 
 
 def sim_eval_frame(scenario: str, seed: int) -> tuple[EvalFrame, object]:
-    """A fresh simulated scene (``vary_rig``) rendered with a LiDAR scan: (EvalFrame, SimFrame)."""
+    """A fresh simulated scene (``vary_rig``) with a LiDAR scan: (EvalFrame, SimFrame)."""
     from spatial_ros.sim import SimConfig
     from spatial_ros.sim.world import make_episode, render
 

@@ -102,8 +102,9 @@ for _side in ("left", "right"):
                       " of the picture", " of the scene", " in the image", " of the view"):
             _POSITIONS[f"{_pre}{_side}{_post}"] = _side
 for _p in ("in the middle", "in the center", "in the centre", "at the center", "at the centre",
-           "in the middle of the image", "in the center of the image", "in the centre of the image",
-           "in the middle of the scene", "in the middle of the picture"):
+           "in the middle of the image", "in the center of the image",
+           "in the centre of the image", "in the middle of the scene",
+           "in the middle of the picture"):
     _POSITIONS[_p] = "middle"
 for _p in ("in front", "at the front", "in the front", "up front", "in the foreground",
            "closest", "nearest", "closest by", "nearest by", "closest to us", "nearest to us",
