@@ -210,7 +210,9 @@ class Program:
         members = tuple(self.members(m, set(exclude)))
         if not expr.constraints:
             rivals = [k for k in S[1:] if m[k] >= AMBIGUOUS_RATIO * m[best]]
-            if rivals and self.scorer is not None:
+            if rivals and self.scorer is not None and expr.np.colours:
+                # words that name colour and kind yet fit several: the specialist may have
+                # misread one; a bare "the box" with three boxes stays ambiguous
                 best, rivals, note = self._tie_break(expr.np, [best, *rivals], m)
                 if note:
                     why.append(note)
