@@ -35,6 +35,7 @@ class EvalFrame:
     truth: dict[str, Box3D]
     scenario: str
     frame_id: str
+    categories: dict[str, list[str]] | None = None
 
 
 def sim_eval_frame(scenario: str, seed: int) -> tuple[EvalFrame, object]:
@@ -65,7 +66,12 @@ def load_frame(key: str, kitti_root: str | Path | None = None) -> EvalFrame:
     kind, _, rest = key.partition(":")
     if kind == "sim":
         scenario, _, seed = rest.partition(":")
-        return sim_eval_frame(scenario, int(seed))[0]
+        ef, sim = sim_eval_frame(scenario, int(seed))
+        ef.categories = {}  # category -> ids of its objects in view (for opposite-word checks)
+        for o in sim.truth.objects:
+            if o.box_2d is not None and o.visible_fraction >= 0.3:
+                ef.categories.setdefault(o.category, []).append(o.id)
+        return ef
     if kind == "kitti":
         if kitti_root is None:
             raise DataError(f"frame {key!r} needs --kitti (the KITTI folder)")
@@ -87,6 +93,7 @@ def evaluate_refer(records: Iterable, engine, kitti_root=None, progress: bool = 
         by_frame[r.frame].append(r)
     rows = []
     lat = []
+    opposite = {"pairs": 0, "same": 0}
     specialists: dict[str, object] = {}
     for key in tqdm(sorted(by_frame), desc="frames", disable=not progress):
         ef = load_frame(key, kitti_root)
@@ -103,6 +110,7 @@ def evaluate_refer(records: Iterable, engine, kitti_root=None, progress: bool = 
                                  ef.frame_id)
             lat.append((time.perf_counter() - t0) * 1e3)
             got.update({s + int(o.id[1:]): o for o in objs})
+        _opposites(engine, ef, cands, opposite)
         for k, r in enumerate(recs):
             o = got.get(k)
             row = {"kind": r.kind, "subkind": r.subkind, "query": r.query, "frame": key,
@@ -114,7 +122,33 @@ def evaluate_refer(records: Iterable, engine, kitti_root=None, progress: bool = 
                 row["iou"] = iou_3d(o.box, truth) if o is not None else 0.0
                 row["ceiling"] = max((iou_3d(c.box, truth) for c in cands), default=0.0)
             rows.append(row)
-    return summarise(rows, lat)
+    out = summarise(rows, lat)
+    out["opposite_words_same_object"] = opposite
+    return out
+
+
+_OPPOSITES = (("the {c} on the left", "the {c} on the right"),
+              ("the nearest {c}", "the farthest {c}"))
+
+
+def _opposites(engine, ef: EvalFrame, cands, tally: dict) -> None:
+    """For every category with two or more objects in view: do "on the left" / "on the right"
+    and "nearest" / "farthest" return different objects? (``tally``: pairs asked, pairs that
+    returned the same object)."""
+    for cat, ids in (ef.categories or {}).items():
+        if len(ids) < 2 or cat == "gripper":
+            continue
+        for a, b in _OPPOSITES:
+            objs = engine.ground(ef.sensor, [a.format(c=cat), b.format(c=cat)], cands,
+                                 ef.frame_id)
+            if len(objs) == 2:
+                res = getattr(engine, "last_resolutions", {}).get(0)
+                one = res is not None and len(res.members) < 2  # one detected: nothing to pick
+                tally["pairs"] += 1
+                same = np.allclose(objs[0].box.center, objs[1].box.center)
+                tally["same"] += int(same)
+                tally["same_one_candidate"] = tally.get("same_one_candidate", 0) + int(
+                    same and one)
 
 
 def summarise(rows: list[dict], lat: list[float]) -> dict:
@@ -152,6 +186,11 @@ def format_table(metrics: dict) -> str:
             continue
         lines.append(f"{kind:16s} {m['n']:5d} {m['acc_iou25']:8.1%} {m['acc_iou50']:7.1%} "
                      f"{m['ceiling_iou25']:8.1%} {m['of_ceiling']:8.1%}")
+    opp = metrics.get("opposite_words_same_object")
+    if opp and opp["pairs"]:
+        lines.append(f"opposite words (left/right, nearest/farthest) returning the same object: "
+                     f"{opp['same']} of {opp['pairs']} pairs ({opp.get('same_one_candidate', 0)} "
+                     "where the specialist found only one object of the category)")
     if "latency_ms_per_frame" in metrics:
         lm = metrics["latency_ms_per_frame"]
         lines.append(f"latency per frame: p50 {lm['p50']:.0f} ms, p95 {lm['p95']:.0f} ms "
