@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spatial_ros.evaluation.refer import QueryRecord, read_query_file
+
 # Colour synonyms people use for the simulator's palette (each maps back to its term).
 COLOUR_SYNONYMS = {
     "red": ("crimson", "scarlet", "ruby", "cherry red", "bright red", "dark red", "vermilion"),
@@ -88,16 +90,6 @@ class TruthObject:
     @property
     def range(self) -> float:
         return float(np.linalg.norm(self.center_optical))
-
-
-@dataclass
-class QueryRecord:
-    frame: str
-    query: str
-    kind: str
-    subkind: str
-    expected: str | None
-    ambiguous: bool = False
 
 
 def caption(category: str, colour: str) -> str:
@@ -448,8 +440,7 @@ def write_queries(records: list[QueryRecord], path: str | Path) -> None:
 
 
 def read_queries(path: str | Path) -> list[QueryRecord]:
-    return [QueryRecord(**json.loads(line)) for line in Path(path).read_text().splitlines()
-            if line.strip()]
+    return read_query_file(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,11 @@ def add_arguments(parser) -> None:
     )
     src.add_argument("--no-gt", action="store_true", help="do not look for truth.jsonl")
     src.add_argument(
+        "--refer", metavar="QUERIES",
+        help="a referring-expression query file (python -m training.refqueries): accuracy by "
+        "query kind with the candidate ceiling -> OUT/refer_metrics.json (frames from the "
+        "file's keys: simulated seeds, or KITTI ids under --kitti)")
+    src.add_argument(
         "--pred", help="score this predictions box file instead of running the pipeline"
     )
     src.add_argument(
@@ -132,6 +137,8 @@ def run(args) -> int:
     from spatial_ros.evaluation import EvalConfig, run_eval
     from spatial_ros.vlm.backends.options import model_options_from_args
 
+    if args.refer:
+        return run_refer(args)
     gt = args.gt
     if gt is None and not args.no_gt and not args.kitti:
         gt = default_gt(args.bag)
@@ -172,6 +179,32 @@ def run(args) -> int:
     )
     res = run_eval(cfg)
     print_summary(res)
+    return 0
+
+
+def run_refer(args) -> int:
+    """``--refer``: the query file through the product path (spatial_ros.evaluation.refer)."""
+    import json
+    from pathlib import Path
+
+    from spatial_ros.evaluation.refer import evaluate_refer, format_table, read_query_file
+    from spatial_ros.perception import PerceptionConfig, PerceptionPipeline
+
+    records = read_query_file(args.refer)
+    cfg = PerceptionConfig(model_path=args.model, device=args.device, queries=[],
+                           relation_pairs=[], max_new_tokens=args.max_new_tokens,
+                           **{k: v for k, v in served_values(args).items()})
+    pipe = PerceptionPipeline(cfg)
+    pipe.load()
+    try:
+        m = evaluate_refer(records, pipe.engine, kitti_root=args.kitti)
+    finally:
+        pipe.unload()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "refer_metrics.json").write_text(json.dumps(m, indent=1, default=str) + "\n")
+    print(format_table(m))
+    print(f"wrote {out / 'refer_metrics.json'}")
     return 0
 
 

@@ -50,7 +50,7 @@ def sim_eval_frame(scenario: str, seed: int) -> tuple[EvalFrame, object]:
 
 
 def kitti_eval_frame(root: str | Path, frame_id: str) -> EvalFrame:
-    """A KITTI frame; truth ids ``label_<k>`` (k = line of label_2), boxes in the Velodyne frame."""
+    """A KITTI frame; truth ids ``label_<k>`` (k = line of label_2), Velodyne-frame boxes."""
     from spatial_ros.datasets.kitti import iter_kitti_frames
 
     for kf in iter_kitti_frames(root):
@@ -60,6 +60,33 @@ def kitti_eval_frame(root: str | Path, frame_id: str) -> EvalFrame:
             sf = kf.sensor_frame()
             return EvalFrame(sf, truth, "street", sf.points_frame)
     raise DataError(f"KITTI frame {frame_id} not found under {root}")
+
+
+@dataclass
+class QueryRecord:
+    """One query of a query file (``python -m training.refqueries`` writes them)."""
+
+    frame: str
+    query: str
+    kind: str
+    subkind: str
+    expected: str | None
+    ambiguous: bool = False
+
+
+def read_query_file(path: str | Path) -> list[QueryRecord]:
+    """The records of a query file (JSON Lines); DataError names a bad line."""
+    import json
+
+    out = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(QueryRecord(**json.loads(line)))
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{path}:{n}: not a query record ({e})") from None
+    return out
 
 
 def load_frame(key: str, kitti_root: str | Path | None = None) -> EvalFrame:
