@@ -9,8 +9,9 @@ A box scores exp(-0.5 * sum(excess / sigma)^2) where excess is how far each exte
 its range and sigma scales with the range (LiDAR boxes of partly seen objects run small, merged
 ones large), so a score falls smoothly rather than cutting at a threshold.
 
-A specialist's own class label (the street LiDAR preset's Car / Pedestrian / ...) counts too:
-a candidate labelled with another street class is unlikely but not impossible.
+A specialist's own class label (the street LiDAR preset's car / van / truck / pedestrian /
+cyclist / pole / misc) counts too: a candidate labelled with another street class (or "misc",
+none of them) is unlikely but not impossible; a van is half a car.
 """
 
 from __future__ import annotations
@@ -99,11 +100,17 @@ def category_score(categories: tuple[str, ...], box: Box3D, label: str = "",
             prior = max(shape_score(c, box) for c in categories)
             return float(min(1.0, sum(post.get(c, 0.0) for c in categories))) * \
                 max(prior, 0.05)
-    lab = LABELS.get(label.lower(), "") if label else ""
+    raw = label.lower() if label else ""
+    lab = LABELS.get(raw, "misc" if raw == "misc" else "")
     best = 0.0
     for cat in categories:
         s = shape_score(cat, box)
         if lab and cat in STREET:
-            s = max(s, 0.9) if lab == cat else s * LABEL_MISMATCH
+            if lab == cat:
+                s = max(s, 0.9)
+            elif {lab, cat} == {"car", "van"}:  # people call a van a car, less often
+                s = max(s * LABEL_MISMATCH, 0.5)
+            else:  # the specialist's classifier says it is another class (or none)
+                s *= LABEL_MISMATCH
         best = max(best, s)
     return best
