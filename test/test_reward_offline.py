@@ -74,6 +74,28 @@ def test_truth_grounding_reproduces_truth_progress(episodes, tmp_path):
         assert rows.reward.sum() == pytest.approx(rows.progress.iloc[-1], abs=1e-5)
 
 
+def test_ignored_goal_words_are_warned_once_and_noted_per_episode(episodes, tmp_path, caplog):
+    """`spatial-ros reward` / label_dataset with a goal holding words the parser cannot place:
+    one warning for the job, the note on each episode's first label, the labels otherwise
+    those of the plain goal."""
+    import logging
+
+    noisy = GOAL + " with care"
+    with caplog.at_level(logging.WARNING):
+        label_dataset(sources_for(episodes=episodes, gt="auto"), noisy, tmp_path / "n.parquet",
+                      RAW, progress=False)
+    warned = [r.getMessage() for r in caplog.records if "not understood" in r.getMessage()]
+    assert warned == [f"goal '{noisy}': words not understood (ignored): 'with care' (the "
+                      "labels' first explanation of each episode says so too)"]
+    label_dataset(sources_for(episodes=episodes, gt="auto"), GOAL, tmp_path / "p.parquet", RAW,
+                  progress=False)
+    df = pq.read_table(tmp_path / "n.parquet").to_pandas()
+    plain = pq.read_table(tmp_path / "p.parquet").to_pandas()
+    noted = df.explanation.str.endswith("; words not understood (ignored): 'with care'")
+    assert noted.tolist() == (df.frame_index == 0).tolist() and noted.sum() == 2
+    assert df.progress.tolist() == plain.progress.tolist()
+
+
 def test_reach_stage_from_the_bags_tf(episodes, tmp_path):
     """The simulated bags carry the gripper's tool point on /tf: with tool_frame set, bag
     replay labels the simulator's staged truth progress (reach + goal region) exactly."""

@@ -25,7 +25,6 @@ camera viewpoint (for left/right/front/behind) comes from the frame's transforms
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 import logging
@@ -37,16 +36,22 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial_ros.boxfile import BoxFrame, BoxRecord, iter_box_file
+from spatial_ros.boxfile import BoxRecord
 from spatial_ros.config import field_help, param
-from spatial_ros.errors import CalibrationError, ConfigError, DataError
+from spatial_ros.errors import CalibrationError, ConfigError
 from spatial_ros.perception import PerceptionConfig
 from spatial_ros.reward.goal import Goal, ObjectRef, SceneState, parse_goal
 from spatial_ros.reward.goal_vlm import parse_goal_with_vlm
+from spatial_ros.reward.gripper import GripperGuard, GripperGuardConfig
 from spatial_ros.reward.scoring import EpisodeScorer, FrameScore, ScoringConfig
 from spatial_ros.reward.tracking import GoalTracker, TrackerConfig
+from spatial_ros.reward.truth import (  # noqa: F401 - re-exported (their home used to be here)
+    TruthGrounding,
+    _norm,
+    match_records,
+)
 from spatial_ros.spatial.predicates import Viewpoint
-from spatial_ros.types import Box3D, GroundedObject, SensorFrame
+from spatial_ros.types import Box3D, Candidate, GroundedObject, SensorFrame
 from spatial_ros.user_text import bounded_text
 
 log = logging.getLogger(__name__)
@@ -127,6 +132,15 @@ class RewardAnnotatorConfig(ScoringConfig):
                                    "box, not carried with the gripper), plus its speed (m)")
     track_coast_frames: int = param(10, "tracking: frames an unseen object keeps its last box "
                                     "before it counts as not found")
+    refuse_gripper: bool = param(True, "refuse (label as not grounded, success false, progress "
+                                 "held) frames whose target resolves to the robot's own "
+                                 "gripper: its box holds the tool point (tool_frame) and rises "
+                                 "more than gripper_rise above it while the robot holds "
+                                 "nothing; without a tool frame, its shape is the gripper's at "
+                                 "the episode's start")
+    gripper_rise: float = param(0.10, "refuse_gripper: a target box holding the tool point "
+                                "whose top is more than this above it is the gripper (its body "
+                                "rises above the fingertips; an object in them rises less) (m)")
     # --- inputs ------------------------------------------------------------------------------
     image_topic: str = _shared("image_topic")
     image_transport: str = _shared("image_transport")
@@ -157,6 +171,7 @@ class RewardAnnotatorConfig(ScoringConfig):
         if self.grounding == "perception":
             self.perception()  # validates topics, QoS, model settings (ConfigError)
         self.tracker  # noqa: B018 - validates the tracking costs (ConfigError)
+        self.gripper_guard  # noqa: B018 - validates gripper_rise (ConfigError)
         if self.goal_parser not in GOAL_PARSERS:
             raise ConfigError(f"goal_parser must be one of {', '.join(GOAL_PARSERS)}, got "
                               f"{self.goal_parser!r}")
@@ -183,6 +198,10 @@ class RewardAnnotatorConfig(ScoringConfig):
         return TrackerConfig(unmatched=self.track_unmatched, rest_move=self.track_rest_move,
                              coast_frames=self.track_coast_frames)
 
+    @property
+    def gripper_guard(self) -> GripperGuardConfig:
+        return GripperGuardConfig(rise=self.gripper_rise)
+
 
 @dataclass
 class RewardLabel:
@@ -198,6 +217,7 @@ class RewardLabel:
         reward, progress, success, explanation: see ``spatial_ros.reward.scoring``.
         remaining: smoothed metres to the goal region (NaN before the first grounded frame).
         grounded: the goal's objects were found in this frame.
+        refused: the frame was refused (its target resolved to the robot's gripper).
     """
 
     stamp_ns: int
@@ -212,90 +232,7 @@ class RewardLabel:
     explanation: str
     remaining: float
     grounded: bool
-
-
-# ----------------------------------------------------------------------------------------------
-# Ground-truth grounding
-# ----------------------------------------------------------------------------------------------
-
-
-def _norm(text: str | None) -> str:
-    return " ".join(str(text or "").lower().split())
-
-
-def match_records(records: list[BoxRecord], ref: ObjectRef) -> list[BoxRecord]:
-    """Box-file records that are ``ref``: the same query phrase, or the same label (category)
-    and colour (``extra["colour"]``; any colour when the goal names none)."""
-    out = []
-    for r in records:
-        if _norm(r.query) == ref.phrase:
-            out.append(r)
-        elif r.label == ref.category and (not ref.colour or r.extra.get("colour") == ref.colour):
-            out.append(r)
-    return out
-
-
-class TruthGrounding:
-    """Ground-truth boxes per image stamp, from box-file frames (``truth.jsonl``).
-
-    Args:
-        frames: the box-file frames (boxes in a z-up frame).
-        table_z: table-top height (metres) per episode number (``frame.extra["episode"]``).
-        tolerance_ns: a frame matches an image stamp within this many nanoseconds.
-    """
-
-    def __init__(
-        self,
-        frames: Iterable[BoxFrame],
-        table_z: dict[int, float] | None = None,
-        tolerance_ns: int = 2_000_000,
-    ) -> None:
-        self.frames = sorted(frames, key=lambda f: f.stamp_ns)
-        self._stamps = [f.stamp_ns for f in self.frames]
-        self.table_z = dict(table_z or {})
-        self.tolerance_ns = int(tolerance_ns)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> TruthGrounding:
-        """Read a box file; table heights come from ``scene.json`` next to it when present.
-
-        Raises:
-            DataError: missing or malformed files.
-        """
-        p = Path(path)
-        frames = list(iter_box_file(p))
-        table: dict[int, float] = {}
-        scene = p.parent / "scene.json"
-        if scene.is_file():
-            try:
-                for ep in json.loads(scene.read_text()).get("episodes", []):
-                    if ep.get("table_top_z") is not None:
-                        table[int(ep["episode"])] = float(ep["table_top_z"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise DataError(
-                    f"{scene}: cannot read the episodes' table heights ({e})"
-                ) from None
-        return cls(frames, table)
-
-    def lookup(self, stamp_ns: int) -> BoxFrame | None:
-        """The truth frame of an image stamp (nearest within ``tolerance_ns``), or None."""
-        i = bisect.bisect_left(self._stamps, stamp_ns)
-        best = None
-        for j in (i - 1, i):
-            if 0 <= j < len(self._stamps):
-                d = abs(self._stamps[j] - stamp_ns)
-                if d <= self.tolerance_ns and (best is None or d < best[0]):
-                    best = (d, self.frames[j])
-        return None if best is None else best[1]
-
-    @staticmethod
-    def episode_of(frame: BoxFrame) -> int | None:
-        ep = frame.extra.get("episode")
-        return None if ep is None else int(ep)
-
-    def support_z(self, frame: BoxFrame) -> float | None:
-        ep = self.episode_of(frame)
-        return self.table_z.get(0 if ep is None else ep)
+    refused: bool = False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,6 +282,10 @@ class RewardAnnotator:
         self._t0_ns = 0
         self._truth_episode: int | None = None
         self._tool_missing = 0  # frames without the tool frame's transform (warned, counted)
+        self.guard = GripperGuard(cfg.gripper_guard)
+        self.gripper_refused = 0  # frames refused because the target was the gripper
+        self.last_state: SceneState | None = None  # the last labelled frame's state
+        self.goal_note = ""  # words of the active goal the parser could not place, for users
         self.goal_source = ""  # how the active goal was parsed: vlm | templates (...)
         self._goal_pending = ""  # goal_parser=vlm: the configured goal, parsed in load()
         if cfg.goal.strip():
@@ -374,11 +315,13 @@ class RewardAnnotator:
             self.pipeline = None
 
     # ---- goal and episodes -------------------------------------------------------------------
-    def set_goal(self, text: str) -> Goal:
+    def set_goal(self, text: str, warn: bool = True) -> Goal:
         """Parse and activate a goal; starts a new episode (the next episode number once the
         current one has frames). GoalError when unparseable, TextTooLong over
         ``max_goal_chars`` (checked first): the previous goal stays active. Control characters
-        are removed (``user_text.strip_controls``)."""
+        are removed (``user_text.strip_controls``). Words the parser could not place are in
+        :attr:`goal_note` (also on the episode's first label) and, with ``warn``, logged as a
+        warning."""
         text = bounded_text(text, "goal", self.config.max_goal_chars)
         engine = getattr(self.pipeline, "engine", None)
         if self.config.goal_parser == "vlm" and engine is not None:
@@ -387,6 +330,10 @@ class RewardAnnotator:
         else:
             goal, self.goal_source = parse_goal(text), "templates"
         self.goal, self.goal_text = goal, " ".join(str(text).split())
+        self.goal_note = ignored_note(goal)
+        if self.goal_note and warn:
+            log.warning("goal %r: %s; objective: %s", _short(self.goal_text), self.goal_note,
+                        self.objective)
         self.scorer = EpisodeScorer(goal, self.config.scoring)
         # the reference is a landmark: it keeps its box while something passes close to it
         self.tracker = GoalTracker([r.name for r in goal.required], self.config.tracker,
@@ -408,6 +355,8 @@ class RewardAnnotator:
             self.scorer.reset()
         if self.tracker is not None:
             self.tracker.reset()
+        self.guard.reset()
+        self.last_state = None
 
     # ---- labelling ---------------------------------------------------------------------------
     def label(
@@ -429,13 +378,29 @@ class RewardAnnotator:
         """
         if self.goal is None:
             raise ConfigError("no goal set: pass goal in the config or call set_goal()")
-        state, reason, frame_id, held = self._ground(frame, objects)
+        state, reason, frame_id, held, cand = self._ground(frame, objects)
         if self._frame_index == 0:
             self._t0_ns = frame.stamp_ns
-        sc: FrameScore = self.scorer.score(state, reason)
+        refusal = self._refusal(state, cand)
+        if refusal:
+            sc: FrameScore = self.scorer.refuse(refusal)
+            self.gripper_refused += 1
+            if self.tracker is not None:
+                self.tracker.drop(self.goal.target.name)  # ground it afresh next frame
+            if self.gripper_refused in (1, 100) or self.gripper_refused % 1000 == 0:
+                log.warning("goal '%s': %s at stamp %d (%d frames refused so far)",
+                            _short(self.goal_text), refusal, frame.stamp_ns,
+                            self.gripper_refused)
+        else:
+            sc = self.scorer.score(state, reason)
+            if sc.grounded:
+                self.guard.accept(state.target, state.tool)
+        self.last_state = state
         explanation = sc.explanation
         if held and sc.grounded:
             explanation += f"; last box kept (hidden or merged): {', '.join(held)}"
+        if self._frame_index == 0 and self.goal_note:
+            explanation += f"; {self.goal_note}"
         out = RewardLabel(
             stamp_ns=int(frame.stamp_ns),
             frame_id=frame_id,
@@ -449,9 +414,23 @@ class RewardAnnotator:
             explanation=explanation,
             remaining=sc.remaining,
             grounded=sc.grounded,
+            refused=bool(refusal),
         )
         self._frame_index += 1
         return out
+
+    def _refusal(self, state: SceneState | None, cand: Candidate | None) -> str:
+        """Why this frame's target cannot be scored ('' = it can): it is the robot's gripper
+        (``spatial_ros.reward.gripper``)."""
+        if not self.config.refuse_gripper or state is None or state.target is None:
+            return ""
+        p = None
+        if state.tool is None and cand is not None and self.guard.config.shape_p <= 1:
+            from spatial_ros.language.shape import tabletop_posterior
+
+            post = tabletop_posterior(cand.box, cand.points)
+            p = None if post is None else post.get("gripper")
+        return self.guard.check(state.target, state.tool, p)
 
     def label_frames(
         self,
@@ -481,17 +460,19 @@ class RewardAnnotator:
 
     def _ground(
         self, frame: SensorFrame, objects: list[GroundedObject] | None
-    ) -> tuple[SceneState | None, str, str, list[str]]:
-        """This frame's state, why objects are missing, the boxes' frame, and the names of
-        tracked objects that kept an earlier box."""
+    ) -> tuple[SceneState | None, str, str, list[str], Candidate | None]:
+        """This frame's state, why objects are missing, the boxes' frame, the names of tracked
+        objects that kept an earlier box, and the specialist candidate that is the target's box
+        (None when unknown or the box is not one candidate's)."""
         goal = self.goal
         frame_id = self.config.output_frame
         support = None
         held: list[str] = []
+        cands: list[Candidate] = []
         if objects is None and self.config.grounding == "truth":
             tf = self.truth.lookup(frame.stamp_ns)
             if tf is None:
-                return None, f"no truth frame at stamp {frame.stamp_ns}", frame_id, held
+                return None, f"no truth frame at stamp {frame.stamp_ns}", frame_id, held, None
             if self.truth_episodes:
                 ep = TruthGrounding.episode_of(tf)
                 if ep is not None and ep != self._truth_episode:
@@ -511,7 +492,8 @@ class RewardAnnotator:
                     raise ConfigError("perception grounding: call load() before label()")
                 # the target and the reference are different objects
                 res = self.pipeline.process(frame, goal.phrases, distinct=True)
-                objects, candidates = res.objects, [c.box for c in res.candidates]
+                cands = list(res.candidates)
+                objects, candidates = res.objects, [c.box for c in cands]
             objects = [o for o in objects if o.score >= self.config.min_score]
             frame_id = next((o.box.frame_id for o in objects if o.box.frame_id), frame_id)
             boxes, reason = self._from_objects(objects)
@@ -521,7 +503,9 @@ class RewardAnnotator:
         vp = self._viewpoint(frame, frame_id)
         target = boxes.get(goal.target)
         ref = boxes.get(goal.reference) if goal.reference is not None else None
-        return SceneState(target, ref, vp, support, tool), reason, frame_id, held
+        cand = None if target is None else next(
+            (c for c in cands if np.linalg.norm(c.box.center - target.center) < 1e-6), None)
+        return SceneState(target, ref, vp, support, tool), reason, frame_id, held, cand
 
     def _tool(self, frame: SensorFrame, frame_id: str) -> np.ndarray | None:
         """The tool centre point in ``frame_id`` from the frame's transforms (None when
@@ -586,6 +570,7 @@ class RewardAnnotator:
             "truth_episode": self._truth_episode,
             "scorer": self.scorer.state_dict() if self.scorer else None,
             "tracker": self.tracker.state_dict() if self.tracker else None,
+            "gripper_guard": self.guard.state_dict(),
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -600,6 +585,18 @@ class RewardAnnotator:
                 self.tracker.load_state_dict(d["tracker"])
             else:
                 self.tracker.reset()
+        self.guard.load_state_dict(d.get("gripper_guard"))
+
+
+def ignored_note(goal: Goal) -> str:
+    """A short note naming the words of a goal its parser could not place ('' when none), e.g.
+    "words not understood (ignored): 'with care'"."""
+    words = " ".join(goal.ignored)
+    return f"words not understood (ignored): '{_short(words, 60)}'" if words else ""
+
+
+def _short(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else f"{text[:n]}..."
 
 
 # ----------------------------------------------------------------------------------------------
