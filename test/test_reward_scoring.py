@@ -210,6 +210,27 @@ def test_reach_stage_does_not_end_on_box_jitter():
     # resumable after the touch, before the move
     _, resumed, full = scored_with_a_restart(pick, raw(), 2)
     assert resumed == full
+    # the box jumps for one frame onto the gripper (carrying another object past the cube:
+    # moved 15 cm, the tool inside the box), then is back: not a take, and no touch either, so
+    # a later jitter does not end the stage
+    def tool_in(state):
+        return SceneState(state.target, state.reference, state.viewpoint, state.support_z,
+                          state.target.center.copy())
+    glitch = [with_tool(start, 0.5), tool_in(at_gap(0.25)), with_tool(start, 0.5),
+              with_tool(jittered(start, 0.036), 0.5)]
+    out = score_episode(GOAL, glitch, raw())
+    assert not any("reach done" in s.explanation for s in out)
+    assert out[-1].progress == pytest.approx(0.0)
+    # a grasp and lift between two frames (first seen moved, with the tool in it): the stage
+    # ends when the next frame confirms it; meanwhile reach is 1 from the tool distance alone
+    lift = [with_tool(start, 0.5), tool_in(at_gap(0.3)), tool_in(at_gap(0.2)),
+            with_tool(at_gap(0.2), 1.0)]
+    out = score_episode(GOAL, lift, raw())
+    assert ["reach done" in s.explanation for s in out] == [False, False, True, True]
+    assert [s.progress for s in out] == pytest.approx(
+        [0.0, 0.25 + 0.75 / 3, 0.25 + 0.75 * 2 / 3, 0.25 + 0.75 * 2 / 3])
+    _, resumed, full = scored_with_a_restart(lift, raw(), 2)  # resumable while pending
+    assert resumed == full
     with pytest.raises(ConfigError, match="reach_touch=-0.01"):
         ScoringConfig(reach_touch=-0.01)
 

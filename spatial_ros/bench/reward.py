@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="also run a random-weight tiny VLM (plumbing and speed only)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--referring", choices=("program", "model"), default="program",
+                        help="how the model grounding understands the goal's object phrases "
+                             "(the node's referring parameter; default program)")
     parser.add_argument("--untracked", action="store_true",
                         help="also label with the model without object tracking (comparison)")
     parser.add_argument("--tool-frame", default=None,
@@ -342,11 +345,12 @@ def run(args) -> int:
         for suffix, cfg in runs if model_path else []:
             results["model" + suffix] = label_episodes(
                 episodes, "perception", name="model" + suffix, model_path=model_path,
-                device=args.device, **cfg)
+                device=args.device, referring=args.referring, **cfg)
             results["model" + suffix]["model"] = name + suffix.replace(" ", ", ", 1)
         if model_path and args.untracked:
             results["untracked"] = label_episodes(episodes, "perception", name="untracked",
                                                   model_path=model_path, device=args.device,
+                                                  referring=args.referring,
                                                   track_objects=False, tool_frame=tool)
             results["untracked"]["model"] = name + ", untracked"
         if args.bag:

@@ -14,12 +14,14 @@ With the robot's tool point in the state (``SceneState.tool``, e.g. the gripper'
 and ``reach_weight`` > 0, progress is staged (:func:`spatial_ros.reward.goal.staged_progress`):
 ``reach_weight`` of it for bringing the tool to the target, the rest for the goal region. The
 reach stage ends for good once the robot has taken the target: the target is more than
-``reach_moved`` from its start at a frame where the tool touches it (within ``reach_touch`` of
-its box) or has touched it before. A grounded box that jitters by a few centimetres while the
-gripper is elsewhere (perception noise, a neighbour's points) therefore never ends it: an episode
-where the robot never reaches the target gets no reach share for it. With ground-truth boxes this
-is the simulator's definition (a target moves only in the gripper, so the tool touches it at
-the first frame it has moved). Whether an episode is staged is decided at its first grounded
+``reach_moved`` from its start after the tool touched it (came within ``reach_touch`` of its box)
+where it rested, or in two grounded frames in a row while the tool touches it (a grasp and lift
+between two frames). A grounded box that jitters by a few centimetres while the gripper is
+elsewhere (perception noise, a neighbour's points), or that jumps for one frame onto the cluster
+of the gripper carrying another object, therefore never ends it: an episode where the robot
+never takes the target gets no reach share for it. With ground-truth boxes the progress is the
+simulator's (a target moves only in the gripper, with the tool point inside its box: reach is
+1 from either rule). Whether an episode is staged is decided at its first grounded
 frame (a tool point there); a later frame without one keeps the last tool distance.
 
 A frame can be *refused* (:meth:`EpisodeScorer.refuse`, e.g. its target resolves to the robot's
@@ -240,7 +242,8 @@ class EpisodeScorer:
         self._reach0: float | None = None
         self._reach = math.nan  # latest tool-to-target metres (held when the tool is unknown)
         self._reached = False
-        self._touched = False  # the tool has been within reach_touch of the target
+        self._touched = False  # the tool came within reach_touch of the target at its start
+        self._pending = False  # last frame: moved while the tool touched it for the first time
 
     def score(self, state: SceneState | None, missing_reason: str = "") -> FrameScore:
         """Score the next frame of the episode.
@@ -263,12 +266,12 @@ class EpisodeScorer:
             self._staged = state.tool is not None and cfg.reach_weight > 0
         reach_text = ""
         if self._staged:
+            touching = False
             if state.tool is not None:
                 self._reach = tool_distance(state.tool, state.target)
-                self._touched = self._touched or self._reach <= cfg.reach_touch
-            # the robot has taken the target: it moved after (or while) the tool touched it
-            self._reached = self._reached or (self._touched and target_moved(
-                state.target, self._start.target, cfg.reach_moved))
+                touching = self._reach <= cfg.reach_touch
+            self._take(target_moved(state.target, self._start.target, cfg.reach_moved),
+                       touching)
             if self._reach0 is None:
                 self._reach0 = max(self._reach, cfg.min_remaining0)
             reach_text = ("; reach done" if self._reached
@@ -284,6 +287,18 @@ class EpisodeScorer:
         text = (f"{m.text}{reach_text}; progress {self._progress:.2f}"
                 + (" (success)" if self._success else ""))
         return self._emit(m.remaining, m.value, True, text)
+
+    def _take(self, moved: bool, touching: bool) -> None:
+        """Whether the robot has taken the target (ends the reach stage for good): it moved
+        after the tool touched it where it rested, or it moved while the tool touched it for the
+        first time and is still moved and touched in the next grounded frame (a grasp and lift
+        between two frames; a box that jumps onto the gripper for one frame is not one)."""
+        if self._reached:
+            return
+        if moved and (self._touched or (self._pending and touching)):
+            self._reached = True
+        self._pending = moved and touching and not self._reached
+        self._touched = self._touched or (touching and not moved)
 
     def refuse(self, reason: str) -> FrameScore:
         """Label the next frame without using its state (e.g. the target resolved to the
@@ -327,6 +342,7 @@ class EpisodeScorer:
             "reach": None if math.isnan(self._reach) else self._reach,
             "reached": self._reached,
             "touched": self._touched,
+            "pending": self._pending,
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -343,6 +359,7 @@ class EpisodeScorer:
         self._reached = bool(d.get("reached", False))
         # a state saved before reach_touch existed ended the stage on the move alone
         self._touched = bool(d.get("touched", self._reached))
+        self._pending = bool(d.get("pending", False))
 
 
 def score_episode(
