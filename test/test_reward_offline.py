@@ -214,7 +214,7 @@ def test_bench_reward_reports_both_progress_definitions(tmp_path):
     and both score ground-truth boxes close to those truths."""
     out = tmp_path / "bench.json"
     assert cli(["bench", "reward", "--episodes", "2", "--frames", "15", "--goal-only",
-                "--json", str(out)]) == 0
+                "--paraphrase", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["tool_frame"] == "gripper_tcp" and r["episodes"] == 4
     assert r["sim_truth_staged_voc_median"] > r["sim_truth_progress_voc_median"]
@@ -222,3 +222,11 @@ def test_bench_reward_reports_both_progress_definitions(tmp_path):
         assert r[name]["frames"] == r["frames"] and r[name]["auroc"] == 1.0
         assert r[name]["progress_mae"] < 0.15  # the causal median smoothing's lag only
     assert r["truth"]["voc_median"] > r["truth goal only"]["voc_median"]
+    # --paraphrase: each episode's goal said another way, parsed to the same objective, so the
+    # labels are the canonical goal's
+    assert r["paraphrases"] == {"parse_agreement": 1.0, "disagreements": []}
+    eps = r["per_episode"]
+    assert len(eps) == 4 and all(e["paraphrase"] != e["goal"] for e in eps)
+    for e in eps:
+        assert e["runs"]["truth paraphrased"]["progress"] == e["runs"]["truth"]["progress"]
+        assert e["runs"]["truth"]["gripper_refused"] == 0

@@ -22,10 +22,10 @@ place are named in the reply, in a warning and in the episode's first label) and
 before any parser reads it (the reply quotes a short prefix and the length); control characters
 are removed. The service and the goal topic run in their own callback group: frames keep
 arriving meanwhile. A new goal starts a new episode (frame_index 0, progress from 0); so does a
-jump back in time (bag loop, simulator restart). The active goal is republished on ``~/active_goal`` (std_msgs/String,
-transient local). Without a goal, frames are counted (``no_goal``) and not labelled. Frames
-whose target resolves to the robot's own gripper are refused (``refuse_gripper``; counted as
-``gripper_refused``).
+jump back in time (bag loop, simulator restart). The active goal is republished on
+``~/active_goal`` (std_msgs/String, transient local). Without a goal, frames are counted
+(``no_goal``) and not labelled. Frames whose target resolves to the robot's own gripper are
+refused (``refuse_gripper``; counted as ``gripper_refused``).
 
 Topics (relative to the node namespace): ~/reward (spatial_ros/RewardLabel), ~/active_goal,
 /diagnostics. Subscriptions: image, camera_info, cloud/depth (as configured), /tf_static, /tf,
