@@ -25,10 +25,11 @@ def episode():
     return frames, eps[0].scene.table_top_z
 
 
-def perfect_model(frames, knows=None):
+def perfect_model(frames, knows=None, asked: list | None = None):
     """A ScriptedBackend answering every query with the true box of the object it names
     (encoded like a Cube-LLM answer in the camera frame): tests the grounding plumbing.
-    ``knows``: the frames it answers (the others get an unparseable answer); default all."""
+    ``knows``: the frames it answers (the others get an unparseable answer); default all.
+    ``asked``: a list that receives every question put to the model."""
     from spatial_ros.vlm.backend import ScriptedBackend
     from spatial_ros.vlm.codec import BoxCodec
 
@@ -41,8 +42,10 @@ def perfect_model(frames, knows=None):
         if key not in known:
             return "I cannot tell."
         fr = by_image[key]
-        asked = next(t.text for t in reversed(conv) if t.role == "user")
-        obj = next(o for o in fr.truth.objects if o.caption in asked)
+        question = next(t.text for t in reversed(conv) if t.role == "user")
+        if asked is not None:
+            asked.append(question)
+        obj = next(o for o in fr.truth.objects if o.caption in question)
         sf = fr.sensor_frame()
         T = sf.transforms.lookup(sf.camera.frame_id, "base_link")
         return codec.encode_box3d(obj.box.transformed(T, sf.camera.frame_id), sf.camera)
@@ -226,3 +229,40 @@ def test_goal_parser_vlm_restates_the_configured_goal(episode):
     assert labels[-1].success and labels[-1].goal == text
     with pytest.raises(ConfigError, match="goal_parser"):
         RewardAnnotatorConfig(goal_parser="llm")
+
+
+def test_words_the_goal_parser_cannot_place_are_reported_never_grounded(episode, caplog):
+    """A goal with words the parser cannot place ("with care"): a warning when it is set, a
+    note on the episode's first label only, the model asked about the canonical objects only
+    (the words never reach an object name), and the labels those of the plain goal."""
+    import logging
+
+    from spatial_ros.reward.goal import ObjectRef
+
+    frames, _ = episode
+    asked: list[str] = []
+    noisy = "put the red cube next to the blue bowl with care"
+    cfg = RewardAnnotatorConfig(goal=noisy, referring="model", smoothing="none")
+    with caplog.at_level(logging.WARNING, logger="spatial_ros.reward.annotator"):
+        ann = RewardAnnotator(cfg, backend=perfect_model(frames, asked=asked))
+    note = "words not understood (ignored): 'with care'"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"goal '{noisy}': {note}; objective: gap(red cube, blue bowl) <= 0.10 m (red cube "
+        "resting on the table)"]
+    assert ann.goal_note == note and ann.goal.ignored == ("with", "care")
+    assert ann.goal.target == ObjectRef("red", "cube")
+    assert ann.goal.phrases == ["the red cube", "the blue bowl"]
+    ann.load()
+    try:
+        labels = ann.label_frames([f.sensor_frame() for f in frames[:4]])
+    finally:
+        ann.unload()
+    assert labels[0].explanation.endswith(f"; {note}") and labels[0].goal == noisy
+    assert not any("ignored" in lab.explanation for lab in labels[1:])
+    assert asked and not any("care" in q or " with " in q for q in asked)
+    plain = label_with_model(frames[:4], perfect_model(frames), smoothing="none")
+    assert [lab.progress for lab in labels] == [lab.progress for lab in plain]
+    # a goal without such words: no note, no warning
+    caplog.clear()
+    ann.set_goal(GOAL)
+    assert ann.goal_note == "" and not caplog.records

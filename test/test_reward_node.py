@@ -263,6 +263,14 @@ def test_goal_service_topic_and_parameter(ros, sim):
         assert h.wait(ok.done) and ok.result().success
         assert ok.result().message.startswith("gap(red cube, blue bowl) <= 0.10 m")
         assert h.wait(lambda: h.active and h.active[-1].data == GOAL)
+        # words the parser cannot place are named in the reply (and warned), never grounded
+        noisy = cli.call_async(SetGoal.Request(goal=GOAL + " with care"))
+        assert h.wait(noisy.done) and noisy.result().success
+        assert noisy.result().message.endswith("; words not understood (ignored): 'with care'")
+        assert h.node.annotator.goal.phrases == ["the red cube", "the blue bowl"]
+        ok = cli.call_async(SetGoal.Request(goal=GOAL))
+        assert h.wait(ok.done) and "ignored" not in ok.result().message
+        assert h.wait(lambda: h.active and h.active[-1].data == GOAL)
         a = h.stream(frames[:4], dt_s=1.0)
         assert h.wait(lambda: labelled(a))
         assert [m.frame_index for m in h.labels] == list(range(len(h.labels)))

@@ -74,6 +74,28 @@ def test_truth_grounding_reproduces_truth_progress(episodes, tmp_path):
         assert rows.reward.sum() == pytest.approx(rows.progress.iloc[-1], abs=1e-5)
 
 
+def test_ignored_goal_words_are_warned_once_and_noted_per_episode(episodes, tmp_path, caplog):
+    """`spatial-ros reward` / label_dataset with a goal holding words the parser cannot place:
+    one warning for the job, the note on each episode's first label, the labels otherwise
+    those of the plain goal."""
+    import logging
+
+    noisy = GOAL + " with care"
+    with caplog.at_level(logging.WARNING):
+        label_dataset(sources_for(episodes=episodes, gt="auto"), noisy, tmp_path / "n.parquet",
+                      RAW, progress=False)
+    warned = [r.getMessage() for r in caplog.records if "not understood" in r.getMessage()]
+    assert warned == [f"goal '{noisy}': words not understood (ignored): 'with care' (the "
+                      "labels' first explanation of each episode says so too)"]
+    label_dataset(sources_for(episodes=episodes, gt="auto"), GOAL, tmp_path / "p.parquet", RAW,
+                  progress=False)
+    df = pq.read_table(tmp_path / "n.parquet").to_pandas()
+    plain = pq.read_table(tmp_path / "p.parquet").to_pandas()
+    noted = df.explanation.str.endswith("; words not understood (ignored): 'with care'")
+    assert noted.tolist() == (df.frame_index == 0).tolist() and noted.sum() == 2
+    assert df.progress.tolist() == plain.progress.tolist()
+
+
 def test_reach_stage_from_the_bags_tf(episodes, tmp_path):
     """The simulated bags carry the gripper's tool point on /tf: with tool_frame set, bag
     replay labels the simulator's staged truth progress (reach + goal region) exactly."""
@@ -192,7 +214,7 @@ def test_bench_reward_reports_both_progress_definitions(tmp_path):
     and both score ground-truth boxes close to those truths."""
     out = tmp_path / "bench.json"
     assert cli(["bench", "reward", "--episodes", "2", "--frames", "15", "--goal-only",
-                "--json", str(out)]) == 0
+                "--paraphrase", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["tool_frame"] == "gripper_tcp" and r["episodes"] == 4
     assert r["sim_truth_staged_voc_median"] > r["sim_truth_progress_voc_median"]
@@ -200,3 +222,11 @@ def test_bench_reward_reports_both_progress_definitions(tmp_path):
         assert r[name]["frames"] == r["frames"] and r[name]["auroc"] == 1.0
         assert r[name]["progress_mae"] < 0.15  # the causal median smoothing's lag only
     assert r["truth"]["voc_median"] > r["truth goal only"]["voc_median"]
+    # --paraphrase: each episode's goal said another way, parsed to the same objective, so the
+    # labels are the canonical goal's
+    assert r["paraphrases"] == {"parse_agreement": 1.0, "disagreements": []}
+    eps = r["per_episode"]
+    assert len(eps) == 4 and all(e["paraphrase"] != e["goal"] for e in eps)
+    for e in eps:
+        assert e["runs"]["truth paraphrased"]["progress"] == e["runs"]["truth"]["progress"]
+        assert e["runs"]["truth"]["gripper_refused"] == 0

@@ -175,6 +175,88 @@ def test_reach_stage_by_hand():
         ScoringConfig(reach_weight=1.0)
 
 
+def jittered(state: SceneState, dy: float) -> SceneState:
+    """``state`` with the target's box shifted ``dy`` metres sideways (perception jitter)."""
+    t = state.target
+    box = Box3D.from_yaw(t.center + [0.0, dy, 0.0], t.size, 0.0, t.frame_id)
+    return SceneState(box, state.reference, state.viewpoint, state.support_z, state.tool)
+
+
+def test_reach_stage_does_not_end_on_box_jitter():
+    """A cube that never moves but whose box jumps 3.6 cm sideways in single frames (perception
+    jitter): with the gripper far from it the reach stage never ends (a failure gets no free
+    reach share); once the tool touched it, a real move ends it for good."""
+    start = at_gap(0.4)  # cube centre (0, 0, 0.05), top at 0.1 m
+    # the gripper hovers 0.4 m above the cube's top the whole episode: reach 0 throughout
+    far = [with_tool(jittered(start, dy), 0.5) for dy in (0, 0.036, 0, -0.036, 0.036, 0)]
+    out = score_episode(GOAL, far, raw())
+    assert [s.progress for s in out] == pytest.approx([0.0] * 6)
+    assert not any("reach done" in s.explanation for s in out)
+    # the tool half-way down (0.2 m from the top) when the box jumps: reach 1 - 0.2 / 0.4 only
+    half = [with_tool(start, 0.5), with_tool(jittered(start, 0.036), 0.3)]
+    assert score_episode(GOAL, half, raw())[-1].progress == pytest.approx(0.25 * 0.5)
+    # a real pick: the tool comes within reach_touch (4 cm above the top), then the cube moves
+    # 15 cm: the stage ends at that frame and stays ended after the tool leaves
+    pick = [with_tool(start, 0.5), with_tool(start, 0.14), with_tool(at_gap(0.25), 1.0),
+            with_tool(at_gap(0.25), 1.0)]
+    out = score_episode(GOAL, pick, raw())
+    assert out[1].progress == pytest.approx(0.25 * 0.9) and "reach done" not in out[1].explanation
+    assert [s.progress for s in out[2:]] == pytest.approx([0.25 + 0.75 * 0.5] * 2)
+    assert "reach done" in out[2].explanation and "reach done" in out[3].explanation
+    # ... the same with reach_touch 0.03 m: 4 cm is not touching, the move does not end it
+    # (the tool 0.9 m away: reach 0)
+    out = score_episode(GOAL, pick, raw(reach_touch=0.03))
+    assert out[-1].progress == pytest.approx(0.75 * 0.5)
+    # resumable after the touch, before the move
+    _, resumed, full = scored_with_a_restart(pick, raw(), 2)
+    assert resumed == full
+    # the box jumps for one frame onto the gripper (carrying another object past the cube:
+    # moved 15 cm, the tool inside the box), then is back: not a take, and no touch either, so
+    # a later jitter does not end the stage
+    def tool_in(state):
+        return SceneState(state.target, state.reference, state.viewpoint, state.support_z,
+                          state.target.center.copy())
+    glitch = [with_tool(start, 0.5), tool_in(at_gap(0.25)), with_tool(start, 0.5),
+              with_tool(jittered(start, 0.036), 0.5)]
+    out = score_episode(GOAL, glitch, raw())
+    assert not any("reach done" in s.explanation for s in out)
+    assert out[-1].progress == pytest.approx(0.0)
+    # a grasp and lift between two frames (first seen moved, with the tool in it): the stage
+    # ends when the next frame confirms it; meanwhile reach is 1 from the tool distance alone
+    lift = [with_tool(start, 0.5), tool_in(at_gap(0.3)), tool_in(at_gap(0.2)),
+            with_tool(at_gap(0.2), 1.0)]
+    out = score_episode(GOAL, lift, raw())
+    assert ["reach done" in s.explanation for s in out] == [False, False, True, True]
+    assert [s.progress for s in out] == pytest.approx(
+        [0.0, 0.25 + 0.75 / 3, 0.25 + 0.75 * 2 / 3, 0.25 + 0.75 * 2 / 3])
+    _, resumed, full = scored_with_a_restart(lift, raw(), 2)  # resumable while pending
+    assert resumed == full
+    with pytest.raises(ConfigError, match="reach_touch=-0.01"):
+        ScoringConfig(reach_touch=-0.01)
+
+
+def test_a_refused_frame_gets_no_progress_and_leaves_the_episode_untouched():
+    """EpisodeScorer.refuse (e.g. the target resolved to the gripper): progress held, reward 0,
+    success false, not grounded; the frames around it score as if it were absent."""
+    states = [at_gap(g) for g in (0.4, 0.25, 0.05, 0.05)]
+    for cfg in (raw(), ScoringConfig(smoothing="median")):
+        want = score_episode(GOAL, states, cfg)
+        sc = EpisodeScorer(GOAL, cfg)
+        got = [sc.score(states[0]), sc.score(states[1]), sc.score(states[2])]
+        refused = sc.refuse("target resolves to the gripper")
+        got.append(sc.score(states[3]))
+        assert got == want
+        assert refused.explanation == ("target resolves to the gripper; frame refused, "
+                                       "progress held")
+        assert refused.progress == want[2].progress and refused.reward == 0.0
+        assert not refused.success and not refused.grounded
+        assert want[2].success == (cfg.smoothing == "none")  # a success is not held over it
+    # refused first frames do not become the episode's start
+    sc = EpisodeScorer(GOAL, raw())
+    assert sc.refuse("x").progress == 0.0 and math.isnan(sc.refuse("x").remaining)
+    assert [sc.score(s).progress for s in states[1:]] == pytest.approx([0.0, 1.0, 1.0])
+
+
 def test_config_errors_name_the_values():
     with pytest.raises(ConfigError, match="reward_mode='sparse'"):
         ScoringConfig(reward_mode="sparse")

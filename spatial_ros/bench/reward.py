@@ -19,6 +19,15 @@ simulator's own truth progress is reported next to it), and ``model`` with ``--m
 noise). ``--untracked`` also labels with the model but without following the goal's objects from
 frame to frame (``track_objects: false``), to show what tracking adds.
 
+``--paraphrase`` also labels every episode with its goal said another way (a paraphrase from
+``training.goal_paraphrases``: verbs, politeness, fronted placements, "left-hand side",
+possessives, "so that it is", no verb, colour and noun synonyms; one per episode, drawn from its
+seed), after checking that it parses to the episode's objective; the rows are named
+"paraphrased". ``--per-episode`` prints each episode's breakdown (final progress against the
+truth, whether the success flag agrees, frames whose target box is more than 5 cm from the true
+target's, frames refused because the target resolved to the gripper, the frame the reach stage
+ended), to tell grounding errors from scoring errors.
+
 Progress has the reach stage by default (``tool_frame`` = the simulator's ``gripper_tcp``, which
 every simulated frame carries in its transforms, as /tf does in a simulated bag); the truth it
 is compared with is the simulator's staged progress. ``--goal-only`` also labels without it
@@ -57,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="also run a random-weight tiny VLM (plumbing and speed only)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--referring", choices=("program", "model"), default="program",
+                        help="how the model grounding understands the goal's object phrases "
+                             "(the node's referring parameter; default program)")
     parser.add_argument("--untracked", action="store_true",
                         help="also label with the model without object tracking (comparison)")
     parser.add_argument("--tool-frame", default=None,
@@ -64,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "simulator's gripper_tcp; '' = goal region only)")
     parser.add_argument("--goal-only", action="store_true",
                         help="also label without the reach stage (comparison)")
+    parser.add_argument("--paraphrase", action="store_true",
+                        help="also label each episode with a paraphrase of its goal "
+                             "(training.goal_paraphrases), checked to parse to the same goal")
+    parser.add_argument("--per-episode", action="store_true",
+                        help="print each episode's breakdown (grounding vs scoring errors)")
     parser.add_argument("--bag", action="store_true",
                         help="also time end-to-end offline labelling of a simulated bag")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -114,6 +131,7 @@ def simulate_episodes(args) -> list[dict]:
             traj = eps[0].trajectory
             out.append({
                 "mode": mode, "seed": cfg.seed, "goal": traj.goal.text, "kind": traj.goal.kind,
+                "fail_mode": traj.fail_mode,
                 "success": traj.success, "frames": frames,
                 "table_z": eps[0].scene.table_top_z,
                 "truth_progress": [f.truth.trajectory.progress for f in frames],
@@ -125,8 +143,48 @@ def simulate_episodes(args) -> list[dict]:
     return out
 
 
-def label_episodes(episodes: list[dict], grounding: str, **cfg) -> dict:
-    """Label every episode; quality metrics and labelling rate."""
+PARAPHRASE_KEY = "paraphrase"
+TARGET_ERROR_M = 0.05  # a target box further than this from the true target's is a grounding error
+
+
+def add_paraphrases(episodes: list[dict]) -> dict:
+    """Give each episode a paraphrase of its goal (``ep["paraphrase"]``, ``ep["style"]``) and
+    check that it parses to the episode's goal. Returns the agreement and the disagreements."""
+    from spatial_ros.errors import ParseError
+    from spatial_ros.reward.goal import parse_goal
+    from training.goal_paraphrases import paraphrases
+
+    bad = []
+    for ep in episodes:
+        goal = parse_goal(ep["goal"])
+        rng = np.random.default_rng(ep["seed"])
+        options = paraphrases(goal, rng)
+        text, style = options[int(rng.integers(len(options)))]
+        ep[PARAPHRASE_KEY], ep["style"] = text, style
+        try:
+            same = parse_goal(text) == goal
+        except ParseError as e:
+            same = False
+            log.warning("paraphrase %r of %r does not parse: %s", text, ep["goal"], e)
+        if not same:
+            bad.append({"goal": ep["goal"], "paraphrase": text, "style": style})
+    return {"parse_agreement": 1.0 - len(bad) / max(len(episodes), 1), "disagreements": bad}
+
+
+def _target_error(frame, state) -> float:
+    """Metres from the scored target box's centre to the true target's (NaN: none scored)."""
+    if state is None or state.target is None:
+        return float("nan")
+    tid = frame.truth.trajectory.target_id
+    true = next(o.box for o in frame.truth.objects if o.id == tid)
+    return float(np.linalg.norm(state.target.center - true.center))
+
+
+def label_episodes(episodes: list[dict], grounding: str, goal_key: str = "goal",
+                   name: str = "", **cfg) -> dict:
+    """Label every episode (its goal in words from ``ep[goal_key]``); quality metrics, the
+    labelling rate and a per-episode breakdown (also kept in ``ep["runs"][name]``)."""
+    from spatial_ros.errors import ParseError
     from spatial_ros.reward.annotator import (
         RewardAnnotator,
         RewardAnnotatorConfig,
@@ -145,20 +203,44 @@ def label_episodes(episodes: list[dict], grounding: str, **cfg) -> dict:
             ann.load()
         else:
             ann.truth = truth
-        ann.set_goal(ep["goal"])
-        sensor = [f.sensor_frame() for f in ep["frames"]]
-        t0 = time.perf_counter()
-        labels = ann.label_frames(sensor)
-        seconds += time.perf_counter() - t0
-        frames += len(labels)
-        prog = [lab.progress for lab in labels]
+        n = len(ep["frames"])
+        try:
+            ann.set_goal(ep[goal_key], warn=False)
+        except ParseError as e:  # what a user gets: no labels (progress 0, no success)
+            log.warning("episode %d: goal %r refused: %s", ep["seed"], ep[goal_key], e)
+            prog, ok_flag, detail = [0.0] * n, not ep["success"], {"refused_goal": str(e)}
+        else:
+            prog, target_err, refused, reach_at = [], [], 0, None
+            t0 = time.perf_counter()
+            for k, f in enumerate(ep["frames"]):
+                lab = ann.label(f.sensor_frame())
+                seconds += time.perf_counter() - t0
+                prog.append(lab.progress)
+                target_err.append(_target_error(f, ann.last_state))
+                refused += int(lab.refused)
+                if reach_at is None and "reach done" in lab.explanation:
+                    reach_at = k
+                t0 = time.perf_counter()
+            ok_flag = lab.success == ep["success"]
+            err = np.asarray(target_err)
+            detail = {"target_error_frames": int(np.sum(err > TARGET_ERROR_M)),
+                      "ungrounded_frames": int(np.isnan(err).sum()),
+                      "gripper_refused": refused, "reach_done_frame": reach_at,
+                      "ignored": list(ann.goal.ignored)}
+        frames += n
         errors += [abs(p - t) for p, t in zip(prog, ep[truth_key], strict=True)]
         finals.setdefault(ep["mode"], []).append(prog[-1])
-        success_ok.append(labels[-1].success == ep["success"])
+        success_ok.append(ok_flag)
         if ep["mode"] == "success":
             vocs.append(voc(prog))
             per_kind.setdefault(ep["kind"], []).append(vocs[-1])
-        ep.setdefault("progress", {})[grounding] = prog
+        truth_reach = next((k for k, f in enumerate(ep["frames"])
+                            if f.truth.trajectory.reach >= 1.0), None)
+        detail.update(progress=[round(p, 4) for p in prog], final=prog[-1],
+                      truth_final=ep[truth_key][-1], voc=voc(prog), success_ok=bool(ok_flag),
+                      truth_reach_done_frame=truth_reach,
+                      mae=float(np.mean(np.abs(np.subtract(prog, ep[truth_key])))))
+        ep.setdefault("runs", {})[name or grounding] = detail
     ann.unload()
     return {
         "voc_median": float(np.median(vocs)),
@@ -197,6 +279,29 @@ def offline_rate(args, model_path: str | None) -> dict:
     return out
 
 
+def print_breakdown(episodes: list[dict], name: str) -> None:
+    """One line per episode of run ``name`` (see the module docstring)."""
+    print(f"per episode, {name}: mode/failure, seed, kind, final progress (truth), VOC, flag "
+          f"agrees, target boxes > {TARGET_ERROR_M * 100:.0f} cm off / ungrounded / refused "
+          f"(gripper) frames, reach done at frame (truth)")
+    for ep in episodes:
+        d = ep["runs"].get(name)
+        if d is None:
+            continue
+        mode = ep["mode"] + (f"/{ep['fail_mode']}" if ep.get("fail_mode") else "")
+        if "refused_goal" in d:
+            print(f"  {mode:20s} {ep['seed']} {ep['kind']:9s} goal refused: "
+                  f"{d['refused_goal'][:80]}")
+            continue
+        goal = ep.get(PARAPHRASE_KEY, ep["goal"]) if "paraphrased" in name else ep["goal"]
+        print(f"  {mode:20s} {ep['seed']} {ep['kind']:9s} {d['final']:.2f} "
+              f"({d['truth_final']:.2f}) VOC {d['voc']:+.2f} {'ok ' if d['success_ok'] else 'BAD'}"
+              f" {d['target_error_frames']:2d}/{d['ungrounded_frames']:2d}/"
+              f"{d['gripper_refused']:2d} reach {d['reach_done_frame']} "
+              f"({d['truth_reach_done_frame']})  '{goal}'"
+              + (f" ignored {d['ignored']}" if d["ignored"] else ""))
+
+
 def run(args) -> int:
     from spatial_ros.errors import ConfigError
 
@@ -213,14 +318,21 @@ def run(args) -> int:
 
     tool = GRIPPER_TCP_FRAME if args.tool_frame is None else args.tool_frame
     runs = [("", dict(tool_frame=tool))]  # (name suffix, config)
+    if args.paraphrase:
+        runs.append((" paraphrased", dict(tool_frame=tool, goal_key=PARAPHRASE_KEY)))
     if args.goal_only and tool:
         runs.append((" goal only", dict(tool_frame="")))
     results: dict = {"episodes": len(episodes), "frames": n_frames, "tool_frame": tool}
+    if args.paraphrase:
+        results["paraphrases"] = add_paraphrases(episodes)
+        print(f"paraphrased goals: {results['paraphrases']['parse_agreement']:.0%} parse to the "
+              f"episode's goal; disagreements: {results['paraphrases']['disagreements']}")
     for key in ("truth_staged", "truth_progress"):
         results[f"sim_{key}_voc_median"] = float(np.median(
             [voc(e[key]) for e in episodes if e["mode"] == "success"]))
     for suffix, cfg in runs:
-        results["truth" + suffix] = label_episodes(episodes, "truth", **cfg)
+        results["truth" + suffix] = label_episodes(episodes, "truth", name="truth" + suffix,
+                                                   **cfg)
     model_path = str(args.model) if args.model else None
     tiny_dir = None
     if args.tiny and not model_path:
@@ -232,12 +344,14 @@ def run(args) -> int:
         name = "tiny (random weights)" if tiny_dir else model_path
         for suffix, cfg in runs if model_path else []:
             results["model" + suffix] = label_episodes(
-                episodes, "perception", model_path=model_path, device=args.device, **cfg)
+                episodes, "perception", name="model" + suffix, model_path=model_path,
+                device=args.device, referring=args.referring, **cfg)
             results["model" + suffix]["model"] = name + suffix.replace(" ", ", ", 1)
         if model_path and args.untracked:
-            results["untracked"] = label_episodes(episodes, "perception", model_path=model_path,
-                                                  device=args.device, track_objects=False,
-                                                  tool_frame=tool)
+            results["untracked"] = label_episodes(episodes, "perception", name="untracked",
+                                                  model_path=model_path, device=args.device,
+                                                  referring=args.referring,
+                                                  track_objects=False, tool_frame=tool)
             results["untracked"]["model"] = name + ", untracked"
         if args.bag:
             results["offline_bag"] = offline_rate(args, model_path)
@@ -247,7 +361,9 @@ def run(args) -> int:
     print(f"simulator truth progress: VOC median {results['sim_truth_staged_voc_median']:.3f} "
           f"with the reach stage, {results['sim_truth_progress_voc_median']:.3f} goal region "
           f"only; reach stage from tool frame {tool!r}" if tool else "reach stage off")
-    for name in ("truth", "truth goal only", "model", "model goal only", "untracked"):
+    names = ("truth", "truth paraphrased", "truth goal only", "model", "model paraphrased",
+             "model goal only", "untracked")
+    for name in names:
         r = results.get(name)
         if r is None:
             continue
@@ -259,6 +375,13 @@ def run(args) -> int:
               f"agrees {r['final_success_agreement']:.0%}, final progress success "
               f"{r['final_progress_success_mean']:.2f} / fail "
               f"{r['final_progress_fail_mean']:.2f}; {r['frames_per_s']:.1f} frames/s")
+    if args.per_episode:
+        for name in names:
+            if name in results:
+                print_breakdown(episodes, name)
+    results["per_episode"] = [
+        {k: ep.get(k) for k in ("mode", "fail_mode", "seed", "kind", "goal", PARAPHRASE_KEY,
+                                "style", "runs")} for ep in episodes]
     for name, r in results.get("offline_bag", {}).items():
         print(f"offline bag -> parquet ({name} grounding): {r['frames']} frames at "
               f"{r['frames_per_s']:.1f} frames/s end to end")

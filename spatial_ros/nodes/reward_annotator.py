@@ -16,13 +16,16 @@ counters, diagnostics, /tf_static and /tf):
 * every label copies the source image's header stamp; its frame_id is the boxes' frame.
 
 Goal: the ``goal`` parameter (also settable at run time), the ``~/set_goal`` service (SetGoal:
-replies with the parsed objective or why the goal was rejected) and the ``~/goal`` topic
-(std_msgs/String). A goal longer than ``max_goal_chars`` is refused at once, before any parser
-reads it (the reply quotes a short prefix and the length); control characters are removed. The
-service and the goal topic run in their own callback group: frames keep arriving meanwhile. A
-new goal starts a new episode (frame_index 0, progress from 0); so does a jump back in time (bag
-loop, simulator restart). The active goal is republished on ``~/active_goal`` (std_msgs/String,
-transient local). Without a goal, frames are counted (``no_goal``) and not labelled.
+replies with the parsed objective or why the goal was rejected; words the parser could not
+place are named in the reply, in a warning and in the episode's first label) and the
+``~/goal`` topic (std_msgs/String). A goal longer than ``max_goal_chars`` is refused at once,
+before any parser reads it (the reply quotes a short prefix and the length); control characters
+are removed. The service and the goal topic run in their own callback group: frames keep
+arriving meanwhile. A new goal starts a new episode (frame_index 0, progress from 0); so does a
+jump back in time (bag loop, simulator restart). The active goal is republished on
+``~/active_goal`` (std_msgs/String, transient local). Without a goal, frames are counted
+(``no_goal``) and not labelled. Frames whose target resolves to the robot's own gripper are
+refused (``refuse_gripper``; counted as ``gripper_refused``).
 
 Topics (relative to the node namespace): ~/reward (spatial_ros/RewardLabel), ~/active_goal,
 /diagnostics. Subscriptions: image, camera_info, cloud/depth (as configured), /tf_static, /tf,
@@ -60,7 +63,7 @@ class RewardAnnotatorNode(SensorNode):
     config_cls = RewardAnnotatorConfig
     kind = "reward"
     overflow_counter = "dropped_full"
-    extra_counters = ("ungrounded", "no_goal", "episodes")
+    extra_counters = ("ungrounded", "no_goal", "episodes", "gripper_refused")
 
     def __init__(self, node_name: str = NODE_NAME, backend=None, truth=None, **kwargs) -> None:
         self._backend, self._truth = backend, truth
@@ -119,22 +122,26 @@ class RewardAnnotatorNode(SensorNode):
             lab.success, lab.explanation, self.f,
         ))
         self._count("ungrounded", int(not lab.grounded))
+        self._count("gripper_refused", int(lab.refused))
 
     # ---- goal -----------------------------------------------------------------------------------
     def set_goal(self, text: str) -> str:
-        """Activate a goal (new episode); returns the objective. Raises TextTooLong at once for a
-        goal over ``max_goal_chars``, GoalError/ConfigError when it does not parse (the previous
-        goal stays active)."""
+        """Activate a goal (new episode); returns the objective, followed by the words the
+        parser could not place when there are any (also logged as a warning). Raises TextTooLong
+        at once for a goal over ``max_goal_chars``, GoalError/ConfigError when it does not parse
+        (the previous goal stays active)."""
         if self.annotator is None:
             raise SpatialRosError("the node is not configured yet")
         text = bounded_text(text, "goal", self.cfg.max_goal_chars)  # before waiting or parsing
         with self._busy:  # the frame in progress finishes with the old goal
-            self.annotator.set_goal(text)
-            objective = self.annotator.objective
+            self.annotator.set_goal(text, warn=False)
+            objective, note = self.annotator.objective, self.annotator.goal_note
         self._count("episodes")
         self._publish_goal()
+        if note:
+            self.get_logger().warning(f"goal '{text}': {note}")
         self.get_logger().info(f"goal set: '{text}' -> {objective}")
-        return objective
+        return f"{objective}; {note}" if note else objective
 
     def _publish_goal(self) -> None:
         self.pub_goal.publish(String(data=self.annotator.goal_text if self.annotator else ""))

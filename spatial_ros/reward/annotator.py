@@ -19,169 +19,48 @@ Boxes are in the z-up ``output_frame`` (base_link); "the robot" is that frame's 
 camera viewpoint (for left/right/front/behind) comes from the frame's transforms. Scoring is
 ``spatial_ros.reward.scoring`` (causal: online and offline labels are identical).
 
-``config/reward.yaml`` is GENERATED from :class:`RewardAnnotatorConfig` (the node's parameters):
-``python -m spatial_ros.reward.annotator > config/reward.yaml``.
+Words of the goal its parser could not place are reported (a warning, :attr:`goal_note`, the
+episode's first label); a frame whose target resolves to the robot's own gripper is refused
+(``spatial_ros.reward.gripper``).
+
+``config/reward.yaml`` is GENERATED from :class:`RewardAnnotatorConfig` (the node's parameters,
+``spatial_ros.reward.annotator_config``): ``python -m spatial_ros.reward.annotator >
+config/reward.yaml``.
 """
 
 from __future__ import annotations
 
-import bisect
-import dataclasses
-import json
 import logging
-import math
-import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from spatial_ros.boxfile import BoxFrame, BoxRecord, iter_box_file
-from spatial_ros.config import field_help, param
-from spatial_ros.errors import CalibrationError, ConfigError, DataError
-from spatial_ros.perception import PerceptionConfig
+from spatial_ros.boxfile import BoxRecord
+from spatial_ros.errors import CalibrationError, ConfigError
+from spatial_ros.reward.annotator_config import (  # noqa: F401 - re-exported (their old home)
+    CONFIG_FILE,
+    GOAL_PARSERS,
+    GROUNDING_MODES,
+    NODE_NAME,
+    RewardAnnotatorConfig,
+    config_yaml,
+)
 from spatial_ros.reward.goal import Goal, ObjectRef, SceneState, parse_goal
 from spatial_ros.reward.goal_vlm import parse_goal_with_vlm
-from spatial_ros.reward.scoring import EpisodeScorer, FrameScore, ScoringConfig
-from spatial_ros.reward.tracking import GoalTracker, TrackerConfig
+from spatial_ros.reward.gripper import GripperGuard
+from spatial_ros.reward.scoring import EpisodeScorer, FrameScore
+from spatial_ros.reward.tracking import GoalTracker
+from spatial_ros.reward.truth import (  # noqa: F401 - re-exported (their old home)
+    TruthGrounding,
+    _norm,
+    match_records,
+)
 from spatial_ros.spatial.predicates import Viewpoint
-from spatial_ros.types import Box3D, GroundedObject, SensorFrame
+from spatial_ros.types import Box3D, Candidate, GroundedObject, SensorFrame
 from spatial_ros.user_text import bounded_text
 
 log = logging.getLogger(__name__)
-
-GROUNDING_MODES = ("perception", "truth")
-GOAL_PARSERS = ("templates", "vlm")
-NODE_NAME = "reward_annotator"
-CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "reward.yaml"
-
-_PERCEPTION_FIELDS = {f.name: f for f in dataclasses.fields(PerceptionConfig)}
-
-
-def _shared(name: str, help: str | None = None):  # noqa: A002 - mirrors config.param
-    """A field with the same name and default as PerceptionConfig's (one definition), and its
-    help unless the meaning differs here."""
-    f = _PERCEPTION_FIELDS[name]
-    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-    return param(default, help or f.metadata["help"])
-
-
-@dataclass
-class RewardAnnotatorConfig(ScoringConfig):
-    """Parameters of the reward annotator node and of ``spatial-ros reward`` (scoring fields are
-    inherited from ScoringConfig; config/reward.yaml documents each one)."""
-
-    # --- goal and grounding ------------------------------------------------------------------
-    goal: str = param("", "initial goal in words, e.g. 'put the red cube next to the blue bowl' "
-                      "('' = none until ~/set_goal or ~/goal sets one)")
-    max_goal_chars: int = param(1000, "longest goal (characters); longer ones are refused "
-                                "before any parsing")
-    grounding: str = param("perception", "where object boxes come from: perception "
-                           "(specialists + VLM) | truth (ground-truth box file truth_path)")
-    truth_path: str = param("", "grounding=truth: truth.jsonl box file (spatial-ros sim); the "
-                            "scene.json next to it gives the table height")
-    output_frame: str = _shared("output_frame", "z-up frame the goal is scored in (boxes, "
-                                "'the robot' = its origin)")
-    goal_parser: str = param("templates", "how goals become objectives: templates "
-                             "(deterministic sentence templates) | vlm (the model restates the "
-                             "goal as JSON, checked; the templates are the fallback: for an "
-                             "instruction-tuned VLM, the embedded model was not trained for it)")
-    tool_frame: str = param("", "the robot's tool centre point frame (gripper fingertips) in "
-                            "/tf, e.g. 'tool0'; progress then also rewards bringing it to the "
-                            "target (reach_weight); '' = goal region only")
-    model_path: str = _shared("model_path")
-    device: str = _shared("device")
-    backend: str = _shared("backend")
-    server_url: str = _shared("server_url")
-    served_model: str = _shared("served_model")
-    api_key_env: str = _shared("api_key_env")
-    image_max_side: int = _shared("image_max_side")
-    image_format: str = _shared("image_format")
-    jpeg_quality: int = _shared("jpeg_quality")
-    timeout_s: float = _shared("timeout_s")
-    retries: int = _shared("retries")
-    concurrency: int = _shared("concurrency")
-    top_logprobs: int = _shared("top_logprobs")
-    max_new_tokens: int = _shared("max_new_tokens")
-    family: str = _shared("family")
-    dtype: str = _shared("dtype")
-    attn_implementation: str = _shared("attn_implementation")
-    trust_remote_code: bool = _shared("trust_remote_code")
-    threads: int = _shared("threads")
-    specialist_prompts: bool = _shared("specialist_prompts")
-    vcot: bool = _shared("vcot")
-    referring: str = _shared("referring")
-    lidar_preset: str = _shared("lidar_preset")
-    use_depth_specialist: bool = _shared("use_depth_specialist")
-    min_score: float = _shared("min_score", "grounded objects scoring below this are ignored "
-                               "[0, 1]")
-    track_objects: bool = param(True, "perception: follow the goal's objects from frame to "
-                                "frame (the model's answer starts a track, the nearest "
-                                "specialist candidate continues it); false = every frame "
-                                "grounded on its own")
-    track_unmatched: float = param(0.35, "tracking: cost of leaving an object or a candidate "
-                                   "unmatched; boxes further apart than twice this between two "
-                                   "labelled frames are never the same object (m)")
-    track_rest_move: float = param(0.15, "tracking: largest jump of a resting object (in its own "
-                                   "box, not carried with the gripper), plus its speed (m)")
-    track_coast_frames: int = param(10, "tracking: frames an unseen object keeps its last box "
-                                    "before it counts as not found")
-    # --- inputs ------------------------------------------------------------------------------
-    image_topic: str = _shared("image_topic")
-    image_transport: str = _shared("image_transport")
-    camera_info_topic: str = _shared("camera_info_topic")
-    cloud_topic: str = _shared("cloud_topic")
-    depth_topic: str = _shared("depth_topic")
-    qos_reliability: str = _shared("qos_reliability")
-    qos_depth: int = _shared("qos_depth")
-    slop: float = _shared("slop")
-    queue_size: int = _shared("queue_size")
-    time_jump: float = _shared("time_jump", "image stamps this much older than the newest "
-                               "(bag loop, simulator restart) start a new episode (s)")
-    static_transforms: list = _shared("static_transforms")
-    # --- node --------------------------------------------------------------------------------
-    max_pending: int = param(30, "synchronized frames waiting for the worker (every frame gets a "
-                             "label); when full, the oldest is dropped and counted")
-    stats_period: float = _shared("stats_period")
-    autostart: bool = _shared("autostart")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.grounding not in GROUNDING_MODES:
-            raise ConfigError(
-                f"grounding must be one of {', '.join(GROUNDING_MODES)}, got {self.grounding!r}"
-            )
-        if self.max_pending < 1:
-            raise ConfigError(f"max_pending must be >= 1, got {self.max_pending}")
-        if self.grounding == "perception":
-            self.perception()  # validates topics, QoS, model settings (ConfigError)
-        self.tracker  # noqa: B018 - validates the tracking costs (ConfigError)
-        if self.goal_parser not in GOAL_PARSERS:
-            raise ConfigError(f"goal_parser must be one of {', '.join(GOAL_PARSERS)}, got "
-                              f"{self.goal_parser!r}")
-        if self.max_goal_chars < 1:
-            raise ConfigError(f"max_goal_chars must be >= 1, got {self.max_goal_chars}")
-        self.goal = bounded_text(self.goal, "goal", self.max_goal_chars)
-        if self.goal and self.goal_parser == "templates":
-            parse_goal(self.goal)  # GoalError names what is wrong with it
-
-    def perception(self, queries: list[str] | None = None) -> PerceptionConfig:
-        """The PerceptionConfig of the grounding pipeline (VLM on, no relation outputs)."""
-        shared = {k: getattr(self, k) for k in _PERCEPTION_FIELDS if hasattr(self, k)}
-        shared.update(queries=list(queries or []), relation_pairs=[], sensor_distances=False,
-                      use_vlm=True, publish_markers=False)
-        return PerceptionConfig(**shared)
-
-    @property
-    def scoring(self) -> ScoringConfig:
-        names = [f.name for f in dataclasses.fields(ScoringConfig)]
-        return ScoringConfig(**{n: getattr(self, n) for n in names})
-
-    @property
-    def tracker(self) -> TrackerConfig:
-        return TrackerConfig(unmatched=self.track_unmatched, rest_move=self.track_rest_move,
-                             coast_frames=self.track_coast_frames)
 
 
 @dataclass
@@ -198,6 +77,7 @@ class RewardLabel:
         reward, progress, success, explanation: see ``spatial_ros.reward.scoring``.
         remaining: smoothed metres to the goal region (NaN before the first grounded frame).
         grounded: the goal's objects were found in this frame.
+        refused: the frame was refused (its target resolved to the robot's gripper).
     """
 
     stamp_ns: int
@@ -212,90 +92,7 @@ class RewardLabel:
     explanation: str
     remaining: float
     grounded: bool
-
-
-# ----------------------------------------------------------------------------------------------
-# Ground-truth grounding
-# ----------------------------------------------------------------------------------------------
-
-
-def _norm(text: str | None) -> str:
-    return " ".join(str(text or "").lower().split())
-
-
-def match_records(records: list[BoxRecord], ref: ObjectRef) -> list[BoxRecord]:
-    """Box-file records that are ``ref``: the same query phrase, or the same label (category)
-    and colour (``extra["colour"]``; any colour when the goal names none)."""
-    out = []
-    for r in records:
-        if _norm(r.query) == ref.phrase:
-            out.append(r)
-        elif r.label == ref.category and (not ref.colour or r.extra.get("colour") == ref.colour):
-            out.append(r)
-    return out
-
-
-class TruthGrounding:
-    """Ground-truth boxes per image stamp, from box-file frames (``truth.jsonl``).
-
-    Args:
-        frames: the box-file frames (boxes in a z-up frame).
-        table_z: table-top height (metres) per episode number (``frame.extra["episode"]``).
-        tolerance_ns: a frame matches an image stamp within this many nanoseconds.
-    """
-
-    def __init__(
-        self,
-        frames: Iterable[BoxFrame],
-        table_z: dict[int, float] | None = None,
-        tolerance_ns: int = 2_000_000,
-    ) -> None:
-        self.frames = sorted(frames, key=lambda f: f.stamp_ns)
-        self._stamps = [f.stamp_ns for f in self.frames]
-        self.table_z = dict(table_z or {})
-        self.tolerance_ns = int(tolerance_ns)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> TruthGrounding:
-        """Read a box file; table heights come from ``scene.json`` next to it when present.
-
-        Raises:
-            DataError: missing or malformed files.
-        """
-        p = Path(path)
-        frames = list(iter_box_file(p))
-        table: dict[int, float] = {}
-        scene = p.parent / "scene.json"
-        if scene.is_file():
-            try:
-                for ep in json.loads(scene.read_text()).get("episodes", []):
-                    if ep.get("table_top_z") is not None:
-                        table[int(ep["episode"])] = float(ep["table_top_z"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise DataError(
-                    f"{scene}: cannot read the episodes' table heights ({e})"
-                ) from None
-        return cls(frames, table)
-
-    def lookup(self, stamp_ns: int) -> BoxFrame | None:
-        """The truth frame of an image stamp (nearest within ``tolerance_ns``), or None."""
-        i = bisect.bisect_left(self._stamps, stamp_ns)
-        best = None
-        for j in (i - 1, i):
-            if 0 <= j < len(self._stamps):
-                d = abs(self._stamps[j] - stamp_ns)
-                if d <= self.tolerance_ns and (best is None or d < best[0]):
-                    best = (d, self.frames[j])
-        return None if best is None else best[1]
-
-    @staticmethod
-    def episode_of(frame: BoxFrame) -> int | None:
-        ep = frame.extra.get("episode")
-        return None if ep is None else int(ep)
-
-    def support_z(self, frame: BoxFrame) -> float | None:
-        ep = self.episode_of(frame)
-        return self.table_z.get(0 if ep is None else ep)
+    refused: bool = False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,6 +142,10 @@ class RewardAnnotator:
         self._t0_ns = 0
         self._truth_episode: int | None = None
         self._tool_missing = 0  # frames without the tool frame's transform (warned, counted)
+        self.guard = GripperGuard(cfg.gripper_guard)
+        self.gripper_refused = 0  # frames refused because the target was the gripper
+        self.last_state: SceneState | None = None  # the last labelled frame's state
+        self.goal_note = ""  # words of the active goal the parser could not place, for users
         self.goal_source = ""  # how the active goal was parsed: vlm | templates (...)
         self._goal_pending = ""  # goal_parser=vlm: the configured goal, parsed in load()
         if cfg.goal.strip():
@@ -374,11 +175,13 @@ class RewardAnnotator:
             self.pipeline = None
 
     # ---- goal and episodes -------------------------------------------------------------------
-    def set_goal(self, text: str) -> Goal:
+    def set_goal(self, text: str, warn: bool = True) -> Goal:
         """Parse and activate a goal; starts a new episode (the next episode number once the
         current one has frames). GoalError when unparseable, TextTooLong over
         ``max_goal_chars`` (checked first): the previous goal stays active. Control characters
-        are removed (``user_text.strip_controls``)."""
+        are removed (``user_text.strip_controls``). Words the parser could not place are in
+        :attr:`goal_note` (also on the episode's first label) and, with ``warn``, logged as a
+        warning."""
         text = bounded_text(text, "goal", self.config.max_goal_chars)
         engine = getattr(self.pipeline, "engine", None)
         if self.config.goal_parser == "vlm" and engine is not None:
@@ -387,6 +190,10 @@ class RewardAnnotator:
         else:
             goal, self.goal_source = parse_goal(text), "templates"
         self.goal, self.goal_text = goal, " ".join(str(text).split())
+        self.goal_note = ignored_note(goal)
+        if self.goal_note and warn:
+            log.warning("goal %r: %s; objective: %s", _short(self.goal_text), self.goal_note,
+                        self.objective)
         self.scorer = EpisodeScorer(goal, self.config.scoring)
         # the reference is a landmark: it keeps its box while something passes close to it
         self.tracker = GoalTracker([r.name for r in goal.required], self.config.tracker,
@@ -408,6 +215,8 @@ class RewardAnnotator:
             self.scorer.reset()
         if self.tracker is not None:
             self.tracker.reset()
+        self.guard.reset()
+        self.last_state = None
 
     # ---- labelling ---------------------------------------------------------------------------
     def label(
@@ -429,13 +238,29 @@ class RewardAnnotator:
         """
         if self.goal is None:
             raise ConfigError("no goal set: pass goal in the config or call set_goal()")
-        state, reason, frame_id, held = self._ground(frame, objects)
+        state, reason, frame_id, held, cand = self._ground(frame, objects)
         if self._frame_index == 0:
             self._t0_ns = frame.stamp_ns
-        sc: FrameScore = self.scorer.score(state, reason)
+        refusal = self._refusal(state, cand)
+        if refusal:
+            sc: FrameScore = self.scorer.refuse(refusal)
+            self.gripper_refused += 1
+            if self.tracker is not None:
+                self.tracker.drop(self.goal.target.name)  # ground it afresh next frame
+            if self.gripper_refused in (1, 100) or self.gripper_refused % 1000 == 0:
+                log.warning("goal '%s': %s at stamp %d (%d frames refused so far)",
+                            _short(self.goal_text), refusal, frame.stamp_ns,
+                            self.gripper_refused)
+        else:
+            sc = self.scorer.score(state, reason)
+            if sc.grounded:
+                self.guard.accept(state.target, state.tool)
+        self.last_state = state
         explanation = sc.explanation
         if held and sc.grounded:
             explanation += f"; last box kept (hidden or merged): {', '.join(held)}"
+        if self._frame_index == 0 and self.goal_note:
+            explanation += f"; {self.goal_note}"
         out = RewardLabel(
             stamp_ns=int(frame.stamp_ns),
             frame_id=frame_id,
@@ -449,9 +274,23 @@ class RewardAnnotator:
             explanation=explanation,
             remaining=sc.remaining,
             grounded=sc.grounded,
+            refused=bool(refusal),
         )
         self._frame_index += 1
         return out
+
+    def _refusal(self, state: SceneState | None, cand: Candidate | None) -> str:
+        """Why this frame's target cannot be scored ('' = it can): it is the robot's gripper
+        (``spatial_ros.reward.gripper``)."""
+        if not self.config.refuse_gripper or state is None or state.target is None:
+            return ""
+        p = None
+        if state.tool is None and cand is not None and self.guard.config.shape_p <= 1:
+            from spatial_ros.language.shape import tabletop_posterior
+
+            post = tabletop_posterior(cand.box, cand.points)
+            p = None if post is None else post.get("gripper")
+        return self.guard.check(state.target, state.tool, p)
 
     def label_frames(
         self,
@@ -481,17 +320,19 @@ class RewardAnnotator:
 
     def _ground(
         self, frame: SensorFrame, objects: list[GroundedObject] | None
-    ) -> tuple[SceneState | None, str, str, list[str]]:
-        """This frame's state, why objects are missing, the boxes' frame, and the names of
-        tracked objects that kept an earlier box."""
+    ) -> tuple[SceneState | None, str, str, list[str], Candidate | None]:
+        """This frame's state, why objects are missing, the boxes' frame, the names of tracked
+        objects that kept an earlier box, and the specialist candidate that is the target's box
+        (None when unknown or the box is not one candidate's)."""
         goal = self.goal
         frame_id = self.config.output_frame
         support = None
         held: list[str] = []
+        cands: list[Candidate] = []
         if objects is None and self.config.grounding == "truth":
             tf = self.truth.lookup(frame.stamp_ns)
             if tf is None:
-                return None, f"no truth frame at stamp {frame.stamp_ns}", frame_id, held
+                return None, f"no truth frame at stamp {frame.stamp_ns}", frame_id, held, None
             if self.truth_episodes:
                 ep = TruthGrounding.episode_of(tf)
                 if ep is not None and ep != self._truth_episode:
@@ -511,7 +352,8 @@ class RewardAnnotator:
                     raise ConfigError("perception grounding: call load() before label()")
                 # the target and the reference are different objects
                 res = self.pipeline.process(frame, goal.phrases, distinct=True)
-                objects, candidates = res.objects, [c.box for c in res.candidates]
+                cands = list(res.candidates)
+                objects, candidates = res.objects, [c.box for c in cands]
             objects = [o for o in objects if o.score >= self.config.min_score]
             frame_id = next((o.box.frame_id for o in objects if o.box.frame_id), frame_id)
             boxes, reason = self._from_objects(objects)
@@ -521,7 +363,9 @@ class RewardAnnotator:
         vp = self._viewpoint(frame, frame_id)
         target = boxes.get(goal.target)
         ref = boxes.get(goal.reference) if goal.reference is not None else None
-        return SceneState(target, ref, vp, support, tool), reason, frame_id, held
+        cand = None if target is None else next(
+            (c for c in cands if np.linalg.norm(c.box.center - target.center) < 1e-6), None)
+        return SceneState(target, ref, vp, support, tool), reason, frame_id, held, cand
 
     def _tool(self, frame: SensorFrame, frame_id: str) -> np.ndarray | None:
         """The tool centre point in ``frame_id`` from the frame's transforms (None when
@@ -586,6 +430,7 @@ class RewardAnnotator:
             "truth_episode": self._truth_episode,
             "scorer": self.scorer.state_dict() if self.scorer else None,
             "tracker": self.tracker.state_dict() if self.tracker else None,
+            "gripper_guard": self.guard.state_dict(),
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -600,48 +445,18 @@ class RewardAnnotator:
                 self.tracker.load_state_dict(d["tracker"])
             else:
                 self.tracker.reset()
+        self.guard.load_state_dict(d.get("gripper_guard"))
 
 
-# ----------------------------------------------------------------------------------------------
-# config/reward.yaml, generated from RewardAnnotatorConfig (its single source)
-# ----------------------------------------------------------------------------------------------
-
-_YAML_HEADER = """\
-# Parameters of the reward annotator node, GENERATED from spatial_ros/reward/annotator.py
-# (RewardAnnotatorConfig): edit the dataclass, then run
-# `python -m spatial_ros.reward.annotator > config/reward.yaml`
-# (test/test_reward_node.py fails when this file and the dataclass disagree).
-# Used unchanged by `ros2 launch spatial_ros reward.launch.py` and by
-# `spatial-ros run reward --config config/reward.yaml`."""
+def ignored_note(goal: Goal) -> str:
+    """A short note naming the words of a goal its parser could not place ('' when none), e.g.
+    "words not understood (ignored): 'with care'"."""
+    words = " ".join(goal.ignored)
+    return f"words not understood (ignored): '{_short(words, 60)}'" if words else ""
 
 
-def _yaml_value(value) -> str:
-    """A ROS 2 parameter-file literal (floats keep their decimal point, strings are quoted)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return json.dumps(value)
-
-
-def config_yaml(node_name: str = NODE_NAME) -> str:
-    """The text of config/reward.yaml: every RewardAnnotatorConfig field with its default and
-    its help as a comment (an empty-list default is written commented out: a ROS parameter
-    file cannot hold [])."""
-    helps = field_help(RewardAnnotatorConfig)
-    defaults = RewardAnnotatorConfig()
-    lines = [_YAML_HEADER, f"{node_name}:", "  ros__parameters:"]
-    for f in dataclasses.fields(RewardAnnotatorConfig):
-        value = getattr(defaults, f.name)
-        lines += textwrap.wrap(helps[f.name], 95, initial_indent="    # ",
-                               subsequent_indent="    #   ")
-        if isinstance(value, list) and not value:
-            lines.append(f"    # {f.name}: []   (default; a ROS parameter file cannot hold [])")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{f.name}: a non-finite default cannot go into a ROS YAML file")
-        else:
-            lines.append(f"    {f.name}: {_yaml_value(value)}")
-    return "\n".join(lines) + "\n"
+def _short(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else f"{text[:n]}..."
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from spatial_ros.reward.annotator import (
     RewardAnnotatorConfig,
     RewardLabel,
     TruthGrounding,
+    ignored_note,
 )
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ class SourceLabeler:
                 ann.load()
                 self._pipeline = ann.pipeline
             ann.pipeline = self._pipeline
-        ann.set_goal(self.goal)
+        ann.set_goal(self.goal, warn=False)  # label_dataset warned once
         ann.reset(src.episode_index or 0)
         return ann
 
@@ -418,7 +419,10 @@ def label_dataset(
     from spatial_ros.reward.goal import parse_goal
 
     config = config or RewardAnnotatorConfig()
-    parse_goal(goal)
+    note = ignored_note(parse_goal(goal))
+    if note:
+        log.warning("goal %r: %s (the labels' first explanation of each episode says so too)",
+                    goal, note)
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     if use_ray and backend is not None:

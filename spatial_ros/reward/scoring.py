@@ -12,10 +12,21 @@ smoothing, progress equals the simulator's truth progress exactly (with the tool
 
 With the robot's tool point in the state (``SceneState.tool``, e.g. the gripper's TCP from /tf)
 and ``reach_weight`` > 0, progress is staged (:func:`spatial_ros.reward.goal.staged_progress`):
-``reach_weight`` of it for bringing the tool to the target, the rest for the goal region; the
-reach stage ends for good once the target has moved ``reach_moved`` from its start. Whether an
-episode is staged is decided at its first grounded frame (a tool point there); a later frame
-without one keeps the last tool distance.
+``reach_weight`` of it for bringing the tool to the target, the rest for the goal region. The
+reach stage ends for good once the robot has taken the target: the target is more than
+``reach_moved`` from its start after the tool touched it (came within ``reach_touch`` of its box)
+where it rested, or in two grounded frames in a row while the tool touches it (a grasp and lift
+between two frames). A grounded box that jitters by a few centimetres while the gripper is
+elsewhere (perception noise, a neighbour's points), or that jumps for one frame onto the cluster
+of the gripper carrying another object, therefore never ends it: an episode where the robot
+never takes the target gets no reach share for it. With ground-truth boxes the progress is the
+simulator's (a target moves only in the gripper, with the tool point inside its box: reach is
+1 from either rule). Whether an episode is staged is decided at its first grounded
+frame (a tool point there); a later frame without one keeps the last tool distance.
+
+A frame can be *refused* (:meth:`EpisodeScorer.refuse`, e.g. its target resolves to the robot's
+own gripper): it is labelled like an ungrounded frame (progress held, reward 0) with success
+false, and nothing of it enters the episode's state.
 
 Smoothing is causal: a frame's output depends only on that frame and earlier ones, so online and
 offline labels are identical and no future frame leaks into the past. ``remaining`` is smoothed;
@@ -62,6 +73,7 @@ from spatial_ros.reward.goal import (
 )
 
 REWARD_MODES = ("delta", "potential", "progress")
+REACH_TOUCH = 0.05  # metres: the tool this close to the target's box touches it
 SMOOTHING = ("none", "ema", "median")
 
 
@@ -91,8 +103,11 @@ class ScoringConfig:
                                   "normalise progress (m)")
     reach_weight: float = param(REACH_WEIGHT, "share of progress for bringing the robot's tool "
                                 "to the target, [0, 1) (used when the tool point is known)")
-    reach_moved: float = param(REACH_MOVED, "the target moving this far from its start ends the "
-                               "reach stage (m)")
+    reach_moved: float = param(REACH_MOVED, "the target moving this far from its start, once "
+                               "the tool has touched it, ends the reach stage (m)")
+    reach_touch: float = param(REACH_TOUCH, "the tool within this of the target's box counts as "
+                               "touching it (m): only a target the robot touched ends the reach "
+                               "stage by moving (box jitter does not)")
 
     def __post_init__(self) -> None:
         bad = []
@@ -112,6 +127,8 @@ class ScoringConfig:
             bad.append(f"reach_weight={self.reach_weight} (must be in [0, 1))")
         if not self.reach_moved > 0:
             bad.append(f"reach_moved={self.reach_moved} (must be > 0 m)")
+        if not (math.isfinite(self.reach_touch) and self.reach_touch >= 0):
+            bad.append(f"reach_touch={self.reach_touch} (must be >= 0 m)")
         if not self.min_remaining0 > 0:
             bad.append(f"min_remaining0={self.min_remaining0} (must be > 0 m)")
         if bad:
@@ -225,6 +242,8 @@ class EpisodeScorer:
         self._reach0: float | None = None
         self._reach = math.nan  # latest tool-to-target metres (held when the tool is unknown)
         self._reached = False
+        self._touched = False  # the tool came within reach_touch of the target at its start
+        self._pending = False  # last frame: moved while the tool touched it for the first time
 
     def score(self, state: SceneState | None, missing_reason: str = "") -> FrameScore:
         """Score the next frame of the episode.
@@ -247,10 +266,12 @@ class EpisodeScorer:
             self._staged = state.tool is not None and cfg.reach_weight > 0
         reach_text = ""
         if self._staged:
-            self._reached = self._reached or target_moved(state.target, self._start.target,
-                                                          cfg.reach_moved)
+            touching = False
             if state.tool is not None:
                 self._reach = tool_distance(state.tool, state.target)
+                touching = self._reach <= cfg.reach_touch
+            self._take(target_moved(state.target, self._start.target, cfg.reach_moved),
+                       touching)
             if self._reach0 is None:
                 self._reach0 = max(self._reach, cfg.min_remaining0)
             reach_text = ("; reach done" if self._reached
@@ -267,8 +288,29 @@ class EpisodeScorer:
                 + (" (success)" if self._success else ""))
         return self._emit(m.remaining, m.value, True, text)
 
-    def _emit(self, raw: float, value: float, grounded: bool, text: str) -> FrameScore:
+    def _take(self, moved: bool, touching: bool) -> None:
+        """Whether the robot has taken the target (ends the reach stage for good): it moved
+        after the tool touched it where it rested, or it moved while the tool touched it for the
+        first time and is still moved and touched in the next grounded frame (a grasp and lift
+        between two frames; a box that jumps onto the gripper for one frame is not one)."""
+        if self._reached:
+            return
+        if moved and (self._touched or (self._pending and touching)):
+            self._reached = True
+        self._pending = moved and touching and not self._reached
+        self._touched = self._touched or (touching and not moved)
+
+    def refuse(self, reason: str) -> FrameScore:
+        """Label the next frame without using its state (e.g. the target resolved to the
+        robot's gripper): progress held, reward 0, success false, not grounded; ``reason`` goes
+        into the explanation. The episode's state (start, smoothing, reach) is untouched."""
+        return self._emit(math.nan, math.nan, False, f"{reason}; frame refused, progress held",
+                          success=False)
+
+    def _emit(self, raw: float, value: float, grounded: bool, text: str,
+              success: bool | None = None) -> FrameScore:
         cfg = self.config
+        success = self._success if success is None else success
         p, prev = self._progress, self._prev_progress
         if cfg.reward_mode == "progress":
             reward = p
@@ -278,11 +320,11 @@ class EpisodeScorer:
             reward = p - prev
         else:
             reward = cfg.gamma * p - prev
-        if self._success:
+        if success:
             reward += cfg.success_bonus
         if grounded:
             self._prev_progress = p
-        return FrameScore(float(p), float(reward), self._success, self._remaining, float(raw),
+        return FrameScore(float(p), float(reward), success, self._remaining, float(raw),
                           float(value), grounded, text)
 
     # ---- state for resumable offline jobs (JSON-able, exact floats) ---------------------------
@@ -299,6 +341,8 @@ class EpisodeScorer:
             "reach0": self._reach0,
             "reach": None if math.isnan(self._reach) else self._reach,
             "reached": self._reached,
+            "touched": self._touched,
+            "pending": self._pending,
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -313,6 +357,9 @@ class EpisodeScorer:
         self._reach0 = d.get("reach0")
         self._reach = math.nan if d.get("reach") is None else d["reach"]
         self._reached = bool(d.get("reached", False))
+        # a state saved before reach_touch existed ended the stage on the move alone
+        self._touched = bool(d.get("touched", self._reached))
+        self._pending = bool(d.get("pending", False))
 
 
 def score_episode(

@@ -228,6 +228,11 @@ class GoalTracker:
         self._others = []
         self._tool = None
 
+    def drop(self, name: str) -> None:
+        """Forget an object's track (its box this frame was refused, e.g. it was the robot's
+        gripper): the model's next answer starts it afresh."""
+        self._tracks.pop(name, None)
+
     def update(
         self, answers: dict[str, Box3D | None], candidates: list[Box3D],
         tool: np.ndarray | None = None,
