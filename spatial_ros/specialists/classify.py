@@ -121,16 +121,23 @@ STREET_CLASSES: tuple[SizePrior, ...] = (
 )
 
 
-def prior_cost(L: float, W: float, H: float, pr: SizePrior) -> tuple[float, bool] | None:
+def prior_cost(
+    L: float, W: float, H: float, pr: SizePrior, facing: str | None = None
+) -> tuple[float, bool] | None:
     """(cost, end_on) of explaining visible extents (L >= W, H) by ``pr``; None if impossible.
 
     ``end_on``: the longer visible side is the object's width (seen from the front/back), the
-    shorter one part of its length. The cost adds the log-size mismatch of each dimension
-    with its role in the prior; a side SHORTER than its role may be partly hidden, so it counts
-    half and at most ``0.5 · log 2`` (an unseen depth costs the same whatever the prior).
-    Height weighs three times a side (bottom on the ground, top from the highest row); a box
-    lower than the prior costs half as much when the prior admits hidden tops
-    (``grow_height``).
+    shorter one part of its length; possible while that side is at most 1.2 x ``width``.
+    ``facing``: which visible side faces the sensor ("L", "W"; None = oblique view). The
+    facing side is seen whole while the other is seen at a grazing angle, sparsely and often
+    cut short: a facing long side that can be a width is the object's end (end-on), a facing
+    short side is its width (side-on). For an oblique view the cheaper reading wins.
+
+    The cost adds the log-size mismatch of each dimension with its role in the prior; a side
+    SHORTER than its role may be partly hidden, so it counts half and at most ``0.5 · log 2``
+    (an unseen depth costs the same whatever the prior). Height weighs three times a side
+    (bottom on the ground, top from the highest row); a box lower than the prior costs half
+    as much when the prior admits hidden tops (``grow_height``).
     """
     h_lo, h_hi = pr.h_range
     if not (h_lo <= H <= h_hi and W <= pr.w_max and pr.l_min <= L <= pr.l_max):
@@ -144,43 +151,66 @@ def prior_cost(L: float, W: float, H: float, pr: SizePrior) -> tuple[float, bool
     hc = float(np.log(H / pr.height))
     h = 3.0 * abs(hc) * (0.5 if (hc < 0 and pr.grow_height) else 1.0)
     side_on = m(L, pr.length) + m(W, pr.width)
-    if L <= pr.w_max:
+    can_end = L <= min(pr.w_max, 1.2 * pr.width)
+    if can_end:
         end_on = m(L, pr.width) + m(W, pr.length)
-        if end_on < side_on:
+        if facing == "L" or (facing is None and end_on < side_on):
             return h + end_on, True
     return h + side_on, False
 
 
 def classify_extents(
-    L: float, W: float, H: float, priors, open_top: bool = False, roughness: float = 0.0
+    L: float, W: float, H: float, priors, open_top: bool = False, roughness: float = 0.0,
+    facing: str | None = None,
 ) -> tuple[SizePrior | None, bool]:
     """The best-matching prior for visible extents (L >= W, H) and whether it is seen end-on;
     (None, False) when no prior admits them. ``open_top``: the object goes on above the
     height window seen, so only priors without a height limit (poles) may take it.
-    ``roughness``: the contour's distance from the box sides, metres (see ``SizePrior``)."""
+    ``roughness``: the contour's distance from the box sides, metres (see ``SizePrior``).
+    ``facing``: see ``prior_cost``."""
     best, best_cost, best_end = None, np.inf, False
     for pr in priors:
         if open_top and pr.h_range[1] < 1e6:
             continue
         if pr.max_roughness is not None and roughness > pr.max_roughness:
             continue
-        c = prior_cost(L, W, H, pr)
+        c = prior_cost(L, W, H, pr, facing)
         if c is not None and c[0] < best_cost:
             best, best_cost, best_end = pr, c[0], c[1]
     return best, best_end
 
 
+def facing_side(box: Box3D, sensor_xy, max_angle_deg: float = 30.0) -> str | None:
+    """"L" or "W": the box side (along its x or y axis) that faces the sensor, i.e. lies within
+    ``max_angle_deg`` of perpendicular to the line of sight; None for an oblique view."""
+    los = box.center[:2] - np.asarray(sensor_xy, dtype=np.float64)[:2]
+    n = float(np.linalg.norm(los))
+    if n < 1e-6:
+        return None
+    yaw = box.yaw
+    c = abs(float(np.cos(yaw) * los[0] + np.sin(yaw) * los[1])) / n  # |cos(L-axis, LOS)|
+    lim = float(np.sin(np.radians(max_angle_deg)))
+    if c <= lim:
+        return "L"
+    if c >= float(np.cos(np.radians(max_angle_deg))):
+        return "W"
+    return None
+
+
 def complete_with_prior(
-    box: Box3D, priors, sensor_xy=(0.0, 0.0), open_top: bool = False, roughness: float = 0.0
+    box: Box3D, priors, sensor_xy=(0.0, 0.0), open_top: bool = False, roughness: float = 0.0,
+    cut_xy=None,
 ) -> tuple[Box3D, str]:
     """Classify a visible box and grow it to the best-matching prior, away from the sensor.
 
     The face nearest the sensor is what the LiDAR saw, so it stays in place and the box grows
-    towards the far side. If the longer visible side is at most the prior's largest width, it
-    may be the object's width and the length axis the other one (seen end-on; the cheaper
-    reading wins). Sides grow only when shorter than ``grow_below`` x the prior's; the height
+    towards the far side. If the longer visible side can be the object's width, the length
+    axis may be the other one (seen end-on): decided by which side faces the sensor, or for
+    an oblique view by the cheaper reading (``prior_cost``). Sides grow only when shorter than ``grow_below`` x the prior's; the height
     grows (bottom kept) when the prior says ``grow_height``. ``open_top``, ``roughness``: see
-    ``classify_extents``.
+    ``classify_extents``. ``cut_xy``: where the object runs out of the sensor's field of view
+    (``lidar.truncation_point``): along the box axis closer to the line of sight's normal the
+    hidden part lies there, so the box grows towards it instead.
 
     Returns:
         (box, label): the completed box and the prior's label, or the input box and "" when no
@@ -189,7 +219,8 @@ def complete_with_prior(
     L, W, H = (float(v) for v in box.size)
     if min(L, H) <= 0:
         return box, ""
-    pr, end_on = classify_extents(L, W, H, priors, open_top, roughness)
+    facing = facing_side(box, sensor_xy)
+    pr, end_on = classify_extents(L, W, H, priors, open_top, roughness, facing)
     if pr is None:
         return box, ""
     yaw = box.yaw
@@ -203,9 +234,15 @@ def complete_with_prior(
         new_len, new_wid = max(L, pr.length), max(W, pr.width)
     new_len = new_len if L < pr.grow_below * new_len else L
     new_wid = new_wid if W < pr.grow_below * new_wid else W
+    los = ctr[:2] - s
+    los = los / max(float(np.linalg.norm(los)), 1e-9)
     for axis, old, new in ((ax_len, L, new_len), (ax_wid, W, new_wid)):
         if new > old:
-            away = 1.0 if axis @ (ctr[:2] - s) >= 0 else -1.0
+            if cut_xy is not None and abs(float(axis @ los)) < 0.7:
+                toward = np.asarray(cut_xy, dtype=np.float64)[:2] - ctr[:2]
+                away = 1.0 if axis @ toward >= 0 else -1.0
+            else:
+                away = 1.0 if axis @ (ctr[:2] - s) >= 0 else -1.0
             ctr[:2] = ctr[:2] + axis * away * (new - old) / 2.0
     new_h = H
     if pr.grow_height and H < pr.height:

@@ -81,6 +81,7 @@ class LidarSpecialist:
         self.config = config if config is not None else LidarSpecialistConfig.street()
         self.last_stats = SpecialistStats()
         self._warned_at = -np.inf  # monotonic time of the last logged preset warning
+        self._covered: np.ndarray | None = None  # azimuth coverage of the current cloud
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -252,8 +253,9 @@ class LidarSpecialist:
         if cfg.voxel_size > 0:
             xyz = voxel_downsample(xyz, cfg.voxel_size)
         st.n_cropped = len(xyz)
-        if cfg.min_visible_area > 0 and len(xyz):
-            st.density = angular_density(xyz, T_w)
+        self._covered = None
+        if (cfg.min_visible_area > 0 or cfg.size_priors) and len(xyz):
+            st.density, self._covered = scan_coverage(xyz, T_w)
         st.timings_ms["crop"] = (time.perf_counter() - t) * 1e3
         if len(xyz) == 0:
             st.reason = f"no points within range [{cfg.min_range}, {cfg.max_range}] m / ROI"
@@ -301,9 +303,18 @@ class LidarSpecialist:
             sub_idx = np.flatnonzero(lab >= 0)
             cl = _Cluster(obj[sub_idx], None if heights is None else heights[sub_idx])
             if cfg.contour_heading:
-                cl.contour = _contours(cl.xyz, lab[sub_idx], len(big), origin)
+                cl.contour = _contours(cl.xyz, lab[sub_idx], len(big), origin, cl.heights)
             if cfg.size_priors:
                 cl.ceiling = self._at_ceiling(cl, T_w)
+            if cfg.fine_tolerance_per_m > 0:
+                fine, _ = grid_clusters(
+                    pts[sub_idx], cell=cfg.cell, tolerance=cfg.cluster_tolerance,
+                    tolerance_per_m=cfg.fine_tolerance_per_m,
+                    max_tolerance=max(cfg.fine_max_tolerance, cfg.cluster_tolerance),
+                    z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
+                    z_gap_per_m=cfg.z_gap_per_m, origin=origin[:2],
+                )
+                cl.fine = fine
             for g_idx in group_indices(lab[sub_idx], len(big)):
                 cands += self._cluster_candidates(cl.subset(g_idx), planes, T_w)
             if cfg.pole_chain_gap > 0:
@@ -346,41 +357,78 @@ class LidarSpecialist:
     def _cluster_candidates(
         self, cl: _Cluster, planes: list[Plane], T_w: np.ndarray, depth: int = 0
     ) -> list[Candidate]:
-        """Candidates of one cluster: its box when it fits, else its pieces (two touching
-        objects split at a height valley; an oversized cluster re-clustered with one cell)."""
+        """Candidates of one cluster: its box when it gets a class (or, unclassified, fits
+        ``max_size``), else its pieces: the finer clusters it holds (``fine_tolerance_per_m``),
+        two touching objects split at a height valley (``split_touching``), or, oversized,
+        pieces re-clustered with a one-cell gap (``split_oversized``)."""
         cfg = self.config
         cp = cl.xyz
+        if depth and not self._enough(cl, T_w):
+            return []
         max_size = np.asarray(cfg.max_size, float)
         ext = cp.max(axis=0) - cp.min(axis=0)
         # Cheap bounds first: an oriented box is at least AABB/sqrt(2) long.
         long_side = max(ext[0], ext[1]) / np.sqrt(2.0)
         big_len = max([max_size[0]] + [p.l_max for p in cfg.size_priors])
         too_big = long_side > big_len or ext[2] > max_size[2]
-        if not too_big:
-            c = self._box_for_cluster(cl, planes, T_w)
-            if cfg.split_touching and depth < 3:
-                pieces = self._split_touching(c, cl, planes, T_w)
-                if pieces is not None:
-                    return [x for idx in pieces
-                            for x in self._cluster_candidates(cl.subset(idx), planes, T_w,
-                                                              depth + 1)]
-            if self._fits(c):
-                if c.box.size.max() < cfg.min_extent:
-                    return []
-                if cfg.drop_open_top_unknown and not self._known(c) and cl.ceiling is not None \
-                        and bool(cl.ceiling.any()):
-                    return []  # taller than seen and no class: a wall, a tree, a building
-                return [c]
+        open_top = cl.ceiling is not None and bool(cl.ceiling.any())
+        deeper = depth < 3
+
+        def pieces_of(parts) -> list[Candidate]:
+            return [x for idx in parts
+                    for x in self._cluster_candidates(cl.subset(idx), planes, T_w, depth + 1)]
+
+        c = None if too_big else self._box_for_cluster(cl, planes, T_w)
+        if c is not None and self._known(c):
+            if cfg.split_touching and deeper:
+                parts = self._split_touching(c, cl, planes, T_w)
+                if parts is not None:
+                    return pieces_of(parts)
+            return [c] if c.box.size.max() >= cfg.min_extent else []
+        # No class (or too big): the classified ones among the finer clusters inside it.
+        if cl.fine is not None and deeper:
+            labels = np.unique(cl.fine)
+            if len(labels) > 1:
+                known = [x for x in pieces_of([np.flatnonzero(cl.fine == k) for k in labels])
+                         if self._known(x)]
+                if known:
+                    return known
+        if c is not None and cfg.split_touching and deeper:
+            parts = self._split_touching(c, cl, planes, T_w)
+            if parts is not None:
+                return pieces_of(parts)
+        if c is not None and self._fits(c):
+            if c.box.size.max() < cfg.min_extent:
+                return []
+            if cfg.drop_open_top_unknown and open_top:
+                return []  # taller than seen and no class: a wall, a tree, a building
+            return [c]
         # Tallest thing worth splitting: merged parked cars are car-high, buildings not.
         split_h = max([p.h_range[1] for p in cfg.size_priors if p.h_range[1] < 1e6],
                       default=max_size[2])
-        open_top = cl.ceiling is not None and bool(cl.ceiling.any())
         if cfg.split_oversized and long_side <= 2.5 * max_size[0] and ext[2] <= split_h \
                 and not open_top:
             # Objects closer than the range-grown gap (parked cars) merged: split once with
             # the tightest gap (one cell) and keep what fits.
             return self._split(cl, planes, T_w)
         return []
+
+    def _enough(self, cl: _Cluster, T_w: np.ndarray) -> bool:
+        """A piece of a cluster passes the same point-count and top checks as a cluster
+        (``_plausible_clusters``)."""
+        cfg = self.config
+        n = len(cl.xyz)
+        if n < cfg.min_points:
+            return False
+        if cfg.min_visible_area > 0:
+            c = cl.xyz[:, :2].mean(axis=0) - T_w[:2, 3]
+            if n < cfg.min_visible_area * self.last_stats.density / max(float(c @ c), 1e-2):
+                return False
+        if cfg.min_top > 0:
+            h = cl.heights if cl.heights is not None else cl.xyz[:, 2] - cl.xyz[:, 2].min()
+            if float(h.max()) < cfg.min_top:
+                return False
+        return True
 
     def _known(self, c: Candidate) -> bool:
         return bool(c.label) and c.label != self.config.unknown_label
@@ -403,12 +451,14 @@ class LidarSpecialist:
         h = cl.heights if cl.heights is not None else cp[:, 2] - cp[:, 2].min()
         whole_known = self._known(whole) and self._fits(whole)
         # A vehicle's own profile dips (glass returns nothing, pillars stand up): a classified
-        # vehicle splits only at a gap or bumper-deep valley; people at shoulder depth.
+        # vehicle splits only at a gap or bumper-deep valley; people at shoulder depth, between
+        # two peaks of similar height (two heads, not a cyclist's handlebar and head).
         people = whole.label in cfg.people_classes
         max_ratio = cfg.split_valley_ratio if (people or not whole_known) \
             else cfg.split_known_ratio
         yaw = whole.box.yaw
-        cut = best_cut(cp[:, :2], h, max_ratio=max_ratio, axis=(np.cos(yaw), np.sin(yaw)))
+        cut = best_cut(cp[:, :2], h, max_ratio=max_ratio, axis=(np.cos(yaw), np.sin(yaw)),
+                       min_peak_ratio=0.75 if people else 0.0)
         if cut is None:
             return None
         pieces = [self._box_for_cluster(cl.subset(i), planes, T_w) for i in (cut.left, cut.right)]
@@ -513,8 +563,9 @@ class LidarSpecialist:
             # Points at the top of what the sensor sees belong to something that may be
             # taller: only open-topped classes (poles) may take it.
             open_top = cl.ceiling is not None and bool(cl.ceiling.any())
+            cut = None if self._covered is None else truncation_point(cp, T_w, self._covered)
             box, label = complete_with_prior(box, cfg.size_priors, origin[:2],
-                                             open_top=open_top, roughness=rough)
+                                             open_top=open_top, roughness=rough, cut_xy=cut)
             label = label or cfg.unknown_label
         n_pts = len(cp)
         return Candidate(
@@ -527,16 +578,17 @@ class LidarSpecialist:
 class _Cluster:
     """Points of one cluster (or a piece of one) and what is known per point: height above
     the local ground (patchwise), on the visible contour, at the ceiling of what the sensor
-    sees (``LidarSpecialist._at_ceiling``)."""
+    sees (``LidarSpecialist._at_ceiling``), label of the finer cluster it belongs to."""
 
     xyz: np.ndarray
     heights: np.ndarray | None = None
     contour: np.ndarray | None = None
     ceiling: np.ndarray | None = None
+    fine: np.ndarray | None = None
 
     def subset(self, idx: np.ndarray) -> _Cluster:
-        return _Cluster(*(None if a is None else a[idx]
-                          for a in (self.xyz, self.heights, self.contour, self.ceiling)))
+        return _Cluster(*(None if a is None else a[idx] for a in
+                          (self.xyz, self.heights, self.contour, self.ceiling, self.fine)))
 
 
 def _drop_pole_chains(cands: list[Candidate], gap: float) -> list[Candidate]:
@@ -561,33 +613,69 @@ def _drop_pole_chains(cands: list[Candidate], gap: float) -> list[Candidate]:
     return [c for i, c in enumerate(cands) if i not in drop]
 
 
-def angular_density(xyz: np.ndarray, T_w: np.ndarray, max_points: int = 16_384) -> float:
-    """Returns per steradian of a cloud (points in the working frame, sensor pose ``T_w``):
-    the number of points over the solid angle they span, ``azimuth span x elevation span``
-    (azimuth: occupied 1-degree bins, so a camera-view cut counts its 90 degrees; elevation:
-    0.5-99.5 percentiles). Returns lost to the sky make it an underestimate, which keeps the
-    distance-aware minimum on the safe side. Measured on an evenly strided subset."""
+def scan_coverage(
+    xyz: np.ndarray, T_w: np.ndarray, max_points: int = 16_384
+) -> tuple[float, np.ndarray]:
+    """(returns per steradian, (360,) bool azimuth coverage in 1-degree bins) of a cloud
+    (points in the working frame, sensor pose ``T_w``; azimuth in the sensor frame).
+
+    The density is the number of points over the solid angle they span, ``azimuth span x
+    elevation span`` (azimuth: occupied bins, so a camera-view cut counts its 90 degrees;
+    elevation: 0.5-99.5 percentiles). Returns lost to the sky make it an underestimate,
+    which keeps the distance-aware minimum on the safe side. Measured on an evenly strided
+    subset."""
     step = max(1, len(xyz) // max_points)
     d = (xyz[::step] - T_w[:3, 3]) @ T_w[:3, :3]  # sensor frame
     flat = np.hypot(d[:, 0], d[:, 1])
     az = np.floor((np.arctan2(d[:, 1], d[:, 0]) + np.pi) * (180.0 / np.pi)).astype(np.int64)
-    az_span = np.radians(np.count_nonzero(np.bincount(np.clip(az, 0, 359), minlength=360)))
+    covered = np.bincount(np.clip(az, 0, 359), minlength=360) > 0
+    az_span = np.radians(np.count_nonzero(covered))
     el = np.arctan2(d[:, 2], flat)
     lo, hi = np.percentile(el, [0.5, 99.5])
     el_span = max(float(hi - lo), np.radians(1.0))
-    return float(len(xyz) / (az_span * el_span))
+    return float(len(xyz) / (az_span * el_span)), covered
+
+
+def truncation_point(cp: np.ndarray, T_w: np.ndarray, covered: np.ndarray,
+                     empty_run: int = 3) -> np.ndarray | None:
+    """(2,) BEV point where a cluster runs into the edge of the cloud's azimuth coverage (a
+    camera-view cut), or None: the mean of its points within 0.5 degrees of that edge, when
+    ``empty_run`` 1-degree bins beyond the next one are empty (the next may hold the last
+    returns before the cut). The object goes on past it."""
+    if covered.all():
+        return None
+    d = (cp - T_w[:3, 3]) @ T_w[:3, :3]
+    az = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
+    ref = float(np.degrees(np.arctan2(d[:, 1].mean(), d[:, 0].mean())))
+    rel = (az - ref + 180.0) % 360.0 - 180.0
+    for side, edge in ((-1, rel.min()), (1, rel.max())):
+        b = int(np.floor(ref + edge + 180.0))
+        beyond = [(b + side * k) % 360 for k in range(2, empty_run + 2)]
+        if not covered[beyond].any():
+            near = np.abs(rel - edge) <= 0.5
+            return cp[near, :2].mean(axis=0)
+    return None
 
 
 def _contours(pts: np.ndarray, lab: np.ndarray, n: int, origin: np.ndarray,
-              bin_deg: float = 0.25) -> np.ndarray:
+              heights: np.ndarray | None = None, bin_deg: float = 0.25,
+              body: float = 0.65) -> np.ndarray:
     """(M,) bool: the point is on its cluster's visible contour (within 10 cm of the cluster's
     nearest point in its ``bin_deg`` azimuth bin; see ``boxfit``). One pass over all
-    clusters (``lab`` in [0, n))."""
+    clusters (``lab`` in [0, n)). With ``heights``, only points in the lower ``body`` share
+    of their cluster's height count: a car's cabin is set back from the body that makes its
+    footprint (clusters with fewer than 5 such points use all)."""
     dx, dy = pts[:, 0] - origin[0], pts[:, 1] - origin[1]
     nb = int(np.ceil(360.0 / bin_deg))
     azb = ((np.arctan2(dy, dx) + np.pi) * (nb / (2 * np.pi))).astype(np.int64)
     key = lab * nb + np.minimum(azb, nb - 1)
     rng = np.hypot(dx, dy)
+    if heights is not None:
+        top = np.zeros(n)
+        np.maximum.at(top, lab, heights)
+        low = heights <= body * top[lab]
+        enough = np.bincount(lab[low], minlength=n) >= 5
+        rng = np.where(low | ~enough[lab], rng, np.inf)
     rmin = np.full(n * nb, np.inf)
     np.minimum.at(rmin, key, rng)
     return rng <= rmin[key] + 0.1

@@ -61,6 +61,11 @@ class LidarSpecialistConfig:
     Clustering (see ``clustering.grid_clusters``):
         cell, cluster_tolerance, tolerance_per_m, max_tolerance, z_resolution, z_gap,
         z_gap_per_m.
+        fine_tolerance_per_m, fine_max_tolerance: a second, finer clustering (same base
+            gap, slower growth with range; 0 = off): a cluster that gets no class, or is too
+            big for any, is taken apart into the finer clusters it holds. The coarse gap
+            keeps sparse thin parts together (a bicycle's wheels with its rider 20 m away),
+            the fine one separates neighbours the coarse gap merged (parked cars 35 m away).
 
     Boxes:
         min_points: smallest cluster kept (at any range).
@@ -149,6 +154,8 @@ class LidarSpecialistConfig:
     z_resolution: float = 0.1
     z_gap: float = 0.6
     z_gap_per_m: float = 0.012
+    fine_tolerance_per_m: float = 0.0
+    fine_max_tolerance: float = 0.0
     min_points: int = 10
     min_visible_area: float = 0.0
     min_top: float = 0.0
@@ -185,6 +192,7 @@ class LidarSpecialistConfig:
         bad += [f"{k}={getattr(self, k)} (must be > 0)" for k in pos if not getattr(self, k) > 0]
         nonneg = ("min_range", "voxel_size", "tolerance_per_m", "z_gap_per_m", "min_height",
                   "min_visible_area", "min_top", "pole_chain_gap",
+                  "fine_tolerance_per_m", "fine_max_tolerance",
                   "plane_min_area", "plane_min_fraction", "box_pad", "min_extent",
                   "plane_connectivity", "support_gap", "sampling_pad_max", "box_pad_per_m",
                   "top_pad_rows",
@@ -244,7 +252,8 @@ class LidarSpecialistConfig:
         KITTI's velodyne frame, ~0 for base_link."""
         base = dict(size_priors=STREET_CLASSES, unknown_label="misc", max_height=4.0,
                     max_size=(7.0, 3.0, 4.5), ground_method="patchwise",
-                    cell=0.15, cluster_tolerance=0.3, tolerance_per_m=0.01, max_tolerance=0.6,
+                    cell=0.15, cluster_tolerance=0.3, tolerance_per_m=0.03, max_tolerance=1.0,
+                    fine_tolerance_per_m=0.01, fine_max_tolerance=0.6,
                     min_points=5, min_visible_area=0.1, min_top=0.5,
                     contour_heading=True, split_touching=True, drop_open_top_unknown=True,
                     pole_chain_gap=1.5,
@@ -262,7 +271,7 @@ class LidarSpecialistConfig:
             plane_distance=0.01, plane_max_tilt_deg=10.0, plane_min_area=0.15,
             plane_min_fraction=0.02, support="highest", min_height=0.012, max_height=0.6,
             crop_to_support=True, auto_level=True, plane_connectivity=0.05, support_gap=0.05,
-            cell=0.01, cluster_tolerance=0.02, tolerance_per_m=0.025, max_tolerance=0.05,
+            cell=0.01, cluster_tolerance=0.02, tolerance_per_m=0.03, max_tolerance=1.0,
             z_resolution=0.01, z_gap=0.1, z_gap_per_m=0.0,
             min_points=10, min_extent=0.02, max_size=(0.6, 0.6, 0.6), box_method="min_area",
             box_pad=0.0, sampling_pad=True, extend_to_support=True, score_points=20.0,

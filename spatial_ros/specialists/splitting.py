@@ -56,6 +56,7 @@ def best_cut(
     max_ratio: float = 0.85,
     min_drop: float = 0.2,
     axis=None,
+    min_peak_ratio: float = 0.0,
 ) -> Cut | None:
     """The deepest height valley along the principal axis that leaves two substantial pieces.
 
@@ -68,6 +69,8 @@ def best_cut(
             this share of the cluster.
         max_ratio: valleys higher than this fraction of the lower peak are no valleys.
         min_drop: the lower peak stands at least this much above the valley, metres.
+        min_peak_ratio: the lower peak is at least this fraction of the higher one (two
+            people: both peaks are heads; a cyclist's handlebar is not a second head).
         axis: (2,) profile direction, e.g. the heading of the cluster's box (an L-shaped car
             seen at its corner has a diagonal principal axis); None = principal axis.
 
@@ -93,11 +96,13 @@ def best_cut(
     right_peak = np.maximum.accumulate(prof[::-1])[::-1]
     j = np.arange(edge, nb - edge)  # cut slice; left = slices < j, right = slices > j
     low = np.minimum(left_peak[j - 1], right_peak[j + 1])
+    high = np.maximum(left_peak[j - 1], right_peak[j + 1])
     ratio = prof[j] / np.maximum(low, 1e-6)
     drop = low - prof[j]
     n_left = cnt[j - 1]
     n_right = n - cnt[j]
     ok = (ratio <= max_ratio) & (drop >= min_drop) & (n_left >= need) & (n_right >= need)
+    ok &= low >= min_peak_ratio * high
     if not ok.any():
         return None
     cand = np.flatnonzero(ok)
