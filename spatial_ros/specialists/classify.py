@@ -206,10 +206,11 @@ def complete_with_prior(
     The face nearest the sensor is what the LiDAR saw, so it stays in place and the box grows
     towards the far side. If the longer visible side can be the object's width, the length
     axis may be the other one (seen end-on): decided by which side faces the sensor, or for
-    an oblique view by the cheaper reading (``prior_cost``). Sides grow only when shorter than ``grow_below`` x the prior's; the height
-    grows (bottom kept) when the prior says ``grow_height``. ``open_top``, ``roughness``: see
+    an oblique view by the cheaper reading (``prior_cost``). Sides grow only when shorter
+    than ``grow_below`` x the prior's; the height grows (bottom kept) when the prior says
+    ``grow_height``. ``open_top``, ``roughness``: see
     ``classify_extents``. ``cut_xy``: where the object runs out of the sensor's field of view
-    (``lidar.truncation_point``): along the box axis closer to the line of sight's normal the
+    (``lidar_boxes.truncation_point``): along the box axis closer to the line of sight's normal the
     hidden part lies there, so the box grows towards it instead.
 
     Returns:

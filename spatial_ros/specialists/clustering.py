@@ -9,8 +9,10 @@ Here connectivity is decided between occupied grid cells, not points:
 2. Bird's-eye-view (BEV) cells are connected when their Chebyshev distance in cells is at most
    ``k(r) = round(tol(r) / cell)``, with ``tol(r) = clip(r · tolerance_per_m, tolerance,
    max_tolerance)`` and ``r`` the horizontal range of the nearer cell: far objects, whose
-   points are sparser, get a larger gap tolerance. Neighbours are found by ``searchsorted`` on
-   the sorted cell keys and components by ``scipy.sparse.csgraph.connected_components``.
+   points are sparser, get a larger gap tolerance. Neighbours are looked up in a dense table
+   of cell ids (``searchsorted`` on the sorted cell keys when the grid is too large), only for
+   the cells whose ``k`` reaches each offset, and components are found by
+   ``scipy.sparse.csgraph.connected_components``.
 3. Each BEV component is split where its occupied heights have a vertical gap larger than
    ``z_gap(r) = max(z_gap, r · z_gap_per_m)`` (LiDAR beams fan out vertically with range), so an
    object under an overhang or a gripper above an object become separate clusters.
@@ -103,18 +105,30 @@ def grid_clusters(
     c_k = np.clip(np.round(tol / cell), 1, kmax).astype(np.int64)
 
     src_all, dst_all = [], []
+    sx = int(ix.max()) + kmax + 1
+    dense = sx * sy <= 16_000_000  # a cell-id table (<= 64 MB) instead of binary searches
+    if dense:
+        table = np.full(sx * sy, -1, dtype=np.int32)
+        table[ckeys] = np.arange(n_cells, dtype=np.int32)
+    # Cells by falling k: those reaching Chebyshev distance d are a prefix of this order.
+    by_k = np.argsort(-c_k, kind="stable")
+    n_ge = np.searchsorted(-c_k[by_k], -np.arange(kmax + 2), side="right")
     for dx in range(0, kmax + 1):
         for dy in range(-kmax, kmax + 1):
             if dx == 0 and dy <= 0:
                 continue  # half the neighbourhood: edges are undirected
             cheb = max(abs(dx), abs(dy))
-            src = np.arange(n_cells) if cheb == 1 else np.flatnonzero(c_k >= cheb)
+            src = np.arange(n_cells) if cheb == 1 else by_k[: n_ge[cheb]]
             if len(src) == 0:
                 continue
             target = ckeys[src] + (dx * sy + dy)
-            pos = np.searchsorted(ckeys, target)
-            pos[pos == n_cells] = n_cells - 1
-            hit = ckeys[pos] == target
+            if dense:
+                pos = table[target].astype(np.int64)
+                hit = pos >= 0
+            else:
+                pos = np.searchsorted(ckeys, target)
+                pos[pos == n_cells] = n_cells - 1
+                hit = ckeys[pos] == target
             if cheb > 1:
                 hit &= c_k[pos] >= cheb
             src_all.append(src[hit])

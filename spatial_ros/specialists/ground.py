@@ -19,10 +19,11 @@ range, as the rings of a spinning LiDAR spread out on the ground):
 4. A plane is kept when it has at least 3 seeds, a slope of at most ``max_slope`` and a height
    (at the patch centre) no more than ``max_step`` above the median height of its kept
    neighbours (four sectors and one ring on each side, twice that where fewer than 5 are
-   kept; a uniform slope cancels out; 3 % slope over the ring width for one-sided
-   windows): a patch whose lowest points are a car's body (its
-   lower part hidden behind another car) or a wall is not ground. Rejected and empty patches take the mean height of kept neighbours (grown
-   outwards a few times), else the median of all kept patches, else ``fallback_height``.
+   kept; a uniform slope cancels out, plus 3 % of the ring width for one-sided windows):
+   a patch whose lowest points are a car's body (its lower part hidden behind another car)
+   or a wall is not ground. Rejected and empty patches take the mean height of kept
+   neighbours (grown outwards a few times), else the median of all kept patches, else
+   ``fallback_height``.
 
 Everything is vectorised over points and patches (sums by ``np.bincount``); no per-patch loop.
 Why our own: no maintained Python package segments LiDAR ground patchwise (Patchwork's Python

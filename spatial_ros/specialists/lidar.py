@@ -35,19 +35,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from spatial_ros.errors import ConfigError, DataError
 from spatial_ros.geometry.transforms import apply, invert
-from spatial_ros.specialists.boxfit import extend_away, fit_box, lshape_heading
-from spatial_ros.specialists.classify import complete_with_prior
 from spatial_ros.specialists.clustering import grid_clusters, group_indices
 from spatial_ros.specialists.common import (  # noqa: F401 - re-exported (depth, onnx, tests)
-    beam_pitch,
     box_to_image,
-    far_row_gap,
     finalize_candidates,
     hull_ccw,
     inside_convex_hull,
@@ -55,13 +50,18 @@ from spatial_ros.specialists.common import (  # noqa: F401 - re-exported (depth,
     voxel_downsample,
 )
 from spatial_ros.specialists.ground import segment_ground
+from spatial_ros.specialists.lidar_boxes import (
+    BoxResolver,
+    ClusterPoints,
+    contours,
+    scan_coverage,
+)
 from spatial_ros.specialists.lidar_config import (  # noqa: F401 - re-exported
     LidarSpecialistConfig,
     SpecialistStats,
 )
 from spatial_ros.specialists.planes import Plane, fit_horizontal_planes, gravity_alignment
 from spatial_ros.specialists.preset_choice import preset_warning
-from spatial_ros.specialists.splitting import best_cut
 from spatial_ros.types import CameraIntrinsics, Candidate, SensorFrame
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,6 @@ class LidarSpecialist:
         self.config = config if config is not None else LidarSpecialistConfig.street()
         self.last_stats = SpecialistStats()
         self._warned_at = -np.inf  # monotonic time of the last logged preset warning
-        self._covered: np.ndarray | None = None  # azimuth coverage of the current cloud
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -253,9 +252,9 @@ class LidarSpecialist:
         if cfg.voxel_size > 0:
             xyz = voxel_downsample(xyz, cfg.voxel_size)
         st.n_cropped = len(xyz)
-        self._covered = None
+        covered = None
         if (cfg.min_visible_area > 0 or cfg.size_priors) and len(xyz):
-            st.density, self._covered = scan_coverage(xyz, T_w)
+            st.density, covered = scan_coverage(xyz, T_w)
         st.timings_ms["crop"] = (time.perf_counter() - t) * 1e3
         if len(xyz) == 0:
             st.reason = f"no points within range [{cfg.min_range}, {cfg.max_range}] m / ROI"
@@ -295,30 +294,27 @@ class LidarSpecialist:
 
         t = time.perf_counter()
         big = self._plausible_clusters(obj, heights, labels, n, origin, st)
-        cands = []
+        cands: list[Candidate] = []
         if len(big):
             remap = np.full(n, -1, dtype=np.int64)
             remap[big] = np.arange(len(big))
             lab = remap[labels]
             sub_idx = np.flatnonzero(lab >= 0)
-            cl = _Cluster(obj[sub_idx], None if heights is None else heights[sub_idx])
+            cl = ClusterPoints(obj[sub_idx], None if heights is None else heights[sub_idx])
             if cfg.contour_heading:
-                cl.contour = _contours(cl.xyz, lab[sub_idx], len(big), origin, cl.heights)
+                cl.contour = contours(cl.xyz, lab[sub_idx], len(big), origin, cl.heights)
             if cfg.size_priors:
                 cl.ceiling = self._at_ceiling(cl, T_w)
             if cfg.fine_tolerance_per_m > 0:
-                fine, _ = grid_clusters(
+                cl.fine, _ = grid_clusters(
                     pts[sub_idx], cell=cfg.cell, tolerance=cfg.cluster_tolerance,
                     tolerance_per_m=cfg.fine_tolerance_per_m,
                     max_tolerance=max(cfg.fine_max_tolerance, cfg.cluster_tolerance),
                     z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
                     z_gap_per_m=cfg.z_gap_per_m, origin=origin[:2],
                 )
-                cl.fine = fine
-            for g_idx in group_indices(lab[sub_idx], len(big)):
-                cands += self._cluster_candidates(cl.subset(g_idx), planes, T_w)
-            if cfg.pole_chain_gap > 0:
-                cands = _drop_pole_chains(cands, cfg.pole_chain_gap)
+            resolver = BoxResolver(cfg, planes, T_w, st.density, covered, self.source)
+            cands = resolver.candidates(cl, group_indices(lab[sub_idx], len(big)))
         st.timings_ms["boxes"] = (time.perf_counter() - t) * 1e3
         return cands
 
@@ -342,7 +338,7 @@ class LidarSpecialist:
             ok &= top >= cfg.min_top
         return np.flatnonzero(ok)
 
-    def _at_ceiling(self, cl: _Cluster, T_w: np.ndarray) -> np.ndarray:
+    def _at_ceiling(self, cl: ClusterPoints, T_w: np.ndarray) -> np.ndarray:
         """(M,) bool: the point lies at the top of what the sensor can see there, i.e. at
         the top of the height window or on the sensor's highest beam (within 0.3 degrees):
         the object may go on above it (a wall, a tree, a truck next to the sensor)."""
@@ -353,142 +349,6 @@ class LidarSpecialist:
         if cl.heights is not None:
             top |= cl.heights >= cfg.max_height - cfg.z_resolution
         return top
-
-    def _cluster_candidates(
-        self, cl: _Cluster, planes: list[Plane], T_w: np.ndarray, depth: int = 0
-    ) -> list[Candidate]:
-        """Candidates of one cluster: its box when it gets a class (or, unclassified, fits
-        ``max_size``), else its pieces: the finer clusters it holds (``fine_tolerance_per_m``),
-        two touching objects split at a height valley (``split_touching``), or, oversized,
-        pieces re-clustered with a one-cell gap (``split_oversized``)."""
-        cfg = self.config
-        cp = cl.xyz
-        if depth and not self._enough(cl, T_w):
-            return []
-        max_size = np.asarray(cfg.max_size, float)
-        ext = cp.max(axis=0) - cp.min(axis=0)
-        # Cheap bounds first: an oriented box is at least AABB/sqrt(2) long.
-        long_side = max(ext[0], ext[1]) / np.sqrt(2.0)
-        big_len = max([max_size[0]] + [p.l_max for p in cfg.size_priors])
-        too_big = long_side > big_len or ext[2] > max_size[2]
-        open_top = cl.ceiling is not None and bool(cl.ceiling.any())
-        deeper = depth < 3
-
-        def pieces_of(parts) -> list[Candidate]:
-            return [x for idx in parts
-                    for x in self._cluster_candidates(cl.subset(idx), planes, T_w, depth + 1)]
-
-        c = None if too_big else self._box_for_cluster(cl, planes, T_w)
-        if c is not None and self._known(c):
-            if cfg.split_touching and deeper:
-                parts = self._split_touching(c, cl, planes, T_w)
-                if parts is not None:
-                    return pieces_of(parts)
-            return [c] if c.box.size.max() >= cfg.min_extent else []
-        # No class (or too big): the classified ones among the finer clusters inside it.
-        if cl.fine is not None and deeper:
-            labels = np.unique(cl.fine)
-            if len(labels) > 1:
-                known = [x for x in pieces_of([np.flatnonzero(cl.fine == k) for k in labels])
-                         if self._known(x)]
-                if known:
-                    return known
-        if c is not None and cfg.split_touching and deeper:
-            parts = self._split_touching(c, cl, planes, T_w)
-            if parts is not None:
-                return pieces_of(parts)
-        if c is not None and self._fits(c):
-            if c.box.size.max() < cfg.min_extent:
-                return []
-            if cfg.drop_open_top_unknown and open_top:
-                return []  # taller than seen and no class: a wall, a tree, a building
-            return [c]
-        # Tallest thing worth splitting: merged parked cars are car-high, buildings not.
-        split_h = max([p.h_range[1] for p in cfg.size_priors if p.h_range[1] < 1e6],
-                      default=max_size[2])
-        if cfg.split_oversized and long_side <= 2.5 * max_size[0] and ext[2] <= split_h \
-                and not open_top:
-            # Objects closer than the range-grown gap (parked cars) merged: split once with
-            # the tightest gap (one cell) and keep what fits.
-            return self._split(cl, planes, T_w)
-        return []
-
-    def _enough(self, cl: _Cluster, T_w: np.ndarray) -> bool:
-        """A piece of a cluster passes the same point-count and top checks as a cluster
-        (``_plausible_clusters``)."""
-        cfg = self.config
-        n = len(cl.xyz)
-        if n < cfg.min_points:
-            return False
-        if cfg.min_visible_area > 0:
-            c = cl.xyz[:, :2].mean(axis=0) - T_w[:2, 3]
-            if n < cfg.min_visible_area * self.last_stats.density / max(float(c @ c), 1e-2):
-                return False
-        if cfg.min_top > 0:
-            h = cl.heights if cl.heights is not None else cl.xyz[:, 2] - cl.xyz[:, 2].min()
-            if float(h.max()) < cfg.min_top:
-                return False
-        return True
-
-    def _known(self, c: Candidate) -> bool:
-        return bool(c.label) and c.label != self.config.unknown_label
-
-    def _fits(self, c: Candidate) -> bool:
-        """A classified box fits its class (its prior bounded the visible extents); other
-        boxes must be within ``max_size``."""
-        if self._known(c):
-            return True
-        return bool(np.all(c.box.size <= np.asarray(self.config.max_size, float)))
-
-    def _split_touching(self, whole: Candidate, cl: _Cluster, planes, T_w):
-        """Index arrays of the two pieces when the cluster is two touching objects (see
-        ``splitting``), else None. A classified whole splits only into two classified pieces,
-        not into two of its own class (a car with a shadow gap stays one car) unless that
-        class is in ``split_same_class``; an unclassified or oversized whole splits when one
-        piece gets a class."""
-        cfg = self.config
-        cp = cl.xyz
-        h = cl.heights if cl.heights is not None else cp[:, 2] - cp[:, 2].min()
-        whole_known = self._known(whole) and self._fits(whole)
-        # A vehicle's own profile dips (glass returns nothing, pillars stand up): a classified
-        # vehicle splits only at a gap or bumper-deep valley; people at shoulder depth, between
-        # two peaks of similar height (two heads, not a cyclist's handlebar and head).
-        people = whole.label in cfg.people_classes
-        max_ratio = cfg.split_valley_ratio if (people or not whole_known) \
-            else cfg.split_known_ratio
-        yaw = whole.box.yaw
-        cut = best_cut(cp[:, :2], h, max_ratio=max_ratio, axis=(np.cos(yaw), np.sin(yaw)),
-                       min_peak_ratio=0.75 if people else 0.0)
-        if cut is None:
-            return None
-        pieces = [self._box_for_cluster(cl.subset(i), planes, T_w) for i in (cut.left, cut.right)]
-        known = [self._known(p) for p in pieces]
-        if whole_known:
-            if not all(known):
-                return None
-            if pieces[0].label == pieces[1].label == whole.label and not people:
-                return None
-        elif not any(known):
-            return None
-        return [cut.left, cut.right]
-
-    def _split(self, cl: _Cluster, planes: list[Plane], T_w: np.ndarray) -> list[Candidate]:
-        cfg = self.config
-        pts = cl.xyz if cl.heights is None else np.column_stack([cl.xyz[:, :2], cl.heights])
-        labels, n = grid_clusters(pts, cell=cfg.cell, tolerance=cfg.cell,
-                                  z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
-                                  origin=T_w[:2, 3])
-        out = []
-        counts = np.bincount(labels, minlength=n)
-        groups = group_indices(labels, n)
-        for j in np.flatnonzero(counts >= cfg.min_points):
-            c = self._box_for_cluster(cl.subset(groups[j]), planes, T_w)
-            # With size priors, only pieces that look like a known category (a wall's debris
-            # does not); without, every piece that fits.
-            if c.box.size.max() >= cfg.min_extent and self._fits(c) \
-                    and (self._known(c) or not cfg.size_priors):
-                out.append(c)
-        return out
 
     def _remove_planes(
         self, xyz: np.ndarray, st: SpecialistStats
@@ -528,157 +388,6 @@ class LidarSpecialist:
             idx = np.flatnonzero(keep)
             keep[idx] = inside_convex_hull(xyz[idx, :2], hull, margin=cfg.cluster_tolerance)
         return keep, planes
-
-    def _box_for_cluster(self, cl: _Cluster, planes: list[Plane], T_w: np.ndarray) -> Candidate:
-        """Box, class and score of one cluster. With patchwise ground the box's bottom is the
-        median level of the local ground under its points."""
-        cfg = self.config
-        cp = cl.xyz
-        origin = T_w[:3, 3]
-        if cl.heights is not None:
-            z_min = float(np.median(cp[:, 2] - cl.heights))
-        else:
-            z_min = support_below(cp, planes, cfg.support_gap, cfg.plane_distance) \
-                if cfg.extend_to_support else None
-        pitch = beam_pitch(cp, T_w) if (cfg.sampling_pad or cfg.top_pad_rows) else 0.0
-        c = cp.mean(axis=0) - origin
-        pad = cfg.box_pad + cfg.box_pad_per_m * float(np.hypot(c[0], c[1]))
-        pad_top = pad + cfg.top_pad_rows * pitch * float(np.linalg.norm(c))
-        heading, rough = None, 0.0
-        if cfg.box_method == "lshape" and cl.contour is not None \
-                and np.count_nonzero(cl.contour) >= 3:
-            # Vehicle-sized clusters: the variance L-shape on the visible contour (their
-            # sides are long, flat panels). Person-sized ones are round: the closeness L-shape
-            # on all points heads them better (and their contour roughness says nothing).
-            ext = cp[:, :2].max(axis=0) - cp[:, :2].min(axis=0)
-            if float(ext.max()) >= cfg.contour_min_extent:
-                heading, rough = lshape_heading(cp[cl.contour, :2])
-        box = fit_box(cp, method=cfg.box_method, z_min=z_min, pad=pad, pad_top=pad_top,
-                      yaw=heading, lshape_criterion="closeness")
-        if cfg.sampling_pad and pitch > 0:
-            box = extend_away(box, box.center[:2] - origin[:2],
-                              far_row_gap(cp, T_w, pitch, cfg.sampling_pad_max))
-        label = ""
-        if cfg.size_priors:
-            # Points at the top of what the sensor sees belong to something that may be
-            # taller: only open-topped classes (poles) may take it.
-            open_top = cl.ceiling is not None and bool(cl.ceiling.any())
-            cut = None if self._covered is None else truncation_point(cp, T_w, self._covered)
-            box, label = complete_with_prior(box, cfg.size_priors, origin[:2],
-                                             open_top=open_top, roughness=rough, cut_xy=cut)
-            label = label or cfg.unknown_label
-        n_pts = len(cp)
-        return Candidate(
-            box=box, score=float(n_pts / (n_pts + cfg.score_points)), source=self.source,
-            num_points=n_pts, label=label, points=cp.astype(np.float32),
-        )
-
-
-@dataclass
-class _Cluster:
-    """Points of one cluster (or a piece of one) and what is known per point: height above
-    the local ground (patchwise), on the visible contour, at the ceiling of what the sensor
-    sees (``LidarSpecialist._at_ceiling``), label of the finer cluster it belongs to."""
-
-    xyz: np.ndarray
-    heights: np.ndarray | None = None
-    contour: np.ndarray | None = None
-    ceiling: np.ndarray | None = None
-    fine: np.ndarray | None = None
-
-    def subset(self, idx: np.ndarray) -> _Cluster:
-        return _Cluster(*(None if a is None else a[idx] for a in
-                          (self.xyz, self.heights, self.contour, self.ceiling, self.fine)))
-
-
-def _drop_pole_chains(cands: list[Candidate], gap: float) -> list[Candidate]:
-    """Drop "poles" that stand in a row of three or more, each within ``gap`` metres of the
-    next: the columns a wall breaks into when the LiDAR sees it at a grazing angle (its
-    returns there lie further apart than the clustering gap). Real poles stand alone."""
-    idx = [i for i, c in enumerate(cands) if c.label == "pole"]
-    if len(idx) < 3:
-        return cands
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    xy = np.array([cands[i].box.center[:2] for i in idx])
-    pairs = cKDTree(xy).query_pairs(gap, output_type="ndarray")
-    if not len(pairs):
-        return cands
-    g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(idx),) * 2)
-    _, comp = connected_components(g, directed=False)
-    size = np.bincount(comp)
-    drop = {idx[k] for k in np.flatnonzero(size[comp] >= 3)}
-    return [c for i, c in enumerate(cands) if i not in drop]
-
-
-def scan_coverage(
-    xyz: np.ndarray, T_w: np.ndarray, max_points: int = 16_384
-) -> tuple[float, np.ndarray]:
-    """(returns per steradian, (360,) bool azimuth coverage in 1-degree bins) of a cloud
-    (points in the working frame, sensor pose ``T_w``; azimuth in the sensor frame).
-
-    The density is the number of points over the solid angle they span, ``azimuth span x
-    elevation span`` (azimuth: occupied bins, so a camera-view cut counts its 90 degrees;
-    elevation: 0.5-99.5 percentiles). Returns lost to the sky make it an underestimate,
-    which keeps the distance-aware minimum on the safe side. Measured on an evenly strided
-    subset."""
-    step = max(1, len(xyz) // max_points)
-    d = (xyz[::step] - T_w[:3, 3]) @ T_w[:3, :3]  # sensor frame
-    flat = np.hypot(d[:, 0], d[:, 1])
-    az = np.floor((np.arctan2(d[:, 1], d[:, 0]) + np.pi) * (180.0 / np.pi)).astype(np.int64)
-    covered = np.bincount(np.clip(az, 0, 359), minlength=360) > 0
-    az_span = np.radians(np.count_nonzero(covered))
-    el = np.arctan2(d[:, 2], flat)
-    lo, hi = np.percentile(el, [0.5, 99.5])
-    el_span = max(float(hi - lo), np.radians(1.0))
-    return float(len(xyz) / (az_span * el_span)), covered
-
-
-def truncation_point(cp: np.ndarray, T_w: np.ndarray, covered: np.ndarray,
-                     empty_run: int = 3) -> np.ndarray | None:
-    """(2,) BEV point where a cluster runs into the edge of the cloud's azimuth coverage (a
-    camera-view cut), or None: the mean of its points within 0.5 degrees of that edge, when
-    ``empty_run`` 1-degree bins beyond the next one are empty (the next may hold the last
-    returns before the cut). The object goes on past it."""
-    if covered.all():
-        return None
-    d = (cp - T_w[:3, 3]) @ T_w[:3, :3]
-    az = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
-    ref = float(np.degrees(np.arctan2(d[:, 1].mean(), d[:, 0].mean())))
-    rel = (az - ref + 180.0) % 360.0 - 180.0
-    for side, edge in ((-1, rel.min()), (1, rel.max())):
-        b = int(np.floor(ref + edge + 180.0))
-        beyond = [(b + side * k) % 360 for k in range(2, empty_run + 2)]
-        if not covered[beyond].any():
-            near = np.abs(rel - edge) <= 0.5
-            return cp[near, :2].mean(axis=0)
-    return None
-
-
-def _contours(pts: np.ndarray, lab: np.ndarray, n: int, origin: np.ndarray,
-              heights: np.ndarray | None = None, bin_deg: float = 0.25,
-              body: float = 0.65) -> np.ndarray:
-    """(M,) bool: the point is on its cluster's visible contour (within 10 cm of the cluster's
-    nearest point in its ``bin_deg`` azimuth bin; see ``boxfit``). One pass over all
-    clusters (``lab`` in [0, n)). With ``heights``, only points in the lower ``body`` share
-    of their cluster's height count: a car's cabin is set back from the body that makes its
-    footprint (clusters with fewer than 5 such points use all)."""
-    dx, dy = pts[:, 0] - origin[0], pts[:, 1] - origin[1]
-    nb = int(np.ceil(360.0 / bin_deg))
-    azb = ((np.arctan2(dy, dx) + np.pi) * (nb / (2 * np.pi))).astype(np.int64)
-    key = lab * nb + np.minimum(azb, nb - 1)
-    rng = np.hypot(dx, dy)
-    if heights is not None:
-        top = np.zeros(n)
-        np.maximum.at(top, lab, heights)
-        low = heights <= body * top[lab]
-        enough = np.bincount(lab[low], minlength=n) >= 5
-        rng = np.where(low | ~enough[lab], rng, np.inf)
-    rmin = np.full(n * nb, np.inf)
-    np.minimum.at(rmin, key, rng)
-    return rng <= rmin[key] + 0.1
 
 
 def propose_lidar(points: np.ndarray, config: LidarSpecialistConfig | None = None, **kwargs):

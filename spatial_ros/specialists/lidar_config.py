@@ -86,6 +86,8 @@ class LidarSpecialistConfig:
             its windows return nothing).
         split_valley_ratio, split_known_ratio: see ``people_classes`` (valley height over the
             lower peak, ``splitting.best_cut``); unclassified clusters use the first.
+        max_split_rounds: how many times a piece may be split again (three people in a row
+            take two rounds).
         contour_min_extent: clusters whose BEV extent reaches this (metres) are headed by the
             L-shape of their visible contour (vehicles); smaller ones (people) by all points.
         drop_open_top_unknown: drop clusters that reach the top of what the sensor sees
@@ -175,6 +177,7 @@ class LidarSpecialistConfig:
     people_classes: tuple[str, ...] = ("pedestrian", "cyclist")
     split_valley_ratio: float = 0.85
     split_known_ratio: float = 0.4
+    max_split_rounds: int = 3
     contour_min_extent: float = 1.5
     size_priors: tuple[SizePrior, ...] = ()
     drop_open_top_unknown: bool = False

@@ -9,9 +9,10 @@ stand at about 0.82 of a person's stature (anthropometric acromion height), or a
 A single object has no such valley: a car's profile rises from bumper over hood to roof and
 falls again; a cyclist's from wheel over handlebar to the rider's head.
 
-``best_cut`` finds the deepest valley along the cluster's box heading (lowest ``valley / min(left peak, right peak)``);
-``LidarSpecialist`` accepts the cut only when both pieces get a class of their own (see
-``lidar.py``). Hand-written (a few vectorised lines): no library offers profile splitting.
+``best_cut`` finds the deepest valley along the cluster's box heading (lowest
+``valley / min(left peak, right peak)``); the LiDAR specialist accepts the cut only when the
+pieces get classes of their own (see ``lidar_boxes.py``). Hand-written (a few vectorised
+lines): no library offers profile splitting.
 """
 
 from __future__ import annotations

@@ -1,0 +1,483 @@
+"""From the LiDAR specialist's clusters to candidates: boxes, classes, and the pieces of clusters
+that hold more than one object (step 4 of ``lidar.py``).
+
+Per cluster (``BoxResolver.resolve``):
+
+- a cluster that gets a class keeps its box, unless a height valley shows two touching objects
+  (``splitting.best_cut``; a classified vehicle splits only at a gap or bumper-deep valley,
+  people at shoulder depth between two heads);
+- a cluster with no class (or too big for any) is taken apart: into the classified ones among
+  the finer clusters it holds (``fine`` labels), else at a height valley when a piece gets a
+  class, else, unclassified, it is kept when it fits ``max_size`` (and does not reach the
+  top of what the sensor sees: walls, trees), else, oversized, re-clustered with a one-cell
+  gap keeping what fits.
+
+Boxes come from ``batchfit.fit_groups`` (all clusters of a scan at once) for L-shape configs
+with contours (street), else one by one (``boxfit.fit_box``, min-area rectangles on a table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spatial_ros.specialists.batchfit import fit_groups, group_pitch
+from spatial_ros.specialists.boxfit import extend_away, fit_box, lshape_heading
+from spatial_ros.specialists.classify import complete_with_prior
+from spatial_ros.specialists.clustering import grid_clusters, group_indices
+from spatial_ros.specialists.common import beam_pitch, far_row_gap, support_below
+from spatial_ros.specialists.lidar_config import LidarSpecialistConfig
+from spatial_ros.specialists.planes import Plane
+from spatial_ros.specialists.splitting import best_cut
+from spatial_ros.types import Box3D, Candidate
+
+
+@dataclass
+class ClusterPoints:
+    """Points of clusters (or pieces of them) in the working frame and what is known per
+    point: height above the local ground (patchwise ground), on its cluster's visible
+    contour, at the ceiling of what the sensor sees, label of its finer cluster."""
+
+    xyz: np.ndarray
+    heights: np.ndarray | None = None
+    contour: np.ndarray | None = None
+    ceiling: np.ndarray | None = None
+    fine: np.ndarray | None = None
+
+    def subset(self, idx: np.ndarray) -> ClusterPoints:
+        return ClusterPoints(*(None if a is None else a[idx] for a in
+                               (self.xyz, self.heights, self.contour, self.ceiling, self.fine)))
+
+
+class BoxResolver:
+    """Step 4 of the LiDAR specialist for one cloud (see the module docstring).
+
+    Args:
+        config: the specialist's parameters.
+        planes: the detected support planes (planes ground method), for box bottoms.
+        T_w: 4x4 working frame from the sensor (the sensor's pose).
+        density: the cloud's returns per steradian (distance-aware minimum).
+        covered: (360,) azimuth coverage of the cloud, 1-degree bins (camera-view cuts), or
+            None.
+        source: the candidates' source name.
+    """
+
+    def __init__(self, config: LidarSpecialistConfig, planes: list[Plane], T_w: np.ndarray,
+                 density: float, covered: np.ndarray | None, source: str = "lidar") -> None:
+        self.cfg = config
+        self.planes = planes
+        self.T_w = T_w
+        self.origin = T_w[:3, 3]
+        self.density = density
+        self.covered = None if covered is None or covered.all() else covered
+        self.source = source
+        self.batched = config.box_method == "lshape" and config.contour_heading
+        self._priors = {p.label: p for p in config.size_priors}
+
+    # -- entry point --------------------------------------------------------------------------
+
+    def candidates(self, cl: ClusterPoints, groups: list[np.ndarray]) -> list[Candidate]:
+        """Candidates of all clusters (``groups``: index arrays into ``cl``)."""
+        boxes = self.boxes(cl, groups)
+        items = [(cl.subset(g), c) for g, c in zip(groups, boxes, strict=True)]
+        if self.batched:
+            out = self._in_rounds(items)
+        else:
+            out = [x for part, c in items for x in self.resolve(part, c)]
+        if self.cfg.pole_chain_gap > 0:
+            out = drop_pole_chains(out, self.cfg.pole_chain_gap)
+        return out
+
+    def _in_rounds(self, items: list[tuple[ClusterPoints, Candidate]]) -> list[Candidate]:
+        """``resolve`` for all clusters at once, breadth first, so that each step fits the
+        boxes of every cluster's pieces in one batch (a handful of ``fit_groups`` calls per
+        scan instead of one per piece): the classified fine clusters of unclassified
+        clusters, then up to ``max_split_rounds`` rounds of height-valley splits."""
+        cfg = self.cfg
+        work: list[tuple[ClusterPoints, Candidate]] = []
+        owners: list[int] = []
+        parts: list[ClusterPoints] = []
+        for k, (part, c) in enumerate(items):
+            if self.known(c) or part.fine is None:
+                work.append((part, c))
+                continue
+            labels = np.unique(part.fine)
+            found = [q for q in (part.subset(np.flatnonzero(part.fine == v)) for v in labels)
+                     if self.enough(q)] if len(labels) > 1 else []
+            if not found:
+                work.append((part, c))
+            parts += found
+            owners += [k] * len(found)
+        if parts:
+            known_of: dict[int, list] = {}
+            for k, q, pc in zip(owners, parts, self.boxes_of(parts), strict=True):
+                if self.known(pc):
+                    known_of.setdefault(k, []).append((q, pc))
+            for k in sorted(set(owners)):  # owners with no classified fine cluster: whole
+                work += known_of.get(k, [items[k]])
+        out: list[Candidate] = []
+        for _ in range(cfg.max_split_rounds if cfg.split_touching else 0):
+            cuts, rest = [], []
+            for part, c in work:
+                cut = self.find_cut(c, part)
+                (cuts if cut is not None else rest).append((part, c, cut))
+            out += [x for part, c, _ in rest for x in self.final(part, c)]
+            pieces = [part.subset(i) for part, _, cut in cuts for i in (cut.left, cut.right)]
+            boxes = self.boxes_of(pieces)
+            work = []
+            for j, (part, c, _) in enumerate(cuts):
+                two = boxes[2 * j: 2 * j + 2]
+                if self.accept_split(c, two):
+                    work += list(zip(pieces[2 * j: 2 * j + 2], two, strict=True))
+                else:
+                    out += self.final(part, c)
+            if not work:
+                break
+        return out + [x for part, c in work for x in self.final(part, c)]
+
+    def boxes_of(self, parts: list[ClusterPoints]) -> list[Candidate]:
+        """``boxes`` of separate point sets, in one batch."""
+        if not parts:
+            return []
+        cat = ClusterPoints(*(None if getattr(parts[0], f) is None
+                              else np.concatenate([getattr(q, f) for q in parts])
+                              for f in ("xyz", "heights", "contour", "ceiling", "fine")))
+        ends = np.cumsum([len(q.xyz) for q in parts])
+        return self.boxes(cat, [np.arange(e - len(q.xyz), e) for q, e in
+                                zip(parts, ends, strict=True)])
+
+    def final(self, cl: ClusterPoints, c: Candidate) -> list[Candidate]:
+        """The cluster as it is: classified, or unclassified within ``max_size`` and not
+        reaching the top of what the sensor sees; nothing else."""
+        cfg = self.cfg
+        if c.box.size.max() < cfg.min_extent:
+            return []
+        if self.known(c):
+            return [c]
+        if not self.fits(c):
+            return []
+        if cfg.drop_open_top_unknown and cl.ceiling is not None and bool(cl.ceiling.any()):
+            return []  # taller than seen and no class: a wall, a tree, a building
+        return [c]
+
+    # -- boxes --------------------------------------------------------------------------------
+
+    def boxes(self, cl: ClusterPoints, groups: list[np.ndarray]) -> list[Candidate]:
+        """One candidate (box, class, score) per group of points of ``cl``."""
+        if not self.batched:
+            return [self.box(cl.subset(g)) for g in groups]
+        cfg = self.cfg
+        order = np.concatenate(groups)
+        starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
+        sub = cl.subset(order)
+        gb = fit_groups(
+            sub.xyz, starts, origin=self.origin, contour=sub.contour,
+            ground_z=None if sub.heights is None else sub.xyz[:, 2] - sub.heights,
+            pitch=group_pitch(sub.xyz[sub.contour] if sub.contour is not None else sub.xyz,
+                              _starts_of(sub.contour, starts), self.T_w)
+            if cfg.top_pad_rows else None,
+            pad=cfg.box_pad, pad_per_m=cfg.box_pad_per_m, top_pad_rows=cfg.top_pad_rows,
+            contour_min_extent=cfg.contour_min_extent,
+        )
+        open_top = (np.maximum.reduceat(sub.ceiling, starts[:-1]) if sub.ceiling is not None
+                    else np.zeros(len(groups), bool))
+        out = []
+        for k, g in enumerate(groups):
+            box = Box3D.from_yaw(gb.center[k], gb.size[k], float(gb.yaw[k]))
+            pts = cl.xyz[g]
+            out.append(self._classified(box, pts, bool(open_top[k]), float(gb.roughness[k])))
+        return out
+
+    def box(self, cl: ClusterPoints) -> Candidate:
+        """Box, class and score of one cluster, on its own (``boxfit.fit_box``)."""
+        cfg = self.cfg
+        cp = cl.xyz
+        origin = self.origin
+        if cl.heights is not None:
+            z_min = float(np.mean(cp[:, 2] - cl.heights))
+        else:
+            z_min = support_below(cp, self.planes, cfg.support_gap, cfg.plane_distance) \
+                if cfg.extend_to_support else None
+        pitch = beam_pitch(cp, self.T_w) if (cfg.sampling_pad or cfg.top_pad_rows) else 0.0
+        c = cp.mean(axis=0) - origin
+        pad = cfg.box_pad + cfg.box_pad_per_m * float(np.hypot(c[0], c[1]))
+        pad_top = pad + cfg.top_pad_rows * pitch * float(np.linalg.norm(c))
+        heading, rough = None, 0.0
+        if cfg.box_method == "lshape" and cl.contour is not None \
+                and np.count_nonzero(cl.contour) >= 3:
+            ext = cp[:, :2].max(axis=0) - cp[:, :2].min(axis=0)
+            if float(ext.max()) >= cfg.contour_min_extent:
+                heading, rough = lshape_heading(cp[cl.contour, :2])
+        box = fit_box(cp, method=cfg.box_method, z_min=z_min, pad=pad, pad_top=pad_top,
+                      yaw=heading, lshape_criterion="closeness")
+        if cfg.sampling_pad and pitch > 0:
+            box = extend_away(box, box.center[:2] - origin[:2],
+                              far_row_gap(cp, self.T_w, pitch, cfg.sampling_pad_max))
+        open_top = cl.ceiling is not None and bool(cl.ceiling.any())
+        return self._classified(box, cp, open_top, rough)
+
+    def _classified(self, box: Box3D, pts: np.ndarray, open_top: bool,
+                    rough: float) -> Candidate:
+        cfg = self.cfg
+        label = ""
+        if cfg.size_priors:
+            # Points at the top of what the sensor sees belong to something that may be
+            # taller: only open-topped classes (poles) may take it.
+            cut = None if self.covered is None else truncation_point(pts, self.T_w,
+                                                                     self.covered)
+            box, label = complete_with_prior(box, cfg.size_priors, self.origin[:2],
+                                             open_top=open_top, roughness=rough, cut_xy=cut)
+            label = label or cfg.unknown_label
+        n = len(pts)
+        return Candidate(box=box, score=float(n / (n + cfg.score_points)), source=self.source,
+                         num_points=n, label=label, points=pts.astype(np.float32))
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def known(self, c: Candidate) -> bool:
+        return bool(c.label) and c.label != self.cfg.unknown_label
+
+    def fits(self, c: Candidate) -> bool:
+        """A classified box fits its class (its prior bounded the visible extents); other
+        boxes must be within ``max_size``."""
+        if self.known(c):
+            return True
+        return bool(np.all(c.box.size <= np.asarray(self.cfg.max_size, float)))
+
+    def enough(self, cl: ClusterPoints) -> bool:
+        """A piece of a cluster passes the cluster checks: enough points for its range and a
+        top high enough (``LidarSpecialist._plausible_clusters``)."""
+        cfg = self.cfg
+        n = len(cl.xyz)
+        if n < cfg.min_points:
+            return False
+        if cfg.min_visible_area > 0:
+            c = cl.xyz[:, :2].mean(axis=0) - self.origin[:2]
+            if n < cfg.min_visible_area * self.density / max(float(c @ c), 1e-2):
+                return False
+        if cfg.min_top > 0:
+            h = cl.heights if cl.heights is not None else cl.xyz[:, 2] - cl.xyz[:, 2].min()
+            if float(h.max()) < cfg.min_top:
+                return False
+        return True
+
+    def resolve(self, cl: ClusterPoints, c: Candidate, depth: int = 0) -> list[Candidate]:
+        """Candidates of one cluster whose own box is ``c`` (see the module docstring)."""
+        cfg = self.cfg
+        deeper = depth < 3
+        if self.known(c):
+            if cfg.split_touching and deeper:
+                split = self.split_touching(c, cl)
+                if split is not None:
+                    return self._pieces(cl, *split, depth)
+            return [c] if c.box.size.max() >= cfg.min_extent else []
+        if cl.fine is not None and deeper:
+            labels = np.unique(cl.fine)
+            if len(labels) > 1:
+                parts = [i for i in (np.flatnonzero(cl.fine == k) for k in labels)
+                         if self.enough(cl.subset(i))]
+                if parts:
+                    known = [x for x in self._pieces(cl, parts, self.boxes(cl, parts), depth)
+                             if self.known(x)]
+                    if known:
+                        return known
+        if cfg.split_touching and deeper:
+            split = self.split_touching(c, cl)
+            if split is not None:
+                return self._pieces(cl, *split, depth)
+        if self.fits(c):
+            if c.box.size.max() < cfg.min_extent:
+                return []
+            if cfg.drop_open_top_unknown and cl.ceiling is not None and bool(cl.ceiling.any()):
+                return []  # taller than seen and no class: a wall, a tree, a building
+            return [c]
+        return self.split_oversized(cl)
+
+    def _pieces(self, cl: ClusterPoints, parts, cands, depth: int) -> list[Candidate]:
+        return [x for i, pc in zip(parts, cands, strict=True)
+                for x in self.resolve(cl.subset(i), pc, depth + 1)]
+
+    def split_touching(self, whole: Candidate, cl: ClusterPoints):
+        """(index arrays, candidates) of the two pieces when the cluster is two touching
+        objects (``find_cut``, ``accept_split``), else None."""
+        cut = self.find_cut(whole, cl)
+        if cut is None:
+            return None
+        parts = [cut.left, cut.right]
+        pieces = self.boxes(cl, parts)
+        return (parts, pieces) if self.accept_split(whole, pieces) else None
+
+    def find_cut(self, whole: Candidate, cl: ClusterPoints):
+        """The deepest height valley of a cluster that may hold two objects
+        (``splitting.best_cut`` along the box heading), or None. A vehicle's own profile dips
+        (glass returns nothing, pillars stand up): a classified vehicle is cut only at a gap
+        or a bumper-deep valley; people at shoulder depth, between two peaks of similar
+        height (two heads, not a cyclist's handlebar and head)."""
+        cfg = self.cfg
+        if not cfg.split_touching or not self._may_hold_two(whole, cl):
+            return None
+        cp = cl.xyz
+        h = cl.heights if cl.heights is not None else cp[:, 2] - cp[:, 2].min()
+        whole_known = self.known(whole) and self.fits(whole)
+        people = whole.label in cfg.people_classes
+        max_ratio = cfg.split_valley_ratio if (people or not whole_known) \
+            else cfg.split_known_ratio
+        yaw = whole.box.yaw
+        return best_cut(cp[:, :2], h, max_ratio=max_ratio, axis=(np.cos(yaw), np.sin(yaw)),
+                        min_peak_ratio=0.75 if people else 0.0)
+
+    def accept_split(self, whole: Candidate, pieces: list[Candidate]) -> bool:
+        """A classified whole splits only into two classified pieces, not into two of its
+        own class (a car with a gap in its returns stays one car) unless it is a person
+        (``people_classes``); an unclassified or oversized whole splits when one piece gets
+        a class."""
+        known = [self.known(p) for p in pieces]
+        if self.known(whole) and self.fits(whole):
+            if not all(known):
+                return False
+            return not (pieces[0].label == pieces[1].label == whole.label
+                        and whole.label not in self.cfg.people_classes)
+        return any(known)
+
+    def _may_hold_two(self, whole: Candidate, cl: ClusterPoints) -> bool:
+        """Cheap test before looking for a valley: a classified cluster larger than its class
+        usually is (visible length beyond 1.1 x its typical length, or height beyond 1.15 x
+        its typical height: a person by a car), or an unclassified one at least a metre
+        long. Poles and compact objects are one object."""
+        ext = cl.xyz[:, :2].max(axis=0) - cl.xyz[:, :2].min(axis=0)
+        length = float(np.hypot(*ext))  # the diagonal bounds the visible length
+        if not self.known(whole):
+            return length >= 1.0
+        pr = self._priors.get(whole.label)
+        if pr is None or pr.h_range[1] >= 1e6:
+            return False
+        h = float(cl.heights.max()) if cl.heights is not None else float(whole.box.size[2])
+        return length > 1.1 * pr.length or h > 1.15 * pr.height
+
+    def split_oversized(self, cl: ClusterPoints) -> list[Candidate]:
+        """Objects closer than the range-grown gap (parked cars) merged into a cluster too big
+        for anything: re-cluster it with the tightest gap (one cell) and keep the pieces that
+        fit (with size priors: only those that get a class, not a wall's debris). Not for
+        clusters taller than the tallest class or reaching the top of what the sensor sees
+        (buildings)."""
+        cfg = self.cfg
+        max_size = np.asarray(cfg.max_size, float)
+        ext = cl.xyz.max(axis=0) - cl.xyz.min(axis=0)
+        long_side = max(ext[0], ext[1]) / np.sqrt(2.0)
+        split_h = max([p.h_range[1] for p in cfg.size_priors if p.h_range[1] < 1e6],
+                      default=max_size[2])
+        open_top = cl.ceiling is not None and bool(cl.ceiling.any())
+        if not cfg.split_oversized or long_side > 2.5 * max_size[0] or ext[2] > split_h \
+                or open_top:
+            return []
+        pts = cl.xyz if cl.heights is None else np.column_stack([cl.xyz[:, :2], cl.heights])
+        labels, n = grid_clusters(pts, cell=cfg.cell, tolerance=cfg.cell,
+                                  z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
+                                  origin=self.T_w[:2, 3])
+        counts = np.bincount(labels, minlength=n)
+        groups = group_indices(labels, n)
+        parts = [groups[j] for j in np.flatnonzero(counts >= cfg.min_points)]
+        if not parts:
+            return []
+        return [c for c in self.boxes(cl, parts)
+                if c.box.size.max() >= cfg.min_extent and self.fits(c)
+                and (self.known(c) or not cfg.size_priors)]
+
+
+def _starts_of(mask: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
+    """Group starts of the points kept by ``mask`` (groups given by ``starts``)."""
+    if mask is None:
+        return starts
+    return np.concatenate([[0], np.cumsum(np.add.reduceat(mask.astype(np.int64),
+                                                          starts[:-1]))])
+
+
+def contours(pts: np.ndarray, lab: np.ndarray, n: int, origin: np.ndarray,
+             heights: np.ndarray | None = None, bin_deg: float = 0.25,
+             body: float = 0.65) -> np.ndarray:
+    """(M,) bool: the point is on its cluster's visible contour (within 10 cm of the cluster's
+    nearest point in its ``bin_deg`` azimuth bin; see ``boxfit``). One pass over all
+    clusters (``lab`` in [0, n)). With ``heights``, only points in the lower ``body`` share
+    of their cluster's height count: a car's cabin is set back from the body that makes its
+    footprint (clusters with fewer than 5 such points use all)."""
+    dx, dy = pts[:, 0] - origin[0], pts[:, 1] - origin[1]
+    nb = int(np.ceil(360.0 / bin_deg))
+    azb = ((np.arctan2(dy, dx) + np.pi) * (nb / (2 * np.pi))).astype(np.int64)
+    key = lab * nb + np.minimum(azb, nb - 1)
+    rng = np.hypot(dx, dy)
+    if heights is not None:
+        top = np.zeros(n)
+        np.maximum.at(top, lab, heights)
+        low = heights <= body * top[lab]
+        enough = np.bincount(lab[low], minlength=n) >= 5
+        rng = np.where(low | ~enough[lab], rng, np.inf)
+    rmin = np.full(n * nb, np.inf)
+    np.minimum.at(rmin, key, rng)
+    return rng <= rmin[key] + 0.1
+
+
+def scan_coverage(
+    xyz: np.ndarray, T_w: np.ndarray, max_points: int = 16_384
+) -> tuple[float, np.ndarray]:
+    """(returns per steradian, (360,) bool azimuth coverage in 1-degree bins) of a cloud
+    (points in the working frame, sensor pose ``T_w``; azimuth in the sensor frame).
+
+    The density is the number of points over the solid angle they span, ``azimuth span x
+    elevation span`` (azimuth: occupied bins, so a camera-view cut counts its 90 degrees;
+    elevation: 0.5-99.5 percentiles). Returns lost to the sky make it an underestimate,
+    which keeps the distance-aware minimum on the safe side. Measured on an evenly strided
+    subset."""
+    step = max(1, len(xyz) // max_points)
+    d = (xyz[::step] - T_w[:3, 3]) @ T_w[:3, :3]  # sensor frame
+    flat = np.hypot(d[:, 0], d[:, 1])
+    az = np.floor((np.arctan2(d[:, 1], d[:, 0]) + np.pi) * (180.0 / np.pi)).astype(np.int64)
+    covered = np.bincount(np.clip(az, 0, 359), minlength=360) > 0
+    az_span = np.radians(np.count_nonzero(covered))
+    el = np.arctan2(d[:, 2], flat)
+    lo, hi = np.percentile(el, [0.5, 99.5])
+    el_span = max(float(hi - lo), np.radians(1.0))
+    return float(len(xyz) / (az_span * el_span)), covered
+
+
+def truncation_point(cp: np.ndarray, T_w: np.ndarray, covered: np.ndarray,
+                     empty_run: int = 3) -> np.ndarray | None:
+    """(2,) BEV point where a cluster runs into the edge of the cloud's azimuth coverage (a
+    camera-view cut), or None: the mean of its points within 0.5 degrees of that edge, when
+    ``empty_run`` 1-degree bins beyond the next one are empty (the next may hold the last
+    returns before the cut). The object goes on past it."""
+    if covered.all():
+        return None
+    d = (cp - T_w[:3, 3]) @ T_w[:3, :3]
+    az = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
+    ref = float(np.degrees(np.arctan2(d[:, 1].mean(), d[:, 0].mean())))
+    rel = (az - ref + 180.0) % 360.0 - 180.0
+    for side, edge in ((-1, rel.min()), (1, rel.max())):
+        b = int(np.floor(ref + edge + 180.0))
+        beyond = [(b + side * k) % 360 for k in range(2, empty_run + 2)]
+        if not covered[beyond].any():
+            near = np.abs(rel - edge) <= 0.5
+            return cp[near, :2].mean(axis=0)
+    return None
+
+
+def drop_pole_chains(cands: list[Candidate], gap: float) -> list[Candidate]:
+    """Drop "poles" that stand in a row of three or more, each within ``gap`` metres of the
+    next: the columns a wall breaks into when the LiDAR sees it at a grazing angle (its
+    returns there lie further apart than the clustering gap). Real poles stand alone."""
+    idx = [i for i, c in enumerate(cands) if c.label == "pole"]
+    if len(idx) < 3:
+        return cands
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    xy = np.array([cands[i].box.center[:2] for i in idx])
+    pairs = cKDTree(xy).query_pairs(gap, output_type="ndarray")
+    if not len(pairs):
+        return cands
+    g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(idx),) * 2)
+    _, comp = connected_components(g, directed=False)
+    size = np.bincount(comp)
+    drop = {idx[k] for k in np.flatnonzero(size[comp] >= 3)}
+    return [c for i, c in enumerate(cands) if i not in drop]
