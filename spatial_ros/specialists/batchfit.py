@@ -6,9 +6,9 @@ concatenated by cluster, and per-cluster minima, maxima and sums come from ``red
 ``bincount``. The maths is ``boxfit``'s: the L-shape heading (Zhang et al. 2017) searched
 coarse to fine, with the variance criterion on each cluster's visible contour for
 vehicle-sized clusters and the closeness criterion on all points for person-sized ones (round
-bodies; see ``boxfit``), extents from all points along the heading, the bottom on the local
-ground, pads that grow with range, and the contour roughness that tells flat panels from
-foliage (``boxfit.lshape_heading``).
+bodies; see ``boxfit``; at most 128 evenly strided points per cluster), extents from all
+points along the heading, the bottom on the local ground, pads that grow with range, and the
+contour roughness that tells flat panels from foliage (``boxfit.lshape_heading``).
 """
 
 from __future__ import annotations

@@ -121,80 +121,148 @@ STREET_CLASSES: tuple[SizePrior, ...] = (
 )
 
 
-def prior_cost(
-    L: float, W: float, H: float, pr: SizePrior, facing: str | None = None
-) -> tuple[float, bool] | None:
-    """(cost, end_on) of explaining visible extents (L >= W, H) by ``pr``; None if impossible.
+# Facing codes of ``facing_sides``: which visible side faces the sensor.
+OBLIQUE, FACING_L, FACING_W = 0, 1, 2
+
+
+def _mismatch(x: np.ndarray, ref: float) -> np.ndarray:
+    """Log-size mismatch of visible extents with a prior's: full when longer, half (and at
+    most ``0.5 · log 2``) when shorter, since a side may be partly hidden."""
+    x = np.maximum(x, 1e-3)
+    return np.where(x >= ref, np.log(x / ref), 0.5 * np.minimum(np.log(ref / x), np.log(2.0)))
+
+
+def prior_costs(L, W, H, pr: SizePrior, facing=OBLIQUE) -> tuple[np.ndarray, np.ndarray]:
+    """(cost, end_on) arrays of explaining visible extents (L >= W, H; arrays) by ``pr``;
+    cost is inf where the prior does not admit them.
 
     ``end_on``: the longer visible side is the object's width (seen from the front/back), the
     shorter one part of its length; possible while that side is at most 1.2 x ``width``.
-    ``facing``: which visible side faces the sensor ("L", "W"; None = oblique view). The
-    facing side is seen whole while the other is seen at a grazing angle, sparsely and often
-    cut short: a facing long side that can be a width is the object's end (end-on), a facing
-    short side is its width (side-on). For an oblique view the cheaper reading wins.
+    ``facing`` (``facing_sides``): the facing side is seen whole while the other is seen at a
+    grazing angle, sparsely and often cut short: a facing long side that can be a width is
+    the object's end (end-on), a facing short side is its width (side-on). For an oblique
+    view the cheaper reading wins.
 
-    The cost adds the log-size mismatch of each dimension with its role in the prior; a side
-    SHORTER than its role may be partly hidden, so it counts half and at most ``0.5 · log 2``
-    (an unseen depth costs the same whatever the prior). Height weighs three times a side
-    (bottom on the ground, top from the highest row); a box lower than the prior costs half
-    as much when the prior admits hidden tops (``grow_height``).
+    The cost adds the log-size mismatch of each dimension with its role in the prior
+    (``_mismatch``: an unseen depth costs the same whatever the prior). Height weighs three
+    times a side (bottom on the ground, top from the highest row); a box lower than the prior
+    costs half as much when the prior admits hidden tops (``grow_height``).
     """
+    L, W, H = (np.asarray(v, dtype=np.float64) for v in (L, W, H))
     h_lo, h_hi = pr.h_range
-    if not (h_lo <= H <= h_hi and W <= pr.w_max and pr.l_min <= L <= pr.l_max):
-        return None
-
-    def m(x: float, ref: float) -> float:
-        if x >= ref:
-            return float(np.log(x / ref))
-        return 0.5 * float(min(np.log(ref / max(x, 1e-3)), np.log(2.0)))
-
-    hc = float(np.log(H / pr.height))
-    h = 3.0 * abs(hc) * (0.5 if (hc < 0 and pr.grow_height) else 1.0)
-    side_on = m(L, pr.length) + m(W, pr.width)
+    ok = (h_lo <= H) & (H <= h_hi) & (W <= pr.w_max) & (pr.l_min <= L) & (L <= pr.l_max)
+    hc = np.log(np.maximum(H, 1e-3) / pr.height)
+    h = 3.0 * np.abs(hc) * np.where((hc < 0) & pr.grow_height, 0.5, 1.0)
+    side_on = _mismatch(L, pr.length) + _mismatch(W, pr.width)
+    end_on = _mismatch(L, pr.width) + _mismatch(W, pr.length)
     can_end = L <= min(pr.w_max, 1.2 * pr.width)
-    if can_end:
-        end_on = m(L, pr.width) + m(W, pr.length)
-        if facing == "L" or (facing is None and end_on < side_on):
-            return h + end_on, True
-    return h + side_on, False
+    use_end = can_end & ((facing == FACING_L) | ((facing == OBLIQUE) & (end_on < side_on)))
+    cost = np.where(ok, h + np.where(use_end, end_on, side_on), np.inf)
+    return cost, use_end
 
 
-def classify_extents(
-    L: float, W: float, H: float, priors, open_top: bool = False, roughness: float = 0.0,
-    facing: str | None = None,
-) -> tuple[SizePrior | None, bool]:
-    """The best-matching prior for visible extents (L >= W, H) and whether it is seen end-on;
-    (None, False) when no prior admits them. ``open_top``: the object goes on above the
-    height window seen, so only priors without a height limit (poles) may take it.
-    ``roughness``: the contour's distance from the box sides, metres (see ``SizePrior``).
-    ``facing``: see ``prior_cost``."""
-    best, best_cost, best_end = None, np.inf, False
-    for pr in priors:
-        if open_top and pr.h_range[1] < 1e6:
-            continue
-        if pr.max_roughness is not None and roughness > pr.max_roughness:
-            continue
-        c = prior_cost(L, W, H, pr, facing)
-        if c is not None and c[0] < best_cost:
-            best, best_cost, best_end = pr, c[0], c[1]
-    return best, best_end
+def classify_batch(L, W, H, priors, open_top=False, roughness=0.0,
+                   facing=OBLIQUE) -> tuple[np.ndarray, np.ndarray]:
+    """(index into ``priors`` or -1, end_on) of the best-matching prior for each set of
+    visible extents (L >= W, H; arrays). ``open_top``: the object goes on above the height
+    window seen, so only priors without a height limit (poles) may take it. ``roughness``:
+    the contour's scatter about the box sides, metres (see ``SizePrior``). ``facing``: see
+    ``prior_costs``."""
+    L = np.atleast_1d(np.asarray(L, dtype=np.float64))
+    shape = L.shape
+    costs = np.full((len(priors),) + shape, np.inf)
+    ends = np.zeros((len(priors),) + shape, dtype=bool)
+    open_top = np.broadcast_to(open_top, shape)
+    roughness = np.broadcast_to(roughness, shape)
+    for k, pr in enumerate(priors):
+        c, e = prior_costs(L, W, H, pr, facing)
+        if pr.h_range[1] < 1e6:
+            c = np.where(open_top, np.inf, c)
+        if pr.max_roughness is not None:
+            c = np.where(roughness > pr.max_roughness, np.inf, c)
+        costs[k], ends[k] = c, e
+    if not len(priors):
+        return np.full(shape, -1), np.zeros(shape, dtype=bool)
+    best = np.argmin(costs, axis=0)
+    found = np.isfinite(np.take_along_axis(costs, best[None], 0)[0])
+    end_on = np.take_along_axis(ends, best[None], 0)[0] & found
+    return np.where(found, best, -1), end_on
 
 
-def facing_side(box: Box3D, sensor_xy, max_angle_deg: float = 30.0) -> str | None:
-    """"L" or "W": the box side (along its x or y axis) that faces the sensor, i.e. lies within
-    ``max_angle_deg`` of perpendicular to the line of sight; None for an oblique view."""
-    los = box.center[:2] - np.asarray(sensor_xy, dtype=np.float64)[:2]
-    n = float(np.linalg.norm(los))
-    if n < 1e-6:
-        return None
-    yaw = box.yaw
-    c = abs(float(np.cos(yaw) * los[0] + np.sin(yaw) * los[1])) / n  # |cos(L-axis, LOS)|
-    lim = float(np.sin(np.radians(max_angle_deg)))
-    if c <= lim:
-        return "L"
-    if c >= float(np.cos(np.radians(max_angle_deg))):
-        return "W"
-    return None
+def prior_cost(L: float, W: float, H: float, pr: SizePrior, facing=OBLIQUE):
+    """(cost, end_on) of one set of visible extents (``prior_costs``), None if impossible."""
+    c, e = prior_costs(np.array([L]), np.array([W]), np.array([H]), pr, facing)
+    return (float(c[0]), bool(e[0])) if np.isfinite(c[0]) else None
+
+
+def classify_extents(L: float, W: float, H: float, priors, open_top: bool = False,
+                     roughness: float = 0.0, facing=OBLIQUE) -> tuple[SizePrior | None, bool]:
+    """The best-matching prior for one set of visible extents and whether it is seen end-on
+    (``classify_batch``); (None, False) when no prior admits them."""
+    k, e = classify_batch([L], [W], [H], priors, open_top, roughness, facing)
+    return (priors[int(k[0])], bool(e[0])) if k[0] >= 0 else (None, False)
+
+
+def facing_sides(center_xy: np.ndarray, yaw: np.ndarray, sensor_xy,
+                 max_angle_deg: float = 30.0) -> np.ndarray:
+    """(G,) ``FACING_L`` / ``FACING_W``: the box side (along its x or y axis) that lies within
+    ``max_angle_deg`` of perpendicular to the line of sight; ``OBLIQUE`` otherwise."""
+    los = np.atleast_2d(center_xy)[:, :2] - np.asarray(sensor_xy, dtype=np.float64)[:2]
+    n = np.maximum(np.hypot(los[:, 0], los[:, 1]), 1e-9)
+    yaw = np.atleast_1d(yaw)
+    c = np.abs(np.cos(yaw) * los[:, 0] + np.sin(yaw) * los[:, 1]) / n  # |cos(L axis, LOS)|
+    out = np.full(len(yaw), OBLIQUE)
+    out[c <= np.sin(np.radians(max_angle_deg))] = FACING_L
+    out[c >= np.cos(np.radians(max_angle_deg))] = FACING_W
+    return out
+
+
+def complete_batch(center, size, yaw, index, end_on, priors, sensor_xy=(0.0, 0.0),
+                   cut_xy=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(center (G, 3), size (G, 3), yaw (G,)) of yaw-only boxes grown to their priors
+    (``index`` into ``priors``, -1 = unchanged; see ``complete_with_prior``). ``cut_xy``:
+    (G, 2), NaN where the object is not cut by the field of view."""
+    ctr = np.array(center, dtype=np.float64, ndmin=2)
+    size = np.array(size, dtype=np.float64, ndmin=2)
+    yaw = np.array(yaw, dtype=np.float64, ndmin=1)
+    index = np.asarray(index)
+    has = index >= 0
+    if not has.any():
+        return ctr, size, yaw
+    pick = np.where(has, index, 0)
+    tab = np.array([[p.length, p.width, p.height, p.grow_below, float(p.grow_height)]
+                    for p in priors])[pick]
+    plen, pwid, phgt, grow, ghgt = tab.T
+    L, W, H = size[:, 0], size[:, 1], size[:, 2]
+    new_len = np.where(end_on, np.maximum(L, pwid), np.maximum(L, plen))
+    new_wid = np.where(end_on, np.maximum(W, plen), np.maximum(W, pwid))
+    new_len = np.where(L < grow * new_len, new_len, L)
+    new_wid = np.where(W < grow * new_wid, new_wid, W)
+    s = np.asarray(sensor_xy, dtype=np.float64)[:2]
+    los = ctr[:, :2] - s
+    los /= np.maximum(np.hypot(los[:, 0], los[:, 1]), 1e-9)[:, None]
+    ax_len = np.column_stack([np.cos(yaw), np.sin(yaw)])
+    ax_wid = np.column_stack([-np.sin(yaw), np.cos(yaw)])
+    cut = None if cut_xy is None else np.array(cut_xy, dtype=np.float64, ndmin=2)
+    out = ctr.copy()
+    for axis, old, new in ((ax_len, L, new_len), (ax_wid, W, new_wid)):
+        grow_by = np.where(has, np.maximum(new - old, 0.0), 0.0)
+        away = np.where(np.einsum("ij,ij->i", axis, ctr[:, :2] - s) >= 0, 1.0, -1.0)
+        if cut is not None:
+            use = np.isfinite(cut[:, 0]) & (np.abs(np.einsum("ij,ij->i", axis, los)) < 0.7)
+            toward = np.where(np.einsum("ij,ij->i", axis, np.nan_to_num(cut) - ctr[:, :2]) >= 0,
+                              1.0, -1.0)
+            away = np.where(use, toward, away)
+        out[:, :2] += axis * (away * grow_by / 2.0)[:, None]
+    new_h = np.where(has & (ghgt > 0) & (H < phgt), phgt, H)
+    out[:, 2] += (new_h - H) / 2.0
+    length = np.where(has, new_len, L)
+    width = np.where(has, new_wid, W)
+    swap = width > length
+    out_size = np.column_stack([np.maximum(length, width), np.minimum(length, width), new_h])
+    yaw2 = np.where(swap, yaw + np.pi / 2.0, yaw)
+    yaw2 = np.where(has, np.arctan2(np.sin(yaw2), np.cos(yaw2)), yaw)
+    return out, out_size, yaw2
 
 
 def complete_with_prior(
@@ -206,12 +274,12 @@ def complete_with_prior(
     The face nearest the sensor is what the LiDAR saw, so it stays in place and the box grows
     towards the far side. If the longer visible side can be the object's width, the length
     axis may be the other one (seen end-on): decided by which side faces the sensor, or for
-    an oblique view by the cheaper reading (``prior_cost``). Sides grow only when shorter
+    an oblique view by the cheaper reading (``prior_costs``). Sides grow only when shorter
     than ``grow_below`` x the prior's; the height grows (bottom kept) when the prior says
-    ``grow_height``. ``open_top``, ``roughness``: see
-    ``classify_extents``. ``cut_xy``: where the object runs out of the sensor's field of view
-    (``lidar_boxes.truncation_point``): along the box axis closer to the line of sight's normal the
-    hidden part lies there, so the box grows towards it instead.
+    ``grow_height``. ``open_top``, ``roughness``: see ``classify_batch``. ``cut_xy``: where
+    the object runs out of the sensor's field of view (``lidar_boxes.truncation_point``):
+    along the box axis closer to the line of sight's normal the hidden part lies there, so
+    the box grows towards it instead.
 
     Returns:
         (box, label): the completed box and the prior's label, or the input box and "" when no
@@ -220,38 +288,11 @@ def complete_with_prior(
     L, W, H = (float(v) for v in box.size)
     if min(L, H) <= 0:
         return box, ""
-    facing = facing_side(box, sensor_xy)
-    pr, end_on = classify_extents(L, W, H, priors, open_top, roughness, facing)
-    if pr is None:
+    facing = facing_sides(box.center[:2], box.yaw, sensor_xy)
+    k, end_on = classify_batch([L], [W], [H], priors, open_top, roughness, facing)
+    if k[0] < 0:
         return box, ""
-    yaw = box.yaw
-    ax_len = np.array([np.cos(yaw), np.sin(yaw)])
-    ax_wid = np.array([-np.sin(yaw), np.cos(yaw)])
-    ctr = box.center.copy()
-    s = np.asarray(sensor_xy, dtype=np.float64)
-    if end_on:  # the visible long side is the width; the length runs along ax_wid
-        new_len, new_wid = max(L, pr.width), max(W, pr.length)
-    else:
-        new_len, new_wid = max(L, pr.length), max(W, pr.width)
-    new_len = new_len if L < pr.grow_below * new_len else L
-    new_wid = new_wid if W < pr.grow_below * new_wid else W
-    los = ctr[:2] - s
-    los = los / max(float(np.linalg.norm(los)), 1e-9)
-    for axis, old, new in ((ax_len, L, new_len), (ax_wid, W, new_wid)):
-        if new > old:
-            if cut_xy is not None and abs(float(axis @ los)) < 0.7:
-                toward = np.asarray(cut_xy, dtype=np.float64)[:2] - ctr[:2]
-                away = 1.0 if axis @ toward >= 0 else -1.0
-            else:
-                away = 1.0 if axis @ (ctr[:2] - s) >= 0 else -1.0
-            ctr[:2] = ctr[:2] + axis * away * (new - old) / 2.0
-    new_h = H
-    if pr.grow_height and H < pr.height:
-        new_h = pr.height
-        ctr[2] += (new_h - H) / 2.0
-    size = [new_len, new_wid, new_h]
-    if size[1] > size[0]:
-        size = [size[1], size[0], size[2]]
-        yaw = yaw + np.pi / 2.0
-    yaw = float(np.arctan2(np.sin(yaw), np.cos(yaw)))
-    return Box3D.from_yaw(ctr, size, yaw, box.frame_id), pr.label
+    cut = None if cut_xy is None else np.asarray(cut_xy, dtype=np.float64)[None, :2]
+    ctr, size, yaw = complete_batch(box.center, box.size, box.yaw, k, end_on, priors,
+                                    sensor_xy, cut)
+    return Box3D.from_yaw(ctr[0], size[0], float(yaw[0]), box.frame_id), priors[int(k[0])].label

@@ -104,7 +104,6 @@ def grid_clusters(
     tol = np.clip(c_r * tolerance_per_m, tolerance, max_tolerance)
     c_k = np.clip(np.round(tol / cell), 1, kmax).astype(np.int64)
 
-    src_all, dst_all = [], []
     sx = int(ix.max()) + kmax + 1
     dense = sx * sy <= 16_000_000  # a cell-id table (<= 64 MB) instead of binary searches
     if dense:
@@ -113,32 +112,49 @@ def grid_clusters(
     # Cells by falling k: those reaching Chebyshev distance d are a prefix of this order.
     by_k = np.argsort(-c_k, kind="stable")
     n_ge = np.searchsorted(-c_k[by_k], -np.arange(kmax + 2), side="right")
-    for dx in range(0, kmax + 1):
-        for dy in range(-kmax, kmax + 1):
-            if dx == 0 and dy <= 0:
-                continue  # half the neighbourhood: edges are undirected
-            cheb = max(abs(dx), abs(dy))
-            src = np.arange(n_cells) if cheb == 1 else by_k[: n_ge[cheb]]
-            if len(src) == 0:
-                continue
-            target = ckeys[src] + (dx * sy + dy)
-            if dense:
-                pos = table[target].astype(np.int64)
-                hit = pos >= 0
-            else:
-                pos = np.searchsorted(ckeys, target)
-                pos[pos == n_cells] = n_cells - 1
-                hit = ckeys[pos] == target
-            if cheb > 1:
-                hit &= c_k[pos] >= cheb
-            src_all.append(src[hit])
-            dst_all.append(pos[hit])
-    if src_all:
-        s, d = np.concatenate(src_all), np.concatenate(dst_all)
-    else:
-        s = d = np.zeros(0, dtype=np.int64)
-    graph = coo_matrix((np.ones(len(s), dtype=np.int8), (s, d)), shape=(n_cells, n_cells))
-    _, cell_comp = connected_components(graph, directed=False)
+
+    def edges(cheb_lo: int, cheb_hi: int, comp=None):
+        """Edges to the cells at Chebyshev distance cheb_lo..cheb_hi (half neighbourhood:
+        edges are undirected); with ``comp``, only those joining different components."""
+        src_all, dst_all = [], []
+        for dx in range(0, cheb_hi + 1):
+            for dy in range(-cheb_hi, cheb_hi + 1):
+                cheb = max(abs(dx), abs(dy))
+                if (dx == 0 and dy <= 0) or not cheb_lo <= cheb <= cheb_hi:
+                    continue
+                src = np.arange(n_cells) if cheb == 1 else by_k[: n_ge[cheb]]
+                if len(src) == 0:
+                    continue
+                target = ckeys[src] + (dx * sy + dy)
+                if dense:
+                    pos = table[target].astype(np.int64)
+                    hit = pos >= 0
+                else:
+                    pos = np.searchsorted(ckeys, target)
+                    pos[pos == n_cells] = n_cells - 1
+                    hit = ckeys[pos] == target
+                if cheb > 1:
+                    hit[hit] &= c_k[pos[hit]] >= cheb
+                if comp is not None:
+                    hit[hit] &= comp[src[hit]] != comp[pos[hit]]
+                src_all.append(src[hit])
+                dst_all.append(pos[hit])
+        if not src_all:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(src_all), np.concatenate(dst_all)
+
+    def components(s, d, n):
+        graph = coo_matrix((np.ones(len(s), dtype=np.int8), (s, d)), shape=(n, n))
+        return connected_components(graph, directed=False)[1]
+
+    # Adjacent cells first; farther offsets then only add edges between those components
+    # (most of them join cells already connected: 10x fewer edges to sort).
+    cell_comp = components(*edges(1, 1), n_cells)
+    if kmax > 1 and n_ge[2] > 0:
+        s, d = edges(2, kmax, cell_comp)
+        if len(s):
+            cell_comp = components(cell_comp[s], cell_comp[d], int(cell_comp.max()) + 1)[
+                cell_comp]
 
     # Split each BEV component where its occupied heights leave a gap > z_gap(r).
     v_comp = cell_comp[v_cell]

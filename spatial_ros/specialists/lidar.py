@@ -294,29 +294,36 @@ class LidarSpecialist:
 
         t = time.perf_counter()
         big = self._plausible_clusters(obj, heights, labels, n, origin, st)
-        cands: list[Candidate] = []
-        if len(big):
-            remap = np.full(n, -1, dtype=np.int64)
-            remap[big] = np.arange(len(big))
-            lab = remap[labels]
-            sub_idx = np.flatnonzero(lab >= 0)
-            cl = ClusterPoints(obj[sub_idx], None if heights is None else heights[sub_idx])
-            if cfg.contour_heading:
-                cl.contour = contours(cl.xyz, lab[sub_idx], len(big), origin, cl.heights)
-            if cfg.size_priors:
-                cl.ceiling = self._at_ceiling(cl, T_w)
-            if cfg.fine_tolerance_per_m > 0:
-                cl.fine, _ = grid_clusters(
-                    pts[sub_idx], cell=cfg.cell, tolerance=cfg.cluster_tolerance,
-                    tolerance_per_m=cfg.fine_tolerance_per_m,
-                    max_tolerance=max(cfg.fine_max_tolerance, cfg.cluster_tolerance),
-                    z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
-                    z_gap_per_m=cfg.z_gap_per_m, origin=origin[:2],
-                )
-            resolver = BoxResolver(cfg, planes, T_w, st.density, covered, self.source)
-            cands = resolver.candidates(cl, group_indices(lab[sub_idx], len(big)))
+        cands = self._candidates(obj, heights, pts, labels, n, big, planes, T_w, covered, st) \
+            if len(big) else []
         st.timings_ms["boxes"] = (time.perf_counter() - t) * 1e3
         return cands
+
+    def _candidates(self, obj, heights, pts, labels, n, big, planes, T_w, covered, st):
+        """Step 4 on the plausible clusters ``big`` (see ``lidar_boxes``)."""
+        cfg = self.config
+        origin = T_w[:3, 3]
+        remap = np.full(n, -1, dtype=np.int64)
+        remap[big] = np.arange(len(big))
+        lab = remap[labels]
+        sub_idx = np.flatnonzero(lab >= 0)
+        lab = lab[sub_idx]
+        cl = ClusterPoints(obj[sub_idx], None if heights is None else heights[sub_idx])
+        if cfg.contour_heading:
+            cl.contour = contours(cl.xyz, lab, len(big), origin, cl.heights)
+        if cfg.size_priors:
+            cl.ceiling = self._at_ceiling(cl, T_w)
+        if cfg.fine_tolerance_per_m > 0:
+            fine_cell = cfg.fine_cell or cfg.cell
+            cl.fine, _ = grid_clusters(
+                pts[sub_idx], cell=fine_cell, tolerance=max(cfg.cluster_tolerance, fine_cell),
+                tolerance_per_m=cfg.fine_tolerance_per_m,
+                max_tolerance=max(cfg.fine_max_tolerance, cfg.cluster_tolerance, fine_cell),
+                z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
+                z_gap_per_m=cfg.z_gap_per_m, origin=origin[:2],
+            )
+        resolver = BoxResolver(cfg, planes, T_w, st.density, covered, self.source)
+        return resolver.candidates(cl, group_indices(lab, len(big)))
 
     def _plausible_clusters(self, obj, heights, labels, n, origin, st) -> np.ndarray:
         """Ids of the clusters worth a box: enough points for their range (distance-aware

@@ -24,7 +24,12 @@ import numpy as np
 
 from spatial_ros.specialists.batchfit import fit_groups, group_pitch
 from spatial_ros.specialists.boxfit import extend_away, fit_box, lshape_heading
-from spatial_ros.specialists.classify import complete_with_prior
+from spatial_ros.specialists.classify import (
+    classify_batch,
+    complete_batch,
+    complete_with_prior,
+    facing_sides,
+)
 from spatial_ros.specialists.clustering import grid_clusters, group_indices
 from spatial_ros.specialists.common import beam_pitch, far_row_gap, support_below
 from spatial_ros.specialists.lidar_config import LidarSpecialistConfig
@@ -102,9 +107,8 @@ class BoxResolver:
             if self.known(c) or part.fine is None:
                 work.append((part, c))
                 continue
-            labels = np.unique(part.fine)
-            found = [q for q in (part.subset(np.flatnonzero(part.fine == v)) for v in labels)
-                     if self.enough(q)] if len(labels) > 1 else []
+            found = [q for q in (part.subset(i) for i in _split_by(part.fine))
+                     if self.enough(q)]
             if not found:
                 work.append((part, c))
             parts += found
@@ -182,11 +186,30 @@ class BoxResolver:
         )
         open_top = (np.maximum.reduceat(sub.ceiling, starts[:-1]) if sub.ceiling is not None
                     else np.zeros(len(groups), bool))
+        center, size, yaw = gb.center, gb.size, gb.yaw
+        labels = [""] * len(groups)
+        if cfg.size_priors:
+            priors = cfg.size_priors
+            facing = facing_sides(center[:, :2], yaw, self.origin[:2])
+            k, end_on = classify_batch(size[:, 0], size[:, 1], size[:, 2], priors, open_top,
+                                       gb.roughness, facing)
+            cut = None
+            if self.covered is not None:
+                cut = np.full((len(groups), 2), np.nan)
+                for j, g in enumerate(groups):
+                    q = truncation_point(cl.xyz[g], self.T_w, self.covered)
+                    if q is not None:
+                        cut[j] = q
+            center, size, yaw = complete_batch(center, size, yaw, k, end_on, priors,
+                                               self.origin[:2], cut)
+            labels = [priors[i].label if i >= 0 else cfg.unknown_label for i in k]
         out = []
-        for k, g in enumerate(groups):
-            box = Box3D.from_yaw(gb.center[k], gb.size[k], float(gb.yaw[k]))
-            pts = cl.xyz[g]
-            out.append(self._classified(box, pts, bool(open_top[k]), float(gb.roughness[k])))
+        for j, g in enumerate(groups):
+            n = len(g)
+            out.append(Candidate(
+                box=Box3D.from_yaw(center[j], size[j], float(yaw[j])),
+                score=float(n / (n + cfg.score_points)), source=self.source, num_points=n,
+                label=labels[j], points=cl.xyz[g].astype(np.float32)))
         return out
 
     def box(self, cl: ClusterPoints) -> Candidate:
@@ -273,10 +296,9 @@ class BoxResolver:
                     return self._pieces(cl, *split, depth)
             return [c] if c.box.size.max() >= cfg.min_extent else []
         if cl.fine is not None and deeper:
-            labels = np.unique(cl.fine)
-            if len(labels) > 1:
-                parts = [i for i in (np.flatnonzero(cl.fine == k) for k in labels)
-                         if self.enough(cl.subset(i))]
+            parts = _split_by(cl.fine)
+            if len(parts) > 1:
+                parts = [i for i in parts if self.enough(cl.subset(i))]
                 if parts:
                     known = [x for x in self._pieces(cl, parts, self.boxes(cl, parts), depth)
                              if self.known(x)]
@@ -383,6 +405,14 @@ class BoxResolver:
         return [c for c in self.boxes(cl, parts)
                 if c.box.size.max() >= cfg.min_extent and self.fits(c)
                 and (self.known(c) or not cfg.size_priors)]
+
+
+def _split_by(labels: np.ndarray) -> list[np.ndarray]:
+    """Index arrays of the points of each distinct label; [] when there is only one."""
+    order = np.argsort(labels, kind="stable")
+    lab = labels[order]
+    cuts = np.flatnonzero(lab[1:] != lab[:-1]) + 1
+    return np.split(order, cuts) if len(cuts) else []
 
 
 def _starts_of(mask: np.ndarray | None, starts: np.ndarray) -> np.ndarray:

@@ -61,8 +61,9 @@ class LidarSpecialistConfig:
     Clustering (see ``clustering.grid_clusters``):
         cell, cluster_tolerance, tolerance_per_m, max_tolerance, z_resolution, z_gap,
         z_gap_per_m.
-        fine_tolerance_per_m, fine_max_tolerance: a second, finer clustering (same base
-            gap, slower growth with range; 0 = off): a cluster that gets no class, or is too
+        fine_tolerance_per_m, fine_max_tolerance, fine_cell: a second, finer clustering
+            (same base gap, slower growth with range, its own cell size, 0 = ``cell``;
+            ``fine_tolerance_per_m`` 0 = off): a cluster that gets no class, or is too
             big for any, is taken apart into the finer clusters it holds. The coarse gap
             keeps sparse thin parts together (a bicycle's wheels with its rider 20 m away),
             the fine one separates neighbours the coarse gap merged (parked cars 35 m away).
@@ -158,6 +159,7 @@ class LidarSpecialistConfig:
     z_gap_per_m: float = 0.012
     fine_tolerance_per_m: float = 0.0
     fine_max_tolerance: float = 0.0
+    fine_cell: float = 0.0
     min_points: int = 10
     min_visible_area: float = 0.0
     min_top: float = 0.0
@@ -195,7 +197,7 @@ class LidarSpecialistConfig:
         bad += [f"{k}={getattr(self, k)} (must be > 0)" for k in pos if not getattr(self, k) > 0]
         nonneg = ("min_range", "voxel_size", "tolerance_per_m", "z_gap_per_m", "min_height",
                   "min_visible_area", "min_top", "pole_chain_gap",
-                  "fine_tolerance_per_m", "fine_max_tolerance",
+                  "fine_tolerance_per_m", "fine_max_tolerance", "fine_cell",
                   "plane_min_area", "plane_min_fraction", "box_pad", "min_extent",
                   "plane_connectivity", "support_gap", "sampling_pad_max", "box_pad_per_m",
                   "top_pad_rows",
@@ -255,8 +257,8 @@ class LidarSpecialistConfig:
         KITTI's velodyne frame, ~0 for base_link."""
         base = dict(size_priors=STREET_CLASSES, unknown_label="misc", max_height=4.0,
                     max_size=(7.0, 3.0, 4.5), ground_method="patchwise",
-                    cell=0.15, cluster_tolerance=0.3, tolerance_per_m=0.03, max_tolerance=1.0,
-                    fine_tolerance_per_m=0.01, fine_max_tolerance=0.6,
+                    cell=0.25, cluster_tolerance=0.3, tolerance_per_m=0.03, max_tolerance=1.0,
+                    fine_cell=0.15, fine_tolerance_per_m=0.01, fine_max_tolerance=0.6,
                     min_points=5, min_visible_area=0.1, min_top=0.5,
                     contour_heading=True, split_touching=True, drop_open_top_unknown=True,
                     pole_chain_gap=1.5,
