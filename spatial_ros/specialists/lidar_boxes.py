@@ -1,16 +1,17 @@
 """From the LiDAR specialist's clusters to candidates: boxes, classes, and the pieces of clusters
 that hold more than one object (step 4 of ``lidar.py``).
 
-Per cluster (``BoxResolver.resolve``):
+Per cluster (``BoxResolver.candidates``, for all clusters of a scan at once):
 
-- a cluster that gets a class keeps its box, unless a height valley shows two touching objects
-  (``splitting.best_cut``; a classified vehicle splits only at a gap or bumper-deep valley,
-  people at shoulder depth between two heads);
-- a cluster with no class (or too big for any) is taken apart: into the classified ones among
-  the finer clusters it holds (``fine`` labels), else at a height valley when a piece gets a
-  class, else, unclassified, it is kept when it fits ``max_size`` (and does not reach the
-  top of what the sensor sees: walls, trees), else, oversized, re-clustered with a one-cell
-  gap keeping what fits.
+- a cluster with no class (or too big for any) that holds several finer clusters (``fine``
+  labels) is replaced by the classified ones among them, if any;
+- a cluster (or piece) that may hold two objects is cut at its deepest height valley when the
+  pieces get classes of their own (``splitting.best_cut``; a classified vehicle splits only
+  at a gap or bumper-deep valley, people at shoulder depth between two heads), up to
+  ``max_split_rounds`` times;
+- what is left is kept when it has a class, or, unclassified, when it fits ``max_size`` and
+  does not reach the top of what the sensor sees (walls, trees); an oversized one is
+  re-clustered with a one-cell gap keeping what fits (``split_oversized``).
 
 Boxes come from ``batchfit.fit_groups`` (all clusters of a scan at once) for L-shape configs
 with contours (street), else one by one (``boxfit.fit_box``, min-area rectangles on a table).
@@ -84,84 +85,92 @@ class BoxResolver:
 
     def candidates(self, cl: ClusterPoints, groups: list[np.ndarray]) -> list[Candidate]:
         """Candidates of all clusters (``groups``: index arrays into ``cl``)."""
-        boxes = self.boxes(cl, groups)
-        items = [(cl.subset(g), c) for g, c in zip(groups, boxes, strict=True)]
-        if self.batched:
-            out = self._in_rounds(items)
-        else:
-            out = [x for part, c in items for x in self.resolve(part, c)]
+        out = self._in_rounds(cl, groups, self.boxes(cl, groups))
         if self.cfg.pole_chain_gap > 0:
             out = drop_pole_chains(out, self.cfg.pole_chain_gap)
         return out
 
-    def _in_rounds(self, items: list[tuple[ClusterPoints, Candidate]]) -> list[Candidate]:
-        """``resolve`` for all clusters at once, breadth first, so that each step fits the
-        boxes of every cluster's pieces in one batch (a handful of ``fit_groups`` calls per
-        scan instead of one per piece): the classified fine clusters of unclassified
-        clusters, then up to ``max_split_rounds`` rounds of height-valley splits."""
+    def _plausible_fine(self, cl: ClusterPoints) -> np.ndarray:
+        """(n_fine,) bool: the fine cluster passes ``enough`` (all fine clusters at once)."""
         cfg = self.cfg
-        work: list[tuple[ClusterPoints, Candidate]] = []
+        lab = cl.fine
+        n = int(lab.max()) + 1
+        cnt = np.bincount(lab, minlength=n)
+        ok = cnt >= cfg.min_points
+        if cfg.min_visible_area > 0:
+            inv = 1.0 / np.maximum(cnt, 1)
+            cx = np.bincount(lab, cl.xyz[:, 0], n) * inv - self.origin[0]
+            cy = np.bincount(lab, cl.xyz[:, 1], n) * inv - self.origin[1]
+            ok &= cnt >= cfg.min_visible_area * self.density / np.maximum(cx * cx + cy * cy,
+                                                                          1e-2)
+        if cfg.min_top > 0:
+            top = np.full(n, -np.inf)
+            h = cl.heights if cl.heights is not None else cl.xyz[:, 2] - cl.xyz[:, 2].min()
+            np.maximum.at(top, lab, h)
+            ok &= top >= cfg.min_top
+        return ok
+
+    def _in_rounds(self, cl: ClusterPoints, groups: list[np.ndarray],
+                   boxes: list[Candidate]) -> list[Candidate]:
+        """The decisions of the module docstring for all clusters at once, breadth first, so
+        that each step fits the boxes of every cluster's pieces in one batch (a handful of
+        ``fit_groups`` calls per scan instead of one per piece): the classified fine clusters
+        of unclassified clusters, then up to ``max_split_rounds`` rounds of height-valley
+        splits, then ``final``. Work items are (indices into ``cl``, candidate)."""
+        cfg = self.cfg
+        work: list[tuple[np.ndarray, Candidate]] = []
         owners: list[int] = []
-        parts: list[ClusterPoints] = []
-        for k, (part, c) in enumerate(items):
-            if self.known(c) or part.fine is None:
-                work.append((part, c))
-                continue
-            found = [q for q in (part.subset(i) for i in _split_by(part.fine))
-                     if self.enough(q)]
+        parts: list[np.ndarray] = []
+        fine_ok = self._plausible_fine(cl) if cl.fine is not None else None
+        for k, (g, c) in enumerate(zip(groups, boxes, strict=True)):
+            found = []
+            if fine_ok is not None and not self.known(c):
+                f = cl.fine[g]
+                if f.min() != f.max():  # holds several fine clusters
+                    keep = fine_ok[f]
+                    found = [g[keep][i] for i in _split_by(f[keep], always=True)]
             if not found:
-                work.append((part, c))
+                work.append((g, c))
             parts += found
             owners += [k] * len(found)
         if parts:
             known_of: dict[int, list] = {}
-            for k, q, pc in zip(owners, parts, self.boxes_of(parts), strict=True):
+            for k, q, pc in zip(owners, parts, self.boxes(cl, parts), strict=True):
                 if self.known(pc):
                     known_of.setdefault(k, []).append((q, pc))
             for k in sorted(set(owners)):  # owners with no classified fine cluster: whole
-                work += known_of.get(k, [items[k]])
+                work += known_of.get(k, [(groups[k], boxes[k])])
         out: list[Candidate] = []
         for _ in range(cfg.max_split_rounds if cfg.split_touching else 0):
             cuts, rest = [], []
-            for part, c in work:
-                cut = self.find_cut(c, part)
-                (cuts if cut is not None else rest).append((part, c, cut))
-            out += [x for part, c, _ in rest for x in self.final(part, c)]
-            pieces = [part.subset(i) for part, _, cut in cuts for i in (cut.left, cut.right)]
-            boxes = self.boxes_of(pieces)
+            for g, c in work:
+                cut = self.find_cut(c, cl, g)
+                (cuts if cut is not None else rest).append((g, c, cut))
+            out += [x for g, c, _ in rest for x in self.final(cl, g, c)]
+            pieces = [g[i] for g, _, cut in cuts for i in (cut.left, cut.right)]
+            two_each = self.boxes(cl, pieces) if pieces else []
             work = []
-            for j, (part, c, _) in enumerate(cuts):
-                two = boxes[2 * j: 2 * j + 2]
+            for j, (g, c, _) in enumerate(cuts):
+                two = two_each[2 * j: 2 * j + 2]
                 if self.accept_split(c, two):
                     work += list(zip(pieces[2 * j: 2 * j + 2], two, strict=True))
                 else:
-                    out += self.final(part, c)
+                    out += self.final(cl, g, c)
             if not work:
                 break
-        return out + [x for part, c in work for x in self.final(part, c)]
+        return out + [x for g, c in work for x in self.final(cl, g, c)]
 
-    def boxes_of(self, parts: list[ClusterPoints]) -> list[Candidate]:
-        """``boxes`` of separate point sets, in one batch."""
-        if not parts:
-            return []
-        cat = ClusterPoints(*(None if getattr(parts[0], f) is None
-                              else np.concatenate([getattr(q, f) for q in parts])
-                              for f in ("xyz", "heights", "contour", "ceiling", "fine")))
-        ends = np.cumsum([len(q.xyz) for q in parts])
-        return self.boxes(cat, [np.arange(e - len(q.xyz), e) for q, e in
-                                zip(parts, ends, strict=True)])
-
-    def final(self, cl: ClusterPoints, c: Candidate) -> list[Candidate]:
-        """The cluster as it is: classified, or unclassified within ``max_size`` and not
-        reaching the top of what the sensor sees; nothing else."""
+    def final(self, cl: ClusterPoints, g: np.ndarray, c: Candidate) -> list[Candidate]:
+        """Cluster ``g`` of ``cl`` as it is: classified, or unclassified within ``max_size``
+        and not reaching the top of what the sensor sees; oversized: ``split_oversized``."""
         cfg = self.cfg
         if c.box.size.max() < cfg.min_extent:
             return []
         if self.known(c):
             return [c]
         if not self.fits(c):
-            return []
-        if cfg.drop_open_top_unknown and cl.ceiling is not None and bool(cl.ceiling.any()):
+            return self.split_oversized(cl.subset(g))
+        if cfg.drop_open_top_unknown and cl.ceiling is not None and bool(cl.ceiling[g].any()):
             return []  # taller than seen and no class: a wall, a tree, a building
         return [c]
 
@@ -285,62 +294,22 @@ class BoxResolver:
                 return False
         return True
 
-    def resolve(self, cl: ClusterPoints, c: Candidate, depth: int = 0) -> list[Candidate]:
-        """Candidates of one cluster whose own box is ``c`` (see the module docstring)."""
+    def find_cut(self, whole: Candidate, cl: ClusterPoints, g: np.ndarray | None = None):
+        """The deepest height valley of a cluster (``cl``, or its points ``g``) that may hold
+        two objects (``splitting.best_cut`` along the box heading), or None. A vehicle's own
+        profile dips (glass returns nothing, pillars stand up): a classified vehicle is cut
+        only at a gap or a bumper-deep valley; people at shoulder depth, between two peaks of
+        similar height (two heads, not a cyclist's handlebar and head)."""
         cfg = self.cfg
-        deeper = depth < 3
-        if self.known(c):
-            if cfg.split_touching and deeper:
-                split = self.split_touching(c, cl)
-                if split is not None:
-                    return self._pieces(cl, *split, depth)
-            return [c] if c.box.size.max() >= cfg.min_extent else []
-        if cl.fine is not None and deeper:
-            parts = _split_by(cl.fine)
-            if len(parts) > 1:
-                parts = [i for i in parts if self.enough(cl.subset(i))]
-                if parts:
-                    known = [x for x in self._pieces(cl, parts, self.boxes(cl, parts), depth)
-                             if self.known(x)]
-                    if known:
-                        return known
-        if cfg.split_touching and deeper:
-            split = self.split_touching(c, cl)
-            if split is not None:
-                return self._pieces(cl, *split, depth)
-        if self.fits(c):
-            if c.box.size.max() < cfg.min_extent:
-                return []
-            if cfg.drop_open_top_unknown and cl.ceiling is not None and bool(cl.ceiling.any()):
-                return []  # taller than seen and no class: a wall, a tree, a building
-            return [c]
-        return self.split_oversized(cl)
-
-    def _pieces(self, cl: ClusterPoints, parts, cands, depth: int) -> list[Candidate]:
-        return [x for i, pc in zip(parts, cands, strict=True)
-                for x in self.resolve(cl.subset(i), pc, depth + 1)]
-
-    def split_touching(self, whole: Candidate, cl: ClusterPoints):
-        """(index arrays, candidates) of the two pieces when the cluster is two touching
-        objects (``find_cut``, ``accept_split``), else None."""
-        cut = self.find_cut(whole, cl)
-        if cut is None:
+        if not cfg.split_touching:
             return None
-        parts = [cut.left, cut.right]
-        pieces = self.boxes(cl, parts)
-        return (parts, pieces) if self.accept_split(whole, pieces) else None
-
-    def find_cut(self, whole: Candidate, cl: ClusterPoints):
-        """The deepest height valley of a cluster that may hold two objects
-        (``splitting.best_cut`` along the box heading), or None. A vehicle's own profile dips
-        (glass returns nothing, pillars stand up): a classified vehicle is cut only at a gap
-        or a bumper-deep valley; people at shoulder depth, between two peaks of similar
-        height (two heads, not a cyclist's handlebar and head)."""
-        cfg = self.cfg
-        if not cfg.split_touching or not self._may_hold_two(whole, cl):
+        cp = cl.xyz if g is None else cl.xyz[g]
+        if cl.heights is not None:
+            h = cl.heights if g is None else cl.heights[g]
+        else:
+            h = cp[:, 2] - cp[:, 2].min()
+        if not self._may_hold_two(whole, cp, h):
             return None
-        cp = cl.xyz
-        h = cl.heights if cl.heights is not None else cp[:, 2] - cp[:, 2].min()
         whole_known = self.known(whole) and self.fits(whole)
         people = whole.label in cfg.people_classes
         max_ratio = cfg.split_valley_ratio if (people or not whole_known) \
@@ -362,20 +331,19 @@ class BoxResolver:
                         and whole.label not in self.cfg.people_classes)
         return any(known)
 
-    def _may_hold_two(self, whole: Candidate, cl: ClusterPoints) -> bool:
+    def _may_hold_two(self, whole: Candidate, cp: np.ndarray, h: np.ndarray) -> bool:
         """Cheap test before looking for a valley: a classified cluster larger than its class
         usually is (visible length beyond 1.1 x its typical length, or height beyond 1.15 x
         its typical height: a person by a car), or an unclassified one at least a metre
         long. Poles and compact objects are one object."""
-        ext = cl.xyz[:, :2].max(axis=0) - cl.xyz[:, :2].min(axis=0)
+        ext = cp[:, :2].max(axis=0) - cp[:, :2].min(axis=0)
         length = float(np.hypot(*ext))  # the diagonal bounds the visible length
         if not self.known(whole):
             return length >= 1.0
         pr = self._priors.get(whole.label)
         if pr is None or pr.h_range[1] >= 1e6:
             return False
-        h = float(cl.heights.max()) if cl.heights is not None else float(whole.box.size[2])
-        return length > 1.1 * pr.length or h > 1.15 * pr.height
+        return length > 1.1 * pr.length or float(h.max()) > 1.15 * pr.height
 
     def split_oversized(self, cl: ClusterPoints) -> list[Candidate]:
         """Objects closer than the range-grown gap (parked cars) merged into a cluster too big
@@ -407,12 +375,15 @@ class BoxResolver:
                 and (self.known(c) or not cfg.size_priors)]
 
 
-def _split_by(labels: np.ndarray) -> list[np.ndarray]:
-    """Index arrays of the points of each distinct label; [] when there is only one."""
+def _split_by(labels: np.ndarray, always: bool = False) -> list[np.ndarray]:
+    """Index arrays of the points of each distinct label; [] when there is only one (unless
+    ``always``) or none."""
+    if len(labels) == 0:
+        return []
     order = np.argsort(labels, kind="stable")
     lab = labels[order]
     cuts = np.flatnonzero(lab[1:] != lab[:-1]) + 1
-    return np.split(order, cuts) if len(cuts) else []
+    return np.split(order, cuts) if (len(cuts) or always) else []
 
 
 def _starts_of(mask: np.ndarray | None, starts: np.ndarray) -> np.ndarray:

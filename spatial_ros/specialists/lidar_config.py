@@ -260,7 +260,8 @@ class LidarSpecialistConfig:
                     cell=0.25, cluster_tolerance=0.3, tolerance_per_m=0.03, max_tolerance=1.0,
                     fine_cell=0.15, fine_tolerance_per_m=0.01, fine_max_tolerance=0.6,
                     min_points=5, min_visible_area=0.1, min_top=0.5,
-                    contour_heading=True, split_touching=True, drop_open_top_unknown=True,
+                    contour_heading=True, split_touching=True, split_oversized=False,
+                    drop_open_top_unknown=True,
                     pole_chain_gap=1.5,
                     box_pad_per_m=0.0017, top_pad_rows=0.5, preset_name="street")
         base.update(overrides)
@@ -276,7 +277,7 @@ class LidarSpecialistConfig:
             plane_distance=0.01, plane_max_tilt_deg=10.0, plane_min_area=0.15,
             plane_min_fraction=0.02, support="highest", min_height=0.012, max_height=0.6,
             crop_to_support=True, auto_level=True, plane_connectivity=0.05, support_gap=0.05,
-            cell=0.01, cluster_tolerance=0.02, tolerance_per_m=0.03, max_tolerance=1.0,
+            cell=0.01, cluster_tolerance=0.02, tolerance_per_m=0.025, max_tolerance=0.05,
             z_resolution=0.01, z_gap=0.1, z_gap_per_m=0.0,
             min_points=10, min_extent=0.02, max_size=(0.6, 0.6, 0.6), box_method="min_area",
             box_pad=0.0, sampling_pad=True, extend_to_support=True, score_points=20.0,
