@@ -85,16 +85,37 @@ def grid_clusters(
             f"grid_clusters: the cloud spans too many cells for cell={cell} m and "
             f"z_resolution={z_res} m; crop it (range/ROI) or use larger cells"
         )
-    vkeys, inv = np.unique((ix * sy + iy) * sz + iz, return_inverse=True)
-    v_cell_key = vkeys // sz
-    v_iz = vkeys - v_cell_key * sz
-    # Voxels are sorted by key, hence grouped by BEV cell: cell ids without another sort.
-    new_cell = np.empty(len(vkeys), dtype=bool)
-    new_cell[0] = True
-    np.not_equal(v_cell_key[1:], v_cell_key[:-1], out=new_cell[1:])
-    v_cell = np.cumsum(new_cell) - 1
-    ckeys = v_cell_key[new_cell]
-    n_cells = len(ckeys)
+    sx = int(ix.max()) + kmax + 1
+    dense = sx * sy <= 16_000_000  # a cell-id table (<= 64 MB) instead of sorts and searches
+    if dense:
+        # Occupied cells and voxels by marking tables: sorted keys without sorting points.
+        ck = ix * sy + iy
+        occ = np.zeros(sx * sy, dtype=bool)
+        occ[ck] = True
+        ckeys = np.flatnonzero(occ)
+        n_cells = len(ckeys)
+        table = np.full(sx * sy, -1, dtype=np.int32)
+        table[ckeys] = np.arange(n_cells, dtype=np.int32)
+        vk = table[ck].astype(np.int64) * sz + iz
+        vocc = np.zeros(n_cells * sz, dtype=bool)
+        vocc[vk] = True
+        vloc = np.flatnonzero(vocc)
+        vtab = np.empty(n_cells * sz, dtype=np.int64)
+        vtab[vloc] = np.arange(len(vloc))
+        inv = vtab[vk]
+        v_cell = vloc // sz
+        v_iz = vloc - v_cell * sz
+    else:
+        vkeys, inv = np.unique((ix * sy + iy) * sz + iz, return_inverse=True)
+        v_cell_key = vkeys // sz
+        v_iz = vkeys - v_cell_key * sz
+        # Voxels are sorted by key, hence grouped by BEV cell: cell ids without another sort.
+        new_cell = np.empty(len(vkeys), dtype=bool)
+        new_cell[0] = True
+        np.not_equal(v_cell_key[1:], v_cell_key[:-1], out=new_cell[1:])
+        v_cell = np.cumsum(new_cell) - 1
+        ckeys = v_cell_key[new_cell]
+        n_cells = len(ckeys)
 
     # Per-cell range (cell centre, with the first point's offset known from the min shift).
     ox = (np.floor(p[:, 0].min() / cell) - kmax) * cell - float(origin[0])
@@ -104,41 +125,41 @@ def grid_clusters(
     tol = np.clip(c_r * tolerance_per_m, tolerance, max_tolerance)
     c_k = np.clip(np.round(tol / cell), 1, kmax).astype(np.int64)
 
-    sx = int(ix.max()) + kmax + 1
-    dense = sx * sy <= 16_000_000  # a cell-id table (<= 64 MB) instead of binary searches
-    if dense:
-        table = np.full(sx * sy, -1, dtype=np.int32)
-        table[ckeys] = np.arange(n_cells, dtype=np.int32)
     # Cells by falling k: those reaching Chebyshev distance d are a prefix of this order.
     by_k = np.argsort(-c_k, kind="stable")
     n_ge = np.searchsorted(-c_k[by_k], -np.arange(kmax + 2), side="right")
 
     def edges(cheb_lo: int, cheb_hi: int, comp=None):
         """Edges to the cells at Chebyshev distance cheb_lo..cheb_hi (half neighbourhood:
-        edges are undirected); with ``comp``, only those joining different components."""
+        edges are undirected); with ``comp``, only those joining different components. All
+        offsets of one distance are looked up in one (cells x offsets) gather."""
         src_all, dst_all = [], []
-        for dx in range(0, cheb_hi + 1):
-            for dy in range(-cheb_hi, cheb_hi + 1):
-                cheb = max(abs(dx), abs(dy))
-                if (dx == 0 and dy <= 0) or not cheb_lo <= cheb <= cheb_hi:
-                    continue
-                src = np.arange(n_cells) if cheb == 1 else by_k[: n_ge[cheb]]
-                if len(src) == 0:
-                    continue
-                target = ckeys[src] + (dx * sy + dy)
-                if dense:
-                    pos = table[target].astype(np.int64)
-                    hit = pos >= 0
-                else:
-                    pos = np.searchsorted(ckeys, target)
-                    pos[pos == n_cells] = n_cells - 1
-                    hit = ckeys[pos] == target
-                if cheb > 1:
-                    hit[hit] &= c_k[pos[hit]] >= cheb
-                if comp is not None:
-                    hit[hit] &= comp[src[hit]] != comp[pos[hit]]
-                src_all.append(src[hit])
-                dst_all.append(pos[hit])
+        for cheb in range(cheb_lo, cheb_hi + 1):
+            offs = np.array([dx * sy + dy for dx in range(0, cheb + 1)
+                             for dy in range(-cheb, cheb + 1)
+                             if max(abs(dx), abs(dy)) == cheb and not (dx == 0 and dy <= 0)],
+                            dtype=np.int64)
+            src = np.arange(n_cells) if cheb == 1 else by_k[: n_ge[cheb]]
+            if len(src) == 0:
+                continue
+            target = ckeys[src][:, None] + offs[None, :]
+            if dense:
+                pos = table[target]
+                hit = pos >= 0
+            else:
+                pos = np.searchsorted(ckeys, target)
+                pos[pos == n_cells] = n_cells - 1
+                hit = ckeys[pos] == target
+            rows, cols = np.nonzero(hit)
+            s_, d_ = src[rows], pos[rows, cols].astype(np.int64)
+            if cheb > 1:
+                keep = c_k[d_] >= cheb
+                s_, d_ = s_[keep], d_[keep]
+            if comp is not None:
+                keep = comp[s_] != comp[d_]
+                s_, d_ = s_[keep], d_[keep]
+            src_all.append(s_)
+            dst_all.append(d_)
         if not src_all:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(src_all), np.concatenate(dst_all)
@@ -159,7 +180,7 @@ def grid_clusters(
     # Split each BEV component where its occupied heights leave a gap > z_gap(r).
     v_comp = cell_comp[v_cell]
     if np.isfinite(z_gap):
-        order = np.lexsort((v_iz, v_comp))
+        order = np.argsort(v_comp * sz + v_iz, kind="stable")
         comp_o, iz_o = v_comp[order], v_iz[order]
         gap_bins = np.maximum(z_gap, c_r[v_cell[order]] * z_gap_per_m) / z_res
         start = np.ones(len(order), dtype=bool)

@@ -71,7 +71,7 @@ class GroundConfig:
     seed_margin: float = 0.15
     min_seed_support: int = 3
     inlier_distance: float = 0.1
-    refine_iterations: int = 2
+    refine_iterations: int = 1
     slope_ridge: float = 0.05
     max_slope: float = 0.3
     max_step: float = 0.2
@@ -147,8 +147,9 @@ def _patch_index(dx: np.ndarray, dy: np.ndarray, edges: np.ndarray, n_sectors: i
     return ring, sector
 
 
-def _neighbour_stack(a: np.ndarray, dr: int, ds: int) -> np.ndarray:
-    """(R, S, (2dr+1)(2ds+1)) values of each patch's neighbours; sectors wrap, rings pad NaN."""
+def _neighbour_stack(a: np.ndarray, dr: int, ds: int, where=None) -> np.ndarray:
+    """(R, S, (2dr+1)(2ds+1)) values of each patch's neighbours, or (K, ...) of the patches
+    selected by the bool mask ``where``; sectors wrap, rings pad NaN."""
     R, S = a.shape
     pad = np.full((R + 2 * dr, S + 2 * ds), np.nan)
     pad[dr:dr + R, ds:ds + S] = a
@@ -156,6 +157,8 @@ def _neighbour_stack(a: np.ndarray, dr: int, ds: int) -> np.ndarray:
         pad[dr:dr + R, :ds] = a[:, S - ds:]
         pad[dr:dr + R, ds + S:] = a[:, :ds]
     win = np.lib.stride_tricks.sliding_window_view(pad, (2 * dr + 1, 2 * ds + 1))
+    if where is not None:
+        return win[where].reshape(int(np.count_nonzero(where)), -1)
     return win.reshape(R, S, -1)
 
 
@@ -267,7 +270,7 @@ def segment_ground(
     # parts of the next one): look twice as far.
     thin = np.count_nonzero(~np.isnan(near), axis=2) < 5
     if thin.any():
-        ref = np.where(thin, _nan_median(_neighbour_stack(H, 2, 8)), ref)
+        ref[thin] = _nan_median(_neighbour_stack(H, 2, 8, thin))
     width = (edges[1:] - edges[:-1])[:, None]
     kept2 = np.isfinite(H) & ~(H > ref + cfg.max_step + 0.03 * width)
     H = np.where(kept2, H, np.nan)
