@@ -138,9 +138,10 @@ def _ring_lookup(edges: np.ndarray, step: float = 0.05) -> np.ndarray:
 
 
 def _patch_index(dx: np.ndarray, dy: np.ndarray, edges: np.ndarray, n_sectors: int,
-                 step: float = 0.05):
+                 step: float = 0.05, ranges: np.ndarray | None = None):
     lut = _ring_lookup(edges, step)
-    qi = np.minimum((np.hypot(dx, dy) * (1.0 / step)).astype(np.int64), len(lut) - 1)
+    r = np.hypot(dx, dy) if ranges is None else ranges
+    qi = np.minimum((r * (1.0 / step)).astype(np.int64), len(lut) - 1)
     ring = lut[qi]
     sector = ((np.arctan2(dy, dx) + np.pi) * (n_sectors / (2 * np.pi))).astype(np.int64)
     np.minimum(sector, n_sectors - 1, out=sector)
@@ -181,7 +182,7 @@ def _nan_mean(stack: np.ndarray) -> np.ndarray:
 
 def segment_ground(
     xyz: np.ndarray, config: GroundConfig | None = None, origin_xy=(0.0, 0.0),
-    max_fit_points: int = 40_000,
+    max_fit_points: int = 40_000, ranges: np.ndarray | None = None,
 ) -> GroundResult:
     """Height of every point above its local ground (see the module docstring).
 
@@ -191,6 +192,8 @@ def segment_ground(
         origin_xy: (x, y) of the sensor in that frame, metres.
         max_fit_points: planes are fitted on an evenly strided subset of about this many
             points (heights are still computed for all).
+        ranges: (N,) horizontal distances of the points from ``origin_xy`` when already
+            known (saves recomputing them), metres.
 
     Returns:
         The per-point heights and the patch grid.
@@ -204,10 +207,10 @@ def segment_ground(
         fb = 0.0 if cfg.fallback_height is None else cfg.fallback_height
         return GroundResult(np.zeros(0), np.full((R, S), fb), np.zeros((R, S), bool), edges)
     # Coordinates relative to the sensor keep the sums well conditioned.
-    x = p[:, 0].astype(np.float64) - float(origin_xy[0])
-    y = p[:, 1].astype(np.float64) - float(origin_xy[1])
-    z = p[:, 2].astype(np.float64)
-    ring, sector = _patch_index(x, y, edges, S)
+    x = p[:, 0] - float(origin_xy[0])
+    y = p[:, 1] - float(origin_xy[1])
+    z = np.asarray(p[:, 2], dtype=np.float64)
+    ring, sector = _patch_index(x, y, edges, S, ranges=ranges)
     b = ring * S + sector
     stride = max(1, len(p) // max_fit_points)
     fb_, fx, fy, fz = b[::stride], x[::stride], y[::stride], z[::stride]

@@ -133,8 +133,11 @@ class LidarSpecialist:
             st.reason = "empty cloud"
             return []
         xyz = p[:, :3]
-        # Sum of the coordinates is non-finite iff one is NaN/inf (one pass instead of three).
-        valid = np.isfinite(xyz.sum(axis=1))
+        # A sum is non-finite iff one of its terms is NaN/inf (one pass instead of three).
+        if np.isfinite(xyz.sum()):  # one scalar check: the usual case, no NaN/inf at all
+            valid = np.ones(len(xyz), dtype=bool)
+        else:
+            valid = np.isfinite(xyz.sum(axis=1))
         st.n_valid = int(np.count_nonzero(valid))
         if st.n_valid == 0:
             st.reason = "no finite points (all NaN/inf)"
@@ -249,8 +252,10 @@ class LidarSpecialist:
         if cfg.roi_min is not None:
             keep &= np.all((xyz >= cfg.roi_min) & (xyz <= cfg.roi_max), axis=1)
         xyz = xyz[keep]
+        r = r[keep]
         if cfg.voxel_size > 0:
             xyz = voxel_downsample(xyz, cfg.voxel_size)
+            r = None
         st.n_cropped = len(xyz)
         covered = None
         if (cfg.min_visible_area > 0 or cfg.size_priors) and len(xyz):
@@ -262,7 +267,7 @@ class LidarSpecialist:
 
         t = time.perf_counter()
         if cfg.ground_method == "patchwise":
-            g = segment_ground(xyz, cfg.ground_config(), origin[:2])
+            g = segment_ground(xyz, cfg.ground_config(), origin[:2], ranges=r)
             obj_mask = (g.height >= cfg.min_height) & (g.height <= cfg.max_height)
             heights = g.height[obj_mask]
             planes: list[Plane] = []
@@ -313,17 +318,23 @@ class LidarSpecialist:
             cl.contour = contours(cl.xyz, lab, len(big), origin, cl.heights)
         if cfg.size_priors:
             cl.ceiling = self._at_ceiling(cl, T_w)
+        refine = None
         if cfg.fine_tolerance_per_m > 0:
             fine_cell = cfg.fine_cell or cfg.cell
-            cl.fine, _ = grid_clusters(
-                pts[sub_idx], cell=fine_cell, tolerance=max(cfg.cluster_tolerance, fine_cell),
-                tolerance_per_m=cfg.fine_tolerance_per_m,
-                max_tolerance=max(cfg.fine_max_tolerance, cfg.cluster_tolerance, fine_cell),
-                z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
-                z_gap_per_m=cfg.z_gap_per_m, origin=origin[:2],
-            )
+            sub_pts = pts[sub_idx]
+
+            def refine(idx: np.ndarray) -> np.ndarray:
+                """Labels of the finer clusters among the points ``idx`` of ``cl``."""
+                return grid_clusters(
+                    sub_pts[idx], cell=fine_cell,
+                    tolerance=max(cfg.cluster_tolerance, fine_cell),
+                    tolerance_per_m=cfg.fine_tolerance_per_m,
+                    max_tolerance=max(cfg.fine_max_tolerance, cfg.cluster_tolerance, fine_cell),
+                    z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
+                    z_gap_per_m=cfg.z_gap_per_m, origin=origin[:2],
+                )[0]
         resolver = BoxResolver(cfg, planes, T_w, st.density, covered, self.source)
-        return resolver.candidates(cl, group_indices(lab, len(big)))
+        return resolver.candidates(cl, group_indices(lab, len(big)), refine)
 
     def _plausible_clusters(self, obj, heights, labels, n, origin, st) -> np.ndarray:
         """Ids of the clusters worth a box: enough points for their range (distance-aware
@@ -351,8 +362,8 @@ class LidarSpecialist:
         the object may go on above it (a wall, a tree, a truck next to the sensor)."""
         cfg = self.config
         d = (cl.xyz - T_w[:3, 3]) @ T_w[:3, :3]  # in the sensor frame
-        el = np.arctan2(d[:, 2], np.hypot(d[:, 0], d[:, 1]))
-        top = el >= float(el.max()) - np.radians(0.3)
+        t = d[:, 2] / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-6)  # tan(elevation)
+        top = t >= np.tan(np.arctan(float(t.max())) - np.radians(0.3))
         if cl.heights is not None:
             top |= cl.heights >= cfg.max_height - cfg.z_resolution
         return top

@@ -43,17 +43,20 @@ from spatial_ros.types import Box3D, Candidate
 class ClusterPoints:
     """Points of clusters (or pieces of them) in the working frame and what is known per
     point: height above the local ground (patchwise ground), on its cluster's visible
-    contour, at the ceiling of what the sensor sees, label of its finer cluster."""
+    contour, at the ceiling of what the sensor sees, label of its finer cluster, LiDAR row
+    pitch of its cluster (radians; pieces keep their cluster's)."""
 
     xyz: np.ndarray
     heights: np.ndarray | None = None
     contour: np.ndarray | None = None
     ceiling: np.ndarray | None = None
     fine: np.ndarray | None = None
+    pitch: np.ndarray | None = None
 
     def subset(self, idx: np.ndarray) -> ClusterPoints:
         return ClusterPoints(*(None if a is None else a[idx] for a in
-                               (self.xyz, self.heights, self.contour, self.ceiling, self.fine)))
+                               (self.xyz, self.heights, self.contour, self.ceiling, self.fine,
+                                self.pitch)))
 
 
 class BoxResolver:
@@ -83,17 +86,56 @@ class BoxResolver:
 
     # -- entry point --------------------------------------------------------------------------
 
-    def candidates(self, cl: ClusterPoints, groups: list[np.ndarray]) -> list[Candidate]:
-        """Candidates of all clusters (``groups``: index arrays into ``cl``)."""
-        out = self._in_rounds(cl, groups, self.boxes(cl, groups))
+    def candidates(self, cl: ClusterPoints, groups: list[np.ndarray],
+                   refine=None) -> list[Candidate]:
+        """Candidates of all clusters (``groups``: index arrays into ``cl``). ``refine``:
+        a function giving the labels of the finer clusters among points of ``cl`` (indices),
+        called once for the points of the clusters that get no class."""
+        # Clusters that can get no class and would be dropped as they are (too long for any
+        # class, or reaching the top of what the sensor sees and wider than a pole) need no
+        # box of their own: only their finer clusters may be objects.
+        hopeless = self._hopeless(cl, groups)
+        boxes: list[Candidate | None] = [None] * len(groups)
+        fit = [k for k in range(len(groups)) if not hopeless[k]]
+        for k, c in zip(fit, self.boxes(cl, [groups[k] for k in fit]), strict=True):
+            boxes[k] = c
+        if refine is not None:
+            todo = [g for g, c in zip(groups, boxes, strict=True) if c is None
+                    or not self.known(c)]
+            if todo:
+                idx = np.concatenate(todo)
+                cl.fine = np.full(len(cl.xyz), -1, dtype=np.int64)
+                cl.fine[idx] = refine(idx)
+        out = self._in_rounds(cl, groups, boxes)
         if self.cfg.pole_chain_gap > 0:
             out = drop_pole_chains(out, self.cfg.pole_chain_gap)
+        return out
+
+    def _hopeless(self, cl: ClusterPoints, groups: list[np.ndarray]) -> np.ndarray:
+        """(G,) bool: the cluster can get no class and would not be kept unclassified: its
+        bounding box is longer than any class (and ``max_size``) allows, or it reaches the
+        top of what the sensor sees and is wider than any open-topped class (a pole) while
+        such clusters are dropped. Only with size priors and without ``split_oversized``."""
+        cfg = self.cfg
+        G = len(groups)
+        if not cfg.size_priors or cfg.split_oversized or not G:
+            return np.zeros(G, dtype=bool)
+        order = np.concatenate(groups)
+        starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])[:-1]
+        xy = cl.xyz[order, :2]
+        ext = np.maximum.reduceat(xy, starts) - np.minimum.reduceat(xy, starts)
+        longest = max([cfg.max_size[0]] + [p.l_max for p in cfg.size_priors])
+        out = np.hypot(ext[:, 0], ext[:, 1]) > np.sqrt(2.0) * longest
+        if cfg.drop_open_top_unknown and cl.ceiling is not None:
+            open_l = max([p.l_max for p in cfg.size_priors if p.h_range[1] >= 1e6], default=0.0)
+            top = np.maximum.reduceat(cl.ceiling[order], starts)
+            out |= top & (ext.max(axis=1) > np.sqrt(2.0) * open_l)
         return out
 
     def _plausible_fine(self, cl: ClusterPoints) -> np.ndarray:
         """(n_fine,) bool: the fine cluster passes ``enough`` (all fine clusters at once)."""
         cfg = self.cfg
-        lab = cl.fine
+        lab = np.where(cl.fine >= 0, cl.fine, cl.fine.max() + 1)  # unset: one extra label
         n = int(lab.max()) + 1
         cnt = np.bincount(lab, minlength=n)
         ok = cnt >= cfg.min_points
@@ -103,33 +145,47 @@ class BoxResolver:
             cy = np.bincount(lab, cl.xyz[:, 1], n) * inv - self.origin[1]
             ok &= cnt >= cfg.min_visible_area * self.density / np.maximum(cx * cx + cy * cy,
                                                                           1e-2)
-        if cfg.min_top > 0:
-            top = np.full(n, -np.inf)
-            h = cl.heights if cl.heights is not None else cl.xyz[:, 2] - cl.xyz[:, 2].min()
-            np.maximum.at(top, lab, h)
-            ok &= top >= cfg.min_top
+        top = np.full(n, -np.inf)
+        h = cl.heights if cl.heights is not None else cl.xyz[:, 2] - cl.xyz[:, 2].min()
+        np.maximum.at(top, lab, h)
+        ok &= top >= cfg.min_top
+        if cfg.size_priors:
+            # Only a piece that can get a class is worth a box: as high as the lowest class,
+            # and, reaching the top of what the sensor sees, thin enough for an open-topped
+            # one (a pole), not a stretch of wall.
+            ok &= top >= min(p.h_range[0] for p in cfg.size_priors)
+            if cl.ceiling is not None:
+                open_ok = [p.l_max for p in cfg.size_priors if p.h_range[1] >= 1e6]
+                lo = np.full((n, 2), np.inf)
+                hi = np.full((n, 2), -np.inf)
+                np.minimum.at(lo, lab, cl.xyz[:, :2])
+                np.maximum.at(hi, lab, cl.xyz[:, :2])
+                wide = (hi - lo).max(axis=1) > max(open_ok, default=0.0)
+                ok &= ~(wide & (np.bincount(lab, cl.ceiling, n) > 0))
+        ok[-1] &= bool((cl.fine >= 0).all())
         return ok
 
     def _in_rounds(self, cl: ClusterPoints, groups: list[np.ndarray],
-                   boxes: list[Candidate]) -> list[Candidate]:
+                   boxes: list[Candidate | None]) -> list[Candidate]:
         """The decisions of the module docstring for all clusters at once, breadth first, so
         that each step fits the boxes of every cluster's pieces in one batch (a handful of
         ``fit_groups`` calls per scan instead of one per piece): the classified fine clusters
         of unclassified clusters, then up to ``max_split_rounds`` rounds of height-valley
-        splits, then ``final``. Work items are (indices into ``cl``, candidate)."""
+        splits, then ``final``. Work items are (indices into ``cl``, candidate); a cluster
+        without a candidate (``_hopeless``) only contributes its classified fine clusters."""
         cfg = self.cfg
         work: list[tuple[np.ndarray, Candidate]] = []
         owners: list[int] = []
         parts: list[np.ndarray] = []
-        fine_ok = self._plausible_fine(cl) if cl.fine is not None else None
+        fine_ok = self._plausible_fine(cl) if cl.fine is not None else None  # [-1]: unset
         for k, (g, c) in enumerate(zip(groups, boxes, strict=True)):
             found = []
-            if fine_ok is not None and not self.known(c):
+            if fine_ok is not None and (c is None or not self.known(c)):
                 f = cl.fine[g]
                 if f.min() != f.max():  # holds several fine clusters
                     keep = fine_ok[f]
                     found = [g[keep][i] for i in _split_by(f[keep], always=True)]
-            if not found:
+            if not found and c is not None:
                 work.append((g, c))
             parts += found
             owners += [k] * len(found)
@@ -139,7 +195,8 @@ class BoxResolver:
                 if self.known(pc):
                     known_of.setdefault(k, []).append((q, pc))
             for k in sorted(set(owners)):  # owners with no classified fine cluster: whole
-                work += known_of.get(k, [(groups[k], boxes[k])])
+                whole = [(groups[k], boxes[k])] if boxes[k] is not None else []
+                work += known_of.get(k, whole)
         out: list[Candidate] = []
         for _ in range(cfg.max_split_rounds if cfg.split_touching else 0):
             cuts, rest = [], []
@@ -183,18 +240,26 @@ class BoxResolver:
         cfg = self.cfg
         order = np.concatenate(groups)
         starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
-        sub = cl.subset(order)
+        xyz = cl.xyz[order]
+        contour = None if cl.contour is None else cl.contour[order]
+        pitch = None
+        if cfg.top_pad_rows:
+            if cl.pitch is not None:  # a piece keeps its cluster's row pitch
+                pitch = cl.pitch[[g[0] for g in groups]]
+            else:
+                pitch = group_pitch(xyz if contour is None else xyz[contour],
+                                    _starts_of(contour, starts), self.T_w)
         gb = fit_groups(
-            sub.xyz, starts, origin=self.origin, contour=sub.contour,
-            ground_z=None if sub.heights is None else sub.xyz[:, 2] - sub.heights,
-            pitch=group_pitch(sub.xyz[sub.contour] if sub.contour is not None else sub.xyz,
-                              _starts_of(sub.contour, starts), self.T_w)
-            if cfg.top_pad_rows else None,
-            pad=cfg.box_pad, pad_per_m=cfg.box_pad_per_m, top_pad_rows=cfg.top_pad_rows,
-            contour_min_extent=cfg.contour_min_extent,
+            xyz, starts, origin=self.origin, contour=contour,
+            ground_z=None if cl.heights is None else xyz[:, 2] - cl.heights[order],
+            pitch=pitch, pad=cfg.box_pad, pad_per_m=cfg.box_pad_per_m,
+            top_pad_rows=cfg.top_pad_rows, contour_min_extent=cfg.contour_min_extent,
         )
-        open_top = (np.maximum.reduceat(sub.ceiling, starts[:-1]) if sub.ceiling is not None
-                    else np.zeros(len(groups), bool))
+        if pitch is not None and cl.pitch is None:
+            cl.pitch = np.zeros(len(cl.xyz))
+            cl.pitch[order] = np.repeat(pitch, np.diff(starts))
+        open_top = (np.maximum.reduceat(cl.ceiling[order], starts[:-1])
+                    if cl.ceiling is not None else np.zeros(len(groups), bool))
         center, size, yaw = gb.center, gb.size, gb.yaw
         labels = [""] * len(groups)
         if cfg.size_priors:
@@ -310,6 +375,9 @@ class BoxResolver:
             h = cp[:, 2] - cp[:, 2].min()
         if not self._may_hold_two(whole, cp, h):
             return None
+        if cfg.drop_open_top_unknown and not self.known(whole) and cl.ceiling is not None \
+                and bool((cl.ceiling if g is None else cl.ceiling[g]).any()):
+            return None  # a wall or a tree: its pieces would be unclassified walls and trees
         whole_known = self.known(whole) and self.fits(whole)
         people = whole.label in cfg.people_classes
         max_ratio = cfg.split_valley_ratio if (people or not whole_known) \
