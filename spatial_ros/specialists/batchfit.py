@@ -57,9 +57,13 @@ def _strided(starts: np.ndarray, counts: np.ndarray, mask: np.ndarray | None,
 
 
 def _scores(x, y, grp, starts_sub, theta, criterion: str, min_dist: float):
-    """(G, A) L-shape scores of headings ``theta`` (G, A) for points (x, y) of groups ``grp``
-    (sorted; group g's points start at ``starts_sub[g]``), and (lo1, hi1, lo2, hi2)."""
-    c, s = np.cos(theta)[grp], np.sin(theta)[grp]
+    """(G, A) L-shape scores of headings ``theta`` ((G, A), or (A,) for all groups) for
+    points (x, y) of groups ``grp`` (sorted; group g's points start at ``starts_sub[g]``),
+    and (lo1, hi1, lo2, hi2)."""
+    if theta.ndim == 1:  # the same headings for every group
+        c, s = np.cos(theta)[None, :], np.sin(theta)[None, :]
+    else:
+        c, s = np.cos(theta)[grp], np.sin(theta)[grp]
     p1 = x[:, None] * c + y[:, None] * s
     p2 = y[:, None] * c - x[:, None] * s
     lo1 = np.minimum.reduceat(p1, starts_sub, axis=0)
@@ -92,8 +96,7 @@ def _headings(x, y, grp, starts_sub, criterion: str, min_dist: float = 0.01) -> 
     2 degrees of the best."""
     G = len(starts_sub)
     coarse = np.radians(np.arange(0.0, 90.0, COARSE_DEG))
-    sc, _ = _scores(x, y, grp, starts_sub, np.broadcast_to(coarse, (G, len(coarse))),
-                    criterion, min_dist)
+    sc, _ = _scores(x, y, grp, starts_sub, coarse, criterion, min_dist)
     best = coarse[np.argmax(sc, axis=1)]
     half = COARSE_DEG - FINE_DEG
     fine = np.radians(np.arange(-half, half + 1e-9, FINE_DEG))

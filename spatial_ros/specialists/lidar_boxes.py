@@ -223,12 +223,14 @@ class BoxResolver:
         cfg = self.cfg
         if c.box.size.max() < cfg.min_extent:
             return []
-        if self.known(c):
-            return [c]
-        if not self.fits(c):
-            return self.split_oversized(cl.subset(g))
-        if cfg.drop_open_top_unknown and cl.ceiling is not None and bool(cl.ceiling[g].any()):
-            return []  # taller than seen and no class: a wall, a tree, a building
+        if not self.known(c):
+            if not self.fits(c):
+                return self.split_oversized(cl.subset(g))
+            if cfg.drop_open_top_unknown and cl.ceiling is not None \
+                    and bool(cl.ceiling[g].any()):
+                return []  # taller than seen and no class: a wall, a tree, a building
+        if c.points is None:
+            c.points = cl.xyz[g].astype(np.float32)
         return [c]
 
     # -- boxes --------------------------------------------------------------------------------
@@ -280,10 +282,10 @@ class BoxResolver:
         out = []
         for j, g in enumerate(groups):
             n = len(g)
-            out.append(Candidate(
+            out.append(Candidate(  # points: filled in by ``final`` (most pieces never are)
                 box=Box3D.from_yaw(center[j], size[j], float(yaw[j])),
                 score=float(n / (n + cfg.score_points)), source=self.source, num_points=n,
-                label=labels[j], points=cl.xyz[g].astype(np.float32)))
+                label=labels[j]))
         return out
 
     def box(self, cl: ClusterPoints) -> Candidate:
@@ -438,9 +440,14 @@ class BoxResolver:
         parts = [groups[j] for j in np.flatnonzero(counts >= cfg.min_points)]
         if not parts:
             return []
-        return [c for c in self.boxes(cl, parts)
-                if c.box.size.max() >= cfg.min_extent and self.fits(c)
-                and (self.known(c) or not cfg.size_priors)]
+        out = []
+        for g, c in zip(parts, self.boxes(cl, parts), strict=True):
+            if c.box.size.max() >= cfg.min_extent and self.fits(c) \
+                    and (self.known(c) or not cfg.size_priors):
+                if c.points is None:
+                    c.points = cl.xyz[g].astype(np.float32)
+                out.append(c)
+        return out
 
 
 def _split_by(labels: np.ndarray, always: bool = False) -> list[np.ndarray]:
