@@ -204,6 +204,13 @@ class BoxResolver:
                 cut = self.find_cut(c, cl, g)
                 (cuts if cut is not None else rest).append((g, c, cut))
             out += [x for g, c, _ in rest for x in self.final(cl, g, c)]
+            # Rough classes of the pieces first (extents along the whole's heading): only
+            # the cuts that may be accepted get their pieces fitted.
+            maybe = self._rough_accept(cl, cuts)
+            for ok, (g, c, _) in zip(maybe, cuts, strict=True):
+                if not ok:
+                    out += self.final(cl, g, c)
+            cuts = [x for ok, x in zip(maybe, cuts, strict=True) if ok]
             pieces = [g[i] for g, _, cut in cuts for i in (cut.left, cut.right)]
             two_each = self.boxes(cl, pieces) if pieces else []
             work = []
@@ -216,6 +223,44 @@ class BoxResolver:
             if not work:
                 break
         return out + [x for g, c in work for x in self.final(cl, g, c)]
+
+    def _rough_accept(self, cl: ClusterPoints, cuts) -> list[bool]:
+        """Whether each cut (cluster indices, candidate, ``Cut``) may be accepted, judged on
+        rough boxes of its pieces: extents along and across the whole's heading, height
+        above the ground, padded like fitted boxes (``accept_split`` with those classes).
+        Pieces whose rough class differs from their fitted one are rare; a cut rejected
+        here is one whose pieces do not look like objects even roughly."""
+        cfg = self.cfg
+        if not cuts or not cfg.size_priors:
+            return [True] * len(cuts)
+        parts, yaws = [], []
+        for g, c, cut in cuts:
+            parts += [g[cut.left], g[cut.right]]
+            yaws += [c.box.yaw, c.box.yaw]
+        order = np.concatenate(parts)
+        starts = np.concatenate([[0], np.cumsum([len(q) for q in parts])])[:-1]
+        yaw = np.repeat(np.asarray(yaws), [len(q) for q in parts])
+        xy = cl.xyz[order, :2]
+        a = xy[:, 0] * np.cos(yaw) + xy[:, 1] * np.sin(yaw)
+        b = xy[:, 1] * np.cos(yaw) - xy[:, 0] * np.sin(yaw)
+        la = np.maximum.reduceat(a, starts) - np.minimum.reduceat(a, starts)
+        lb = np.maximum.reduceat(b, starts) - np.minimum.reduceat(b, starts)
+        h = cl.heights[order] if cl.heights is not None else cl.xyz[order, 2]
+        hh = np.maximum.reduceat(h, starts) - (0.0 if cl.heights is not None
+                                              else np.minimum.reduceat(h, starts))
+        mx = np.add.reduceat(xy, starts) / np.diff(np.append(starts, len(order)))[:, None]
+        pad = 2 * (cfg.box_pad + cfg.box_pad_per_m * np.hypot(mx[:, 0] - self.origin[0],
+                                                              mx[:, 1] - self.origin[1]))
+        L, W = np.maximum(la, lb) + pad, np.minimum(la, lb) + pad
+        top = np.maximum.reduceat(cl.ceiling[order], starts) if cl.ceiling is not None \
+            else False
+        k, _ = classify_batch(L, W, hh, cfg.size_priors, top)
+        out = []
+        for j, (_, c, _) in enumerate(cuts):
+            two = [Candidate(box=c.box, label=cfg.size_priors[i].label if i >= 0
+                             else cfg.unknown_label) for i in k[2 * j: 2 * j + 2]]
+            out.append(self.accept_split(c, two))
+        return out
 
     def final(self, cl: ClusterPoints, g: np.ndarray, c: Candidate) -> list[Candidate]:
         """Cluster ``g`` of ``cl`` as it is: classified, or unclassified within ``max_size``
