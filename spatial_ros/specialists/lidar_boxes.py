@@ -430,8 +430,13 @@ class BoxResolver:
         max_ratio = cfg.split_valley_ratio if (people or not whole_known) \
             else cfg.split_known_ratio
         yaw = whole.box.yaw
+        # Profile slices no narrower than ~2 azimuth steps of a 64-beam LiDAR at this range
+        # (0.35 degrees): a far object's sparse returns leave empty 10 cm slices that are
+        # not gaps between objects.
+        rng = float(np.hypot(*(cp[:, :2].mean(axis=0) - self.origin[:2])))
         return best_cut(cp[:, :2], h, max_ratio=max_ratio, axis=(np.cos(yaw), np.sin(yaw)),
-                        min_peak_ratio=0.75 if people else 0.0)
+                        min_peak_ratio=0.75 if people else 0.0,
+                        slice_width=max(0.1, 0.006 * rng))
 
     def accept_split(self, whole: Candidate, pieces: list[Candidate]) -> bool:
         """A classified whole splits only into two classified pieces, not into two of its
