@@ -42,7 +42,8 @@ from spatial_ros.geometry.iou import iou_3d
 
 log = logging.getLogger(__name__)
 
-# KITTI label_2 types for specialist labels; unlabelled clusters become "Misc".
+# KITTI label_2 types for specialist labels (``specialists.classify``: lower-case class names);
+# unlabelled clusters and classes KITTI lacks (pole, misc) become "Misc".
 KITTI_TYPES = {
     "car": "Car",
     "van": "Van",
@@ -634,6 +635,7 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
                             "truncated": lab.truncated,
                             "occluded": lab.occluded,
                             "box_2d": [float(v) for v in lab.box_2d],
+                            "lidar_points": _points_in(lab.box, kf.points),
                         },
                     )
                     for k, lab in enumerate(kf.labels)
@@ -726,7 +728,6 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         grounding_iou=cfg.grounding_iou,
         bev_iou=cfg.bev_iou,
         min_visible=0.0,
-        detection_classes=("Car",),
     )
     metrics = {"source": _source(cfg), **metrics}
     metrics["kitti"] = {
@@ -737,6 +738,9 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         "in_dontcare_ignored": len(dontcare),
         "frames_with_labels": len(truth),
     }
+    if truth:
+        metrics["kitti"].update(_kitti_class_metrics(in_view, truth, cfg.bev_iou,
+                                                     metrics.setdefault("detection_bev", {})))
     metrics["throughput"] = {
         "frames": replay.frames,
         "elapsed_s": round(replay.elapsed_s, 3),
@@ -755,6 +759,29 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         replay=replay,
         title=f"spatial_ros KITTI evaluation: {cfg.kitti}",
     )
+
+
+def _points_in(box, points) -> int:
+    """LiDAR points inside a label box (0 without a scan)."""
+    if points is None or box is None:
+        return 0
+    return int(np.count_nonzero(box.contains(np.asarray(points)[:, :3])))
+
+
+def _kitti_class_metrics(cand, truth, thresholds, detection_bev: dict) -> dict[str, Any]:
+    """Class-aware detection per KITTI class (added to ``detection_bev`` as "<Class>@<iou>"),
+    the class-aware summary per threshold, and the targets by LiDAR support
+    (``kitti_metrics``)."""
+    from spatial_ros.evaluation import kitti_metrics as K
+
+    aware = {}
+    for thr in thresholds:
+        per_class = K.class_detection(cand, truth, thr, kitti_type)
+        for cls, d in per_class.items():
+            detection_bev[f"{cls}@{thr:g}"] = d.to_dict()
+        aware[f"{thr:g}"] = K.class_aware_summary(per_class)
+    return {"class_aware": aware,
+            "targets": K.point_targets(cand, truth, kitti_type, iou=0.5, min_points=50)}
 
 
 def run_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
