@@ -73,9 +73,9 @@ def add_arguments(parser) -> None:
     )
     g.add_argument(
         "--lidar-preset",
-        choices=("tabletop", "street"),
+        choices=("auto", "tabletop", "street"),
         default=None,
-        help="default tabletop; KITTI street",
+        help="default auto (chosen from the first cloud's ranges); KITTI street",
     )
     t = parser.add_argument_group("bag topics")
     t.add_argument("--image-topic", default="/camera/image_raw")

@@ -78,7 +78,7 @@ class EvalConfig:
         model: model directory ('' = the embedded default; KITTI: none, LiDAR specialist only).
         specialists_only: no model.
         output_frame: z-up frame of the boxes (must be the truth's frame).
-        lidar_preset: "tabletop" or "street".
+        lidar_preset: "auto", "tabletop" or "street" (default: street for KITTI, else auto).
         device, max_new_tokens, vcot: VLM settings (see PerceptionConfig).
         image_topic, info_topic, cloud_topic, depth_topic, slop: bag topics and sync slop (s).
         max_frames: stop after N frames (0 = all).
@@ -155,7 +155,7 @@ class EvalConfig:
         if self.output_frame is None:
             self.output_frame = "velodyne" if self.kitti else "base_link"
         if self.lidar_preset is None:
-            self.lidar_preset = "street" if self.kitti else "tabletop"
+            self.lidar_preset = "street" if self.kitti else "auto"
         self.grounding_iou = _thresholds("grounding_iou", self.grounding_iou)
         self.bev_iou = _thresholds(
             "bev_iou", self.bev_iou or ((0.5, 0.7) if self.kitti else (0.5,))
