@@ -123,6 +123,8 @@ STREET_CLASSES: tuple[SizePrior, ...] = (
 
 # Facing codes of ``facing_sides``: which visible side faces the sensor.
 OBLIQUE, FACING_L, FACING_W = 0, 1, 2
+# ``open_top`` codes (``classify_batch``): reaches the sensor's highest beam / the height window.
+OPEN_FOV, OPEN_WINDOW = 1, 2
 
 
 def _mismatch(x: np.ndarray, ref: float) -> np.ndarray:
@@ -164,20 +166,23 @@ def prior_costs(L, W, H, pr: SizePrior, facing=OBLIQUE) -> tuple[np.ndarray, np.
 def classify_batch(L, W, H, priors, open_top=False, roughness=0.0,
                    facing=OBLIQUE) -> tuple[np.ndarray, np.ndarray]:
     """(index into ``priors`` or -1, end_on) of the best-matching prior for each set of
-    visible extents (L >= W, H; arrays). ``open_top``: the object goes on above the height
-    window seen, so only priors without a height limit (poles) may take it. ``roughness``:
+    visible extents (L >= W, H; arrays). ``open_top``: the object may go on above what was
+    seen (True or ``OPEN_WINDOW``: it reaches the top of the height window, so only priors
+    without a height limit, poles, may take it; ``OPEN_FOV``: it reaches the sensor's highest
+    beam, so priors that admit hidden tops, cars uphill, may take it too). ``roughness``:
     the contour's scatter about the box sides, metres (see ``SizePrior``). ``facing``: see
     ``prior_costs``."""
     L = np.atleast_1d(np.asarray(L, dtype=np.float64))
     shape = L.shape
     costs = np.full((len(priors),) + shape, np.inf)
     ends = np.zeros((len(priors),) + shape, dtype=bool)
-    open_top = np.broadcast_to(open_top, shape)
+    open_top = np.broadcast_to(np.asarray(open_top).astype(np.int64), shape)
     roughness = np.broadcast_to(roughness, shape)
     for k, pr in enumerate(priors):
         c, e = prior_costs(L, W, H, pr, facing)
         if pr.h_range[1] < 1e6:
-            c = np.where(open_top, np.inf, c)
+            shut = (open_top > 0) & ~((open_top == OPEN_FOV) & pr.grow_height)
+            c = np.where(shut, np.inf, c)
         if pr.max_roughness is not None:
             c = np.where(roughness > pr.max_roughness, np.inf, c)
         costs[k], ends[k] = c, e
@@ -239,19 +244,20 @@ def complete_batch(center, size, yaw, index, end_on, priors, sensor_xy=(0.0, 0.0
     new_len = np.where(L < grow * new_len, new_len, L)
     new_wid = np.where(W < grow * new_wid, new_wid, W)
     s = np.asarray(sensor_xy, dtype=np.float64)[:2]
-    los = ctr[:, :2] - s
-    los /= np.maximum(np.hypot(los[:, 0], los[:, 1]), 1e-9)[:, None]
     ax_len = np.column_stack([np.cos(yaw), np.sin(yaw)])
     ax_wid = np.column_stack([-np.sin(yaw), np.cos(yaw)])
     cut = None if cut_xy is None else np.array(cut_xy, dtype=np.float64, ndmin=2)
     out = ctr.copy()
-    for axis, old, new in ((ax_len, L, new_len), (ax_wid, W, new_wid)):
+    if cut is not None:  # the box axis that runs into the cut grows towards it
+        to_cut = np.nan_to_num(cut) - ctr[:, :2]
+        on_len = np.abs(np.einsum("ij,ij->i", ax_len, to_cut)) >= \
+            np.abs(np.einsum("ij,ij->i", ax_wid, to_cut))
+    for axis, old, new, is_len in ((ax_len, L, new_len, True), (ax_wid, W, new_wid, False)):
         grow_by = np.where(has, np.maximum(new - old, 0.0), 0.0)
         away = np.where(np.einsum("ij,ij->i", axis, ctr[:, :2] - s) >= 0, 1.0, -1.0)
         if cut is not None:
-            use = np.isfinite(cut[:, 0]) & (np.abs(np.einsum("ij,ij->i", axis, los)) < 0.7)
-            toward = np.where(np.einsum("ij,ij->i", axis, np.nan_to_num(cut) - ctr[:, :2]) >= 0,
-                              1.0, -1.0)
+            use = np.isfinite(cut[:, 0]) & (on_len == is_len)
+            toward = np.where(np.einsum("ij,ij->i", axis, to_cut) >= 0, 1.0, -1.0)
             away = np.where(use, toward, away)
         out[:, :2] += axis * (away * grow_by / 2.0)[:, None]
     new_h = np.where(has & (ghgt > 0) & (H < phgt), phgt, H)
@@ -278,8 +284,8 @@ def complete_with_prior(
     than ``grow_below`` x the prior's; the height grows (bottom kept) when the prior says
     ``grow_height``. ``open_top``, ``roughness``: see ``classify_batch``. ``cut_xy``: where
     the object runs out of the sensor's field of view (``lidar_boxes.truncation_point``):
-    along the box axis closer to the line of sight's normal the hidden part lies there, so
-    the box grows towards it instead.
+    along the box axis pointing at it the hidden part lies there, so the box grows towards it
+    instead.
 
     Returns:
         (box, label): the completed box and the prior's label, or the input box and "" when no

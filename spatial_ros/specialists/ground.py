@@ -15,15 +15,18 @@ range, as the rings of a spinning LiDAR spread out on the ground):
    on the slope (``slope_ridge``, m^2): a patch crossed by a single LiDAR ring holds points
    along a line, and the ridge keeps the slope across it level instead of arbitrary.
    ``refine_iterations`` times the seeds become the points within ``inlier_distance`` of the
-   plane and it is refitted.
+   plane and it is refitted. A second fit first also takes the points that rise from the
+   seeds at up to ``road_slope`` (on a ramp the lowest band holds only the patch's lower
+   part) and wins where it explains 80 % more points.
 4. A plane is kept when it has at least 3 seeds, a slope of at most ``max_slope`` and a height
-   (at the patch centre) no more than ``max_step`` above the median height of its kept
-   neighbours (four sectors and one ring on each side, twice that where fewer than 5 are
-   kept; a uniform slope cancels out, plus 3 % of the ring width for one-sided windows):
-   a patch whose lowest points are a car's body (its lower part hidden behind another car)
-   or a wall is not ground. Rejected and empty patches take the mean height of kept
-   neighbours (grown outwards a few times), else the median of all kept patches, else
-   ``fallback_height``.
+   (at the patch centre) no more than ``max_step`` (plus 3 % of the ring width) above the
+   median of its kept neighbours' planes carried to that centre with their slopes clamped to
+   ``road_slope`` (four sectors and one ring on each side, twice that where fewer than 5 are
+   kept), or up to ``road_slope`` x the ring width above it when 60 % of its points lie on
+   its plane: a patch whose lowest points are a car's body (its lower part hidden behind
+   another car) or a wall is not ground, a patch on a ramp is. Rejected and empty patches
+   take that median, else the mean height of kept neighbours (grown outwards a few times),
+   else the median of all kept patches, else ``fallback_height``.
 
 Everything is vectorised over points and patches (sums by ``np.bincount``); no per-patch loop.
 Why our own: no maintained Python package segments LiDAR ground patchwise (Patchwork's Python
@@ -56,8 +59,10 @@ class GroundConfig:
         slope_ridge: ridge (m^2) pulling the slope towards level where the seeds do not span
             a direction (one LiDAR ring).
         max_slope: largest ground slope (rise over run; 0.3 = 17 degrees).
-        max_step: how far a patch may stand above the median height of its neighbours and
-            still be ground: a curb is 0.1-0.2 m, a car's body 0.3-1.5 m.
+        max_step: how far a patch may stand above its neighbours' planes (carried to its
+            centre) and still be ground: a curb is 0.1-0.2 m, a car's body 0.3-1.5 m.
+        road_slope: neighbours' slopes are clamped to this when carried over (a steep road
+            is 10-15 %; a patch's fit on a few points may be much steeper).
         fallback_height: ground z when no patch is kept at all (e.g. -1.73 for a roof LiDAR
             in its own frame); None = the lowest point's height.
     """
@@ -75,6 +80,7 @@ class GroundConfig:
     slope_ridge: float = 0.05
     max_slope: float = 0.3
     max_step: float = 0.2
+    road_slope: float = 0.15
     fallback_height: float | None = None
 
     def __post_init__(self) -> None:
@@ -228,14 +234,10 @@ def segment_ground(
     seeds = np.flatnonzero(fz <= zmin[fb_] + cfg.seed_margin)
 
     # 3. Ridge-regularised least-squares planes, refined on their inliers.
-    pa = pb = np.zeros(nb)
-    pc = np.full(nb, np.nan)
-    n = np.zeros(nb)
-    for it in range(cfg.refine_iterations + 1):
-        if it:
-            res = fz - (pa[fb_] * fx + pb[fb_] * fy + pc[fb_])
-            seeds = np.flatnonzero(np.abs(res) <= cfg.inlier_distance)
-        bs, xs, ys, zs = fb_[seeds], fx[seeds], fy[seeds], fz[seeds]
+    def fit(sel: np.ndarray):
+        """(a, b, c, n, mx, my): per-patch plane z = a x + b y + c of the points ``sel`` of
+        the subset, their count and mean position."""
+        bs, xs, ys, zs = fb_[sel], fx[sel], fy[sel], fz[sel]
         n = np.bincount(bs, minlength=nb).astype(np.float64)
         inv = 1.0 / np.maximum(n, 1.0)
         mx = np.bincount(bs, xs, nb) * inv
@@ -252,9 +254,31 @@ def segment_ground(
         cyz = np.bincount(bs, ys * zs, nb) * inv
         det = cxx * cyy - cxy * cxy  # > 0: the ridge makes it positive definite
         ok = n >= 3
-        pa = np.where(ok, (cyy * cxz - cxy * cyz) / det, 0.0)
-        pb = np.where(ok, (cxx * cyz - cxy * cxz) / det, 0.0)
-        pc = np.where(ok, mz - pa * mx - pb * my, np.nan)
+        a = np.where(ok, (cyy * cxz - cxy * cyz) / det, 0.0)
+        b = np.where(ok, (cxx * cyz - cxy * cxz) / det, 0.0)
+        return a, b, np.where(ok, mz - a * mx - b * my, np.nan), n, mx, my
+
+    def refit(plane, extra=None):
+        a, b, c = plane[:3]
+        res = np.abs(fz - (a[fb_] * fx + b[fb_] * fy + c[fb_]))
+        band = cfg.inlier_distance if extra is None else cfg.inlier_distance + extra
+        return fit(np.flatnonzero(res <= band))
+
+    plane = fit(seeds)
+    plain = plane
+    for _ in range(cfg.refine_iterations):
+        plain = refit(plain)
+    if cfg.road_slope > 0:
+        # On a ramp the lowest band of a patch holds only its lower part (a patch 30 m out
+        # holds one LiDAR ring there): refit once taking points that rise from the seeds at
+        # up to ``road_slope``, then plainly. Where that explains 80 % more points, it wins.
+        mx, my = plane[4], plane[5]
+        ramp = refit(plane, cfg.road_slope * np.hypot(fx - mx[fb_], fy - my[fb_]))
+        for _ in range(max(cfg.refine_iterations - 1, 1)):
+            ramp = refit(ramp)
+        use = ramp[3] >= 1.8 * plain[3]
+        plain = tuple(np.where(use, r, p) for r, p in zip(ramp, plain, strict=True))
+    pa, pb, pc, n = plain[:4]
 
     # 4. Keep plausible patches; fill the others from their neighbours.
     rc = (edges[:-1] + edges[1:]) / 2.0
@@ -264,20 +288,43 @@ def segment_ground(
     zc = pa * cx + pb * cy + pc
     kept = (n >= 3) & (np.hypot(pa, pb) <= cfg.max_slope)
     H = np.where(kept, zc, np.nan).reshape(R, S)
-    # Reference: the median height of the neighbours (a uniform slope cancels out over the
-    # symmetric window); a patch whose lowest points are a car's body or a wall's base stands
-    # out of it. A slope of 0.03 over the ring width covers one-sided windows.
-    near = _neighbour_stack(H, 1, 4)
+    # Reference: the median of the neighbours' planes carried to this patch's centre, with
+    # their slopes clamped to a road's (``road_slope``): a slope carries on, a patch whose
+    # lowest points are a car's body or a wall's base stands out of it.
+    g = np.hypot(pa, pb)
+    clamp = np.minimum(1.0, cfg.road_slope / np.maximum(g, 1e-9))
+    gx = np.where(kept, pa * clamp, np.nan).reshape(R, S)
+    gy = np.where(kept, pb * clamp, np.nan).reshape(R, S)
+    CX, CY = cx.reshape(R, S), cy.reshape(R, S)
+
+    def carried(dr: int, ds: int, where=None) -> np.ndarray:
+        """Neighbour planes evaluated at each patch centre (K neighbours per patch)."""
+        def st(a):
+            return _neighbour_stack(a, dr, ds, where)
+        own_x = CX[..., None] if where is None else CX[where][:, None]
+        own_y = CY[..., None] if where is None else CY[where][:, None]
+        return st(H) + st(gx) * (own_x - st(CX)) + st(gy) * (own_y - st(CY))
+
+    near = carried(1, 4)
     ref = _nan_median(near)
     # Too few kept neighbours (an occlusion shadow behind a car holds nothing but the upper
     # parts of the next one): look twice as far.
     thin = np.count_nonzero(~np.isnan(near), axis=2) < 5
     if thin.any():
-        ref[thin] = _nan_median(_neighbour_stack(H, 2, 8, thin))
+        ref[thin] = _nan_median(carried(2, 8, thin))
     width = (edges[1:] - edges[:-1])[:, None]
-    kept2 = np.isfinite(H) & ~(H > ref + cfg.max_step + 0.03 * width)
+    step = H - ref
+    # A patch a little higher than the slope its neighbours suggest (a ramp starts, patches
+    # far out hold one LiDAR ring and no slope of their own) stays ground when most of its
+    # points lie on its plane; a car's body hidden behind another car does not: its points
+    # rise above its lowest row.
+    on_plane = (n / np.maximum(np.bincount(fb_, minlength=nb), 1)).reshape(R, S)
+    kept2 = np.isfinite(H) & ~(step > cfg.max_step + 0.03 * width)
+    kept2 |= np.isfinite(H) & (step <= cfg.max_step + cfg.road_slope * width) & (on_plane >= 0.6)
     H = np.where(kept2, H, np.nan)
-    fill = H
+    # Rejected and empty patches: the neighbours' carried planes where there are any.
+    H_fill = np.where(kept2, H, ref)
+    fill = H_fill
     for _ in range(4):
         miss = np.isnan(fill)
         if not miss.any():

@@ -40,6 +40,7 @@ import numpy as np
 
 from spatial_ros.errors import ConfigError, DataError
 from spatial_ros.geometry.transforms import apply, invert
+from spatial_ros.specialists.classify import OPEN_FOV, OPEN_WINDOW
 from spatial_ros.specialists.clustering import grid_clusters, group_indices
 from spatial_ros.specialists.common import (  # noqa: F401 - re-exported (depth, onnx, tests)
     box_to_image,
@@ -257,9 +258,9 @@ class LidarSpecialist:
             xyz = voxel_downsample(xyz, cfg.voxel_size)
             r = None
         st.n_cropped = len(xyz)
-        covered = None
+        covered = top_el = None
         if (cfg.min_visible_area > 0 or cfg.size_priors) and len(xyz):
-            st.density, covered = scan_coverage(xyz, T_w)
+            st.density, covered, top_el = scan_coverage(xyz, T_w)
         st.timings_ms["crop"] = (time.perf_counter() - t) * 1e3
         if len(xyz) == 0:
             st.reason = f"no points within range [{cfg.min_range}, {cfg.max_range}] m / ROI"
@@ -299,13 +300,15 @@ class LidarSpecialist:
 
         t = time.perf_counter()
         big = self._plausible_clusters(obj, heights, labels, n, origin, st)
-        cands = self._candidates(obj, heights, pts, labels, n, big, planes, T_w, covered, st) \
-            if len(big) else []
+        cands = self._candidates(obj, heights, pts, labels, n, big, planes, T_w,
+                                 (covered, top_el), st) if len(big) else []
         st.timings_ms["boxes"] = (time.perf_counter() - t) * 1e3
         return cands
 
-    def _candidates(self, obj, heights, pts, labels, n, big, planes, T_w, covered, st):
-        """Step 4 on the plausible clusters ``big`` (see ``lidar_boxes``)."""
+    def _candidates(self, obj, heights, pts, labels, n, big, planes, T_w, coverage, st):
+        """Step 4 on the plausible clusters ``big`` (see ``lidar_boxes``); ``coverage``:
+        (azimuth coverage, highest beam elevation) from ``scan_coverage``."""
+        covered, top_el = coverage
         cfg = self.config
         origin = T_w[:3, 3]
         remap = np.full(n, -1, dtype=np.int64)
@@ -317,7 +320,7 @@ class LidarSpecialist:
         if cfg.contour_heading:
             cl.contour = contours(cl.xyz, lab, len(big), origin, cl.heights)
         if cfg.size_priors:
-            cl.ceiling = self._at_ceiling(cl, T_w)
+            cl.ceiling = self._at_ceiling(cl, T_w, top_el)
         refine = None
         if cfg.fine_tolerance_per_m > 0:
             fine_cell = cfg.fine_cell or cfg.cell
@@ -356,16 +359,20 @@ class LidarSpecialist:
             ok &= top >= cfg.min_top
         return np.flatnonzero(ok)
 
-    def _at_ceiling(self, cl: ClusterPoints, T_w: np.ndarray) -> np.ndarray:
-        """(M,) bool: the point lies at the top of what the sensor can see there, i.e. at
-        the top of the height window or on the sensor's highest beam (within 0.3 degrees):
-        the object may go on above it (a wall, a tree, a truck next to the sensor)."""
+    def _at_ceiling(self, cl: ClusterPoints, T_w: np.ndarray,
+                    top_el: float | None) -> np.ndarray:
+        """(M,) int8: the point lies at the top of what the sensor can see there, on its
+        highest beam (within 0.3 degrees of ``top_el``: ``classify.OPEN_FOV``) or at the top
+        of the height window (``OPEN_WINDOW``), else 0: the object may go on above it (a
+        wall, a tree, a truck next to the sensor, a car up a hill)."""
         cfg = self.config
-        d = (cl.xyz - T_w[:3, 3]) @ T_w[:3, :3]  # in the sensor frame
-        t = d[:, 2] / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-6)  # tan(elevation)
-        top = t >= np.tan(np.arctan(float(t.max())) - np.radians(0.3))
+        top = np.zeros(len(cl.xyz), dtype=np.int8)
+        if top_el is not None:
+            d = (cl.xyz - T_w[:3, 3]) @ T_w[:3, :3]  # in the sensor frame
+            t = d[:, 2] / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-6)  # tan(elevation)
+            top[t >= np.tan(top_el - np.radians(0.3))] = OPEN_FOV
         if cl.heights is not None:
-            top |= cl.heights >= cfg.max_height - cfg.z_resolution
+            top[cl.heights >= cfg.max_height - cfg.z_resolution] = OPEN_WINDOW
         return top
 
     def _remove_planes(

@@ -26,6 +26,9 @@ import numpy as np
 from spatial_ros.specialists.batchfit import fit_groups, group_pitch
 from spatial_ros.specialists.boxfit import extend_away, fit_box, lshape_heading
 from spatial_ros.specialists.classify import (
+    FACING_L,
+    FACING_W,
+    OPEN_WINDOW,
     classify_batch,
     complete_batch,
     complete_with_prior,
@@ -128,7 +131,11 @@ class BoxResolver:
         out = np.hypot(ext[:, 0], ext[:, 1]) > np.sqrt(2.0) * longest
         if cfg.drop_open_top_unknown and cl.ceiling is not None:
             open_l = max([p.l_max for p in cfg.size_priors if p.h_range[1] >= 1e6], default=0.0)
-            top = np.maximum.reduceat(cl.ceiling[order], starts)
+            # A vehicle up a hill may reach the top beam, not the top of the height window.
+            top = np.maximum.reduceat(cl.ceiling[order], starts) == OPEN_WINDOW
+            car_l = max([p.l_max for p in cfg.size_priors if p.grow_height], default=0.0)
+            top |= (np.maximum.reduceat(cl.ceiling[order], starts) > 0) \
+                & (ext.max(axis=1) > np.sqrt(2.0) * car_l)
             out |= top & (ext.max(axis=1) > np.sqrt(2.0) * open_l)
         return out
 
@@ -161,7 +168,7 @@ class BoxResolver:
                 np.minimum.at(lo, lab, cl.xyz[:, :2])
                 np.maximum.at(hi, lab, cl.xyz[:, :2])
                 wide = (hi - lo).max(axis=1) > max(open_ok, default=0.0)
-                ok &= ~(wide & (np.bincount(lab, cl.ceiling, n) > 0))
+                ok &= ~(wide & (np.bincount(lab, cl.ceiling == OPEN_WINDOW, n) > 0))
         ok[-1] &= bool((cl.fine >= 0).all())
         return ok
 
@@ -284,6 +291,8 @@ class BoxResolver:
         """One candidate (box, class, score) per group of points of ``cl``."""
         if not self.batched:
             return [self.box(cl.subset(g)) for g in groups]
+        if not groups:
+            return []
         cfg = self.cfg
         order = np.concatenate(groups)
         starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
@@ -306,21 +315,29 @@ class BoxResolver:
             cl.pitch = np.zeros(len(cl.xyz))
             cl.pitch[order] = np.repeat(pitch, np.diff(starts))
         open_top = (np.maximum.reduceat(cl.ceiling[order], starts[:-1])
-                    if cl.ceiling is not None else np.zeros(len(groups), bool))
+                    if cl.ceiling is not None else np.zeros(len(groups), np.int8))
         center, size, yaw = gb.center, gb.size, gb.yaw
         labels = [""] * len(groups)
         if cfg.size_priors:
             priors = cfg.size_priors
             facing = facing_sides(center[:, :2], yaw, self.origin[:2])
-            k, end_on = classify_batch(size[:, 0], size[:, 1], size[:, 2], priors, open_top,
-                                       gb.roughness, facing)
             cut = None
             if self.covered is not None:
                 cut = np.full((len(groups), 2), np.nan)
                 for j, g in enumerate(groups):
                     q = truncation_point(cl.xyz[g], self.T_w, self.covered)
-                    if q is not None:
-                        cut[j] = q
+                    if q is None:
+                        continue
+                    cut[j] = q
+                    # Cut by the field of view: the side running into the cut is a lower
+                    # bound, most likely of the object's length (a parked car at the image
+                    # border): read the box that way (as if the other side faced us).
+                    d = q - center[j, :2]
+                    along = abs(d[0] * np.cos(yaw[j]) + d[1] * np.sin(yaw[j]))
+                    across = abs(-d[0] * np.sin(yaw[j]) + d[1] * np.cos(yaw[j]))
+                    facing[j] = FACING_W if along >= across else FACING_L
+            k, end_on = classify_batch(size[:, 0], size[:, 1], size[:, 2], priors, open_top,
+                                       gb.roughness, facing)
             center, size, yaw = complete_batch(center, size, yaw, k, end_on, priors,
                                                self.origin[:2], cut)
             labels = [priors[i].label if i >= 0 else cfg.unknown_label for i in k]
@@ -358,10 +375,10 @@ class BoxResolver:
         if cfg.sampling_pad and pitch > 0:
             box = extend_away(box, box.center[:2] - origin[:2],
                               far_row_gap(cp, self.T_w, pitch, cfg.sampling_pad_max))
-        open_top = cl.ceiling is not None and bool(cl.ceiling.any())
+        open_top = int(cl.ceiling.max()) if cl.ceiling is not None and len(cl.ceiling) else 0
         return self._classified(box, cp, open_top, rough)
 
-    def _classified(self, box: Box3D, pts: np.ndarray, open_top: bool,
+    def _classified(self, box: Box3D, pts: np.ndarray, open_top: int,
                     rough: float) -> Candidate:
         cfg = self.cfg
         label = ""
@@ -545,25 +562,34 @@ def contours(pts: np.ndarray, lab: np.ndarray, n: int, origin: np.ndarray,
 
 def scan_coverage(
     xyz: np.ndarray, T_w: np.ndarray, max_points: int = 16_384
-) -> tuple[float, np.ndarray]:
-    """(returns per steradian, (360,) bool azimuth coverage in 1-degree bins) of a cloud
-    (points in the working frame, sensor pose ``T_w``; azimuth in the sensor frame).
+) -> tuple[float, np.ndarray, float | None]:
+    """(returns per steradian, (360,) bool azimuth coverage in 1-degree bins, elevation of the
+    sensor's highest beam or None) of a cloud (points in the working frame, sensor pose
+    ``T_w``; angles in the sensor frame, radians).
 
     The density is the number of points over the solid angle they span, ``azimuth span x
     elevation span`` (azimuth: occupied bins, so a camera-view cut counts its 90 degrees;
     elevation: 0.5-99.5 percentiles). Returns lost to the sky make it an underestimate,
-    which keeps the distance-aware minimum on the safe side. Measured on an evenly strided
-    subset."""
+    which keeps the distance-aware minimum on the safe side. The highest beam is the highest
+    elevation seen, when it is seen in at least 20 % of the covered azimuth bins (walls and
+    trees around a street); in an open field the tallest object's top is no field-of-view
+    limit. Measured on an evenly strided subset."""
     step = max(1, len(xyz) // max_points)
     d = (xyz[::step] - T_w[:3, 3]) @ T_w[:3, :3]  # sensor frame
     flat = np.hypot(d[:, 0], d[:, 1])
-    az = np.floor((np.arctan2(d[:, 1], d[:, 0]) + np.pi) * (180.0 / np.pi)).astype(np.int64)
-    covered = np.bincount(np.clip(az, 0, 359), minlength=360) > 0
+    az = np.clip(np.floor((np.arctan2(d[:, 1], d[:, 0]) + np.pi) * (180.0 / np.pi))
+                 .astype(np.int64), 0, 359)
+    covered = np.bincount(az, minlength=360) > 0
     az_span = np.radians(np.count_nonzero(covered))
     el = np.arctan2(d[:, 2], flat)
     lo, hi = np.percentile(el, [0.5, 99.5])
     el_span = max(float(hi - lo), np.radians(1.0))
-    return float(len(xyz) / (az_span * el_span)), covered
+    top_bin = np.full(360, -np.inf)
+    np.maximum.at(top_bin, az, el)
+    top = float(el.max())
+    near_top = np.count_nonzero(top_bin >= top - np.radians(0.3))
+    top_el = top if near_top >= 0.2 * np.count_nonzero(covered) else None
+    return float(len(xyz) / (az_span * el_span)), covered, top_el
 
 
 def truncation_point(cp: np.ndarray, T_w: np.ndarray, covered: np.ndarray,
