@@ -131,7 +131,7 @@ def test_sunrgbd_000001_from_depth_points(sunrgbd_dir):
     ds = DepthSpecialist(DepthSpecialistConfig(max_walls=3))
     common = dict(pixels=uv, T_base_from_points=np.eye(4), base_frame="upright",
                   camera=fr.intrinsics, T_cam_from_points=fr.T_cam_from_upright)
-    guided = ds.propose_points(fr.points[:, :3], boxes_2d=np.array([lab.box_2d for lab in
+    guided = ds.propose_points(fr.points, boxes_2d=np.array([lab.box_2d for lab in
                                                                     fr.labels]),
                                labels=[lab.classname for lab in fr.labels], **common)
     M = iou_3d_matrix(truth, [c.box for c in guided])
@@ -144,7 +144,7 @@ def test_sunrgbd_000001_from_depth_points(sunrgbd_dir):
           f"IoU>=0.25 from the labelled 2D boxes {r_guided}/6 "
           f"{dict(zip(names, np.round(M.max(axis=1), 2).tolist(), strict=True))}; without "
           f"boxes {r_free}/6 ({len(free)} candidates)")
-    assert r_guided >= 3
+    assert r_guided >= 5  # issue #20 (3/6 before: touching objects, fronts without depth)
     # Lifted boxes keep their region's label, and the right one wins for the ones recalled.
     for i, lab in enumerate(fr.labels):
         j = int(M[i].argmax())
