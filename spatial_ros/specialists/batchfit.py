@@ -59,36 +59,58 @@ def _strided(starts: np.ndarray, counts: np.ndarray, mask: np.ndarray | None,
 def _scores(x, y, grp, starts_sub, theta, criterion: str, min_dist: float):
     """(G, A) L-shape scores of headings ``theta`` ((G, A), or (A,) for all groups) for
     points (x, y) of groups ``grp`` (sorted; group g's points start at ``starts_sub[g]``),
-    and (lo1, hi1, lo2, hi2)."""
+    and (lo1, hi1, lo2, hi2).
+
+    This is the box stage's inner loop; arrays are laid out headings x points (reductions
+    along contiguous rows run 2x faster), per-group rows are spread to their points by
+    ``repeat`` (groups are contiguous) and updated in place (fresh arrays of that size cost
+    more than the arithmetic)."""
+    counts = np.diff(np.append(starts_sub, len(x)))
     if theta.ndim == 1:  # the same headings for every group
-        c, s = np.cos(theta)[None, :], np.sin(theta)[None, :]
+        c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
     else:
-        c, s = np.cos(theta)[grp], np.sin(theta)[grp]
-    p1 = x[:, None] * c + y[:, None] * s
-    p2 = y[:, None] * c - x[:, None] * s
-    lo1 = np.minimum.reduceat(p1, starts_sub, axis=0)
-    hi1 = np.maximum.reduceat(p1, starts_sub, axis=0)
-    lo2 = np.minimum.reduceat(p2, starts_sub, axis=0)
-    hi2 = np.maximum.reduceat(p2, starts_sub, axis=0)
-    d1 = np.minimum(hi1[grp] - p1, p1 - lo1[grp])
-    d2 = np.minimum(hi2[grp] - p2, p2 - lo2[grp])
+        c = np.repeat(np.cos(theta).T, counts, axis=1)
+        s = np.repeat(np.sin(theta).T, counts, axis=1)
+    xr, yr = x[None, :], y[None, :]
+    p1 = c * xr
+    p1 += s * yr
+    p2 = c * yr
+    p2 -= s * xr
+
+    def spread(v):
+        return np.repeat(v, counts, axis=1)
+
+    lo1 = np.minimum.reduceat(p1, starts_sub, axis=1)
+    hi1 = np.maximum.reduceat(p1, starts_sub, axis=1)
+    lo2 = np.minimum.reduceat(p2, starts_sub, axis=1)
+    hi2 = np.maximum.reduceat(p2, starts_sub, axis=1)
+    d1 = spread(hi1)
+    d1 -= p1
+    np.minimum(d1, np.subtract(p1, spread(lo1), out=p1), out=d1)
+    d2 = spread(hi2)
+    d2 -= p2
+    np.minimum(d2, np.subtract(p2, spread(lo2), out=p2), out=d2)
     if criterion == "closeness":
-        score = np.add.reduceat(1.0 / np.maximum(np.minimum(d1, d2), min_dist), starts_sub,
-                                axis=0)
+        d = np.minimum(d1, d2, out=d1)
+        np.maximum(d, min_dist, out=d)
+        score = np.add.reduceat(np.divide(1.0, d, out=d), starts_sub, axis=1)
     else:  # minus the variances of the distances to the nearer side, per side
         a = (d1 < d2).astype(np.float64)
-        d = np.minimum(d1, d2)
-        dd = d * d
-        n1 = np.add.reduceat(a, starts_sub, axis=0)
-        n = np.diff(np.append(starts_sub, len(x)))[:, None].astype(np.float64)
-        s1 = np.add.reduceat(d * a, starts_sub, axis=0)
-        q1 = np.add.reduceat(dd * a, starts_sub, axis=0)
-        s2 = np.add.reduceat(d, starts_sub, axis=0) - s1
-        q2 = np.add.reduceat(dd, starts_sub, axis=0) - q1
+        d = np.minimum(d1, d2, out=d1)
+        n1 = np.add.reduceat(a, starts_sub, axis=1)
+        n = counts[None, :].astype(np.float64)
+        s_all = np.add.reduceat(d, starts_sub, axis=1)
+        a *= d  # d on side 1, else 0
+        s1 = np.add.reduceat(a, starts_sub, axis=1)
+        a *= d  # d^2 on side 1
+        q1 = np.add.reduceat(a, starts_sub, axis=1)
+        np.multiply(d, d, out=d)
+        q2 = np.add.reduceat(d, starts_sub, axis=1) - q1
+        s2 = s_all - s1
         n2 = n - n1
         score = -(q1 / np.maximum(n1, 1) - (s1 / np.maximum(n1, 1)) ** 2
                   + q2 / np.maximum(n2, 1) - (s2 / np.maximum(n2, 1)) ** 2)
-    return score, (lo1, hi1, lo2, hi2)
+    return score.T, (lo1.T, hi1.T, lo2.T, hi2.T)
 
 
 def _headings(x, y, grp, starts_sub, criterion: str, min_dist: float = 0.01) -> np.ndarray:

@@ -234,10 +234,12 @@ def segment_ground(
     seeds = np.flatnonzero(fz <= zmin[fb_] + cfg.seed_margin)
 
     # 3. Ridge-regularised least-squares planes, refined on their inliers.
-    def fit(sel: np.ndarray):
+    def fit(sel: np.ndarray, pts=None):
         """(a, b, c, n, mx, my): per-patch plane z = a x + b y + c of the points ``sel`` of
-        the subset, their count and mean position."""
-        bs, xs, ys, zs = fb_[sel], fx[sel], fy[sel], fz[sel]
+        the subset (of ``pts`` = (patch, x, y, z) arrays when given), their count and mean
+        position."""
+        pb_, px, py, pz = (fb_, fx, fy, fz) if pts is None else pts
+        bs, xs, ys, zs = pb_[sel], px[sel], py[sel], pz[sel]
         n = np.bincount(bs, minlength=nb).astype(np.float64)
         inv = 1.0 / np.maximum(n, 1.0)
         mx = np.bincount(bs, xs, nb) * inv
@@ -258,24 +260,30 @@ def segment_ground(
         b = np.where(ok, (cxx * cyz - cxy * cxz) / det, 0.0)
         return a, b, np.where(ok, mz - a * mx - b * my, np.nan), n, mx, my
 
-    def refit(plane, extra=None):
+    def refit(plane, extra=None, pts=None):
         a, b, c = plane[:3]
-        res = np.abs(fz - (a[fb_] * fx + b[fb_] * fy + c[fb_]))
+        pb_, px, py, pz = (fb_, fx, fy, fz) if pts is None else pts
+        res = np.abs(pz - (a[pb_] * px + b[pb_] * py + c[pb_]))
         band = cfg.inlier_distance if extra is None else cfg.inlier_distance + extra
-        return fit(np.flatnonzero(res <= band))
+        return fit(np.flatnonzero(res <= band), pts)
 
     plane = fit(seeds)
     plain = plane
     for _ in range(cfg.refine_iterations):
         plain = refit(plain)
+    total = np.bincount(fb_, minlength=nb)
     if cfg.road_slope > 0:
         # On a ramp the lowest band of a patch holds only its lower part (a patch 30 m out
         # holds one LiDAR ring there): refit once taking points that rise from the seeds at
         # up to ``road_slope``, then plainly. Where that explains 80 % more points, it wins.
+        # Only patches whose plain plane holds under 60 % of their points can gain so much.
         mx, my = plane[4], plane[5]
-        ramp = refit(plane, cfg.road_slope * np.hypot(fx - mx[fb_], fy - my[fb_]))
+        w = np.flatnonzero((plain[3] < 0.6 * total)[fb_])
+        weak_pts = (fb_[w], fx[w], fy[w], fz[w])
+        extra = cfg.road_slope * np.hypot(fx[w] - mx[fb_[w]], fy[w] - my[fb_[w]])
+        ramp = refit(plane, extra, weak_pts)
         for _ in range(max(cfg.refine_iterations - 1, 1)):
-            ramp = refit(ramp)
+            ramp = refit(ramp, None, weak_pts)
         use = ramp[3] >= 1.8 * plain[3]
         plain = tuple(np.where(use, r, p) for r, p in zip(ramp, plain, strict=True))
     pa, pb, pc, n = plain[:4]
@@ -318,7 +326,7 @@ def segment_ground(
     # far out hold one LiDAR ring and no slope of their own) stays ground when most of its
     # points lie on its plane; a car's body hidden behind another car does not: its points
     # rise above its lowest row.
-    on_plane = (n / np.maximum(np.bincount(fb_, minlength=nb), 1)).reshape(R, S)
+    on_plane = (n / np.maximum(total, 1)).reshape(R, S)
     kept2 = np.isfinite(H) & ~(step > cfg.max_step + 0.03 * width)
     kept2 |= np.isfinite(H) & (step <= cfg.max_step + cfg.road_slope * width) & (on_plane >= 0.6)
     H = np.where(kept2, H, np.nan)

