@@ -17,7 +17,7 @@ from spatial_ros.specialists.classify import (
     classify_extents,
 )
 from spatial_ros.specialists.ground import GroundConfig, segment_ground
-from spatial_ros.specialists.lidar_boxes import contours, drop_pole_chains
+from spatial_ros.specialists.scan_geometry import contours, drop_pole_chains
 from spatial_ros.specialists.splitting import best_cut
 from spatial_ros.specialists.synthetic import _box_mesh, raycast_lidar
 from spatial_ros.types import Box3D, Candidate

@@ -283,7 +283,7 @@ def complete_with_prior(
     an oblique view by the cheaper reading (``prior_costs``). Sides grow only when shorter
     than ``grow_below`` x the prior's; the height grows (bottom kept) when the prior says
     ``grow_height``. ``open_top``, ``roughness``: see ``classify_batch``. ``cut_xy``: where
-    the object runs out of the sensor's field of view (``lidar_boxes.truncation_point``):
+    the object runs out of the sensor's field of view (``scan_geometry.truncation_point``):
     along the box axis pointing at it the hidden part lies there, so the box grows towards it
     instead.
 

@@ -51,18 +51,14 @@ from spatial_ros.specialists.common import (  # noqa: F401 - re-exported (depth,
     voxel_downsample,
 )
 from spatial_ros.specialists.ground import segment_ground
-from spatial_ros.specialists.lidar_boxes import (
-    BoxResolver,
-    ClusterPoints,
-    contours,
-    scan_coverage,
-)
+from spatial_ros.specialists.lidar_boxes import BoxResolver, ClusterPoints
 from spatial_ros.specialists.lidar_config import (  # noqa: F401 - re-exported
     LidarSpecialistConfig,
     SpecialistStats,
 )
 from spatial_ros.specialists.planes import Plane, fit_horizontal_planes, gravity_alignment
 from spatial_ros.specialists.preset_choice import preset_warning
+from spatial_ros.specialists.scan_geometry import contours, scan_coverage
 from spatial_ros.types import CameraIntrinsics, Candidate, SensorFrame
 
 log = logging.getLogger(__name__)
