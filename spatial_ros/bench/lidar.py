@@ -133,6 +133,7 @@ def baseline_boxes(points, T):
     from spatial_ros.types import Box3D
 
     p = np.asarray(points)[:, :3].astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+    o3d.utility.random.seed(0)  # RANSAC: the same ground plane (and recall) on every run
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(p)).voxel_down_sample(0.1)
     _, inl = pc.segment_plane(distance_threshold=0.2, ransac_n=3, num_iterations=100)
     rest = pc.select_by_index(inl, invert=True)
