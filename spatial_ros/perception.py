@@ -109,7 +109,9 @@ class PerceptionConfig:
         "names from each candidate's shape and colour, ties broken by the model's tag scores; "
         "spatial words such as left, closest, second, bigger, next to, between evaluated in "
         "3D; queries it cannot answer go to the model) | model (every query to the model)")
-    lidar_preset: str = param("tabletop", "LiDAR specialist preset: tabletop | street")
+    lidar_preset: str = param("auto", "LiDAR specialist preset: auto (chosen once from the "
+                              "first cloud's ranges and the cloud topic/frame, logged) | "
+                              "tabletop | street")
     use_depth_specialist: bool = param(False, "also propose candidates from the depth image")
     min_score: float = param(0.0, "objects scoring below this are not published [0, 1]")
     # --- node -----------------------------------------------------------------------------------
@@ -135,8 +137,10 @@ class PerceptionConfig:
                 f"qos_depth ({self.qos_depth}), queue_size ({self.queue_size}) and max_new_tokens "
                 f"({self.max_new_tokens}) must be >= 1"
             )
-        if self.lidar_preset not in ("tabletop", "street"):
-            raise ConfigError(f"lidar_preset must be tabletop|street, got {self.lidar_preset!r}")
+        if self.lidar_preset not in ("auto", "tabletop", "street"):
+            raise ConfigError(
+                f"lidar_preset must be auto|tabletop|street, got {self.lidar_preset!r}"
+            )
         if not self.cloud_topic and not self.depth_topic:
             raise ConfigError("set cloud_topic or depth_topic: specialists need 3D data")
         if self.use_depth_specialist and not self.depth_topic:
@@ -218,7 +222,9 @@ class PerceptionPipeline:
         self._owns_backend = backend is None
         self.engine = None
         self.lidar = None
+        self.lidar_choice = None  # PresetChoice made from the first cloud (lidar_preset auto)
         self.depth = None
+        self._loaded = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def load(self) -> None:
@@ -232,7 +238,10 @@ class PerceptionPipeline:
         from spatial_ros.specialists import DepthSpecialist, LidarSpecialist, LidarSpecialistConfig
 
         cfg = self.config
-        self.lidar = LidarSpecialist(LidarSpecialistConfig.preset(cfg.lidar_preset))
+        self.lidar = None
+        self.lidar_choice = None
+        if cfg.lidar_preset != "auto":
+            self.lidar = LidarSpecialist(LidarSpecialistConfig.preset(cfg.lidar_preset))
         self.depth = DepthSpecialist() if cfg.use_depth_specialist else None
         if cfg.use_vlm:
             from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
@@ -258,6 +267,7 @@ class PerceptionPipeline:
                     referring=cfg.referring,
                 ),
             )
+        self._loaded = True
 
     def unload(self) -> None:
         """Drop the engine and an owned model, collect garbage, and on CUDA return the cached
@@ -291,14 +301,41 @@ class PerceptionPipeline:
 
     @property
     def loaded(self) -> bool:
-        return self.lidar is not None and (self.engine is not None or not self.config.use_vlm)
+        return self._loaded and (self.engine is not None or not self.config.use_vlm)
+
+    @property
+    def lidar_preset(self) -> str:
+        """The LiDAR preset in use ("" while ``auto`` has not seen a cloud yet)."""
+        return self.lidar.config.preset_name if self.lidar is not None else ""
+
+    def _lidar_for(self, frame: SensorFrame):
+        """The LiDAR specialist; with ``lidar_preset: auto`` built on the first frame with
+        points, from the preset ``specialists.choose_preset`` picks (logged with its
+        reason)."""
+        if self.lidar is None and frame.points is not None and len(frame.points):
+            from spatial_ros.specialists import (
+                LidarSpecialist,
+                LidarSpecialistConfig,
+                choose_preset,
+            )
+
+            cfg = self.config
+            meta = [frame.points_frame, cfg.cloud_topic]
+            self.lidar_choice = choose_preset(frame.points, meta)
+            log.info("lidar_preset auto: %s (%s)", self.lidar_choice.preset,
+                     self.lidar_choice.reason)
+            self.lidar = LidarSpecialist(LidarSpecialistConfig.preset(self.lidar_choice.preset))
+        return self.lidar
 
     # ---- per frame ---------------------------------------------------------------------------
     def candidates(self, frame: SensorFrame) -> list[Candidate]:
         """Specialist proposals for the frame; boxes in ``output_frame`` (z up) when the frame's
         transforms connect it to the sensors, else in the sensor frame."""
         cfg = self.config
-        cands: list[Candidate] = list(self.lidar.propose_frame(frame, base_frame=cfg.output_frame))
+        lidar = self._lidar_for(frame)
+        cands: list[Candidate] = (
+            list(lidar.propose_frame(frame, base_frame=cfg.output_frame)) if lidar else []
+        )
         if self.depth is not None and frame.depth is not None:
             tf = frame.transforms
             T_base = tf.lookup(cfg.output_frame, frame.camera.frame_id) if tf is not None else None

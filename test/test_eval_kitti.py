@@ -91,3 +91,32 @@ def test_dontcare_overlap_share_of_the_box():
     regions = np.array([[5, 0, 20, 10]])
     np.testing.assert_allclose(dontcare_overlap(boxes, regions), [0.5, 0.0])
     assert dontcare_overlap(np.zeros((0, 4)), regions).shape == (0,)
+
+
+def test_all_shared_frames_class_aware_and_agnostic(real_data, tmp_path, capsys):
+    """``eval --kitti`` over the folder of frame folders prints and stores class-agnostic and
+    class-aware recall/AP, and the issue #20 targets by LiDAR support (>= 50 points)."""
+    if len(list(real_data.glob("kitti_*"))) < 2:
+        pytest.skip("fewer than two KITTI frames in the real data folder")
+    out = tmp_path / "all"
+    assert main(["eval", "--kitti", str(real_data), "--no-report", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(class-agnostic)" in printed and "(class-aware)" in printed
+    assert "KITTI class-aware @BEV 0.5" in printed and ">= 50 LiDAR points" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    truth = read_box_file(out / "truth.jsonl")
+    types = {o.label for f in truth for o in f.objects}
+    det = m["detection_bev"]
+    for cls in {"Car", "Pedestrian", "Cyclist", "Van", "Truck"} & types:
+        assert f"{cls}@0.5" in det and f"{cls}@0.7" in det
+    aware = m["kitti"]["class_aware"]["0.5"]
+    # class-aware hits are a subset of the class-agnostic ones
+    assert aware["tp"] <= det["all@0.5"]["tp"] and aware["n_truth"] <= det["all@0.5"]["n_truth"]
+    t = m["kitti"]["targets"]
+    assert t["vehicles"]["n"] >= 1
+    assert t["vehicles"]["recall"] >= 0.9 and t["class_right_share"] >= 0.9
+    if t["people"]["n"]:
+        assert t["people"]["recall"] >= 0.7
+    assert t["boxes_per_frame"]["max"] <= 40
+    # every truth record carries its LiDAR support
+    assert all("lidar_points" in o.extra for f in truth for o in f.objects)

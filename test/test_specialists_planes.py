@@ -7,7 +7,8 @@ import pytest
 
 from spatial_ros.errors import ConfigError, DataError
 from spatial_ros.geometry.transforms import R_BODY_FROM_OPTICAL, apply
-from spatial_ros.specialists.boxfit import SizePrior, complete_with_prior, extend_away, fit_box
+from spatial_ros.specialists.boxfit import extend_away, fit_box
+from spatial_ros.specialists.classify import SizePrior, complete_with_prior
 from spatial_ros.specialists.clustering import grid_clusters, group_indices
 from spatial_ros.specialists.planes import (
     OPTICAL_UP,

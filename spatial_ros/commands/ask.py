@@ -39,7 +39,8 @@ def add_arguments(parser) -> None:
                         help="phrase to ground (repeatable; default: taken from the question)")
     parser.add_argument("--unit", default="auto", help="auto, m, cm, in, ft")
     parser.add_argument("--output-frame", default="base_link", help="z-up frame of the boxes")
-    parser.add_argument("--lidar-preset", choices=("tabletop", "street"), default="tabletop")
+    parser.add_argument("--lidar-preset", choices=("auto", "tabletop", "street"), default="auto",
+                        help="auto: chosen from the first cloud's ranges (logged)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     add_model_arguments(parser)
     parser.add_argument("--image-topic", default="/camera/image_raw")

@@ -83,9 +83,9 @@ def add_arguments(parser) -> None:
     )
     g.add_argument(
         "--lidar-preset",
-        choices=("tabletop", "street"),
+        choices=("auto", "tabletop", "street"),
         default=None,
-        help="default tabletop; KITTI street",
+        help="default auto (chosen from the first cloud's ranges); KITTI street",
     )
     t = parser.add_argument_group("bag topics")
     t.add_argument("--image-topic", default="/camera/image_raw")
@@ -227,10 +227,12 @@ def print_summary(res) -> None:
         )
     for k, d in (m.get("detection_bev") or {}).items():
         if d["n_truth"]:
+            kind = "class-agnostic" if k.startswith("all@") else "class-aware"
             print(
-                f"BEV detection {k}: AP {d['ap']:.3f}, recall {d['recall']:.3f} "
+                f"BEV detection {k} ({kind}): AP {d['ap']:.3f}, recall {d['recall']:.3f} "
                 f"({d['tp']}/{d['n_truth']}), {d['fp']} false positives"
             )
+    print_kitti_summary(m.get("kitti") or {})
     for k, st in (m.get("distance") or {}).items():
         if st and st["n"]:
             print(
@@ -249,3 +251,25 @@ def print_summary(res) -> None:
         )
     for k, p in res.paths.items():
         print(f"{k}: {p}")
+
+
+def print_kitti_summary(k: dict) -> None:
+    """The KITTI lines: class-aware recall/mAP over all classes per BEV IoU, and the recall of
+    well-supported vehicles and people with the share of right types (``kitti_metrics``)."""
+    for thr, a in (k.get("class_aware") or {}).items():
+        if a["n_truth"]:
+            mp = "n/a" if a["map"] is None else f"{a['map']:.3f}"
+            print(f"KITTI class-aware @BEV {thr} over {', '.join(a['classes'])}: recall "
+                  f"{a['recall']:.3f} ({a['tp']}/{a['n_truth']}), mAP {mp}")
+    t = k.get("targets")
+    if t:
+        parts = []
+        for name in ("vehicles", "people"):
+            g = t[name]
+            if g["n"]:
+                parts.append(f"{name} {g['hits']}/{g['n']} ({g['recall']:.0%})")
+        share = t["class_right_share"]
+        right = "n/a" if share is None else f"{share:.0%}"
+        print(f"KITTI objects with >= {t['min_points']} LiDAR points, recall @BEV {t['iou']}: "
+              f"{', '.join(parts) or 'none'}; right class {right} of the hits; boxes per "
+              f"frame max {t['boxes_per_frame']['max']}, mean {t['boxes_per_frame']['mean']}")

@@ -33,7 +33,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--specialists-only", action="store_true",
                         help="no model: write every specialist candidate")
     parser.add_argument("--output-frame", default="base_link", help="frame of the boxes (z up)")
-    parser.add_argument("--lidar-preset", choices=("tabletop", "street"), default="tabletop")
+    parser.add_argument("--lidar-preset", choices=("auto", "tabletop", "street"), default="auto",
+                        help="auto: chosen from the first cloud's ranges (logged)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     add_model_arguments(parser)

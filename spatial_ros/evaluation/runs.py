@@ -42,7 +42,8 @@ from spatial_ros.geometry.iou import iou_3d
 
 log = logging.getLogger(__name__)
 
-# KITTI label_2 types for specialist labels; unlabelled clusters become "Misc".
+# KITTI label_2 types for specialist labels (``specialists.classify``: lower-case class names);
+# unlabelled clusters and classes KITTI lacks (pole, misc) become "Misc".
 KITTI_TYPES = {
     "car": "Car",
     "van": "Van",
@@ -77,7 +78,7 @@ class EvalConfig:
         model: model directory ('' = the embedded default; KITTI: none, LiDAR specialist only).
         specialists_only: no model.
         output_frame: z-up frame of the boxes (must be the truth's frame).
-        lidar_preset: "tabletop" or "street".
+        lidar_preset: "auto", "tabletop" or "street" (default: street for KITTI, else auto).
         device, max_new_tokens, vcot, referring: VLM settings (see PerceptionConfig).
         model_options: further model options (family, dtype, attn_implementation,
             trust_remote_code, threads: ``vlm.backends.options.MODEL_OPTIONS``).
@@ -161,7 +162,7 @@ class EvalConfig:
         if self.output_frame is None:
             self.output_frame = "velodyne" if self.kitti else "base_link"
         if self.lidar_preset is None:
-            self.lidar_preset = "street" if self.kitti else "tabletop"
+            self.lidar_preset = "street" if self.kitti else "auto"
         self.grounding_iou = _thresholds("grounding_iou", self.grounding_iou)
         self.bev_iou = _thresholds(
             "bev_iou", self.bev_iou or ((0.5, 0.7) if self.kitti else (0.5,))
@@ -644,6 +645,7 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
                             "truncated": lab.truncated,
                             "occluded": lab.occluded,
                             "box_2d": [float(v) for v in lab.box_2d],
+                            "lidar_points": _points_in(lab.box, kf.points),
                         },
                     )
                     for k, lab in enumerate(kf.labels)
@@ -736,7 +738,6 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         grounding_iou=cfg.grounding_iou,
         bev_iou=cfg.bev_iou,
         min_visible=0.0,
-        detection_classes=("Car",),
     )
     metrics = {"source": _source(cfg), **metrics}
     metrics["kitti"] = {
@@ -747,6 +748,9 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         "in_dontcare_ignored": len(dontcare),
         "frames_with_labels": len(truth),
     }
+    if truth:
+        metrics["kitti"].update(_kitti_class_metrics(in_view, truth, cfg.bev_iou,
+                                                     metrics.setdefault("detection_bev", {})))
     metrics["throughput"] = {
         "frames": replay.frames,
         "elapsed_s": round(replay.elapsed_s, 3),
@@ -765,6 +769,29 @@ def run_kitti_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:
         replay=replay,
         title=f"spatial_ros KITTI evaluation: {cfg.kitti}",
     )
+
+
+def _points_in(box, points) -> int:
+    """LiDAR points inside a label box (0 without a scan)."""
+    if points is None or box is None:
+        return 0
+    return int(np.count_nonzero(box.contains(np.asarray(points)[:, :3])))
+
+
+def _kitti_class_metrics(cand, truth, thresholds, detection_bev: dict) -> dict[str, Any]:
+    """Class-aware detection per KITTI class (added to ``detection_bev`` as "<Class>@<iou>"),
+    the class-aware summary per threshold, and the targets by LiDAR support
+    (``kitti_metrics``)."""
+    from spatial_ros.evaluation import kitti_metrics as K
+
+    aware = {}
+    for thr in thresholds:
+        per_class = K.class_detection(cand, truth, thr, kitti_type)
+        for cls, d in per_class.items():
+            detection_bev[f"{cls}@{thr:g}"] = d.to_dict()
+        aware[f"{thr:g}"] = K.class_aware_summary(per_class)
+    return {"class_aware": aware,
+            "targets": K.point_targets(cand, truth, kitti_type, iou=0.5, min_points=50)}
 
 
 def run_eval(cfg: EvalConfig, backend=None) -> EvalOutcome:

@@ -6,9 +6,11 @@ distance from the sensor, ids "<source>_<i>" — the candidates the VLM prompt b
 ROS-free; ``onnxruntime`` is imported only by ``spatial_ros.specialists.onnx_detector``.
 """
 
-from spatial_ros.specialists.boxfit import SizePrior, complete_with_prior, fit_box
+from spatial_ros.specialists.boxfit import fit_box
+from spatial_ros.specialists.classify import STREET_CLASSES, SizePrior, complete_with_prior
 from spatial_ros.specialists.clustering import grid_clusters
 from spatial_ros.specialists.depth import DepthSpecialist, DepthSpecialistConfig
+from spatial_ros.specialists.ground import GroundConfig, segment_ground
 from spatial_ros.specialists.lidar import (
     LidarSpecialist,
     LidarSpecialistConfig,
@@ -17,20 +19,26 @@ from spatial_ros.specialists.lidar import (
     voxel_downsample,
 )
 from spatial_ros.specialists.planes import Plane, fit_horizontal_planes, gravity_alignment
+from spatial_ros.specialists.preset_choice import PresetChoice, choose_preset
 
 __all__ = [
+    "STREET_CLASSES",
     "DepthSpecialist",
     "DepthSpecialistConfig",
     "LidarSpecialist",
+    "GroundConfig",
     "LidarSpecialistConfig",
     "Plane",
+    "PresetChoice",
     "SizePrior",
     "SpecialistStats",
     "complete_with_prior",
+    "choose_preset",
     "fit_box",
     "fit_horizontal_planes",
     "gravity_alignment",
     "grid_clusters",
     "propose_lidar",
+    "segment_ground",
     "voxel_downsample",
 ]

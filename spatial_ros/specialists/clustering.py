@@ -9,8 +9,10 @@ Here connectivity is decided between occupied grid cells, not points:
 2. Bird's-eye-view (BEV) cells are connected when their Chebyshev distance in cells is at most
    ``k(r) = round(tol(r) / cell)``, with ``tol(r) = clip(r · tolerance_per_m, tolerance,
    max_tolerance)`` and ``r`` the horizontal range of the nearer cell: far objects, whose
-   points are sparser, get a larger gap tolerance. Neighbours are found by ``searchsorted`` on
-   the sorted cell keys and components by ``scipy.sparse.csgraph.connected_components``.
+   points are sparser, get a larger gap tolerance. Neighbours are looked up in a dense table
+   of cell ids (``searchsorted`` on the sorted cell keys when the grid is too large), only for
+   the cells whose ``k`` reaches each offset, and components are found by
+   ``scipy.sparse.csgraph.connected_components``.
 3. Each BEV component is split where its occupied heights have a vertical gap larger than
    ``z_gap(r) = max(z_gap, r · z_gap_per_m)`` (LiDAR beams fan out vertically with range), so an
    object under an overhang or a gripper above an object become separate clusters.
@@ -83,16 +85,37 @@ def grid_clusters(
             f"grid_clusters: the cloud spans too many cells for cell={cell} m and "
             f"z_resolution={z_res} m; crop it (range/ROI) or use larger cells"
         )
-    vkeys, inv = np.unique((ix * sy + iy) * sz + iz, return_inverse=True)
-    v_cell_key = vkeys // sz
-    v_iz = vkeys - v_cell_key * sz
-    # Voxels are sorted by key, hence grouped by BEV cell: cell ids without another sort.
-    new_cell = np.empty(len(vkeys), dtype=bool)
-    new_cell[0] = True
-    np.not_equal(v_cell_key[1:], v_cell_key[:-1], out=new_cell[1:])
-    v_cell = np.cumsum(new_cell) - 1
-    ckeys = v_cell_key[new_cell]
-    n_cells = len(ckeys)
+    sx = int(ix.max()) + kmax + 1
+    dense = sx * sy <= 16_000_000  # a cell-id table (<= 64 MB) instead of sorts and searches
+    if dense:
+        # Occupied cells and voxels by marking tables: sorted keys without sorting points.
+        ck = ix * sy + iy
+        occ = np.zeros(sx * sy, dtype=bool)
+        occ[ck] = True
+        ckeys = np.flatnonzero(occ)
+        n_cells = len(ckeys)
+        table = np.full(sx * sy, -1, dtype=np.int32)
+        table[ckeys] = np.arange(n_cells, dtype=np.int32)
+        vk = table[ck].astype(np.int64) * sz + iz
+        vocc = np.zeros(n_cells * sz, dtype=bool)
+        vocc[vk] = True
+        vloc = np.flatnonzero(vocc)
+        vtab = np.empty(n_cells * sz, dtype=np.int32)  # int32: half the memory to touch
+        vtab[vloc] = np.arange(len(vloc), dtype=np.int32)
+        inv = vtab[vk]
+        v_cell = vloc // sz
+        v_iz = vloc - v_cell * sz
+    else:
+        vkeys, inv = np.unique((ix * sy + iy) * sz + iz, return_inverse=True)
+        v_cell_key = vkeys // sz
+        v_iz = vkeys - v_cell_key * sz
+        # Voxels are sorted by key, hence grouped by BEV cell: cell ids without another sort.
+        new_cell = np.empty(len(vkeys), dtype=bool)
+        new_cell[0] = True
+        np.not_equal(v_cell_key[1:], v_cell_key[:-1], out=new_cell[1:])
+        v_cell = np.cumsum(new_cell) - 1
+        ckeys = v_cell_key[new_cell]
+        n_cells = len(ckeys)
 
     # Per-cell range (cell centre, with the first point's offset known from the min shift).
     ox = (np.floor(p[:, 0].min() / cell) - kmax) * cell - float(origin[0])
@@ -102,40 +125,75 @@ def grid_clusters(
     tol = np.clip(c_r * tolerance_per_m, tolerance, max_tolerance)
     c_k = np.clip(np.round(tol / cell), 1, kmax).astype(np.int64)
 
-    src_all, dst_all = [], []
-    for dx in range(0, kmax + 1):
-        for dy in range(-kmax, kmax + 1):
-            if dx == 0 and dy <= 0:
-                continue  # half the neighbourhood: edges are undirected
-            cheb = max(abs(dx), abs(dy))
-            src = np.arange(n_cells) if cheb == 1 else np.flatnonzero(c_k >= cheb)
+    # Cells by falling k: those reaching Chebyshev distance d are a prefix of this order.
+    by_k = np.argsort(-c_k, kind="stable")
+    n_ge = np.searchsorted(-c_k[by_k], -np.arange(kmax + 2), side="right")
+
+    def edges(cheb_lo: int, cheb_hi: int, comp=None):
+        """Edges to the cells at Chebyshev distance cheb_lo..cheb_hi (half neighbourhood:
+        edges are undirected); with ``comp``, only those joining different components. All
+        offsets of one distance are looked up in one (cells x offsets) gather."""
+        src_all, dst_all = [], []
+        for cheb in range(cheb_lo, cheb_hi + 1):
+            offs = np.array([dx * sy + dy for dx in range(0, cheb + 1)
+                             for dy in range(-cheb, cheb + 1)
+                             if max(abs(dx), abs(dy)) == cheb and not (dx == 0 and dy <= 0)],
+                            dtype=np.int64)
+            src = np.arange(n_cells) if cheb == 1 else by_k[: n_ge[cheb]]
             if len(src) == 0:
                 continue
-            target = ckeys[src] + (dx * sy + dy)
-            pos = np.searchsorted(ckeys, target)
-            pos[pos == n_cells] = n_cells - 1
-            hit = ckeys[pos] == target
+            target = ckeys[src][:, None] + offs[None, :]
+            if dense:
+                pos = table[target]
+                hit = pos >= 0
+            else:
+                pos = np.searchsorted(ckeys, target)
+                pos[pos == n_cells] = n_cells - 1
+                hit = ckeys[pos] == target
+            rows, cols = np.nonzero(hit)
+            s_, d_ = src[rows], pos[rows, cols].astype(np.int64)
             if cheb > 1:
-                hit &= c_k[pos] >= cheb
-            src_all.append(src[hit])
-            dst_all.append(pos[hit])
-    if src_all:
-        s, d = np.concatenate(src_all), np.concatenate(dst_all)
-    else:
-        s = d = np.zeros(0, dtype=np.int64)
-    graph = coo_matrix((np.ones(len(s), dtype=np.int8), (s, d)), shape=(n_cells, n_cells))
-    _, cell_comp = connected_components(graph, directed=False)
+                keep = c_k[d_] >= cheb
+                s_, d_ = s_[keep], d_[keep]
+            if comp is not None:
+                keep = comp[s_] != comp[d_]
+                s_, d_ = s_[keep], d_[keep]
+            src_all.append(s_)
+            dst_all.append(d_)
+        if not src_all:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(src_all), np.concatenate(dst_all)
+
+    def components(s, d, n):
+        graph = coo_matrix((np.ones(len(s), dtype=np.int8), (s, d)), shape=(n, n))
+        return connected_components(graph, directed=False)[1]
+
+    # Adjacent cells first; farther offsets then only add edges between those components
+    # (most of them join cells already connected: 10x fewer edges to sort).
+    cell_comp = components(*edges(1, 1), n_cells)
+    if kmax > 1 and n_ge[2] > 0:
+        s, d = edges(2, kmax, cell_comp)
+        if len(s):
+            cell_comp = components(cell_comp[s], cell_comp[d], int(cell_comp.max()) + 1)[
+                cell_comp]
 
     # Split each BEV component where its occupied heights leave a gap > z_gap(r).
     v_comp = cell_comp[v_cell]
     if np.isfinite(z_gap):
-        order = np.lexsort((v_iz, v_comp))
-        comp_o, iz_o = v_comp[order], v_iz[order]
-        gap_bins = np.maximum(z_gap, c_r[v_cell[order]] * z_gap_per_m) / z_res
-        start = np.ones(len(order), dtype=bool)
-        start[1:] = (comp_o[1:] != comp_o[:-1]) | ((iz_o[1:] - iz_o[:-1] - 1) > gap_bins[1:])
-        seg = np.empty(len(order), dtype=np.int64)
-        seg[order] = np.cumsum(start) - 1
+        # Occupied (component, height bin) pairs in sorted order by a marking table (no
+        # sort of the voxels); the gap above a pair is judged at the range of its nearest-
+        # numbered cell.
+        n_comp = int(cell_comp.max()) + 1
+        key = v_comp * sz + v_iz
+        first = np.full(n_comp * sz, len(v_cell), dtype=np.int64)
+        np.minimum.at(first, key, np.arange(len(v_cell)))
+        ukeys = np.flatnonzero(first < len(v_cell))
+        comp_u, iz_u = ukeys // sz, ukeys % sz
+        gap_bins = np.maximum(z_gap, c_r[v_cell[first[ukeys]]] * z_gap_per_m) / z_res
+        start = np.ones(len(ukeys), dtype=bool)
+        start[1:] = (comp_u[1:] != comp_u[:-1]) | ((iz_u[1:] - iz_u[:-1] - 1) > gap_bins[1:])
+        first[ukeys] = np.cumsum(start) - 1  # reused: the label of each pair
+        seg = first[key]
         n_labels = int(start.sum())
     else:
         _, seg = np.unique(v_comp, return_inverse=True)

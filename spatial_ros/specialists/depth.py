@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -26,9 +25,10 @@ from spatial_ros.errors import ConfigError, DataError
 from spatial_ros.geometry.transforms import R_BODY_FROM_OPTICAL, apply, invert
 from spatial_ros.specialists.boxfit import fit_box
 from spatial_ros.specialists.clustering import grid_clusters
+from spatial_ros.specialists.depth_config import DepthSpecialistConfig
+from spatial_ros.specialists.depth_edges import edge_segments
 from spatial_ros.specialists.lidar import (
     LidarSpecialist,
-    LidarSpecialistConfig,
     SpecialistStats,
     box_to_image,
     finalize_candidates,
@@ -41,112 +41,15 @@ from spatial_ros.specialists.planes import (
     fit_walls,
     gravity_alignment,
 )
+from spatial_ros.specialists.room import (
+    complete_depth,
+    extend_to_wall,
+    snap_yaw,
+    walls_in_frame,
+)
 from spatial_ros.types import CameraIntrinsics, Candidate
 
 log = logging.getLogger(__name__)
-
-
-def _default_clustering() -> LidarSpecialistConfig:
-    return LidarSpecialistConfig.tabletop(
-        auto_level=False, max_range=8.0, cell=0.02, cluster_tolerance=0.04, max_tolerance=0.04,
-        z_resolution=0.02, z_gap=0.06, plane_distance=0.015, min_points=50, crop_to_support=False,
-        max_planes=3, support="lowest", min_height=0.02, max_height=2.5, max_size=(3.0, 3.0, 2.5),
-        support_gap=0.08,
-    )
-
-
-@dataclass
-class DepthSpecialistConfig:
-    """Parameters of the depth specialist. Metres unless stated.
-
-    Attributes:
-        stride: use every ``stride``-th pixel row and column of the depth image.
-        min_depth, max_depth: depth window (metres along the optical axis).
-        min_points: smallest object cloud kept.
-        max_object_points: larger object clouds are strided down to this many points.
-        max_points_total: the points inside all regions are strided down to this many first.
-        cluster_cell, cluster_tolerance: grid clustering that separates objects from each
-            other and from the background inside the regions (near the camera).
-        pixel_gap, max_cluster_tolerance: the gap tolerance grows with range to ``pixel_gap``
-            pixel footprints (depth * stride / f), up to ``max_cluster_tolerance`` metres.
-        min_fill: smallest 2D IoU between a region and its cluster's pixel box to accept it.
-        outlier_neighbors, outlier_std_ratio: statistical outlier removal (points whose mean
-            distance to their k neighbours exceeds mean + ratio * std are dropped); 0 = off.
-        remove_support: detect horizontal planes (floor, table) on the whole cloud and drop
-            their points from the objects.
-        plane_distance, plane_max_tilt_deg, plane_min_area, plane_connectivity, max_planes:
-            plane detection (see ``planes.fit_horizontal_planes``).
-        max_walls: room walls to detect and drop (``planes.fit_walls``; vertical planes of at
-            least ``wall_min_area`` m^2 with almost nothing behind them); 0 = off.
-        support_gap: an object whose lowest point is within this height of a plane below it
-            rests on it: its box bottom goes down to the plane.
-        gravity_max_tilt_deg: largest camera tilt looked for when estimating gravity.
-        clustering: LiDAR-style clustering used when no boxes/masks are given.
-        seed: random seed (deterministic output).
-    """
-
-    stride: int = 2
-    min_depth: float = 0.1
-    max_depth: float = 10.0
-    min_points: int = 30
-    max_object_points: int = 20000
-    max_points_total: int = 200_000
-    min_fill: float = 0.1
-    cluster_cell: float = 0.01
-    cluster_tolerance: float = 0.03
-    pixel_gap: float = 3.0
-    max_cluster_tolerance: float = 0.15
-    outlier_neighbors: int = 16
-    outlier_std_ratio: float = 2.0
-    remove_support: bool = True
-    plane_distance: float = 0.02
-    plane_max_tilt_deg: float = 10.0
-    plane_min_area: float = 0.15
-    plane_connectivity: float = 0.05
-    max_planes: int = 3
-    max_walls: int = 0
-    wall_min_area: float = 2.0
-    support_gap: float = 0.08
-    gravity_max_tilt_deg: float = 60.0
-    clustering: LidarSpecialistConfig = field(default_factory=_default_clustering)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        bad = []
-        if self.stride < 1:
-            bad.append(f"stride={self.stride} (must be >= 1)")
-        if not 0 <= self.min_depth < self.max_depth:
-            bad.append(f"min_depth={self.min_depth}, max_depth={self.max_depth} "
-                       "(need 0 <= min_depth < max_depth)")
-        if self.min_points < 3 or self.max_object_points < self.min_points:
-            bad.append(f"min_points={self.min_points}, max_object_points="
-                       f"{self.max_object_points} (need 3 <= min_points <= max_object_points)")
-        if not 0 < self.cluster_cell <= self.cluster_tolerance:
-            bad.append(f"cluster_cell={self.cluster_cell}, cluster_tolerance="
-                       f"{self.cluster_tolerance} (need 0 < cell <= tolerance)")
-        if self.pixel_gap < 0 or self.max_cluster_tolerance < self.cluster_tolerance:
-            bad.append(f"pixel_gap={self.pixel_gap} (>= 0), max_cluster_tolerance="
-                       f"{self.max_cluster_tolerance} (>= cluster_tolerance)")
-        if self.outlier_neighbors < 0 or self.outlier_std_ratio <= 0:
-            bad.append(f"outlier_neighbors={self.outlier_neighbors} (>= 0), outlier_std_ratio="
-                       f"{self.outlier_std_ratio} (> 0)")
-        if self.plane_connectivity < 0:
-            bad.append(f"plane_connectivity={self.plane_connectivity} (must be >= 0)")
-        if self.plane_distance <= 0 or self.max_planes < 0 or self.plane_min_area < 0:
-            bad.append(f"plane_distance={self.plane_distance} (> 0), max_planes="
-                       f"{self.max_planes} (>= 0), plane_min_area={self.plane_min_area} (>= 0)")
-        for k in ("plane_max_tilt_deg", "gravity_max_tilt_deg"):
-            if not 0 <= getattr(self, k) <= 90:
-                bad.append(f"{k}={getattr(self, k)} (must be in [0, 90])")
-        if self.max_walls < 0 or self.wall_min_area <= 0:
-            bad.append(f"max_walls={self.max_walls} (>= 0), wall_min_area={self.wall_min_area}"
-                       " (> 0)")
-        if self.support_gap < 0:
-            bad.append(f"support_gap={self.support_gap} (must be >= 0)")
-        if isinstance(self.clustering, dict):
-            self.clustering = LidarSpecialistConfig.from_dict(self.clustering)
-        if bad:
-            raise ConfigError("DepthSpecialistConfig: " + "; ".join(bad))
 
 
 def statistical_outliers(points: np.ndarray, k: int, std_ratio: float) -> np.ndarray:
@@ -248,7 +151,9 @@ class DepthSpecialist:
         """Candidates from a camera-derived cloud (e.g. SUN RGB-D's upright points).
 
         Args:
-            points: (N, 3+) points in frame ``frame_id``, metres.
+            points: (N, 3+) points in frame ``frame_id``, metres; columns 3-5, when present,
+                are their colours (0..1 or 0..255), used to split touching objects at colour
+                edges.
             pixels: (N, 2) u, v pixel of each point (needed with ``boxes_2d``/``masks``;
                 computed from ``camera`` and ``T_cam_from_points`` when None).
             camera, T_cam_from_points: the image the pixels/boxes refer to.
@@ -268,10 +173,14 @@ class DepthSpecialist:
         p = np.asarray(points, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] < 3:
             raise ConfigError(f"DepthSpecialist: points must be (N, 3+), got {p.shape}")
+        rgb = p[:, 3:6] if p.shape[1] >= 6 else None
         p = p[:, :3]
         st.n_input = len(p) if n_input is None else n_input
         valid = np.isfinite(p.sum(axis=1))
         p = p[valid]
+        if rgb is not None:
+            rgb = rgb[valid]
+            rgb = rgb / 255.0 if np.nanmax(rgb, initial=0.0) > 1.5 else rgb
         st.n_valid = st.n_used = len(p)
         if pixels is not None:
             pixels = np.asarray(pixels, dtype=np.float64)[valid]
@@ -309,7 +218,7 @@ class DepthSpecialist:
                 T_cp = np.eye(4) if T_cam_from_points is None else T_cam_from_points
                 pixels, _, _ = points_to_image(p, T_cp, camera)
             cands = self._lift_regions(pw, pixels, boxes_2d, masks, labels, scores, st,
-                                       sensor, pixel_angle)
+                                       sensor, pixel_angle, rgb, pixel_stride)
 
         t = time.perf_counter()
         identity_out = np.array_equal(T_out_from_w, np.eye(4))
@@ -373,7 +282,8 @@ class DepthSpecialist:
         return cands
 
     def _lift_regions(
-        self, pw, pixels, boxes_2d, masks, labels, scores, st, sensor, pixel_angle
+        self, pw, pixels, boxes_2d, masks, labels, scores, st, sensor, pixel_angle,
+        rgb=None, pixel_stride: int = 1,
     ) -> list[Candidate]:
         """Lift each 2D region to the connected cluster that fills it best.
 
@@ -383,7 +293,9 @@ class DepthSpecialist:
         front or background behind fills it only partly. Pairs are taken greedily, best first;
         the points a region takes are no longer available to the others (an occluder assigned
         to its own box stops competing in the box behind it). The object is the cluster's
-        unclaimed points inside the region, statistical outliers removed.
+        unclaimed points inside the region, cut at depth and colour edges where that leaves a
+        part filling the region nearly as well (``_edge_split``: touching objects), and
+        statistical outliers removed.
         """
         cfg = self.config
         t = time.perf_counter()
@@ -399,6 +311,7 @@ class DepthSpecialist:
         on_plane = np.zeros(len(pw), dtype=bool)
         for q in planes:
             on_plane[q.inliers] = True
+        walls: list[Plane] = []
         if cfg.max_walls > 0:
             walls = fit_walls(pw - sensor, (0.0, 0.0, 1.0), distance=cfg.plane_distance * 1.5,
                               min_area=cfg.wall_min_area, max_planes=cfg.max_walls,
@@ -406,6 +319,7 @@ class DepthSpecialist:
             for q in walls:
                 on_plane[q.inliers] = True
             st.walls = len(walls)
+            walls = walls_in_frame(walls, sensor)
         st.timings_ms["planes"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
@@ -450,10 +364,13 @@ class DepthSpecialist:
                                             v[union][inside], regions[i], cfg.min_points)
                 if sc_i > best[0]:
                     best = (sc_i, i, np.flatnonzero(inside)[sel_i])
-            _, i, local = best
+            fill, i, local = best
             if i < 0:
                 break
             left.remove(i)
+            if cfg.edge_split:
+                local = self._edge_split(local, union, pixels, pw, rgb, sensor, regions[i],
+                                         fill, pixel_stride)
             claimed[local] = True  # an occluder's points cannot serve another region
             idx = union[local]
             if len(idx) > cfg.max_object_points:
@@ -464,9 +381,8 @@ class DepthSpecialist:
             if len(idx) < cfg.min_points:
                 continue
             obj = pw[idx]
-            z_min = support_below(obj, planes, cfg.support_gap, cfg.plane_distance)
-            box = fit_box(obj, method="min_area", z_min=z_min)
             lab_i = "" if labels is None else str(labels[i])
+            box = self._box(obj, planes, walls, sensor, lab_i)
             sc = 1.0 if scores is None else float(scores[i])
             box2d = regions[i].copy()
             cands.append(Candidate(box=box, box_2d=box2d, score=sc, source=self.source,
@@ -474,6 +390,47 @@ class DepthSpecialist:
                                    points=obj.astype(np.float32)))
         st.timings_ms["lift"] = (time.perf_counter() - t) * 1e3
         return cands
+
+
+    def _edge_split(self, local, union, pixels, pw, rgb, sensor, region, fill, stride):
+        """The part of a region's cluster cut off at depth and colour edges
+        (``depth_edges``) that fills the region best, when it fills it at least
+        ``edge_keep_fill`` as well as the whole: an object pushed against another one keeps
+        its own points, the other's stay free for their own region."""
+        cfg = self.config
+        idx = union[local]
+        rng = np.linalg.norm(pw[idx] - sensor, axis=1)
+        seg, n = edge_segments(pixels[idx], rng, None if rgb is None else rgb[idx],
+                               stride=stride, depth_tol=cfg.edge_depth_tol,
+                               depth_rel=cfg.edge_depth_rel, colour_tol=cfg.edge_colour_tol)
+        if n < 2:
+            return local
+        u, v = pixels[idx, 0], pixels[idx, 1]
+        sc, sel = _best_cluster(seg, n, u, v, region, cfg.min_points)
+        if sel is None or sc < cfg.edge_keep_fill * fill:
+            return local
+        return local[sel]
+
+    def _box(self, obj: np.ndarray, planes: list[Plane], walls: list[Plane],
+             sensor: np.ndarray, label: str = ""):
+        """Gravity-aligned (yaw-only) box of an object cloud: bottom on the support plane
+        below; squared to a wall and reaching back to it, or to its class's typical depth,
+        when only its front is seen (``room``)."""
+        cfg = self.config
+        z_min = support_below(obj, planes, cfg.support_gap, cfg.plane_distance)
+        box = fit_box(obj, method="min_area", z_min=z_min)
+        if walls:
+            yaw = snap_yaw(box.yaw, walls, cfg.wall_snap_deg) if cfg.wall_snap_deg > 0 else None
+            if yaw is not None:
+                box = fit_box(obj, method="min_area", z_min=z_min, yaw=yaw)
+            if cfg.wall_max_gap > 0:
+                walled = extend_to_wall(box, walls, sensor, thin=cfg.wall_thin,
+                                        max_gap=cfg.wall_max_gap)
+                if walled is not box:
+                    return walled
+        if cfg.complete_depth and label:
+            box = complete_depth(box, label, sensor)
+        return box
 
 
 def _best_cluster(labels, n_labels, u, v, region, min_points):

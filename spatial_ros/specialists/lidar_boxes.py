@@ -1,0 +1,539 @@
+"""From the LiDAR specialist's clusters to candidates: boxes, classes, and the pieces of clusters
+that hold more than one object (step 4 of ``lidar.py``).
+
+Per cluster (``BoxResolver.candidates``, for all clusters of a scan at once):
+
+- a cluster with no class (or too big for any) that holds several finer clusters (``fine``
+  labels) is replaced by the classified ones among them, if any;
+- a cluster (or piece) that may hold two objects is cut at its deepest height valley when the
+  pieces get classes of their own (``splitting.best_cut``; a classified vehicle splits only
+  at a gap or bumper-deep valley, people at shoulder depth between two heads), up to
+  ``max_split_rounds`` times;
+- what is left is kept when it has a class, or, unclassified, when it fits ``max_size`` and
+  does not reach the top of what the sensor sees (walls, trees); an oversized one is
+  re-clustered with a one-cell gap keeping what fits (``split_oversized``).
+
+Boxes come from ``batchfit.fit_groups`` (all clusters of a scan at once) for L-shape configs
+with contours (street), else one by one (``boxfit.fit_box``, min-area rectangles on a table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spatial_ros.specialists.batchfit import fit_groups, group_pitch
+from spatial_ros.specialists.boxfit import extend_away, fit_box, lshape_heading
+from spatial_ros.specialists.classify import (
+    FACING_L,
+    FACING_W,
+    OPEN_WINDOW,
+    classify_batch,
+    complete_batch,
+    complete_with_prior,
+    facing_sides,
+)
+from spatial_ros.specialists.clustering import grid_clusters, group_indices
+from spatial_ros.specialists.common import beam_pitch, far_row_gap, support_below
+from spatial_ros.specialists.lidar_config import LidarSpecialistConfig
+from spatial_ros.specialists.planes import Plane
+from spatial_ros.specialists.scan_geometry import drop_pole_chains, truncation_point
+from spatial_ros.specialists.splitting import best_cut
+from spatial_ros.types import Box3D, Candidate
+
+
+@dataclass
+class ClusterPoints:
+    """Points of clusters (or pieces of them) in the working frame and what is known per
+    point: height above the local ground (patchwise ground), on its cluster's visible
+    contour, at the ceiling of what the sensor sees, label of its finer cluster, LiDAR row
+    pitch of its cluster (radians; pieces keep their cluster's)."""
+
+    xyz: np.ndarray
+    heights: np.ndarray | None = None
+    contour: np.ndarray | None = None
+    ceiling: np.ndarray | None = None
+    fine: np.ndarray | None = None
+    pitch: np.ndarray | None = None
+
+    def subset(self, idx: np.ndarray) -> ClusterPoints:
+        return ClusterPoints(*(None if a is None else a[idx] for a in
+                               (self.xyz, self.heights, self.contour, self.ceiling, self.fine,
+                                self.pitch)))
+
+
+class BoxResolver:
+    """Step 4 of the LiDAR specialist for one cloud (see the module docstring).
+
+    Args:
+        config: the specialist's parameters.
+        planes: the detected support planes (planes ground method), for box bottoms.
+        T_w: 4x4 working frame from the sensor (the sensor's pose).
+        density: the cloud's returns per steradian (distance-aware minimum).
+        covered: (360,) azimuth coverage of the cloud, 1-degree bins (camera-view cuts), or
+            None.
+        source: the candidates' source name.
+    """
+
+    def __init__(self, config: LidarSpecialistConfig, planes: list[Plane], T_w: np.ndarray,
+                 density: float, covered: np.ndarray | None, source: str = "lidar") -> None:
+        self.cfg = config
+        self.planes = planes
+        self.T_w = T_w
+        self.origin = T_w[:3, 3]
+        self.density = density
+        self.covered = None if covered is None or covered.all() else covered
+        self.source = source
+        self.batched = config.box_method == "lshape" and config.contour_heading
+        self._priors = {p.label: p for p in config.size_priors}
+
+    # -- entry point --------------------------------------------------------------------------
+
+    def candidates(self, cl: ClusterPoints, groups: list[np.ndarray],
+                   refine=None) -> list[Candidate]:
+        """Candidates of all clusters (``groups``: index arrays into ``cl``). ``refine``:
+        a function giving the labels of the finer clusters among points of ``cl`` (indices),
+        called once for the points of the clusters that get no class."""
+        # Clusters that can get no class and would be dropped as they are (too long for any
+        # class, or reaching the top of what the sensor sees and wider than a pole) need no
+        # box of their own: only their finer clusters may be objects.
+        hopeless = self._hopeless(cl, groups)
+        boxes: list[Candidate | None] = [None] * len(groups)
+        fit = [k for k in range(len(groups)) if not hopeless[k]]
+        for k, c in zip(fit, self.boxes(cl, [groups[k] for k in fit]), strict=True):
+            boxes[k] = c
+        if refine is not None:
+            todo = [g for g, c in zip(groups, boxes, strict=True) if c is None
+                    or not self.known(c)]
+            if todo:
+                idx = np.concatenate(todo)
+                cl.fine = np.full(len(cl.xyz), -1, dtype=np.int64)
+                cl.fine[idx] = refine(idx)
+        out = self._in_rounds(cl, groups, boxes)
+        if self.cfg.pole_chain_gap > 0:
+            out = drop_pole_chains(out, self.cfg.pole_chain_gap)
+        return out
+
+    def _hopeless(self, cl: ClusterPoints, groups: list[np.ndarray]) -> np.ndarray:
+        """(G,) bool: the cluster can get no class and would not be kept unclassified: its
+        bounding box is longer than any class (and ``max_size``) allows, or it reaches the
+        top of what the sensor sees and is wider than any open-topped class (a pole) while
+        such clusters are dropped. Only with size priors and without ``split_oversized``."""
+        cfg = self.cfg
+        G = len(groups)
+        if not cfg.size_priors or cfg.split_oversized or not G:
+            return np.zeros(G, dtype=bool)
+        order = np.concatenate(groups)
+        starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])[:-1]
+        xy = cl.xyz[order, :2]
+        ext = np.maximum.reduceat(xy, starts) - np.minimum.reduceat(xy, starts)
+        longest = max([cfg.max_size[0]] + [p.l_max for p in cfg.size_priors])
+        out = np.hypot(ext[:, 0], ext[:, 1]) > np.sqrt(2.0) * longest
+        if cfg.drop_open_top_unknown and cl.ceiling is not None:
+            open_l = max([p.l_max for p in cfg.size_priors if p.h_range[1] >= 1e6], default=0.0)
+            # A vehicle up a hill may reach the top beam, not the top of the height window.
+            top = np.maximum.reduceat(cl.ceiling[order], starts) == OPEN_WINDOW
+            car_l = max([p.l_max for p in cfg.size_priors if p.grow_height], default=0.0)
+            top |= (np.maximum.reduceat(cl.ceiling[order], starts) > 0) \
+                & (ext.max(axis=1) > np.sqrt(2.0) * car_l)
+            out |= top & (ext.max(axis=1) > np.sqrt(2.0) * open_l)
+        return out
+
+    def _plausible_fine(self, cl: ClusterPoints) -> np.ndarray:
+        """(n_fine,) bool: the fine cluster passes ``enough`` (all fine clusters at once)."""
+        cfg = self.cfg
+        lab = np.where(cl.fine >= 0, cl.fine, cl.fine.max() + 1)  # unset: one extra label
+        n = int(lab.max()) + 1
+        cnt = np.bincount(lab, minlength=n)
+        ok = cnt >= cfg.min_points
+        if cfg.min_visible_area > 0:
+            inv = 1.0 / np.maximum(cnt, 1)
+            cx = np.bincount(lab, cl.xyz[:, 0], n) * inv - self.origin[0]
+            cy = np.bincount(lab, cl.xyz[:, 1], n) * inv - self.origin[1]
+            ok &= cnt >= cfg.min_visible_area * self.density / np.maximum(cx * cx + cy * cy,
+                                                                          1e-2)
+        top = np.full(n, -np.inf)
+        h = cl.heights if cl.heights is not None else cl.xyz[:, 2] - cl.xyz[:, 2].min()
+        np.maximum.at(top, lab, h)
+        ok &= top >= cfg.min_top
+        if cfg.size_priors:
+            # Only a piece that can get a class is worth a box: as high as the lowest class,
+            # and, reaching the top of what the sensor sees, thin enough for an open-topped
+            # one (a pole), not a stretch of wall.
+            ok &= top >= min(p.h_range[0] for p in cfg.size_priors)
+            if cl.ceiling is not None:
+                open_ok = [p.l_max for p in cfg.size_priors if p.h_range[1] >= 1e6]
+                ext = np.zeros(n)
+                for c in (0, 1):  # per column: a 1-D ufunc.at is 30x faster than a 2-D one
+                    lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+                    np.minimum.at(lo, lab, cl.xyz[:, c])
+                    np.maximum.at(hi, lab, cl.xyz[:, c])
+                    ext = np.maximum(ext, hi - lo)
+                wide = ext > max(open_ok, default=0.0)
+                ok &= ~(wide & (np.bincount(lab, cl.ceiling == OPEN_WINDOW, n) > 0))
+        ok[-1] &= bool((cl.fine >= 0).all())
+        return ok
+
+    def _in_rounds(self, cl: ClusterPoints, groups: list[np.ndarray],
+                   boxes: list[Candidate | None]) -> list[Candidate]:
+        """The decisions of the module docstring for all clusters at once, breadth first, so
+        that each step fits the boxes of every cluster's pieces in one batch (a handful of
+        ``fit_groups`` calls per scan instead of one per piece): the classified fine clusters
+        of unclassified clusters, then up to ``max_split_rounds`` rounds of height-valley
+        splits, then ``final``. Work items are (indices into ``cl``, candidate); a cluster
+        without a candidate (``_hopeless``) only contributes its classified fine clusters."""
+        cfg = self.cfg
+        work: list[tuple[np.ndarray, Candidate]] = []
+        owners: list[int] = []
+        parts: list[np.ndarray] = []
+        fine_ok = self._plausible_fine(cl) if cl.fine is not None else None  # [-1]: unset
+        for k, (g, c) in enumerate(zip(groups, boxes, strict=True)):
+            found = []
+            if fine_ok is not None and (c is None or not self.known(c)):
+                f = cl.fine[g]
+                if f.min() != f.max():  # holds several fine clusters
+                    keep = fine_ok[f]
+                    found = [g[keep][i] for i in _split_by(f[keep], always=True)]
+            if not found and c is not None:
+                work.append((g, c))
+            parts += found
+            owners += [k] * len(found)
+        if parts:
+            known_of: dict[int, list] = {}
+            for k, q, pc in zip(owners, parts, self.boxes(cl, parts), strict=True):
+                if self.known(pc):
+                    known_of.setdefault(k, []).append((q, pc))
+            for k in sorted(set(owners)):  # owners with no classified fine cluster: whole
+                whole = [(groups[k], boxes[k])] if boxes[k] is not None else []
+                work += known_of.get(k, whole)
+        out: list[Candidate] = []
+        for _ in range(cfg.max_split_rounds if cfg.split_touching else 0):
+            cuts, rest = [], []
+            for g, c in work:
+                cut = self.find_cut(c, cl, g)
+                (cuts if cut is not None else rest).append((g, c, cut))
+            out += [x for g, c, _ in rest for x in self.final(cl, g, c)]
+            # Rough classes of the pieces first (extents along the whole's heading): only
+            # the cuts that may be accepted get their pieces fitted.
+            maybe = self._rough_accept(cl, cuts)
+            for ok, (g, c, _) in zip(maybe, cuts, strict=True):
+                if not ok:
+                    out += self.final(cl, g, c)
+            cuts = [x for ok, x in zip(maybe, cuts, strict=True) if ok]
+            pieces = [g[i] for g, _, cut in cuts for i in (cut.left, cut.right)]
+            two_each = self.boxes(cl, pieces) if pieces else []
+            work = []
+            for j, (g, c, _) in enumerate(cuts):
+                two = two_each[2 * j: 2 * j + 2]
+                if self.accept_split(c, two):
+                    work += list(zip(pieces[2 * j: 2 * j + 2], two, strict=True))
+                else:
+                    out += self.final(cl, g, c)
+            if not work:
+                break
+        return out + [x for g, c in work for x in self.final(cl, g, c)]
+
+    def _rough_accept(self, cl: ClusterPoints, cuts) -> list[bool]:
+        """Whether each cut (cluster indices, candidate, ``Cut``) may be accepted, judged on
+        rough boxes of its pieces: extents along and across the whole's heading, height
+        above the ground, padded like fitted boxes (``accept_split`` with those classes).
+        Pieces whose rough class differs from their fitted one are rare; a cut rejected
+        here is one whose pieces do not look like objects even roughly."""
+        cfg = self.cfg
+        if not cuts or not cfg.size_priors:
+            return [True] * len(cuts)
+        parts, yaws = [], []
+        for g, c, cut in cuts:
+            parts += [g[cut.left], g[cut.right]]
+            yaws += [c.box.yaw, c.box.yaw]
+        order = np.concatenate(parts)
+        starts = np.concatenate([[0], np.cumsum([len(q) for q in parts])])[:-1]
+        yaw = np.repeat(np.asarray(yaws), [len(q) for q in parts])
+        xy = cl.xyz[order, :2]
+        a = xy[:, 0] * np.cos(yaw) + xy[:, 1] * np.sin(yaw)
+        b = xy[:, 1] * np.cos(yaw) - xy[:, 0] * np.sin(yaw)
+        la = np.maximum.reduceat(a, starts) - np.minimum.reduceat(a, starts)
+        lb = np.maximum.reduceat(b, starts) - np.minimum.reduceat(b, starts)
+        h = cl.heights[order] if cl.heights is not None else cl.xyz[order, 2]
+        hh = np.maximum.reduceat(h, starts) - (0.0 if cl.heights is not None
+                                              else np.minimum.reduceat(h, starts))
+        mx = np.add.reduceat(xy, starts) / np.diff(np.append(starts, len(order)))[:, None]
+        pad = 2 * (cfg.box_pad + cfg.box_pad_per_m * np.hypot(mx[:, 0] - self.origin[0],
+                                                              mx[:, 1] - self.origin[1]))
+        L, W = np.maximum(la, lb) + pad, np.minimum(la, lb) + pad
+        top = np.maximum.reduceat(cl.ceiling[order], starts) if cl.ceiling is not None \
+            else False
+        k, _ = classify_batch(L, W, hh, cfg.size_priors, top)
+        out = []
+        for j, (_, c, _) in enumerate(cuts):
+            two = [Candidate(box=c.box, label=cfg.size_priors[i].label if i >= 0
+                             else cfg.unknown_label) for i in k[2 * j: 2 * j + 2]]
+            out.append(self.accept_split(c, two))
+        return out
+
+    def final(self, cl: ClusterPoints, g: np.ndarray, c: Candidate) -> list[Candidate]:
+        """Cluster ``g`` of ``cl`` as it is: classified, or unclassified within ``max_size``
+        and not reaching the top of what the sensor sees; oversized: ``split_oversized``."""
+        cfg = self.cfg
+        if c.box.size.max() < cfg.min_extent:
+            return []
+        if not self.known(c):
+            if not self.fits(c):
+                return self.split_oversized(cl.subset(g))
+            if cfg.drop_open_top_unknown and cl.ceiling is not None \
+                    and bool(cl.ceiling[g].any()):
+                return []  # taller than seen and no class: a wall, a tree, a building
+        if c.points is None:
+            c.points = cl.xyz[g].astype(np.float32)
+        return [c]
+
+    # -- boxes --------------------------------------------------------------------------------
+
+    def boxes(self, cl: ClusterPoints, groups: list[np.ndarray]) -> list[Candidate]:
+        """One candidate (box, class, score) per group of points of ``cl``."""
+        if not self.batched:
+            return [self.box(cl.subset(g)) for g in groups]
+        if not groups:
+            return []
+        cfg = self.cfg
+        order = np.concatenate(groups)
+        starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
+        xyz = cl.xyz[order]
+        contour = None if cl.contour is None else cl.contour[order]
+        pitch = None
+        if cfg.top_pad_rows:
+            if cl.pitch is not None:  # a piece keeps its cluster's row pitch
+                pitch = cl.pitch[[g[0] for g in groups]]
+            else:
+                pitch = group_pitch(xyz if contour is None else xyz[contour],
+                                    _starts_of(contour, starts), self.T_w)
+        gb = fit_groups(
+            xyz, starts, origin=self.origin, contour=contour,
+            ground_z=None if cl.heights is None else xyz[:, 2] - cl.heights[order],
+            pitch=pitch, pad=cfg.box_pad, pad_per_m=cfg.box_pad_per_m,
+            top_pad_rows=cfg.top_pad_rows, contour_min_extent=cfg.contour_min_extent,
+        )
+        if pitch is not None and cl.pitch is None:
+            cl.pitch = np.zeros(len(cl.xyz))
+            cl.pitch[order] = np.repeat(pitch, np.diff(starts))
+        open_top = (np.maximum.reduceat(cl.ceiling[order], starts[:-1])
+                    if cl.ceiling is not None else np.zeros(len(groups), np.int8))
+        center, size, yaw = gb.center, gb.size, gb.yaw
+        labels = [""] * len(groups)
+        if cfg.size_priors:
+            priors = cfg.size_priors
+            facing = facing_sides(center[:, :2], yaw, self.origin[:2])
+            cut = None
+            if self.covered is not None:
+                cut = np.full((len(groups), 2), np.nan)
+                for j, g in enumerate(groups):
+                    q = truncation_point(cl.xyz[g], self.T_w, self.covered)
+                    if q is None:
+                        continue
+                    cut[j] = q
+                    # Cut by the field of view: the side running into the cut is a lower
+                    # bound, most likely of the object's length (a parked car at the image
+                    # border): read the box that way (as if the other side faced us).
+                    d = q - center[j, :2]
+                    along = abs(d[0] * np.cos(yaw[j]) + d[1] * np.sin(yaw[j]))
+                    across = abs(-d[0] * np.sin(yaw[j]) + d[1] * np.cos(yaw[j]))
+                    facing[j] = FACING_W if along >= across else FACING_L
+            k, end_on = classify_batch(size[:, 0], size[:, 1], size[:, 2], priors, open_top,
+                                       gb.roughness, facing)
+            center, size, yaw = complete_batch(center, size, yaw, k, end_on, priors,
+                                               self.origin[:2], cut)
+            labels = [priors[i].label if i >= 0 else cfg.unknown_label for i in k]
+        out = []
+        for j, g in enumerate(groups):
+            n = len(g)
+            out.append(Candidate(  # points: filled in by ``final`` (most pieces never are)
+                box=Box3D.from_yaw(center[j], size[j], float(yaw[j])),
+                score=float(n / (n + cfg.score_points)), source=self.source, num_points=n,
+                label=labels[j]))
+        return out
+
+    def box(self, cl: ClusterPoints) -> Candidate:
+        """Box, class and score of one cluster, on its own (``boxfit.fit_box``)."""
+        cfg = self.cfg
+        cp = cl.xyz
+        origin = self.origin
+        if cl.heights is not None:
+            z_min = float(np.mean(cp[:, 2] - cl.heights))
+        else:
+            z_min = support_below(cp, self.planes, cfg.support_gap, cfg.plane_distance) \
+                if cfg.extend_to_support else None
+        pitch = beam_pitch(cp, self.T_w) if (cfg.sampling_pad or cfg.top_pad_rows) else 0.0
+        c = cp.mean(axis=0) - origin
+        pad = cfg.box_pad + cfg.box_pad_per_m * float(np.hypot(c[0], c[1]))
+        pad_top = pad + cfg.top_pad_rows * pitch * float(np.linalg.norm(c))
+        heading, rough = None, 0.0
+        if cfg.box_method == "lshape" and cl.contour is not None \
+                and np.count_nonzero(cl.contour) >= 3:
+            ext = cp[:, :2].max(axis=0) - cp[:, :2].min(axis=0)
+            if float(ext.max()) >= cfg.contour_min_extent:
+                heading, rough = lshape_heading(cp[cl.contour, :2])
+        box = fit_box(cp, method=cfg.box_method, z_min=z_min, pad=pad, pad_top=pad_top,
+                      yaw=heading, lshape_criterion="closeness")
+        if cfg.sampling_pad and pitch > 0:
+            box = extend_away(box, box.center[:2] - origin[:2],
+                              far_row_gap(cp, self.T_w, pitch, cfg.sampling_pad_max))
+        open_top = int(cl.ceiling.max()) if cl.ceiling is not None and len(cl.ceiling) else 0
+        return self._classified(box, cp, open_top, rough)
+
+    def _classified(self, box: Box3D, pts: np.ndarray, open_top: int,
+                    rough: float) -> Candidate:
+        cfg = self.cfg
+        label = ""
+        if cfg.size_priors:
+            # Points at the top of what the sensor sees belong to something that may be
+            # taller: only open-topped classes (poles) may take it.
+            cut = None if self.covered is None else truncation_point(pts, self.T_w,
+                                                                     self.covered)
+            box, label = complete_with_prior(box, cfg.size_priors, self.origin[:2],
+                                             open_top=open_top, roughness=rough, cut_xy=cut)
+            label = label or cfg.unknown_label
+        n = len(pts)
+        return Candidate(box=box, score=float(n / (n + cfg.score_points)), source=self.source,
+                         num_points=n, label=label, points=pts.astype(np.float32))
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def known(self, c: Candidate) -> bool:
+        return bool(c.label) and c.label != self.cfg.unknown_label
+
+    def fits(self, c: Candidate) -> bool:
+        """A classified box fits its class (its prior bounded the visible extents); other
+        boxes must be within ``max_size``."""
+        if self.known(c):
+            return True
+        return bool(np.all(c.box.size <= np.asarray(self.cfg.max_size, float)))
+
+    def enough(self, cl: ClusterPoints) -> bool:
+        """A piece of a cluster passes the cluster checks: enough points for its range and a
+        top high enough (``LidarSpecialist._plausible_clusters``)."""
+        cfg = self.cfg
+        n = len(cl.xyz)
+        if n < cfg.min_points:
+            return False
+        if cfg.min_visible_area > 0:
+            c = cl.xyz[:, :2].mean(axis=0) - self.origin[:2]
+            if n < cfg.min_visible_area * self.density / max(float(c @ c), 1e-2):
+                return False
+        if cfg.min_top > 0:
+            h = cl.heights if cl.heights is not None else cl.xyz[:, 2] - cl.xyz[:, 2].min()
+            if float(h.max()) < cfg.min_top:
+                return False
+        return True
+
+    def find_cut(self, whole: Candidate, cl: ClusterPoints, g: np.ndarray | None = None):
+        """The deepest height valley of a cluster (``cl``, or its points ``g``) that may hold
+        two objects (``splitting.best_cut`` along the box heading), or None. A vehicle's own
+        profile dips (glass returns nothing, pillars stand up): a classified vehicle is cut
+        only at a gap or a bumper-deep valley; people at shoulder depth, between two peaks of
+        similar height (two heads, not a cyclist's handlebar and head)."""
+        cfg = self.cfg
+        if not cfg.split_touching:
+            return None
+        cp = cl.xyz if g is None else cl.xyz[g]
+        if cl.heights is not None:
+            h = cl.heights if g is None else cl.heights[g]
+        else:
+            h = cp[:, 2] - cp[:, 2].min()
+        if not self._may_hold_two(whole, cp, h):
+            return None
+        if cfg.drop_open_top_unknown and not self.known(whole) and cl.ceiling is not None \
+                and bool((cl.ceiling if g is None else cl.ceiling[g]).any()):
+            return None  # a wall or a tree: its pieces would be unclassified walls and trees
+        whole_known = self.known(whole) and self.fits(whole)
+        people = whole.label in cfg.people_classes
+        max_ratio = cfg.split_valley_ratio if (people or not whole_known) \
+            else cfg.split_known_ratio
+        yaw = whole.box.yaw
+        # Profile slices no narrower than ~2 azimuth steps of a 64-beam LiDAR at this range
+        # (0.35 degrees): a far object's sparse returns leave empty 10 cm slices that are
+        # not gaps between objects.
+        rng = float(np.hypot(*(cp[:, :2].mean(axis=0) - self.origin[:2])))
+        return best_cut(cp[:, :2], h, max_ratio=max_ratio, axis=(np.cos(yaw), np.sin(yaw)),
+                        min_peak_ratio=0.75 if people else 0.0,
+                        slice_width=max(0.1, 0.006 * rng))
+
+    def accept_split(self, whole: Candidate, pieces: list[Candidate]) -> bool:
+        """A classified whole splits only into two classified pieces, not into two of its
+        own class (a car with a gap in its returns stays one car) unless it is a person
+        (``people_classes``); an unclassified or oversized whole splits when one piece gets
+        a class."""
+        known = [self.known(p) for p in pieces]
+        if self.known(whole) and self.fits(whole):
+            if not all(known):
+                return False
+            return not (pieces[0].label == pieces[1].label == whole.label
+                        and whole.label not in self.cfg.people_classes)
+        return any(known)
+
+    def _may_hold_two(self, whole: Candidate, cp: np.ndarray, h: np.ndarray) -> bool:
+        """Cheap test before looking for a valley: a classified cluster larger than its class
+        usually is (visible length beyond 1.1 x its typical length, or height beyond 1.15 x
+        its typical height: a person by a car), or an unclassified one at least a metre
+        long. Poles and compact objects are one object."""
+        ext = cp[:, :2].max(axis=0) - cp[:, :2].min(axis=0)
+        length = float(np.hypot(*ext))  # the diagonal bounds the visible length
+        if not self.known(whole):
+            return length >= 1.0
+        pr = self._priors.get(whole.label)
+        if pr is None or pr.h_range[1] >= 1e6:
+            return False
+        return length > 1.1 * pr.length or float(h.max()) > 1.15 * pr.height
+
+    def split_oversized(self, cl: ClusterPoints) -> list[Candidate]:
+        """Objects closer than the range-grown gap (parked cars) merged into a cluster too big
+        for anything: re-cluster it with the tightest gap (one cell) and keep the pieces that
+        fit (with size priors: only those that get a class, not a wall's debris). Not for
+        clusters taller than the tallest class or reaching the top of what the sensor sees
+        (buildings)."""
+        cfg = self.cfg
+        max_size = np.asarray(cfg.max_size, float)
+        ext = cl.xyz.max(axis=0) - cl.xyz.min(axis=0)
+        long_side = max(ext[0], ext[1]) / np.sqrt(2.0)
+        split_h = max([p.h_range[1] for p in cfg.size_priors if p.h_range[1] < 1e6],
+                      default=max_size[2])
+        open_top = cl.ceiling is not None and bool(cl.ceiling.any())
+        if not cfg.split_oversized or long_side > 2.5 * max_size[0] or ext[2] > split_h \
+                or open_top:
+            return []
+        pts = cl.xyz if cl.heights is None else np.column_stack([cl.xyz[:, :2], cl.heights])
+        labels, n = grid_clusters(pts, cell=cfg.cell, tolerance=cfg.cell,
+                                  z_resolution=cfg.z_resolution, z_gap=cfg.z_gap,
+                                  origin=self.T_w[:2, 3])
+        counts = np.bincount(labels, minlength=n)
+        groups = group_indices(labels, n)
+        parts = [groups[j] for j in np.flatnonzero(counts >= cfg.min_points)]
+        if not parts:
+            return []
+        out = []
+        for g, c in zip(parts, self.boxes(cl, parts), strict=True):
+            if c.box.size.max() >= cfg.min_extent and self.fits(c) \
+                    and (self.known(c) or not cfg.size_priors):
+                if c.points is None:
+                    c.points = cl.xyz[g].astype(np.float32)
+                out.append(c)
+        return out
+
+
+def _split_by(labels: np.ndarray, always: bool = False) -> list[np.ndarray]:
+    """Index arrays of the points of each distinct label; [] when there is only one (unless
+    ``always``) or none."""
+    if len(labels) == 0:
+        return []
+    order = np.argsort(labels, kind="stable")
+    lab = labels[order]
+    cuts = np.flatnonzero(lab[1:] != lab[:-1]) + 1
+    return np.split(order, cuts) if (len(cuts) or always) else []
+
+
+def _starts_of(mask: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
+    """Group starts of the points kept by ``mask`` (groups given by ``starts``)."""
+    if mask is None:
+        return starts
+    return np.concatenate([[0], np.cumsum(np.add.reduceat(mask.astype(np.int64),
+                                                          starts[:-1]))])
