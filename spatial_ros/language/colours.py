@@ -152,6 +152,26 @@ def _shaded(rgb: Iterable[float], modifier: str | None) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4096)
 def term_distribution(phrase: str) -> tuple[tuple[str, float], ...]:
+    """See :func:`_term_distribution`; achromatic terms are then spread to their shading
+    neighbours (``SHADE_SPREAD``: a white shirt in shadow reads gray)."""
+    d = dict(_term_distribution(phrase))
+    out: dict[str, float] = {}
+    for t, p in d.items():
+        spread = SHADE_SPREAD.get(t, {})
+        out[t] = out.get(t, 0.0) + p * (1.0 - sum(spread.values()))
+        for u, q in spread.items():
+            out[u] = out.get(u, 0.0) + p * q
+    return tuple(sorted(out.items(), key=lambda x: -x[1]))
+
+
+# How much of an achromatic name the pixel reader sees as its neighbour under shading or glare
+# (saturation is near zero, so only the lightness thresholds separate them).
+SHADE_SPREAD = {"white": {"gray": 0.25}, "gray": {"white": 0.15, "black": 0.15},
+                "black": {"gray": 0.2}}
+
+
+@functools.lru_cache(maxsize=4096)
+def _term_distribution(phrase: str) -> tuple[tuple[str, float], ...]:
     """The basic-term distribution a colour phrase ("crimson", "dark red", "sky blue",
     "reddish") means: ((term, probability), ...) summing to 1, or () for an unknown phrase.
 
@@ -208,8 +228,9 @@ def _usual_term(rgb: np.ndarray) -> str:
 
 
 def canonical_term(phrase: str) -> str | None:
-    """The single likeliest basic term of a colour phrase, or None when unknown."""
-    d = term_distribution(phrase)
+    """The single likeliest basic term of a colour phrase (before shading spread), or None
+    when unknown."""
+    d = _term_distribution(phrase)
     return d[0][0] if d else None
 
 

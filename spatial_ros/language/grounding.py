@@ -38,6 +38,37 @@ def view_colours(frame: SensorFrame, listed: Sequence[CandidateView]) -> list[di
                            candidate_points_optical(v), frame.depth) for v in listed]
 
 
+# Height bands (fractions of the box height, from its bottom) where a category's colour is seen:
+# a car's paint is below the windows, a person's clothes colour ("the pedestrian in blue") is
+# the torso. Others: the whole object.
+BANDS = {"body": (0.1, 0.5), "torso": (0.45, 0.85)}
+BAND_OF = {"car": "body", "van": "body", "truck": "body", "pedestrian": "torso",
+           "cyclist": "torso"}
+
+
+def band_colours(frame: SensorFrame, v: CandidateView, T_zup_from_opt: np.ndarray,
+                 ) -> dict[str, dict[str, float]]:
+    """The colour distribution of the candidate's points in each height band of ``BANDS``
+    ({} for a band with too few points): band -> term -> share."""
+    from spatial_ros.geometry.camera import project_points
+    from spatial_ros.vlm.appearance import pixel_colours
+
+    P = candidate_points_optical(v)
+    if P is None or len(P) < 8:
+        return {}
+    z = P @ T_zup_from_opt[2, :3] + T_zup_from_opt[2, 3]
+    lo, hi = float(z.min()), float(z.max())
+    out = {}
+    for name, (a, b) in BANDS.items():
+        sel = (z >= lo + a * (hi - lo)) & (z <= lo + b * (hi - lo))
+        if sel.sum() >= 5:
+            uv, front = project_points(P[sel], frame.camera)
+            got = pixel_colours(frame.image, uv[front])
+            if got:
+                out[name] = got
+    return out
+
+
 def zup_frame(frame: SensorFrame, listed: Sequence[CandidateView]) -> tuple[str, np.ndarray]:
     """A gravity-aligned frame to evaluate relations in — the candidates' own (specialists
     output z-up boxes) — and T_zup_from_optical (4x4)."""
@@ -72,8 +103,23 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
             colours=dict(col),
             label=v.candidate.label or "",
             points=None if P is None else P @ T[:3, :3].T + T[:3, 3],
+            in_view=in_view_share(v, frame.camera),
+            colour_bands=band_colours(frame, v, T),
         ))
     return views, Viewpoint.from_camera_pose(T)
+
+
+def in_view_share(v: CandidateView, camera) -> float:
+    """Share of the candidate's projected 2D box (not clipped) inside the image, [0, 1]."""
+    from spatial_ros.geometry.camera import project_box
+
+    b = project_box(v.box_optical, camera, clip=False)
+    if b is None:
+        return 0.0
+    area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-9)
+    w = max(0.0, min(b[2], camera.width - 1) - max(b[0], 0.0))
+    h = max(0.0, min(b[3], camera.height - 1) - max(b[1], 0.0))
+    return float(min(1.0, w * h / area))
 
 
 def tag_scorer(score: Callable[[str], list[float] | None]) -> Callable[[str], np.ndarray | None]:
@@ -88,8 +134,8 @@ def tag_scorer(score: Callable[[str], list[float] | None]) -> Callable[[str], np
         if lp is None or not len(lp):
             return None
         a = np.asarray(lp, dtype=np.float64)
-        if not np.all(np.isfinite(a)):
+        if np.isnan(a).any() or not np.isfinite(a).any():
             return None
-        return np.exp(a - a.max())
+        return np.exp(a - a[np.isfinite(a)].max())  # -inf (not scorable) -> 0
 
     return rel

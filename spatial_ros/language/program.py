@@ -39,6 +39,8 @@ SET_ABSOLUTE = 0.05
 AMBIGUOUS_RATIO = 0.5
 # exponent of the model's relative score in the membership
 MODEL_WEIGHT = 0.5
+# an object with less than this share of its projected box in the image counts partly
+IN_VIEW = 0.5
 MODEL_FLOOR = 0.05
 
 
@@ -50,8 +52,11 @@ class ObjectView:
         box: 3D box in the z-up frame the viewpoint is in (base_link), metres.
         center_optical: (3,) box centre in the camera optical frame (z forward), metres.
         colours: share of its pixels per basic colour term ({} when unknown).
+        colour_bands: the same for height bands of its points ("body", "torso").
         label: the specialist's class label ('' when none).
         points: optional (N, 3) surface points in the z-up frame.
+        in_view: share of its projected 2D box inside the image, [0, 1] (an object mostly
+            outside the picture is not what "the car on the left" means).
     """
 
     box: Box3D
@@ -59,6 +64,20 @@ class ObjectView:
     colours: dict[str, float] = field(default_factory=dict)
     label: str = ""
     points: np.ndarray | None = None
+    in_view: float = 1.0
+    colour_bands: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def colours_for(self, categories: tuple[str, ...]) -> dict[str, float]:
+        """The colours a phrase about ``categories`` refers to: a car's paint (below the
+        windows), a person's clothes (the torso), else the whole object."""
+        from spatial_ros.language.grounding import BAND_OF
+
+        bands = {BAND_OF.get(c) for c in categories}
+        if len(bands) == 1:
+            band = bands.pop()
+            if band in self.colour_bands:
+                return self.colour_bands[band]
+        return self.colours
 
     @property
     def bearing(self) -> float:
@@ -136,16 +155,18 @@ class Program:
         candidates' shapes and colours (the model only breaks ties: ``_tie_break``); for a
         noun the lexicon lacks, the model's relative scores for the phrase."""
         n = len(self.views)
+        seen = np.array([min(1.0, v.in_view / IN_VIEW) for v in self.views])
         if np_.head and not np_.categories:
             rel = self._model_scores(np_.canonical())
             if rel is not None:
-                return np.clip(rel, 0.0, 1.0)
-        m = np.ones(n)
+                return np.clip(rel, 0.0, 1.0) * seen
+        m = seen.copy()
         for k, v in enumerate(self.views):
-            m[k] = category_score(np_.categories, v.box, v.label, v.points)
+            m[k] *= category_score(np_.categories, v.box, v.label, v.points)
+            cols = v.colours_for(np_.categories) if np_.colours else {}
             for c in np_.colours:
-                if v.colours:
-                    m[k] *= colour_match.match_score(c.terms, v.colours)
+                if cols:
+                    m[k] *= colour_match.match_score(c.terms, cols)
         return m
 
     def _model_scores(self, phrase: str) -> np.ndarray | None:

@@ -51,7 +51,10 @@ class ColourWord:
 
     @property
     def term(self) -> str:
-        return self.terms[0][0] if self.terms else self.text
+        """The basic term the word names ("crimson" -> "red")."""
+        from spatial_ros.language.colours import canonical_term
+
+        return canonical_term(self.text) or (self.terms[0][0] if self.terms else self.text)
 
 
 @dataclass(frozen=True)

@@ -134,10 +134,12 @@ class SpatialEngine:
         qs = [q if isinstance(q, Query) else Query(text=str(q)) for q in queries]
         T_out = self._lookup(frame, output_frame, cam.frame_id)
         views = candidate_views(list(candidates or []), cam, frame.transforms)
-        listed = self._listed(views)
+        visible = self._visible(views)  # the program considers all; the prompt lists the closest
+        listed = visible[: cfg.max_candidates]
         context = None
         tags: list[str] = []  # the listed candidates' tags, when the list is numbered
-        colours = view_colours(frame, listed) if listed else []
+        use_program = cfg.referring == "program" and bool(qs)
+        colours = view_colours(frame, visible if use_program else listed) if listed else []
         adapter = self.backend.adapter
         # Set-of-marks families: the candidates drawn as numbered marks and listed; answers "#k".
         marks = bool(getattr(adapter, "set_of_marks", False) and cfg.specialist_prompts
@@ -151,7 +153,7 @@ class SpatialEngine:
             if self.candidate_colours or self.candidate_sizes:
                 words = [candidate_attribute(frame.image, v.box_optical, v.box_2d,
                                              self.candidate_colours, self.candidate_sizes, col)
-                         for v, col in zip(listed, colours, strict=True)]
+                         for v, col in zip(listed, colours[: len(listed)], strict=True)]
             if self.candidate_index:
                 words = tags = candidate_tags(words if words else [None] * len(listed))
             context = self.prompts.specialist_block([v.box_optical for v in listed], cam, words)
@@ -171,8 +173,8 @@ class SpatialEngine:
             from spatial_ros.vlm.referring import program_objects
 
             found, refused, canonical = program_objects(
-                self, frame, qs, listed, colours, tags, context, images[0], T_out, output_frame,
-                distinct)
+                self, frame, qs, visible, colours, tags, context, images[0], T_out,
+                output_frame, distinct)
             todo = [i for i in todo if i not in found and i not in refused]
             for i, text in canonical.items():  # the model knows the canonical wording best
                 if not (qs[i].region_2d is not None or qs[i].mask is not None):
@@ -386,10 +388,15 @@ class SpatialEngine:
         return frame.transforms.lookup(target, source)
 
     def _listed(self, views: list[CandidateView]) -> list[CandidateView]:
-        """Candidates worth listing: in front of the camera and visible, closest first."""
+        """Candidates worth listing in the prompt: the ``max_candidates`` closest visible."""
+        return self._visible(views)[: self.config.max_candidates]
+
+    @staticmethod
+    def _visible(views: list[CandidateView]) -> list[CandidateView]:
+        """Candidates in front of the camera and in the image, closest first."""
         vis = [v for v in views if v.box_optical.center[2] > 0 and v.box_2d is not None]
         vis.sort(key=lambda v: float(np.linalg.norm(v.box_optical.center)))
-        return vis[: self.config.max_candidates]
+        return vis
 
     def _images_and_texts(self, frame: SensorFrame, qs: list[Query], listed: list[CandidateView],
                           marks: bool = False):

@@ -26,7 +26,9 @@ def program_objects(engine, frame, qs, listed, colours, tags, context, image, T_
                     output_frame, distinct):
     """(found, refused, canonical): {query index: object} answered by the program, the query
     indices refused (too long), and {query index: canonical wording} for the queries left to
-    the model. ``engine``: the SpatialEngine (its backend, prompts, config, counters)."""
+    the model. ``engine``: the SpatialEngine (its backend, prompts, config, counters);
+    ``listed``: every visible candidate, closest first (the prompt's tags name the first
+    ``len(tags)`` of them; the model cannot score the others)."""
     from spatial_ros.language.grounding import object_views, tag_scorer
     from spatial_ros.language.parser import QueryTooLong, parse_refexpr
     from spatial_ros.language.program import Program, describe_view
@@ -39,8 +41,12 @@ def program_objects(engine, frame, qs, listed, colours, tags, context, image, T_
     adapter = engine.backend.adapter
     scorer = None
     if cfg.name_scores and tags:
-        scorer = tag_scorer(lambda phrase: engine.backend.score_choices(
-            image, adapter.grounding_prompt(engine.prompts, phrase, context), tags))
+        def scores(phrase: str):
+            lp = list(engine.backend.score_choices(
+                image, adapter.grounding_prompt(engine.prompts, phrase, context), tags))
+            return lp + [-np.inf] * (len(listed) - len(lp))  # unlisted: the model cannot say
+
+        scorer = tag_scorer(scores)
     prog = Program(views, vp, scorer)
     found: dict[int, GroundedObject] = {}
     taken: set[int] = set()
