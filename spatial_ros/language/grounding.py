@@ -104,6 +104,7 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
             label=v.candidate.label or "",
             points=None if P is None else P @ T[:3, :3].T + T[:3, 3],
             in_view=in_view_share(v, frame.camera),
+            score=float(v.candidate.score),
             colour_bands=band_colours(frame, v, T),
         ))
     return views, Viewpoint.from_camera_pose(T)
