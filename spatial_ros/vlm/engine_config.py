@@ -143,9 +143,10 @@ class EngineStats:
     retries: int = 0
     ranked: int = 0
     reassigned: int = 0
-    program: int = 0
-    ambiguous: int = 0
-    program_fallbacks: int = 0
+    program: int = 0  # queries the referring-expression program answered
+    ambiguous: int = 0  # ... of them marked ambiguous
+    program_fallbacks: int = 0  # queries it left to the model
+    unmatched: int = 0  # queries whose spatial words no candidate satisfies (no object)
     total_ms: float = 0.0
     generate_ms: float = 0.0
     new_tokens: int = 0

@@ -3,10 +3,12 @@ the grounding program (``language.program``) over the listed candidates, before 
 
 A query the program answers becomes the listed candidate's object (its fused geometry, the
 program's score, why it was chosen and whether the words were ambiguous). A query it cannot
-answer well — a noun the lexicon lacks with a backend that cannot score names, a noun phrase no
-listed candidate fits (the object may be missing from the list), an image-region query — goes
-to the model, in the canonical wording the model was trained on ("the crimson crate" -> "the
-red box"). A query longer than the parser accepts is refused and counted as a failure.
+answer well — a noun the lexicon lacks with a backend that cannot score names, a plain noun
+phrase no listed candidate fits (the object may be missing from the list), an image-region
+query — goes to the model, in the canonical wording the model was trained on ("the crimson
+crate" -> "the red box"). A query with spatial words that no candidate satisfies gets no object
+(the model would ignore the spatial words and guess; counted in ``EngineStats.unmatched``). A
+query longer than the parser accepts is refused and counted as a failure.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ def program_objects(engine, frame, qs, listed, colours, tags, context, image, T_
         res = prog.resolve(expr, frozenset(taken) if distinct else frozenset())
         fit = 0.0 if res.index is None else float(prog.membership(expr.np)[res.index])
         if res.index is None or fit < cfg.min_membership:
+            if expr.constraints and prog.resolvable(expr):
+                # spatial words the model cannot read (it answers "the can on the left" and
+                # "the can on the right" alike): no object rather than a guess
+                refused.add(i)
+                engine.stats.unmatched += 1
+                log.debug("query %d %r: no object (%s)", i, q.text, res.explanation)
+                continue
             engine.stats.program_fallbacks += 1
             if expr.np.head or expr.np.colours:
                 canonical[i] = expr.render()
