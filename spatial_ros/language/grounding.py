@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from spatial_ros.language.categories import shape_score
 from spatial_ros.language.program import ObjectView
+from spatial_ros.language.surface import (
+    VEHICLES,
+    SurfaceEvidence,
+    road_clearance,
+    surface_scatter,
+    vegetation_share,
+)
 from spatial_ros.spatial.predicates import Viewpoint
 from spatial_ros.types import SensorFrame
 from spatial_ros.vlm.appearance import object_colours
@@ -94,20 +102,59 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
                  colours: Sequence[dict[str, float]]) -> tuple[list[ObjectView], Viewpoint]:
     """ObjectViews of the listed candidates and the camera viewpoint, both in the z-up frame."""
     name, T = zup_frame(frame, listed)
+    scene = _scene_points(frame, name)
     views = []
     for v, col in zip(listed, colours, strict=True):
         P = candidate_points_optical(v)
+        P_zup = None if P is None else P @ T[:3, :3].T + T[:3, 3]
         views.append(ObjectView(
             box=v.box_optical.transformed(T, name),
             center_optical=np.asarray(v.box_optical.center, dtype=np.float64),
             colours=dict(col),
             label=v.candidate.label or "",
-            points=None if P is None else P @ T[:3, :3].T + T[:3, 3],
+            points=P_zup,
             in_view=in_view_share(v, frame.camera),
             score=float(v.candidate.score),
             colour_bands=band_colours(frame, v, T),
+            surface=surface_evidence(frame, v, P, P_zup, scene, T[:3, 3]),
         ))
     return views, Viewpoint.from_camera_pose(T)
+
+
+def _scene_points(frame: SensorFrame, zup: str) -> np.ndarray | None:
+    """The frame's whole scan in the z-up frame ``zup`` ((N, 3) metres), None without one."""
+    if frame.points is None or not len(frame.points):
+        return None
+    P = np.asarray(frame.points[:, :3], dtype=np.float64)
+    src = frame.points_frame or ""
+    if src == zup:
+        return P
+    try:
+        T = frame.transforms.lookup(zup, src)
+    except Exception:  # noqa: BLE001 - frames not connected: no road cue
+        return None
+    return P @ T[:3, :3].T + T[:3, 3]
+
+
+def surface_evidence(frame: SensorFrame, v: CandidateView, P_opt, P_zup, scene,
+                     origin) -> SurfaceEvidence | None:
+    """The vehicle cues (``language.surface``) of a candidate the specialist labelled a
+    vehicle or whose box is vehicle-sized; None for others and for candidates without points."""
+    from spatial_ros.geometry.camera import project_points
+
+    if P_opt is None or len(P_opt) < 5:
+        return None
+    label = (v.candidate.label or "").lower()
+    if label and label not in VEHICLES:
+        return None
+    if not label and max(shape_score(c, v.box_optical) for c in VEHICLES) < 0.5:
+        return None
+    uv, front = project_points(P_opt, frame.camera)
+    road = road_clearance(P_zup, scene, origin)
+    return SurfaceEvidence(vegetation=vegetation_share(frame.image, uv[front]),
+                           scatter=surface_scatter(P_zup),
+                           clearance=None if road is None else road[0],
+                           top=None if road is None else road[1])
 
 
 def in_view_share(v: CandidateView, camera) -> float:

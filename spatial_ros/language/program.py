@@ -28,6 +28,7 @@ import numpy as np
 from spatial_ros.language import colours as colour_match
 from spatial_ros.language.categories import category_score, extents
 from spatial_ros.language.refexpr import Extreme, NounPhrase, RefExpr, Relation
+from spatial_ros.language.surface import VEHICLES, SurfaceEvidence, vehicle_likelihood
 from spatial_ros.spatial import predicates as P
 from spatial_ros.types import Box3D
 
@@ -60,6 +61,8 @@ class ObjectView:
         score: the specialist's confidence in [0, 1] (LiDAR: from its number of points;
             kept for explanations; weighting memberships by it lowered accuracy on held-out
             street scenes, where far true objects have few points too).
+        surface: vehicle cues of a vehicle-labelled or vehicle-sized LiDAR candidate
+            (``language.surface``), None otherwise.
     """
 
     box: Box3D
@@ -70,6 +73,7 @@ class ObjectView:
     in_view: float = 1.0
     score: float = 1.0
     colour_bands: dict[str, dict[str, float]] = field(default_factory=dict)
+    surface: SurfaceEvidence | None = None
 
     def colours_for(self, categories: tuple[str, ...]) -> dict[str, float]:
         """The colours a phrase about ``categories`` refers to: a car's paint (below the
@@ -156,17 +160,21 @@ class Program:
 
     def membership(self, np_: NounPhrase) -> np.ndarray:
         """(N,) membership in [0, 1] of every candidate in the phrase's set, from the
-        candidates' shapes and colours (the model only breaks ties: ``_tie_break``); for a
-        noun the lexicon lacks, the model's relative scores for the phrase."""
-        n = len(self.views)
+        candidates' shapes and colours (the model only breaks ties: ``_tie_break``) and, for
+        vehicle nouns, the LiDAR cues that tell a car from a hedge (``language.surface``); for
+        a noun the lexicon lacks, the model's relative scores for the phrase."""
         seen = np.array([min(1.0, v.in_view / IN_VIEW) for v in self.views])
         if np_.head and not np_.categories:
             rel = self._model_scores(np_.canonical())
             if rel is not None:
                 return np.clip(rel, 0.0, 1.0) * seen
         m = seen.copy()
+        vehicle = bool(np_.categories) and all(c in VEHICLES for c in np_.categories)
+        green = any(t == "green" for c in np_.colours for t, _ in c.terms)
         for k, v in enumerate(self.views):
             m[k] *= category_score(np_.categories, v.box, v.label, v.points)
+            if vehicle and v.surface is not None:
+                m[k] *= vehicle_likelihood(v.surface, np_.categories, green_named=green)
             cols = v.colours_for(np_.categories) if np_.colours else {}
             for c in np_.colours:
                 if cols:

@@ -1,0 +1,113 @@
+"""Vehicle cues of LiDAR candidates (foliage colour, surface scatter, height above the road) on
+hand-built points and pixels with known answers, and their effect on the program: a hedge
+with a car-sized box is not "the car on the left"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spatial_ros.language.parser import parse_refexpr
+from spatial_ros.language.program import ObjectView, Program
+from spatial_ros.language.surface import (
+    SurfaceEvidence,
+    road_clearance,
+    surface_scatter,
+    vegetation_share,
+    vehicle_likelihood,
+)
+from spatial_ros.spatial.predicates import Viewpoint
+from spatial_ros.types import Box3D
+
+RNG = np.random.default_rng(7)
+
+
+def _image(rgb) -> tuple[np.ndarray, np.ndarray]:
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:] = rgb
+    uv = np.stack(np.meshgrid(np.arange(5, 55, 5), np.arange(5, 35, 5)), -1).reshape(-1, 2)
+    return img, uv.astype(float)
+
+
+def test_vegetation_share_counts_dull_green_not_paint():
+    assert vegetation_share(*_image((60, 95, 40))) == 1.0  # leaves: ExG 0.41, g > r
+    assert vegetation_share(*_image((30, 170, 30))) == 0.0  # green paint: ExG 1.0
+    assert vegetation_share(*_image((220, 200, 40))) == 0.0  # yellow paint: g < r
+    assert vegetation_share(*_image((128, 128, 128))) == 0.0
+    img, uv = _image((128, 128, 128))
+    img[:, 30:] = (60, 95, 40)
+    assert 0.3 < vegetation_share(img, uv) < 0.7
+    assert vegetation_share(img, np.array([[-5.0, 3.0], [np.nan, 1.0]])) is None
+
+
+def test_scatter_is_low_on_a_panel_and_high_in_foliage():
+    n = 3000
+    panel = np.column_stack([RNG.uniform(0, 4, n), np.full(n, 2.0), RNG.uniform(-1.5, 0, n)])
+    panel[:, 1] += RNG.normal(0, 0.02, n)  # 2 cm range noise
+    bush = RNG.uniform([0, 2, -1.5], [4, 3.5, 0.5], (n, 3))
+    assert surface_scatter(panel) < 0.09 < 0.15 < surface_scatter(bush)
+    assert vehicle_likelihood(SurfaceEvidence(scatter=surface_scatter(panel))) == 1.0
+    assert vehicle_likelihood(SurfaceEvidence(scatter=surface_scatter(bush))) == pytest.approx(0.1)
+    assert surface_scatter(panel[:10]) is None
+    assert surface_scatter(None) is None
+
+
+def _road(x0, x1, z=-1.7, n=4000):
+    return np.column_stack([RNG.uniform(x0, x1, n), RNG.uniform(-3, 3, n), np.full(n, z)])
+
+
+def test_clearance_and_top_are_measured_from_the_road_in_front():
+    car = np.column_stack([RNG.uniform(10, 14, 500), RNG.uniform(-0.9, 0.9, 500),
+                           RNG.uniform(-1.4, -0.2, 500)])
+    scene = np.vstack([_road(1, 20), car])
+    clr, top = road_clearance(car, scene, np.zeros(3))
+    assert abs(clr - 0.3) < 0.02 and abs(top - 1.5) < 0.02
+    # on a 5 % slope the road in front of the object counts, not the road under the sensor
+    slope = _road(1, 20)
+    slope[:, 2] += 0.05 * slope[:, 0]
+    car_up = car + [0, 0, 0.05 * 10]
+    clr, _ = road_clearance(car_up, np.vstack([slope, car_up]), np.zeros(3))
+    assert abs(clr - 0.3) < 0.05
+    # a hedge seen over a fence: starts 1.1 m up and reaches 2.7 m
+    hedge = car + [0, 0, 0.8]
+    clr, top = road_clearance(hedge, np.vstack([_road(1, 20), hedge]), np.zeros(3))
+    assert abs(clr - 1.1) < 0.02 and abs(top - 2.3) < 0.02
+    assert road_clearance(car, car, np.zeros(3)) is None  # no road seen
+
+
+def test_vehicle_likelihood():
+    car = SurfaceEvidence(vegetation=0.02, scatter=0.03, clearance=0.3, top=1.5)
+    assert vehicle_likelihood(car) == 1.0
+    hedge = SurfaceEvidence(vegetation=0.5, scatter=0.15, clearance=1.1, top=2.6)
+    assert vehicle_likelihood(hedge) == 0.05
+    green_car = SurfaceEvidence(vegetation=0.6, scatter=0.03, clearance=0.3, top=1.5)
+    assert vehicle_likelihood(green_car) <= 0.1
+    assert vehicle_likelihood(green_car, ("car",), green_named=True) == 1.0
+    tall = SurfaceEvidence(vegetation=0.0, scatter=0.03, clearance=0.3, top=2.6)
+    assert vehicle_likelihood(tall, ("car",)) < 0.3  # no car is 2.6 m tall ...
+    assert vehicle_likelihood(tall, ("van",)) == 1.0  # ... a van may be
+    assert vehicle_likelihood(tall, ("truck",)) == 1.0
+    assert vehicle_likelihood(SurfaceEvidence()) == 1.0  # nothing measured: no opinion
+
+
+def _car_view(x, y, surface) -> ObjectView:
+    box = Box3D.from_yaw([x, y, -0.9], [4.0, 1.7, 1.5], 0.0, "velodyne")
+    c = np.array([-y, 0.9, x])  # optical: x right, y down, z forward
+    return ObjectView(box, c, {"gray": 1.0}, label="car", surface=surface)
+
+
+def test_a_hedge_with_a_car_sized_box_is_not_the_car_on_the_left():
+    T = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0],
+                  [0.0, 0.0, 0.0, 1.0]])
+    vp = Viewpoint.from_camera_pose(T)
+    car = SurfaceEvidence(vegetation=0.02, scatter=0.03, clearance=0.3, top=1.5)
+    hedge = SurfaceEvidence(vegetation=0.4, scatter=0.16, clearance=1.1, top=2.4)
+    views = [_car_view(10, 6, hedge), _car_view(8, 2, car), _car_view(12, -3, car)]
+    prog = Program(views, vp)
+    assert prog.resolve(parse_refexpr("the car on the left")).index == 1
+    assert prog.resolve(parse_refexpr("the second car from the left")).index == 2
+    assert prog.resolve(parse_refexpr("the closest car")).index == 1
+    # without the cues the hedge is the leftmost "car"
+    for v in views:
+        v.surface = None
+    assert Program(views, vp).resolve(parse_refexpr("the car on the left")).index == 0
