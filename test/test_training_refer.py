@@ -136,3 +136,21 @@ def test_training_colours_equal_the_engines_for_the_same_boxes():
     seen = [(dominant(frame.colours(o.box_optical)), by_id[o.id].colour) for o in frame.objects
             if o.visible > 0.9]
     assert seen and sum(a == b for a, b in seen) >= 0.8 * len(seen)
+
+
+def test_card_table_pools_kinds_by_query_count():
+    from training.refer_table import MODES, pooled, table
+
+    kinds = {"colour_synonym": {"n": 10, "acc_iou25": 0.5, "ceiling_iou25": 1.0},
+             "noun_synonym": {"n": 30, "acc_iou25": 1.0, "ceiling_iou25": 0.9},
+             "ambiguous": {"n": 4, "flagged": 0.75}}
+    p = pooled(kinds, ("colour_synonym", "noun_synonym", "casual"))
+    assert p["n"] == 40
+    assert p["acc_iou25"] == pytest.approx(35 / 40)
+    assert p["ceiling_iou25"] == pytest.approx(37 / 40)
+    assert pooled(kinds, ("viewer",)) is None
+    md = table({m: {"kinds": kinds} for m in MODES})
+    lines = md.splitlines()
+    assert "| *paraphrases* (pooled) | 40 | 92.5 % | 87.5 % | 87.5 % | 87.5 % |" in lines
+    assert any(ln.startswith("| ambiguous | 4 |") and "flagged 75.0 %" in ln for ln in lines)
+    assert not any("spatial" in ln for ln in lines)  # no spatial kind measured: no row
