@@ -348,3 +348,7 @@ def test_evaluate_metrics_on_a_scripted_perfect_backend(monkeypatch):
     assert wc["acc_iou25"] >= 0.5  # fused to LiDAR boxes
     assert 0.5 <= wc["candidate_ceiling_iou25"] <= 1.0  # the LiDAR boxes match most objects
     assert m["grounding"]["without_candidates"]["parse_failure_rate"] == 0.0
+    # the model alone (referring: model) gets every caption: its true boxes fuse to LiDAR boxes
+    ma = m["grounding"]["with_candidates_model_alone"]
+    assert ma["queries"] == wc["queries"] and ma["parse_failure_rate"] == 0.0
+    assert ma["acc_iou25"] >= 0.5

@@ -92,6 +92,10 @@ def _metrics_rows(m: dict) -> list[str]:
         f"| grounding with LiDAR candidates, Acc@IoU0.5 | {_pct(wc['acc_iou50'])} |",
         f"| (ceiling: a LiDAR candidate matches the object, IoU >= 0.25) | "
         f"{_pct(wc.get('candidate_ceiling_iou25', float('nan')))} |",
+        *([f"| grounding with LiDAR candidates by the model alone (`referring: model`), "
+           f"Acc@IoU0.25 / parse failures | {_pct(g['with_candidates_model_alone']['acc_iou25'])}"
+           f" / {_pct(g['with_candidates_model_alone']['parse_failure_rate'])} |"]
+          if "with_candidates_model_alone" in g else []),
         f"| grounding without candidates, Acc@IoU0.25 | {_pct(nc['acc_iou25'])} |",
         f"| parse failures (with / without candidates) | {_pct(wc['parse_failure_rate'])} / "
         f"{_pct(nc['parse_failure_rate'])} |",
@@ -205,12 +209,11 @@ def write_card(run: Path, ev: dict, rnd: dict | None, out: Path,
     meta = json.loads((out / "spatial_ros_vlm.json").read_text())
     stages = summary["stages"]
     rows = _metrics_rows(ev)
-    rnd_rows = _metrics_rows(rnd) if rnd else []
+    rnd_rows = dict(r.strip("|").split("|")[:2] for r in _metrics_rows(rnd)) if rnd else {}
     table = ["| metric (held-out simulated tabletop) | trained | random init |", "|---|---|---|"]
-    for k, r in enumerate(rows):
+    for r in rows:
         label, val = r.strip("|").split("|")[:2]
-        rv = rnd_rows[k].strip("|").split("|")[1] if rnd_rows else " n/a "
-        table.append(f"|{label}|{val}|{rv}|")
+        table.append(f"|{label}|{val}|{rnd_rows.get(label, ' n/a ')}|")
     size = (out / "model.safetensors").stat().st_size
     commands = COMMANDS
     if summary.get("exported_from"):
