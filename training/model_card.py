@@ -56,10 +56,10 @@ python -m training.evaluate --random-init default --frames 60 --out runs/eval_ra
 python -m training.model_card --run runs/default --eval runs/eval_default \\
     --random runs/eval_random --out models/default"""
 
-# Stage 7 (issue #18), continuing the six-stage model above (shipped in commit 636f7fb, whose
-# data read candidate colours at the 2D box centre; this stage's data reads each box's own
-# pixels as the engine does).
-COMMANDS_REFER = """\
+# Stages 7-8 (issue #18), continuing the six-stage model above (shipped in commit 636f7fb,
+# whose data read candidate colours at the 2D box centre; these stages' data read each box's
+# own pixels as the engine does).
+_REFER_DATA = """\
 python -m training.generate_data --out data/refer --frames 3000 --first-frame 8000 \\
     --samples-per-frame 2 --shard-size 1000 --max-turns 8 --street-fraction 0.25 \\
     --specialist-fraction 1.0 --specialist-prob 0.6 --max-candidates 16 --candidate-index \\
@@ -68,16 +68,35 @@ python -m training.generate_data --out data/refer --frames 3000 --first-frame 80
 # the six-stage model as shipped (runs/default/model above, saved in float16):
 mkdir -p runs/six_stage && git archive 636f7fb models/default | tar -x -C runs/six_stage
 python -m training.finetune --config training/configs/default.yaml \\
-    --model runs/six_stage/models/default --stages refer --out runs/refer
-python -m training.evaluate --model runs/refer/model --frames 60 --out runs/eval_refer
+    --model runs/six_stage/models/default --stages refer --out runs/refer"""
+_REFER_MORE = """\
+python -m training.generate_data --out data/refer2 --frames 3000 --first-frame 11000 \\
+    --samples-per-frame 2 --shard-size 1000 --max-turns 8 --street-fraction 0.25 \\
+    --specialist-fraction 1.0 --specialist-prob 0.6 --max-candidates 16 --candidate-index \\
+    --candidate-sizes --tasks 0.35,0.05,0.05,0.05,0.5 --ray
+python -m training.finetune --config training/configs/default.yaml --model runs/refer/model \\
+    --stages refer_more --out runs/refer_more"""
+_REFER_EVAL = """\
+python -m training.evaluate --model {run}/model --frames 60 --out runs/eval_{name}
 python -m training.evaluate --random-init default --frames 60 --out runs/eval_random
-spatial-ros bench refer --scenario tabletop --frames 40 --compare --model runs/refer/model \\
-    --json runs/bench/after_tabletop.json
-spatial-ros bench refer --scenario street --frames 40 --compare --model runs/refer/model \\
-    --json runs/bench/after_street.json
-python -m training.model_card --run runs/refer --eval runs/eval_refer \\
-    --random runs/eval_random --refer tabletop=runs/bench/after_tabletop.json \\
-    --refer street=runs/bench/after_street.json --out models/default"""
+for s in tabletop street; do
+  spatial-ros bench refer --scenario $s --frames 40 --compare --model {run}/model \\
+      --json runs/bench/after_$s.json
+  spatial-ros bench refer --scenario $s --frames 40 --compare \\
+      --model runs/six_stage/models/default --json runs/bench/before_$s.json
+done
+python -m training.model_card --run {run} --eval runs/eval_{name} --random runs/eval_random \\
+    --refer tabletop=runs/bench/after_tabletop.json --refer street=runs/bench/after_street.json \\
+    --refer-before tabletop=runs/bench/before_tabletop.json \\
+    --refer-before street=runs/bench/before_street.json --out models/default"""
+
+
+def refer_commands(more: bool) -> str:
+    """The commands of stage 7 (and 8 when ``more``), evaluation and shipping."""
+    run = "runs/refer_more" if more else "runs/refer"
+    parts = [_REFER_DATA] + ([_REFER_MORE] if more else [])
+    parts.append(_REFER_EVAL.format(run=run, name=run.split("/")[1]))
+    return "\n".join(parts)
 
 
 def _pct(x: float) -> str:
@@ -224,10 +243,11 @@ def write_card(run: Path, ev: dict, rnd: dict | None, out: Path,
             f"python -m training.finetune --config training/configs/default.yaml "
             f"--out runs/default --export runs/default/{ck.parent.name}/{ck.name}\n", 1)
     ref = _refer_stage(summary)
+    more = next((s for s in summary["stages"] if s["name"] == "refer_more"), None)
     refer_text = ""
     if ref is not None:
-        commands += ("\n# stage 7 (issue #18): referring expressions, continuing the six "
-                     "stages\n" + COMMANDS_REFER)
+        commands += ("\n# stages 7-8 (issue #18): referring expressions, continuing the six "
+                     "stages\n" + refer_commands(more is not None))
         refer_text = f"""
 - Referring expressions (stage `refer`, {ref.get('rows', '?')} rows, issue #18), continuing
   the six-stage model: 3000 further simulated scenes (75 % tabletop, 25 % street, each with a
@@ -240,6 +260,16 @@ def write_card(run: Path, ev: dict, rnd: dict | None, out: Path,
   object; 35 % grounding with captions, 5 % each LV3D, VQA, visual prompts. The candidates'
   colour words are read from each box's own pixels exactly as the engine reads them (LiDAR
   points, else depth pixels inside the box: `vlm.appearance.object_colours`)."""
+        if more is not None:
+            refer_text += f"""
+- Stage `refer_more` ({more.get('rows', '?')} rows): the same kinds of data on 3000 further
+  scenes (no real frames) mixed with stage 7's, at a lower rate."""
+    program_text = "" if ref is None else """
+Since issue #18 the engine resolves referring expressions with its grounding program first
+(`referring: program`, `spatial_ros/vlm/referring.py`): the model scores the listed tags for
+each noun phrase (breaking ties between candidates of one category) and answers what the
+program cannot (unknown nouns, objects missing from the list) in canonical wording; with
+`referring: model` every query goes to the model as before."""
     text = f"""# spatial_ros default model
 
 A {meta.get('parameters', 0) / 1e6:.1f} M-parameter LLaVA-architecture spatial VLM (CLIP-style
@@ -254,6 +284,7 @@ candidate
 (set-of-marks style selection; the engine then returns that candidate's box), and with a box of
 its own when no listed candidate matches. It is a small demonstration model for `make demo`
 and tests, not a general VLM.
+{program_text}
 
 {_status(ev)}
 
@@ -291,6 +322,9 @@ held-out simulated tabletop scenes (seeds never used in training). Grounding cou
 visible object whose caption is unique in view; a query with no box counts as a miss.
 "VQA via grounding + predicates" is how `spatial-ros ask` answers: the model grounds the named
 objects, `spatial_ros.spatial` computes the answer. "Direct" is the model's own text answer.
+The rows "with LiDAR candidates" are the product path (`referring: program`, which answers most
+captions from shape and colour without the model: hence the random-init model's score there);
+"by the model alone" sends each caption to the model (`referring: model`).
 
 {chr(10).join(table)}
 
