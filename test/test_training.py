@@ -290,6 +290,35 @@ def test_finetune_resume_continues_from_the_checkpoint(tiny_data, tmp_path):
     assert s["losses"][4] < first[0] - 0.2
 
 
+def test_finetune_continues_a_trained_model_with_chosen_stages(tiny_data, tmp_path):
+    """``--model DIR --stages NAME`` runs only that stage of a config, from DIR's weights, and
+    the new model's metadata keeps DIR's earlier stages."""
+    from safetensors.numpy import load_file
+
+    from training.finetune import main
+
+    data = str(tiny_data / "*.parquet")
+    cfg = tmp_path / "two.yaml"
+    stage = "max_steps: 2, batch_size: 2, lr: 0.001, warmup_steps: 0"
+    cfg.write_text(f"init: test\nthreads: 2\nsave_steps: 100\nstages:\n"
+                   f"  - {{name: first, data: ['{data}'], {stage}}}\n"
+                   f"  - {{name: second, data: ['{data}'], {stage}}}\n")
+    assert main(["--config", str(cfg), "--out", str(tmp_path / "a"), "--stages", "first"]) == 0
+    first = tmp_path / "a" / "model"
+    assert main(["--config", str(cfg), "--model", str(first), "--stages", "second",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert not (tmp_path / "b" / "first").exists()  # only the chosen stage ran
+    meta = json.loads((tmp_path / "b" / "model" / "spatial_ros_vlm.json").read_text())
+    assert [s["name"] for s in meta["stages"]] == ["first", "second"]
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert [s.get("prior", False) for s in summary["stages"]] == [True, False]
+    a, b = load_file(first / "model.safetensors"), load_file(
+        tmp_path / "b" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and any(not np.array_equal(a[k], b[k]) for k in a)
+    assert main(["--config", str(cfg), "--model", str(first), "--stages", "third",
+                 "--out", str(tmp_path / "c")]) == 2  # an unknown stage is refused
+
+
 def test_evaluate_metrics_on_a_scripted_perfect_backend(monkeypatch):
     """The evaluator scores a backend that answers with the true box as perfect grounding."""
     from training import evaluate as ev
@@ -319,3 +348,7 @@ def test_evaluate_metrics_on_a_scripted_perfect_backend(monkeypatch):
     assert wc["acc_iou25"] >= 0.5  # fused to LiDAR boxes
     assert 0.5 <= wc["candidate_ceiling_iou25"] <= 1.0  # the LiDAR boxes match most objects
     assert m["grounding"]["without_candidates"]["parse_failure_rate"] == 0.0
+    # the model alone (referring: model) gets every caption: its true boxes fuse to LiDAR boxes
+    ma = m["grounding"]["with_candidates_model_alone"]
+    assert ma["queries"] == wc["queries"] and ma["parse_failure_rate"] == 0.0
+    assert ma["acc_iou25"] >= 0.5

@@ -8,11 +8,13 @@ Held-out frames are simulated tabletop scenes from the ``test`` seed range (neve
 
 - 3D grounding of every object whose caption is unique in view (visible >= 30 %), through the
   product path (``SpatialEngine.ground``): with the LiDAR specialist's candidates in the prompt
-  (and fusion), and without candidates. Acc@IoU 0.25 / 0.5 = share of queries whose returned box
-  (base_link) has 3D IoU >= 0.25 / 0.5 with the truth; a query with no returned box counts as a
-  miss. Parse-failure rate = unparseable answers / queries. ``candidate_ceiling_iou25``: share
-  of queries for which some LiDAR candidate has IoU >= 0.25 with the truth (the most that
-  selecting a candidate can reach).
+  (and fusion), and without candidates; and with candidates by the model alone
+  (``referring: model``: the caption goes to the model, not to the grounding program, which
+  answers most captions without it), which measures the model's own selection. Acc@IoU
+  0.25 / 0.5 = share of queries whose returned box (base_link) has 3D IoU >= 0.25 / 0.5 with the
+  truth; a query with no returned box counts as a miss. Parse-failure rate = unparseable
+  answers / queries. ``candidate_ceiling_iou25``: share of queries for which some LiDAR
+  candidate has IoU >= 0.25 with the truth (the most that selecting a candidate can reach).
 - Spatial VQA on generated questions (``spatial_ros.spatial.qa``): (a) *grounded*: the package's
   ``ask`` path — ground the named objects with candidates, answer with the predicates; (b)
   *direct*: the model's own text answer to the question. Qualitative accuracy; quantitative: share
@@ -98,6 +100,7 @@ def evaluate(backend, frames: int = 60, qa_per_frame: int = 6, seed: int = 0,
 
     with_c = SpatialEngine(backend, EngineConfig())
     without = SpatialEngine(backend, EngineConfig(specialist_prompts=False, fuse=False))
+    model_alone = SpatialEngine(backend, EngineConfig(referring="model"))
     lidar = LidarSpecialist(LidarSpecialistConfig.preset("tabletop"))
     rng = np.random.default_rng(seed)
     g = defaultdict(list)
@@ -115,11 +118,13 @@ def evaluate(backend, frames: int = 60, qa_per_frame: int = 6, seed: int = 0,
         found_c = {o.query: o for o in with_c.ground(sf, queries, cands, "base_link")}
         lat.append((time.perf_counter() - t0) * 1e3)
         found_n = {o.query: o for o in without.ground(sf, queries, None, "base_link")}
+        found_m = {o.query: o for o in model_alone.ground(sf, queries, cands, "base_link")}
         for o in objs:
             # the ceiling of selection: does any LiDAR candidate match this object?
             g["candidate_ceiling"].append(max((iou_3d(c.box, o.box) for c in cands),
                                               default=0.0))
-            for name, found in (("with_candidates", found_c), ("without_candidates", found_n)):
+            for name, found in (("with_candidates", found_c), ("without_candidates", found_n),
+                                ("with_candidates_model_alone", found_m)):
                 p = found.get(o.caption)
                 iou = iou_3d(p.box, o.box) if p is not None else 0.0
                 g[name].append(iou)
@@ -162,7 +167,8 @@ def evaluate(backend, frames: int = 60, qa_per_frame: int = 6, seed: int = 0,
         # selecting among the LiDAR specialist's boxes can reach
         out["grounding"]["with_candidates"]["candidate_ceiling_iou25"] = float(
             (ceiling >= 0.25).mean())
-    for eng, name in ((with_c, "with_candidates"), (without, "without_candidates")):
+    for eng, name in ((with_c, "with_candidates"), (without, "without_candidates"),
+                      (model_alone, "with_candidates_model_alone")):
         q = max(eng.stats.queries, 1)
         out["grounding"].setdefault(name, {})["parse_failure_rate"] = \
             eng.stats.parse_failures / q

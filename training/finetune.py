@@ -7,6 +7,9 @@
         --lora --freeze-vision --out runs/lora
     # resume after an interruption (same command + --resume):
     python -m training.finetune --config training/configs/default.yaml --out runs/default --resume
+    # continue a trained model with some stages of a config (the others count as done):
+    python -m training.finetune --config training/configs/default.yaml --model models/default \
+        --stages refer --out runs/refer
     # several GPUs:
     torchrun --nproc_per_node 8 -m training.finetune --config ... (or: accelerate launch -m ...)
 
@@ -93,6 +96,8 @@ class FinetuneConfig:
         save_steps: checkpoint period (steps); checkpoints allow ``--resume``.
         save_dtype: dtype of the saved weights ("float32", "bfloat16", "float16").
         logging_steps: loss logging period.
+        only: run only these stages (names), continuing ``model``; the other stages are taken
+            as done in it (its metadata's ``stages`` are kept in the new model's).
     """
 
     out: str = "runs/default"
@@ -109,9 +114,17 @@ class FinetuneConfig:
     save_steps: int = 250
     save_dtype: str = "float32"
     logging_steps: int = 25
+    only: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.stages = [s if isinstance(s, StageConfig) else StageConfig(**s) for s in self.stages]
+        self.init = self.init or None
+        if self.only is not None:
+            names = [s.name for s in self.stages]
+            unknown = [n for n in self.only if n not in names]
+            if unknown or not self.only:
+                raise ConfigError(f"stages {unknown or self.only} not in the config's stages "
+                                  f"{names}")
         if (self.model is None) == (self.init is None):
             raise ConfigError("give exactly one of --model DIR (local) or --init default|test")
         if not self.stages:
@@ -413,7 +426,14 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
         model = apply_lora(model, cfg)
     pad_id = processor.tokenizer.pad_token_id
     summary: dict = {"stages": [], "config": dataclasses.asdict(cfg)}
+    if cfg.only:
+        from spatial_ros.vlm.tiny import read_meta
+
+        # the stages the start model already went through (its card lists them too)
+        summary["stages"] = [{**s, "prior": True} for s in read_meta(src).get("stages", [])]
     for stage in cfg.stages:
+        if cfg.only and stage.name not in cfg.only:
+            continue
         sdir = out / stage.name
         done_marker = sdir / "done.json"
         if resume and done_marker.exists():
@@ -513,14 +533,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--save-dtype", default=None)
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    ap.add_argument("--stages", default=None,
+                    help="NAME[,NAME]: run only these stages of --config, continuing --model "
+                    "(e.g. --model models/default --stages refer)")
     ap.add_argument("--export", metavar="CHECKPOINT",
                     help="do not train: ship this checkpoint of the run as <out>/model")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     try:
         over = {"out": a.out, "model": a.model, "init": a.init, "threads": a.threads,
-                "save_dtype": a.save_dtype, "lora": a.lora or None, "qlora": a.qlora or None}
+                "save_dtype": a.save_dtype, "lora": a.lora or None, "qlora": a.qlora or None,
+                "only": a.stages.split(",") if a.stages else None}
         if a.config:
+            if a.model and not a.init:
+                over["init"] = ""  # --model replaces the config's random init
             cfg = load_config(a.config, **over)
         else:
             cfg = FinetuneConfig(**{k: v for k, v in over.items() if v is not None},

@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples-per-frame", type=int, default=2)
     ap.add_argument("--shard-size", type=int, default=1000, help="rows per parquet shard")
     ap.add_argument("--tasks", default="0.6,0.15,0.15,0.1",
-                    help="weights of ground,lv3d,vqa,vip conversations")
+                    help="weights of ground,lv3d,vqa,vip[,refer] conversations (refer: "
+                    "referring expressions of every kind, answered with a listed tag)")
     ap.add_argument("--max-turns", type=int, default=3, help="QA pairs per conversation")
     ap.add_argument("--real", action="append", default=[],
                     help="folder of real KITTI / SUN RGB-D-format frames (repeatable)")

@@ -2,6 +2,10 @@
 
     python -m training.model_card --run runs/default --eval runs/eval_default \
         --random runs/eval_random --out models/default
+    # with the referring-expression table by query kind (spatial-ros bench refer --json):
+    python -m training.model_card --run runs/refer --eval runs/eval_refer \
+        --random runs/eval_random --refer tabletop=runs/bench/after_tabletop.json \
+        --refer-before tabletop=runs/bench/before_tabletop.json --out models/default
 
 The card records the data, the exact commands, seed, wall time, hardware and the held-out
 metrics of the model and of a random-init model of the same architecture (for contrast).
@@ -52,6 +56,48 @@ python -m training.evaluate --random-init default --frames 60 --out runs/eval_ra
 python -m training.model_card --run runs/default --eval runs/eval_default \\
     --random runs/eval_random --out models/default"""
 
+# Stages 7-8 (issue #18), continuing the six-stage model above (shipped in commit 636f7fb,
+# whose data read candidate colours at the 2D box centre; these stages' data read each box's
+# own pixels as the engine does).
+_REFER_DATA = """\
+python -m training.generate_data --out data/refer --frames 3000 --first-frame 8000 \\
+    --samples-per-frame 2 --shard-size 1000 --max-turns 8 --street-fraction 0.25 \\
+    --specialist-fraction 1.0 --specialist-prob 0.6 --max-candidates 16 --candidate-index \\
+    --candidate-sizes --tasks 0.35,0.05,0.05,0.05,0.5 --real ../shared/data/real/kitti_000008 \\
+    --real ../shared/data/real/sunrgbd_000001 --ray
+# the six-stage model as shipped (runs/default/model above, saved in float16):
+mkdir -p runs/six_stage && git archive 636f7fb models/default | tar -x -C runs/six_stage
+python -m training.finetune --config training/configs/default.yaml \\
+    --model runs/six_stage/models/default --stages refer --out runs/refer"""
+_REFER_MORE = """\
+python -m training.generate_data --out data/refer2 --frames 3000 --first-frame 11000 \\
+    --samples-per-frame 2 --shard-size 1000 --max-turns 8 --street-fraction 0.25 \\
+    --specialist-fraction 1.0 --specialist-prob 0.6 --max-candidates 16 --candidate-index \\
+    --candidate-sizes --tasks 0.35,0.05,0.05,0.05,0.5 --ray
+python -m training.finetune --config training/configs/default.yaml --model runs/refer/model \\
+    --stages refer_more --out runs/refer_more"""
+_REFER_EVAL = """\
+python -m training.evaluate --model {run}/model --frames 60 --out runs/eval_{name}
+python -m training.evaluate --random-init default --frames 60 --out runs/eval_random
+for s in tabletop street; do
+  spatial-ros bench refer --scenario $s --frames 40 --compare --model {run}/model \\
+      --json runs/bench/after_$s.json
+  spatial-ros bench refer --scenario $s --frames 40 --compare \\
+      --model runs/six_stage/models/default --json runs/bench/before_$s.json
+done
+python -m training.model_card --run {run} --eval runs/eval_{name} --random runs/eval_random \\
+    --refer tabletop=runs/bench/after_tabletop.json --refer street=runs/bench/after_street.json \\
+    --refer-before tabletop=runs/bench/before_tabletop.json \\
+    --refer-before street=runs/bench/before_street.json --out models/default"""
+
+
+def refer_commands(more: bool) -> str:
+    """The commands of stage 7 (and 8 when ``more``), evaluation and shipping."""
+    run = "runs/refer_more" if more else "runs/refer"
+    parts = [_REFER_DATA] + ([_REFER_MORE] if more else [])
+    parts.append(_REFER_EVAL.format(run=run, name=run.split("/")[1]))
+    return "\n".join(parts)
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
@@ -65,6 +111,10 @@ def _metrics_rows(m: dict) -> list[str]:
         f"| grounding with LiDAR candidates, Acc@IoU0.5 | {_pct(wc['acc_iou50'])} |",
         f"| (ceiling: a LiDAR candidate matches the object, IoU >= 0.25) | "
         f"{_pct(wc.get('candidate_ceiling_iou25', float('nan')))} |",
+        *([f"| grounding with LiDAR candidates by the model alone (`referring: model`), "
+           f"Acc@IoU0.25 / parse failures | {_pct(g['with_candidates_model_alone']['acc_iou25'])}"
+           f" / {_pct(g['with_candidates_model_alone']['parse_failure_rate'])} |"]
+          if "with_candidates_model_alone" in g else []),
         f"| grounding without candidates, Acc@IoU0.25 | {_pct(nc['acc_iou25'])} |",
         f"| parse failures (with / without candidates) | {_pct(wc['parse_failure_rate'])} / "
         f"{_pct(nc['parse_failure_rate'])} |",
@@ -144,17 +194,45 @@ def _train_minutes(summary: dict) -> float:
     return summary["wall_time_s"] / 60
 
 
-def write_card(run: Path, ev: dict, rnd: dict | None, out: Path) -> Path:
+def _refer_stage(summary: dict) -> dict | None:
+    return next((s for s in summary["stages"] if s["name"] == "refer"), None)
+
+
+def _refer_section(refer: dict[str, dict] | None, before: dict[str, dict] | None) -> str:
+    """The by-kind referring-expression tables (``training.refer_table``), one per scenario."""
+    from training.refer_table import table
+
+    if not refer:
+        return ""
+    parts = ["""## Referring expressions by query kind
+
+Acc@IoU0.25 on fresh held-out simulated scenes (test seeds from offset 600 000, never used in
+training), LiDAR specialist candidates, measured with `spatial-ros bench refer --compare`
+(queries from `training/refqueries.py`: the simulator's captions, paraphrases, viewer-relative,
+ordinal, comparative and relational expressions; ambiguous ones should be *flagged*). Columns:
+the **product path** (`referring: program`: the grounding program resolves the expression, the
+model scores the listed tags for each noun phrase and answers what the program cannot), the
+program without any model (names from shape and colour alone), and the model alone
+(`referring: model`: the whole query to the model). "ceiling": some candidate matches the
+object (IoU >= 0.25), the most a selection can reach."""]
+    for scenario, after in refer.items():
+        prev = (before or {}).get(scenario)
+        parts.append(f"### {scenario}\n\n{table(after, prev)}")
+    return "\n\n".join(parts) + "\n"
+
+
+def write_card(run: Path, ev: dict, rnd: dict | None, out: Path,
+               refer: dict[str, dict] | None = None,
+               refer_before: dict[str, dict] | None = None) -> Path:
     summary = json.loads((run / "summary.json").read_text())
     meta = json.loads((out / "spatial_ros_vlm.json").read_text())
     stages = summary["stages"]
     rows = _metrics_rows(ev)
-    rnd_rows = _metrics_rows(rnd) if rnd else []
+    rnd_rows = dict(r.strip("|").split("|")[:2] for r in _metrics_rows(rnd)) if rnd else {}
     table = ["| metric (held-out simulated tabletop) | trained | random init |", "|---|---|---|"]
-    for k, r in enumerate(rows):
+    for r in rows:
         label, val = r.strip("|").split("|")[:2]
-        rv = rnd_rows[k].strip("|").split("|")[1] if rnd_rows else " n/a "
-        table.append(f"|{label}|{val}|{rv}|")
+        table.append(f"|{label}|{val}|{rnd_rows.get(label, ' n/a ')}|")
     size = (out / "model.safetensors").stat().st_size
     commands = COMMANDS
     if summary.get("exported_from"):
@@ -164,6 +242,34 @@ def write_card(run: Path, ev: dict, rnd: dict | None, out: Path) -> Path:
             f"--out runs/default\n# (stopped after {ck.name} for time; shipped from it:)\n"
             f"python -m training.finetune --config training/configs/default.yaml "
             f"--out runs/default --export runs/default/{ck.parent.name}/{ck.name}\n", 1)
+    ref = _refer_stage(summary)
+    more = next((s for s in summary["stages"] if s["name"] == "refer_more"), None)
+    refer_text = ""
+    if ref is not None:
+        commands += ("\n# stages 7-8 (issue #18): referring expressions, continuing the six "
+                     "stages\n" + refer_commands(more is not None))
+        refer_text = f"""
+- Referring expressions (stage `refer`, {ref.get('rows', '?')} rows, issue #18), continuing
+  the six-stage model: 3000 further simulated scenes (75 % tabletop, 25 % street, each with a
+  LiDAR scan; 60 % of the lists hold the LiDAR specialist's boxes) + the real sample frames.
+  Conversations: 50 % `refer` (up to 8 questions each, kinds drawn evenly: the caption, colour
+  and noun synonyms, word order, casual phrasing, viewer-relative "the box on the left" /
+  "the closest mug", ordinals, comparatives, relations "the can to the left of the red mug",
+  "between", category-only "the mug" and colour-only "the red one" where one object fits;
+  `training/refer_samples.py`), each answered with the tag of the listed candidate that is the
+  object; 35 % grounding with captions, 5 % each LV3D, VQA, visual prompts. The candidates'
+  colour words are read from each box's own pixels exactly as the engine reads them (LiDAR
+  points, else depth pixels inside the box: `vlm.appearance.object_colours`)."""
+        if more is not None:
+            refer_text += f"""
+- Stage `refer_more` ({more.get('rows', '?')} rows): the same kinds of data on 3000 further
+  scenes (no real frames) mixed with stage 7's, at a lower rate."""
+    program_text = "" if ref is None else """
+Since issue #18 the engine resolves referring expressions with its grounding program first
+(`referring: program`, `spatial_ros/vlm/referring.py`): the model scores the listed tags for
+each noun phrase (breaking ties between candidates of one category) and answers what the
+program cannot (unknown nouns, objects missing from the list) in canonical wording; with
+`referring: model` every query goes to the model as before."""
     text = f"""# spatial_ros default model
 
 A {meta.get('parameters', 0) / 1e6:.1f} M-parameter LLaVA-architecture spatial VLM (CLIP-style
@@ -178,6 +284,7 @@ candidate
 (set-of-marks style selection; the engine then returns that candidate's box), and with a box of
 its own when no listed candidate matches. It is a small demonstration model for `make demo`
 and tests, not a general VLM.
+{program_text}
 
 {_status(ev)}
 
@@ -201,7 +308,7 @@ and tests, not a general VLM.
   same kinds of data made again with `--candidate-sizes` (each listed box also carries `flat`,
   `tall`, `wide`, `small`, `slim` or `large` from its extents: `spatial_ros/vlm/appearance.py`),
   on 4000 further scenes, so the model learns to tell same-coloured objects apart by a word its
-  caption's noun predicts.
+  caption's noun predicts.{refer_text}
 - Training: {'; '.join(_stage_text(s, summary) for s in stages)}; AdamW, cosine schedule
   per stage, vision tower and projector at {_cfg(summary, 'vision_lr_mult')}x the learning
   rate; seed {summary['config']['seed']}.
@@ -215,9 +322,13 @@ held-out simulated tabletop scenes (seeds never used in training). Grounding cou
 visible object whose caption is unique in view; a query with no box counts as a miss.
 "VQA via grounding + predicates" is how `spatial-ros ask` answers: the model grounds the named
 objects, `spatial_ros.spatial` computes the answer. "Direct" is the model's own text answer.
+The rows "with LiDAR candidates" are the product path (`referring: program`, which answers most
+captions from shape and colour without the model: hence the random-init model's score there);
+"by the model alone" sends each caption to the model (`referring: model`).
 
 {chr(10).join(table)}
 
+{_refer_section(refer, refer_before)}
 ## Reproduce
 
 ```
@@ -226,11 +337,12 @@ objects, `spatial_ros.spatial` computes the answer. "Direct" is the model's own 
 
 ## Limits
 
-Trained for about 1.5 hours on a CPU; it has seen only the simulator's object categories and
-colours, and it relies on the listed candidates' colour names and size words (an object whose
-colour is misread, or that shares both words with another listed object, is often missed; the
-size words are tabletop-scale; see Status). Use a fine-tuned large VLM
-(`training/configs/cube_llm_two_stage.yaml`, LoRA) on a GPU for real robots.
+Trained for about {_train_minutes(summary) / 60:.1f} hours on a CPU; it has seen only the
+simulator's object categories and colours, and it relies on the listed candidates' colour names
+and size words (an object whose colour is misread, or that shares both words with another
+listed object, is often missed; the size words are tabletop-scale; see Status). Use a
+fine-tuned large VLM (`training/configs/cube_llm_two_stage.yaml`, LoRA) on a GPU for real
+robots.
 """
     (out / "README.md").write_text(text)
     return out / "README.md"
@@ -242,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval", required=True, help="training.evaluate folder of the model")
     ap.add_argument("--random", help="training.evaluate folder of a random-init model")
     ap.add_argument("--out", required=True, help="where to ship it, e.g. models/default")
+    ap.add_argument("--refer", action="append", default=[], metavar="SCENARIO=JSON",
+                    help="spatial-ros bench refer --compare --json output of the model "
+                    "(repeatable: one per scenario)")
+    ap.add_argument("--refer-before", action="append", default=[], metavar="SCENARIO=JSON",
+                    help="the same for the previous model (shown beside)")
     a = ap.parse_args(argv)
     run, out = Path(a.run), Path(a.out)
     src = run / "model"
@@ -259,7 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy2(Path(a.eval) / "metrics.json", out / "heldout_metrics.json")
     if (Path(a.eval) / "metrics.png").exists():
         shutil.copy2(Path(a.eval) / "metrics.png", out / "heldout_metrics.png")
-    print(write_card(run, ev, rnd, out))
+    from training.refer_table import load
+
+    def benches(items):
+        bad = [x for x in items if "=" not in x]
+        if bad:
+            raise SystemExit(f"error: --refer {bad[0]}: give SCENARIO=FILE, e.g. "
+                             "tabletop=runs/bench/after_tabletop.json")
+        return {k: load(v) for k, v in (x.split("=", 1) for x in items)} or None
+
+    print(write_card(run, ev, rnd, out, benches(a.refer), benches(a.refer_before)))
     return 0
 
 

@@ -7,7 +7,7 @@
 One JSON line per query: ``{"frame": "sim:tabletop:<seed>" | "kitti:<dir>", "query", "kind",
 "subkind", "expected": object id | null, "ambiguous": bool}`` (ids: the simulator's object ids,
 or ``label_<k>`` for the k-th KITTI label). ``spatial-ros bench refer`` scores a model on such a
-file; ``generate_data --refexpr-prob`` trains on the same generator (other seeds).
+file; ``generate_data``'s ``refer`` task trains on the same generator (train seeds).
 
 Kinds: ``caption`` (the simulator's own caption), ``colour_synonym``, ``noun_synonym``,
 ``both_synonyms``, ``word_order``, ``casual`` (paraphrases of a unique caption), ``viewer``
@@ -369,12 +369,19 @@ def sim_truth(seed: int, scenario: str):
     """(SimFrame, [TruthObject], right axis) of a fresh simulated scene (vary_rig)."""
     from spatial_ros.sim import SimConfig
     from spatial_ros.sim.world import make_episode, render
-    from spatial_ros.spatial.predicates import Viewpoint
 
     ep = make_episode(SimConfig(scenario=scenario, seed=int(seed), vary_rig=True), 0)
     f = render(ep.scene, seed=int(seed), lidar=True)
     sf = f.sensor_frame()
-    T_opt_from_base = sf.transforms.lookup(sf.camera.frame_id, "base_link")
+    objs, right = sim_truth_objects(f, sf.transforms.lookup(sf.camera.frame_id, "base_link"))
+    return f, objs, right
+
+
+def sim_truth_objects(f, T_opt_from_base: np.ndarray) -> tuple[list[TruthObject], np.ndarray]:
+    """([TruthObject] of a rendered SimFrame's objects in view, boxes in base_link; the
+    camera's horizontal right axis in base_link). ``T_opt_from_base``: 4x4."""
+    from spatial_ros.spatial.predicates import Viewpoint
+
     vp = Viewpoint.from_camera_pose(np.linalg.inv(T_opt_from_base))
     objs = []
     for o in f.truth.objects:
@@ -384,7 +391,7 @@ def sim_truth(seed: int, scenario: str):
         if c[2] <= 0:
             continue
         objs.append(TruthObject(o.id, o.category, o.colour, o.box, c, o.visible_fraction))
-    return f, objs, vp.right
+    return objs, vp.right
 
 
 def sim_queries(scenario: str, seeds, per_frame: int | None = None, kinds=KINDS,

@@ -16,6 +16,18 @@ training exactly the phrasings and number formats the engine sends):
   question types, ambiguity resolution, human-like rounding and units).
 - ``vip``: ViP-LLaVA visual prompts: a mark (rectangle, ellipse, arrow, ...) drawn around one
   object, its 3D box asked for "the object within the red rectangle".
+- ``refer``: referring expressions (``training.refqueries``, on this frame's truth): the tagged
+  candidate list as in ``ground``, then questions of every kind — the caption, paraphrases
+  (colour / noun synonyms, word order, casual phrasing), viewer-relative ("the box on the
+  left", "the closest mug"), ordinals, comparatives, relations to another object — plus
+  category-only and colour-only phrases ("the mug", "the red one") where exactly one object in
+  view fits. Each is answered with the tag of the listed candidate that matches the expected
+  object (3D IoU >= 0.25, and that object is the candidate's best match); questions whose
+  object is not listed, and ambiguous ones, are not asked. Kinds are drawn evenly.
+
+Listed boxes are tagged with the colour of their own pixels, read exactly as the engine reads a
+candidate's (``TrainingFrame.colours``: ``vlm.appearance.object_colours`` with the specialist
+cluster's points, else the frame's depth image inside the box, else the 2D box centre).
 
 A sample is a dict with JSON-able fields; ``messages`` is a list of {role, content, image}.
 """
@@ -38,7 +50,7 @@ from spatial_ros.vlm.prompts import TASKS, VCOT_FOLLOW_UP, PromptBuilder, Turn, 
 from spatial_ros.vlm.visual_prompts import KINDS, draw_visual_prompt
 from training.scenes import TrainingFrame
 
-TASK_NAMES = ("ground", "lv3d", "vqa", "vip")
+TASK_NAMES = ("ground", "lv3d", "vqa", "vip", "refer")
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,8 @@ class SampleConfig:
     """What conversations to make from a frame.
 
     Attributes:
-        task_weights: relative frequency of each task (``TASK_NAMES`` order).
+        task_weights: relative frequency of each task (``TASK_NAMES`` order; four weights
+            mean no ``refer``).
         max_turns: most QA pairs per conversation (Cube-LLM uses up to 30; CPU training keeps
             sequences short).
         max_candidates: most boxes listed in the specialist prompt (closest first).
@@ -73,7 +86,7 @@ class SampleConfig:
             sizes and places rather than from the words alone.
     """
 
-    task_weights: tuple[float, float, float, float] = (0.6, 0.15, 0.15, 0.1)
+    task_weights: tuple[float, ...] = (0.6, 0.15, 0.15, 0.1)
     max_turns: int = 3
     max_candidates: int = 8
     specialist_prob: float = 0.3
@@ -87,8 +100,11 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         w = np.asarray(self.task_weights, float)
-        if w.shape != (4,) or np.any(w < 0) or w.sum() <= 0:
-            raise ConfigError(f"SampleConfig.task_weights={self.task_weights}: 4 weights >= 0")
+        if w.shape not in ((4,), (5,)) or np.any(w < 0) or w.sum() <= 0:
+            raise ConfigError(f"SampleConfig.task_weights={self.task_weights}: 4 or 5 weights "
+                              f"(ground, lv3d, vqa, vip[, refer]) >= 0, not all 0")
+        if w.shape == (4,):
+            object.__setattr__(self, "task_weights", (*map(float, w), 0.0))
         if self.max_turns < 1 or self.max_candidates < 1:
             raise ConfigError(
                 f"SampleConfig: max_turns={self.max_turns}, max_candidates="
@@ -117,9 +133,11 @@ def _turns(builder: PromptBuilder, context: str | None, qa: list[tuple[str, str]
 
 
 def _box_words(frame: TrainingFrame, box: Box3D, cfg: SampleConfig) -> str | None:
-    """The words a listed box is tagged with (the engine's ``candidate_attribute``)."""
+    """The words a listed box is tagged with (the engine's ``candidate_attribute``, with the
+    colour of the box's own pixels read as the engine reads it)."""
+    colours = frame.colours(box) if cfg.candidate_colours else None
     return candidate_attribute(frame.image, box, project_box(box, frame.camera),
-                               cfg.candidate_colours, cfg.candidate_sizes)
+                               cfg.candidate_colours, cfg.candidate_sizes, colours)
 
 
 def _listed_boxes(frame: TrainingFrame, rng, cfg: SampleConfig
@@ -267,7 +285,29 @@ def vip_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleC
     return _turns(builder, context, qa), {"mark": kind, "image": vp.image}
 
 
-BUILDERS = {"ground": ground_sample, "lv3d": lv3d_sample, "vqa": vqa_sample, "vip": vip_sample}
+def refer_sample(frame, rng, codec: BoxCodec, builder: PromptBuilder, cfg: SampleConfig):
+    from training.refer_samples import refer_questions
+
+    if not frame.truth:
+        return None  # real frames: no per-object truth to phrase queries from
+    listed, kind, _ = _listed_boxes(frame, rng, cfg)
+    if not listed:
+        return None
+    context, _, tags = _context(frame, listed, builder, cfg)
+    picked = refer_questions(frame, listed, rng, cfg.max_turns)
+    if not picked:
+        return None
+    qa = [(TASKS["box3d"] + q, tags[j] if tags else codec.encode_box3d(listed[j], frame.camera))
+          for q, _, j, _ in picked]
+    return _turns(builder, context, qa), {"candidates": kind, "listed": len(listed),
+                                          "kinds": [p[1] for p in picked],
+                                          "expected": [p[3] for p in picked]}
+
+
+BUILDERS = {"ground": ground_sample, "lv3d": lv3d_sample, "vqa": vqa_sample, "vip": vip_sample,
+            "refer": refer_sample}
+# what a conversation falls back to when its task finds nothing to ask on a frame
+FALLBACKS = {"refer": ("ground", "lv3d", "vip")}
 
 
 def frame_samples(
@@ -286,9 +326,11 @@ def frame_samples(
     w = np.asarray(config.task_weights, float)
     out = []
     for _ in range(n):
-        task = TASK_NAMES[int(rng.choice(4, p=w / w.sum()))]
+        # (a zero refer weight draws exactly as the four-task weights did)
+        task = TASK_NAMES[int(rng.choice(len(w), p=w / w.sum()))]
         made = BUILDERS[task](frame, rng, codec, builder, config)
-        for fallback in ("lv3d", "vip"):  # e.g. frames whose objects all share one caption
+        for fallback in FALLBACKS.get(task, ("lv3d", "vip")):  # e.g. frames whose objects
+            # all share one caption
             if made is not None:
                 break
             task, made = fallback, BUILDERS[fallback](frame, rng, codec, builder, config)

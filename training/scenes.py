@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,9 @@ class TrainingObject:
         box_base: the same box in the gravity-aligned z-up frame (metres).
         box_2d: (4,) x1, y1, x2, y2 pixels of the projected 3D box, clipped to the image.
         visible: visible fraction in [0, 1] (1 when unknown).
+        points_optical: (N, 3) the object's own LiDAR / depth points in the optical frame
+            (metres), or None (its colour is then read through the frame's depth image).
+        id: the simulator's object id ("" for real frames).
     """
 
     caption: str
@@ -45,6 +48,8 @@ class TrainingObject:
     box_base: Box3D
     box_2d: np.ndarray
     visible: float = 1.0
+    points_optical: np.ndarray | None = None
+    id: str = ""
 
 
 @dataclass(eq=False)
@@ -59,6 +64,14 @@ class TrainingFrame:
         objects: objects that are in view.
         T_base_from_optical: 4x4, gravity-aligned z-up frame from the optical frame.
         specialist_boxes: boxes (optical frame) a specialist proposed on this frame, or None.
+        specialist_points: each specialist box's cluster points (optical frame, metres), or
+            None.
+        depth: (H, W) metres aligned with the image (NaN = no return) as the camera publishes
+            it, or None.
+        truth: every object in view (``training.refqueries.TruthObject``: id, category,
+            colour, z-up box; less visible ones included) for referring-expression queries,
+            or None (real frames).
+        right_axis: the camera's horizontal right axis in the z-up frame (with ``truth``).
     """
 
     source: str
@@ -68,6 +81,37 @@ class TrainingFrame:
     objects: list[TrainingObject]
     T_base_from_optical: np.ndarray
     specialist_boxes: list[Box3D] | None = None
+    specialist_points: list[np.ndarray | None] | None = None
+    depth: np.ndarray | None = None
+    truth: list | None = None
+    right_axis: np.ndarray | None = None
+    _colours: dict = field(default_factory=dict, repr=False)
+
+    def colours(self, box: Box3D) -> dict[str, float]:
+        """The colour distribution of a listed box's own pixels, read as the engine reads a
+        candidate's (``vlm.appearance.object_colours``: its points, else the depth pixels
+        inside the box, else the centre of its 2D box). ``box`` must be one of this frame's
+        objects' ``box_optical`` or one of its ``specialist_boxes`` (its points are looked up
+        by identity); cached per box."""
+        from spatial_ros.vlm.appearance import object_colours
+        from spatial_ros.vlm.lifting import project_box
+
+        key = id(box)
+        if key not in self._colours:
+            self._colours[key] = object_colours(
+                self.image, self.camera, box, project_box(box, self.camera),
+                self._points_of(box), self.depth)
+        return self._colours[key]
+
+    def _points_of(self, box: Box3D) -> np.ndarray | None:
+        for o in self.objects:
+            if o.box_optical is box:
+                return o.points_optical
+        for b, P in zip(self.specialist_boxes or [], self.specialist_points or [],
+                        strict=False):
+            if b is box:
+                return P
+        return None
 
 
 def sim_frame(
@@ -85,6 +129,7 @@ def sim_frame(
     from spatial_ros.sim import SimConfig
     from spatial_ros.sim.world import make_episode, render
     from spatial_ros.specialists import LidarSpecialist, LidarSpecialistConfig
+    from training.refqueries import sim_truth_objects
 
     cfg = SimConfig(scenario=scenario, seed=int(seed), vary_rig=True)
     ep = make_episode(cfg, 0)
@@ -103,16 +148,22 @@ def sim_frame(
                 o.box,
                 np.asarray(o.box_2d, float),
                 float(o.visible_fraction),
+                id=o.id,
             )
         )
-    spec = None
+    spec = spec_points = None
     if specialists:
         lidar = LidarSpecialist(LidarSpecialistConfig.preset(scenario))
         cands = lidar.propose_frame(sf, BASE)
-        spec = [c.box.transformed(sf.transforms.lookup(sf.camera.frame_id, c.box.frame_id),
-                                  sf.camera.frame_id) for c in cands]
+        spec, spec_points = [], []
+        for c in cands:
+            T = sf.transforms.lookup(sf.camera.frame_id, c.box.frame_id)
+            spec.append(c.box.transformed(T, sf.camera.frame_id))
+            spec_points.append(None if c.points is None or not len(c.points) else
+                               np.asarray(c.points, float)[:, :3] @ T[:3, :3].T + T[:3, 3])
+    truth, right = sim_truth_objects(f, T_opt_from_base)
     return TrainingFrame(f"sim-{scenario}", f"sim-{scenario}-{seed}", f.image, sf.camera, objs,
-                         T_base_from_opt, spec)
+                         T_base_from_opt, spec, spec_points, sf.depth, truth, right)
 
 
 def _clip_box(b2: np.ndarray | None, cam: CameraIntrinsics) -> np.ndarray | None:
@@ -136,6 +187,7 @@ def kitti_frames(root: str | Path) -> Iterator[TrainingFrame]:
         cam = sf.camera
         velo = sf.points_frame
         T_opt_from_velo = sf.transforms.lookup(cam.frame_id, velo)
+        scan = None if sf.points is None else np.asarray(sf.points, float)[:, :3]
         objs = []
         for lab in kf.labels:
             if lab.is_dontcare or lab.box is None:
@@ -145,7 +197,15 @@ def kitti_frames(root: str | Path) -> Iterator[TrainingFrame]:
             b2 = _clip_box(project_box(box_opt, cam), cam)
             if b2 is None or box_opt.center[2] <= 0:
                 continue
-            objs.append(TrainingObject(f"the {lab.type.lower()}", box_opt, box_velo, b2))
+            # the object's own LiDAR returns (its colour is read where they land, as the
+            # engine reads a LiDAR candidate's)
+            pts = None
+            if scan is not None:
+                inside = scan[box_velo.contains(scan)]
+                if len(inside):
+                    pts = inside @ T_opt_from_velo[:3, :3].T + T_opt_from_velo[:3, 3]
+            objs.append(TrainingObject(f"the {lab.type.lower()}", box_opt, box_velo, b2,
+                                       points_optical=pts))
         if objs:
             yield TrainingFrame("kitti", f"kitti-{kf.frame_id}", kf.image, cam, objs,
                                 np.linalg.inv(T_opt_from_velo))
@@ -182,7 +242,10 @@ def sunrgbd_frames(root: str | Path) -> Iterator[TrainingFrame]:
             if b2 is None or box_opt.center[2] <= 0:
                 continue
             name = (c.label or "object").replace("_", " ")
-            objs.append(TrainingObject(f"the {name}", box_opt, c.box, b2))
+            T = fr.T_cam_from_upright
+            pts = None if c.points is None or not len(c.points) else \
+                np.asarray(c.points, float)[:, :3] @ T[:3, :3].T + T[:3, 3]
+            objs.append(TrainingObject(f"the {name}", box_opt, c.box, b2, points_optical=pts))
         if objs:
             yield TrainingFrame("sunrgbd", f"sunrgbd-{fr.frame_id}", fr.image, cam, objs,
                                 np.linalg.inv(fr.T_cam_from_upright))
