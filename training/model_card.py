@@ -246,7 +246,8 @@ def write_card(run: Path, ev: dict, rnd: dict | None, out: Path,
     more = next((s for s in summary["stages"] if s["name"] == "refer_more"), None)
     refer_text = ""
     if ref is not None:
-        commands += ("\n# stages 7-8 (issue #18): referring expressions, continuing the six "
+        which = "stages 7-8" if more is not None else "stage 7"
+        commands += (f"\n# {which} (issue #18): referring expressions, continuing the six "
                      "stages\n" + refer_commands(more is not None))
         refer_text = f"""
 - Referring expressions (stage `refer`, {ref.get('rows', '?')} rows, issue #18), continuing
