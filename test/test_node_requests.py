@@ -283,8 +283,14 @@ def test_oversized_requests_are_refused_fast_while_frames_flow(nodes):
     frame_losses = sum(d[k] for k in PERCEPTION_LOSSES)
     assert frame_losses <= len(expected - got) <= frame_losses + d["lost_image"] + \
         d["lost_cloud"] + d["sync_dropped"]
-    # frames kept being processed while the requests were served (the rest are counted above)
-    assert len(set(during) & got) >= len(during) // 2, (len(set(during) & got), len(during))
+    # frames kept being processed while the requests were served (the rest are counted above,
+    # mostly as stale: the node processes the newest frame when it falls behind). A node that
+    # blocked on a request (8-15 s before the caps) would process none of these 2 s; on 2 busy
+    # cores 9-20 of 20 were processed, so a quarter is the floor, and each round's frames are
+    # followed by a processed frame before the next round.
+    assert len(set(during) & got) >= len(during) // 4, (len(set(during) & got), len(during))
+    for lo, hi in ((0, 8), (8, 16)):
+        assert set(during[lo:hi]) & got, (lo, hi, len(set(during) & got))
     assert d["rejected_requests"] == 3
     assert diags["reward_annotator"]["rejected_requests"] == 3
     assert diags["reward_annotator"]["dropped_full"] == 0

@@ -107,8 +107,9 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
     for v, col in zip(listed, colours, strict=True):
         P = candidate_points_optical(v)
         P_zup = None if P is None else P @ T[:3, :3].T + T[:3, 3]
+        box = v.box_optical.transformed(T, name)
         views.append(ObjectView(
-            box=v.box_optical.transformed(T, name),
+            box=box,
             center_optical=np.asarray(v.box_optical.center, dtype=np.float64),
             colours=dict(col),
             label=v.candidate.label or "",
@@ -116,7 +117,7 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
             in_view=in_view_share(v, frame.camera),
             score=float(v.candidate.score),
             colour_bands=band_colours(frame, v, T),
-            surface=surface_evidence(frame, v, P, P_zup, scene, T[:3, 3]),
+            surface=surface_evidence(frame, v, box, P, P_zup, scene, T[:3, 3]),
         ))
     return views, Viewpoint.from_camera_pose(T)
 
@@ -136,10 +137,12 @@ def _scene_points(frame: SensorFrame, zup: str) -> np.ndarray | None:
     return P @ T[:3, :3].T + T[:3, 3]
 
 
-def surface_evidence(frame: SensorFrame, v: CandidateView, P_opt, P_zup, scene,
+def surface_evidence(frame: SensorFrame, v: CandidateView, box_zup, P_opt, P_zup, scene,
                      origin) -> SurfaceEvidence | None:
     """The vehicle cues (``language.surface``) of a candidate the specialist labelled a
-    vehicle or whose box is vehicle-sized; None for others and for candidates without points."""
+    vehicle or whose z-up box (``box_zup``) is vehicle-sized; None for others and for
+    candidates without points. Points: ``P_opt`` in the optical frame, ``P_zup`` and the whole
+    ``scene`` in the z-up frame, where the camera is at ``origin``."""
     from spatial_ros.geometry.camera import project_points
 
     if P_opt is None or len(P_opt) < 5:
@@ -147,7 +150,7 @@ def surface_evidence(frame: SensorFrame, v: CandidateView, P_opt, P_zup, scene,
     label = (v.candidate.label or "").lower()
     if label and label not in VEHICLES:
         return None
-    if not label and max(shape_score(c, v.box_optical) for c in VEHICLES) < 0.5:
+    if not label and max(shape_score(c, box_zup) for c in VEHICLES) < 0.5:
         return None
     uv, front = project_points(P_opt, frame.camera)
     road = road_clearance(P_zup, scene, origin)
