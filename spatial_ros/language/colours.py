@@ -241,3 +241,51 @@ def match_score(phrase_dist: Iterable[tuple[str, float]], pixel_dist: dict[str, 
     lowers a candidate's score but does not rule it out)."""
     s = sum(p * pixel_dist.get(t, 0.0) for t, p in phrase_dist)
     return max(float(s), floor)
+
+
+# Lightness (value, 0..1) of the achromatic names in the pixel reader's own calibration: it
+# calls a grey pixel white above 0.62 and black below 0.22 (``vlm.appearance``); silver paint
+# lies between white and mid gray. A phrase names one of these by its sRGB value.
+ACHROMATIC_LIGHTNESS = {"white": 0.64, "silver": 0.5, "gray": 0.34, "black": 0.12}
+
+
+@functools.lru_cache(maxsize=1024)
+def achromatic_name(phrase: str) -> str | None:
+    """"white", "silver", "gray" or "black" for a colour phrase that means an achromatic colour
+    ("snow white", "metallic silver", "light grey", "charcoal"), by the value of its sRGB; None
+    for chromatic or unknown phrases."""
+    dist = _term_distribution(phrase)
+    if not dist or any(t not in ("white", "gray", "black") for t, _ in dist):
+        return None
+    words = " ".join(phrase.lower().replace("-", " ").split()).split()
+    # "bright silver" is shiny silver, not white: only light/dark words change a grey's value
+    while len(words) > 1 and words[0] in (*_FINISH, "bright", "vivid", "dull"):
+        words = words[1:]
+    whole = " ".join(words)
+    modifier = words[0] if words[0] in _MODIFIERS and len(words) > 1 else None
+    rest = " ".join(words[1:] if modifier else words)
+    base = _basic(rest) or _basic(words[-1])
+    table = _tables()
+    if whole in table:
+        rgb = np.asarray(table[whole], dtype=np.float64)
+    elif rest in table:
+        rgb = _shaded(table[rest], modifier)
+    elif base is not None:
+        rgb = _shaded(BASIC_RGB[base], modifier)
+    else:
+        return None
+    v = float(np.max(rgb)) / 255.0
+    return "white" if v >= 0.86 else "silver" if v >= 0.62 else "gray" if v >= 0.2 else "black"
+
+
+def lightness_match(name: str, lightness: float | None, sigma: float = 0.08,
+                    floor: float = 0.2) -> float:
+    """How well a candidate's achromatic lightness (0..1) fits an achromatic name: a Gaussian
+    around ``ACHROMATIC_LIGHTNESS[name]``, one-sided for the extremes (any lighter is still
+    white, any darker still black), at least ``floor``; 1 when the lightness is unknown."""
+    if lightness is None or name not in ACHROMATIC_LIGHTNESS:
+        return 1.0
+    d = lightness - ACHROMATIC_LIGHTNESS[name]
+    if (name == "white" and d > 0) or (name == "black" and d < 0):
+        return 1.0
+    return max(floor, float(np.exp(-0.5 * (d / sigma) ** 2)))

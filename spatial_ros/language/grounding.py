@@ -55,26 +55,34 @@ BAND_OF = {"car": "body", "van": "body", "truck": "body", "pedestrian": "torso",
 
 
 def band_colours(frame: SensorFrame, v: CandidateView, T_zup_from_opt: np.ndarray,
-                 ) -> dict[str, dict[str, float]]:
-    """The colour distribution of the candidate's points in each height band of ``BANDS``
-    ({} for a band with too few points): band -> term -> share."""
+                 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """What the candidate's points see in each height band of ``BANDS``: (band -> term ->
+    share of the colour terms, band -> lightness of the achromatic pixels); bands with too few
+    points are left out. The lightness of all its points is under "all"."""
     from spatial_ros.geometry.camera import project_points
-    from spatial_ros.vlm.appearance import pixel_colours
+    from spatial_ros.vlm.appearance import pixel_colours, pixel_lightness
 
     P = candidate_points_optical(v)
     if P is None or len(P) < 8:
-        return {}
+        return {}, {}
+    uv, front = project_points(P, frame.camera)
+    light = {}
+    whole = pixel_lightness(frame.image, uv[front])
+    if whole is not None:
+        light["all"] = whole
     z = P @ T_zup_from_opt[2, :3] + T_zup_from_opt[2, 3]
     lo, hi = float(z.min()), float(z.max())
     out = {}
     for name, (a, b) in BANDS.items():
-        sel = (z >= lo + a * (hi - lo)) & (z <= lo + b * (hi - lo))
+        sel = front & (z >= lo + a * (hi - lo)) & (z <= lo + b * (hi - lo))
         if sel.sum() >= 5:
-            uv, front = project_points(P[sel], frame.camera)
-            got = pixel_colours(frame.image, uv[front])
+            got = pixel_colours(frame.image, uv[sel])
             if got:
                 out[name] = got
-    return out
+            lit = pixel_lightness(frame.image, uv[sel])
+            if lit is not None:
+                light[name] = lit
+    return out, light
 
 
 def zup_frame(frame: SensorFrame, listed: Sequence[CandidateView]) -> tuple[str, np.ndarray]:
@@ -108,6 +116,7 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
         P = candidate_points_optical(v)
         P_zup = None if P is None else P @ T[:3, :3].T + T[:3, 3]
         box = v.box_optical.transformed(T, name)
+        bands, light = band_colours(frame, v, T)
         views.append(ObjectView(
             box=box,
             center_optical=np.asarray(v.box_optical.center, dtype=np.float64),
@@ -116,7 +125,8 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
             points=P_zup,
             in_view=in_view_share(v, frame.camera),
             score=float(v.candidate.score),
-            colour_bands=band_colours(frame, v, T),
+            colour_bands=bands,
+            lightness=light,
             surface=surface_evidence(frame, v, box, P, P_zup, scene, T[:3, 3]),
         ))
     return views, Viewpoint.from_camera_pose(T)

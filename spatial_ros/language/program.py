@@ -63,6 +63,7 @@ class ObjectView:
             street scenes, where far true objects have few points too).
         surface: vehicle cues of a vehicle-labelled or vehicle-sized LiDAR candidate
             (``language.surface``), None otherwise.
+        lightness: band (and "all") -> median value (0..1) of its achromatic pixels.
     """
 
     box: Box3D
@@ -74,17 +75,26 @@ class ObjectView:
     score: float = 1.0
     colour_bands: dict[str, dict[str, float]] = field(default_factory=dict)
     surface: SurfaceEvidence | None = None
+    lightness: dict[str, float] = field(default_factory=dict)
+
+    def _band(self, categories: tuple[str, ...]) -> str | None:
+        from spatial_ros.language.grounding import BAND_OF
+
+        bands = {BAND_OF.get(c) for c in categories}
+        return bands.pop() if len(bands) == 1 else None
+
+    def lightness_for(self, categories: tuple[str, ...]) -> float | None:
+        """Lightness (0..1) of the achromatic pixels where a phrase about ``categories`` looks
+        (the band of ``colours_for``), else of all its pixels; None when unknown."""
+        band = self._band(categories)
+        return self.lightness.get(band) if band in self.lightness else self.lightness.get("all")
 
     def colours_for(self, categories: tuple[str, ...]) -> dict[str, float]:
         """The colours a phrase about ``categories`` refers to: a car's paint (below the
         windows), a person's clothes (the torso), else the whole object."""
-        from spatial_ros.language.grounding import BAND_OF
-
-        bands = {BAND_OF.get(c) for c in categories}
-        if len(bands) == 1:
-            band = bands.pop()
-            if band in self.colour_bands:
-                return self.colour_bands[band]
+        band = self._band(categories)
+        if band in self.colour_bands:
+            return self.colour_bands[band]
         return self.colours
 
     @property
@@ -179,6 +189,9 @@ class Program:
             for c in np_.colours:
                 if cols:
                     m[k] *= colour_match.match_score(c.terms, cols)
+                grey = colour_match.achromatic_name(c.text)
+                if grey is not None:  # white, silver and grey paint differ in lightness only
+                    m[k] *= colour_match.lightness_match(grey, v.lightness_for(np_.categories))
         return m
 
     def _model_scores(self, phrase: str) -> np.ndarray | None:

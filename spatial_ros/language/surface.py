@@ -62,18 +62,11 @@ class SurfaceEvidence:
 def vegetation_share(image: np.ndarray, uv: np.ndarray) -> float | None:
     """Share of the pixels at ``uv`` ((N, 2) u, v px) whose 3x3 median is leaf-green; None when
     none falls on the image."""
-    H, W = image.shape[:2]
-    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
-    uv = uv[np.isfinite(uv).all(1)]
-    u = np.round(uv[:, 0]).astype(np.int64)
-    v = np.round(uv[:, 1]).astype(np.int64)
-    keep = (u >= 1) & (u < W - 1) & (v >= 1) & (v < H - 1)
-    u, v = u[keep], v[keep]
-    if not len(u):
+    from spatial_ros.vlm.appearance import sample_pixels
+
+    rgb = sample_pixels(image, uv, max_samples=1000)
+    if not len(rgb):
         return None
-    du, dv = np.meshgrid(np.arange(-1, 2), np.arange(-1, 2))
-    patch = image[(v[:, None] + dv.ravel()[None]), (u[:, None] + du.ravel()[None])]
-    rgb = np.median(patch.astype(np.float64), axis=1)
     exg = (2.0 * rgb[:, 1] - rgb[:, 0] - rgb[:, 2]) / (rgb.sum(1) + 1e-6)
     leafy = (exg > EXG_LEAF[0]) & (exg < EXG_LEAF[1]) & (rgb[:, 1] > 1.05 * rgb[:, 0])
     return float(np.mean(leafy))

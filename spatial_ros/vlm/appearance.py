@@ -78,13 +78,11 @@ def colour_names(rgb: np.ndarray) -> np.ndarray:
     return names
 
 
-def pixel_colours(image: np.ndarray, uv: np.ndarray, max_samples: int = 400,
-                  seed: int = 0) -> dict[str, float]:
-    """Share of each basic colour term among the pixels at ``uv`` ((N, 2) u, v px; NaN and
-    off-image rows ignored) of an (H, W, 3) uint8 RGB image: the colour of an object read
-    where its own LiDAR or depth points land, not over its 2D box (which on a car is mostly
-    windows, wheels, shadow and road). Each sample is the 3x3 median around its pixel.
-    {} when no sample falls on the image."""
+def sample_pixels(image: np.ndarray, uv: np.ndarray, max_samples: int = 400,
+                  seed: int = 0) -> np.ndarray:
+    """(M, 3) float sRGB 0..255: the 3x3 median around each pixel at ``uv`` ((N, 2) u, v px;
+    NaN and off-image rows ignored) of an (H, W, 3) uint8 RGB image, at most ``max_samples``
+    of them (a fixed random subset); (0, 3) when none falls on the image."""
     H, W = image.shape[:2]
     uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
     ok = np.isfinite(uv).all(1)
@@ -93,16 +91,43 @@ def pixel_colours(image: np.ndarray, uv: np.ndarray, max_samples: int = 400,
     keep = (u >= 1) & (u < W - 1) & (v >= 1) & (v < H - 1)
     u, v = u[keep], v[keep]
     if not len(u):
-        return {}
+        return np.zeros((0, 3))
     if len(u) > max_samples:
         pick = np.random.default_rng(seed).choice(len(u), max_samples, replace=False)
         u, v = u[pick], v[pick]
     du, dv = np.meshgrid(np.arange(-1, 2), np.arange(-1, 2))
     patch = image[(v[:, None] + dv.ravel()[None]), (u[:, None] + du.ravel()[None])]
-    names = colour_names(np.median(patch.astype(np.float64), axis=1))
+    return np.median(patch.astype(np.float64), axis=1)
+
+
+def pixel_colours(image: np.ndarray, uv: np.ndarray, max_samples: int = 400,
+                  seed: int = 0) -> dict[str, float]:
+    """Share of each basic colour term among the pixels at ``uv`` (``sample_pixels``): the
+    colour of an object read where its own LiDAR or depth points land, not over its 2D box
+    (which on a car is mostly windows, wheels, shadow and road). {} when no sample falls on
+    the image."""
+    rgb = sample_pixels(image, uv, max_samples, seed)
+    if not len(rgb):
+        return {}
+    names = colour_names(rgb)
     terms, counts = np.unique(names.astype(str), return_counts=True)
     total = counts.sum()
     return {str(t): float(c / total) for t, c in zip(terms, counts, strict=True)}
+
+
+def pixel_lightness(image: np.ndarray, uv: np.ndarray, min_pixels: int = 5) -> float | None:
+    """Median value (max of R, G, B; 0..1) of the achromatic pixels at ``uv`` — the ones the
+    reader calls white, gray or black — which tells white from silver from gray paint; None
+    with fewer than ``min_pixels`` of them."""
+    rgb = sample_pixels(image, uv) / 255.0
+    if not len(rgb):
+        return None
+    mx, mn = rgb.max(1), rgb.min(1)
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-9), 0.0)
+    ach = (sat < 0.22) | (mx < 0.22)
+    if ach.sum() < min_pixels:
+        return None
+    return float(np.median(mx[ach]))
 
 
 def region_colours(image: np.ndarray, box_2d, fraction: float = 0.4) -> dict[str, float]:
