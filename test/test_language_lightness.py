@@ -68,3 +68,17 @@ def test_the_white_car_and_the_silver_car_that_both_read_white():
     assert prog.resolve(parse_refexpr("the grey car")).index == 2
     r = prog.resolve(parse_refexpr("the metallic silver sedan"))
     assert r.index == 0 and not r.ambiguous
+
+
+def test_clothes_are_not_judged_by_lightness():
+    """A white shirt in the shade of a body reads mid grey: "the pedestrian in white" still
+    finds the only pedestrian, as the colour terms alone allow."""
+    T = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0],
+                  [0.0, 0.0, 0.0, 1.0]])
+    box = Box3D.from_yaw([8.0, 1.0, -0.8], [0.5, 0.6, 1.75], 0.0, "velodyne")
+    person = ObjectView(box, np.array([-1.0, 0.8, 8.0]), {"gray": 1.0}, label="pedestrian",
+                        lightness={"torso": 0.44, "all": 0.44})
+    prog = Program([person], Viewpoint.from_camera_pose(T))
+    e = parse_refexpr("the pedestrian in white")
+    assert prog.membership(e.np)[0] >= 0.2
+    assert prog.resolve(e).index == 0

@@ -189,8 +189,9 @@ class Program:
             for c in np_.colours:
                 if cols:
                     m[k] *= colour_match.match_score(c.terms, cols)
-                grey = colour_match.achromatic_name(c.text)
+                grey = colour_match.achromatic_name(c.text) if vehicle else None
                 if grey is not None:  # white, silver and grey paint differ in lightness only
+                    # (not clothes: a white shirt in the shade of a body reads mid grey)
                     m[k] *= colour_match.lightness_match(grey, v.lightness_for(np_.categories))
         return m
 
