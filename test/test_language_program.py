@@ -12,6 +12,7 @@ from spatial_ros.language.parser import parse_refexpr
 from spatial_ros.language.program import ObjectView, Program
 from spatial_ros.spatial.predicates import Viewpoint
 from spatial_ros.types import Box3D
+from spatial_ros.vlm.engine_config import EngineConfig
 
 # camera at 1 m height looking along +x of base_link (optical z = x, optical x = -y)
 T_BASE_FROM_OPT = np.array([[0.0, 0.0, 1.0, 0.0],
@@ -137,3 +138,24 @@ def test_unknown_nouns_are_left_to_the_model_without_a_scorer():
 def test_no_candidates_is_a_clear_none(query):
     r = Program([], VP).resolve(parse_refexpr(query))
     assert r.index is None and r.explanation
+
+
+def _street_view(label: str, colour: str, x: float, y: float) -> ObjectView:
+    size = {"pedestrian": (0.5, 0.45, 1.7), "cyclist": (1.8, 0.5, 1.75)}[label]
+    box = Box3D.from_yaw([x, y, 0.9], size, 0.0, "base_link")
+    c = T_OPT_FROM_BASE[:3, :3] @ box.center + T_OPT_FROM_BASE[:3, 3]
+    return ObjectView(box, c, {colour: 1.0}, label=label)
+
+
+def test_a_rider_read_as_a_pedestrian_is_found_only_when_no_cyclist_fits():
+    # the scan split the bike off: the only yellow rider is labelled a pedestrian
+    vs = [_street_view("pedestrian", "yellow", 12.0, 2.0),
+          _street_view("pedestrian", "blue", 10.0, -2.0)]
+    assert resolve(vs, "the cyclist in yellow").index == 0
+    fit = Program(vs, VP).membership(parse_refexpr("the cyclist in yellow").np)[0]
+    assert fit >= EngineConfig().min_membership  # the engine does not hand it to the model
+    # ... but a true cyclist never joins "the pedestrians", nor a pedestrian "the cyclists"
+    vs.append(_street_view("cyclist", "yellow", 9.0, 6.0))
+    assert resolve(vs, "the cyclist in yellow").index == 2
+    assert resolve(vs, "the pedestrian on the left").index == 0
+    assert resolve(vs, "the leftmost cyclist").index == 2

@@ -11,7 +11,8 @@ ones large), so a score falls smoothly rather than cutting at a threshold.
 
 A specialist's own class label (the street LiDAR preset's car / van / truck / pedestrian /
 cyclist / pole / misc) counts too: a candidate labelled with another street class (or "misc",
-none of them) is unlikely but not impossible; a van is half a car.
+none of them) is unlikely but not impossible; a van is half a car; a rider whose bike the scan
+split off reads as a pedestrian.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ LABELS = {"car": "car", "van": "van", "truck": "truck", "tram": "truck",
 STREET = ("car", "van", "truck", "pedestrian", "cyclist", "pole")
 SIGMA_FRACTION = 0.35  # sigma = this * (range midpoint); partial views shrink boxes
 LABEL_MISMATCH = 0.15  # factor for a candidate the specialist labelled as another street class
+PEOPLE_MISMATCH = 0.2  # a pedestrian-labelled candidate as a cyclist, and the reverse
 
 
 def extents(box: Box3D) -> tuple[float, float, float]:
@@ -110,6 +112,10 @@ def category_score(categories: tuple[str, ...], box: Box3D, label: str = "",
                 s = max(s, 0.9)
             elif {lab, cat} == {"car", "van"}:  # people call a van a car, less often
                 s = max(s * LABEL_MISMATCH, 0.5)
+            elif {lab, cat} == {"pedestrian", "cyclist"}:  # a rider whose bike the scan
+                # split off reads as a pedestrian: found when nothing better fits, but below
+                # SET_RELATIVE of a true member
+                s = max(s * LABEL_MISMATCH, PEOPLE_MISMATCH)
             else:  # the specialist's classifier says it is another class (or none)
                 s *= LABEL_MISMATCH
         best = max(best, s)
