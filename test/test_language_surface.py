@@ -11,7 +11,9 @@ from spatial_ros.language.parser import parse_refexpr
 from spatial_ros.language.program import ObjectView, Program
 from spatial_ros.language.surface import (
     SurfaceEvidence,
+    crowding,
     road_clearance,
+    standalone_likelihood,
     surface_scatter,
     vegetation_share,
     vehicle_likelihood,
@@ -111,3 +113,34 @@ def test_a_hedge_with_a_car_sized_box_is_not_the_car_on_the_left():
     for v in views:
         v.surface = None
     assert Program(views, vp).resolve(parse_refexpr("the car on the left")).index == 0
+
+
+def test_crowding_tells_a_free_pole_from_a_facade_sliver():
+    z = np.linspace(-1.5, 2.0, 40)
+    pole = np.column_stack([np.full(40, 20.0), np.full(40, 7.0), z])
+    ground = _road(1, 40)
+    assert crowding(pole, np.vstack([ground, pole])) == 0
+    assert standalone_likelihood(SurfaceEvidence(crowding=0)) == 1.0
+    # the same sliver as part of a wall running along the street
+    wall = np.column_stack([RNG.uniform(15, 25, 3000), np.full(3000, 7.0),
+                            RNG.uniform(-1.5, 2.0, 3000)])
+    n = crowding(pole, np.vstack([ground, wall, pole]))
+    assert n > 100
+    assert standalone_likelihood(SurfaceEvidence(crowding=n)) == pytest.approx(0.1)
+    assert crowding(None, wall) is None
+
+
+def test_the_farthest_pole_is_not_a_piece_of_a_distant_facade():
+    T = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.0],
+                  [0.0, 0.0, 0.0, 1.0]])
+    vp = Viewpoint.from_camera_pose(T)
+
+    def pole(x, y, crowd):
+        box = Box3D.from_yaw([x, y, 0.0], [0.2, 0.2, 3.5], 0.0, "velodyne")
+        return ObjectView(box, np.array([-y, 0.0, x]), {"gray": 1.0}, label="pole",
+                          surface=SurfaceEvidence(crowding=crowd))
+
+    views = [pole(10, 7, 0), pole(40, -7, 0), pole(55, 15, 12)]
+    prog = Program(views, vp)
+    assert prog.resolve(parse_refexpr("the pole farthest from the camera")).index == 1
+    assert prog.resolve(parse_refexpr("the second closest pole")).index == 1

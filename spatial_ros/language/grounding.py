@@ -17,8 +17,10 @@ import numpy as np
 from spatial_ros.language.categories import shape_score
 from spatial_ros.language.program import ObjectView
 from spatial_ros.language.surface import (
+    STANDALONE,
     VEHICLES,
     SurfaceEvidence,
+    crowding,
     road_clearance,
     surface_scatter,
     vegetation_share,
@@ -149,15 +151,18 @@ def _scene_points(frame: SensorFrame, zup: str) -> np.ndarray | None:
 
 def surface_evidence(frame: SensorFrame, v: CandidateView, box_zup, P_opt, P_zup, scene,
                      origin) -> SurfaceEvidence | None:
-    """The vehicle cues (``language.surface``) of a candidate the specialist labelled a
-    vehicle or whose z-up box (``box_zup``) is vehicle-sized; None for others and for
-    candidates without points. Points: ``P_opt`` in the optical frame, ``P_zup`` and the whole
-    ``scene`` in the z-up frame, where the camera is at ``origin``."""
+    """The cues (``language.surface``) of a candidate the specialist labelled a vehicle (or a
+    pole: crowding only) or whose z-up box (``box_zup``) is sized like one; None for others
+    and for candidates without points. Points: ``P_opt`` in the optical frame, ``P_zup`` and
+    the whole ``scene`` in the z-up frame, where the camera is at ``origin``."""
     from spatial_ros.geometry.camera import project_points
 
     if P_opt is None or len(P_opt) < 5:
         return None
     label = (v.candidate.label or "").lower()
+    if label in STANDALONE or (not label and max(
+            shape_score(c, box_zup) for c in STANDALONE) >= 0.5):
+        return SurfaceEvidence(crowding=crowding(P_zup, scene))
     if label and label not in VEHICLES:
         return None
     if not label and max(shape_score(c, box_zup) for c in VEHICLES) < 0.5:

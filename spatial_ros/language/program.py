@@ -28,7 +28,13 @@ import numpy as np
 from spatial_ros.language import colours as colour_match
 from spatial_ros.language.categories import category_score, extents
 from spatial_ros.language.refexpr import Extreme, NounPhrase, RefExpr, Relation
-from spatial_ros.language.surface import VEHICLES, SurfaceEvidence, vehicle_likelihood
+from spatial_ros.language.surface import (
+    STANDALONE,
+    VEHICLES,
+    SurfaceEvidence,
+    standalone_likelihood,
+    vehicle_likelihood,
+)
 from spatial_ros.spatial import predicates as P
 from spatial_ros.types import Box3D
 
@@ -181,10 +187,13 @@ class Program:
         m = seen.copy()
         vehicle = bool(np_.categories) and all(c in VEHICLES for c in np_.categories)
         green = any(t == "green" for c in np_.colours for t, _ in c.terms)
+        standalone = bool(np_.categories) and all(c in STANDALONE for c in np_.categories)
         for k, v in enumerate(self.views):
             m[k] *= category_score(np_.categories, v.box, v.label, v.points)
             if vehicle and v.surface is not None:
                 m[k] *= vehicle_likelihood(v.surface, np_.categories, green_named=green)
+            if standalone and v.surface is not None:
+                m[k] *= standalone_likelihood(v.surface)
             cols = v.colours_for(np_.categories) if np_.colours else {}
             for c in np_.colours:
                 if cols:

@@ -17,8 +17,13 @@ scenes has never seen either. Three cues can, each computed from the candidate's
   roof is at most about 2 m up (KITTI's cars: 1.2-2.0 m tall); a hedge or garden wall seen over
   a parked car or a fence starts a metre up and reaches 2-3 m.
 
-``vehicle_likelihood`` turns them into a factor in (0, 1] that multiplies a vehicle noun's
-membership (``Program.membership``): soft, so that a car the cues misjudge (an occluded one)
+For poles one more cue, **crowding**: scan points that are not the candidate's own within a
+metre of it at its own heights. A pole stands free; a sliver the clusterer cut from a facade
+(distant walls seen at a grazing angle break into pole-like pieces) has the rest of the wall
+beside it (``standalone_likelihood``).
+
+``vehicle_likelihood`` turns the vehicle cues into a factor in (0, 1] that multiplies a vehicle
+noun's membership (``Program.membership``): soft, so that a car the cues misjudge (an occluded one)
 stays in the set when nothing better fits. The thresholds are physical (index and eigenvalue
 conventions, vehicle dimensions), not fitted to frames.
 """
@@ -40,6 +45,10 @@ CORRIDOR_HALF_WIDTH = 1.5  # metres either side of the line of sight
 CORRIDOR_LENGTH = 10.0  # metres of road in front of the object that are looked at
 MIN_ROAD_POINTS = 5
 MAX_GRADE = 0.15  # steepest road slope believed
+# nouns of things that stand free (people do not: they stand by cars, walls and each other)
+STANDALONE = ("pole",)
+CROWD_RADIUS = 1.0  # metres around a free-standing candidate that should hold no other object
+OWN_POINT_M = 0.05  # a scan point this close to a cluster point is the cluster's own
 
 
 @dataclass(frozen=True)
@@ -51,12 +60,14 @@ class SurfaceEvidence:
         scatter: median smallest/largest neighbourhood eigenvalue ratio, [0, 1].
         clearance: metres from the road on its line of sight up to its lowest point.
         top: the same up to its highest point.
+        crowding: foreign scan points around it at its own heights (``crowding``).
     """
 
     vegetation: float | None = None
     scatter: float | None = None
     clearance: float | None = None
     top: float | None = None
+    crowding: int | None = None
 
 
 def vegetation_share(image: np.ndarray, uv: np.ndarray) -> float | None:
@@ -141,6 +152,35 @@ def road_clearance(cluster: np.ndarray | None, scene: np.ndarray | None,
     fit[0] = float(np.clip(fit[0], -MAX_GRADE, MAX_GRADE))
     road = float(np.polyval(fit, near)) if len(xs) >= 3 else float(np.min(zs_a))
     return float(C[:, 2].min() - road), float(C[:, 2].max() - road)
+
+
+def crowding(cluster: np.ndarray | None, scene: np.ndarray | None,
+             radius: float = CROWD_RADIUS) -> int | None:
+    """Scan points that are not the cluster's own within ``radius`` metres (horizontally) of
+    its centre, between 0.2 m above its lowest point and its top: none for a pole standing
+    free, many for a sliver the clusterer cut from a facade or a hedge. Both (N, 3) in one
+    z-up frame; None without points."""
+    from scipy.spatial import cKDTree
+
+    if cluster is None or scene is None or not len(cluster) or not len(scene):
+        return None
+    C = np.asarray(cluster, dtype=np.float64)[:, :3]
+    S = np.asarray(scene, dtype=np.float64)
+    c = C[:, :2].mean(axis=0)
+    near = (np.abs(S[:, 0] - c[0]) < radius) & (np.abs(S[:, 1] - c[1]) < radius)
+    near &= (S[:, 2] > C[:, 2].min() + 0.2) & (S[:, 2] < C[:, 2].max())
+    N = S[near]
+    N = N[np.hypot(N[:, 0] - c[0], N[:, 1] - c[1]) < radius]
+    if not len(N):
+        return 0
+    d, _ = cKDTree(C).query(N, k=1)
+    return int((d > OWN_POINT_M).sum())
+
+
+def standalone_likelihood(ev: SurfaceEvidence) -> float:
+    """Factor in [0.1, 1] for "this candidate stands free" (a pole): 1 with up to 2 foreign
+    points around it, 0.1 from 8 on."""
+    return _ramp(None if ev.crowding is None else float(ev.crowding), 2.0, 8.0, 0.1)
 
 
 def _ramp(x: float | None, lo: float, hi: float, floor: float) -> float:
