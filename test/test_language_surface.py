@@ -70,6 +70,11 @@ def test_clearance_and_top_are_measured_from_the_road_in_front():
     car_up = car + [0, 0, 0.05 * 10]
     clr, _ = road_clearance(car_up, np.vstack([slope, car_up]), np.zeros(3))
     assert abs(clr - 0.3) < 0.05
+    # the low body of something parked in the corridor is not the road
+    body = np.column_stack([RNG.uniform(6, 8, 400), RNG.uniform(-1, 1, 400),
+                            RNG.uniform(-1.45, -1.42, 400)])
+    clr, _ = road_clearance(car, np.vstack([_road(1, 20), body, car]), np.zeros(3))
+    assert abs(clr - 0.3) < 0.02
     # a hedge seen over a fence: starts 1.1 m up and reaches 2.7 m
     hedge = car + [0, 0, 0.8]
     clr, top = road_clearance(hedge, np.vstack([_road(1, 20), hedge]), np.zeros(3))

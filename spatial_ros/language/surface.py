@@ -14,18 +14,19 @@ scenes has never seen either. Three cues can, each computed from the candidate's
 - **clearance and top above the road**: how far its lowest and highest points lie above the
   lowest returns on the line of sight just in front of it. A vehicle's wheels and sills reach
   down to the road it stands on (< 0.5 m) unless something in front hides them, and a car's
-  roof is at most about 2 m up (KITTI's cars: 1.2-2.0 m tall); a hedge or garden wall seen over
-  a parked car or a fence starts a metre up and reaches 2-3 m.
+  roof is at most about 2 m up (KITTI's cars: 1.2-2.0 m tall); a hedge seen over a parked car
+  or a fence often starts a metre up and reaches 2-3 m (one on raised ground does not: the
+  road under it is that ground).
 
 For poles one more cue, **crowding**: scan points that are not the candidate's own within a
 metre of it at its own heights. A pole stands free; a sliver the clusterer cut from a facade
 (distant walls seen at a grazing angle break into pole-like pieces) has the rest of the wall
 beside it (``standalone_likelihood``).
 
-``vehicle_likelihood`` turns the vehicle cues into a factor in (0, 1] that multiplies a vehicle
-noun's membership (``Program.membership``): soft, so that a car the cues misjudge (an occluded one)
-stays in the set when nothing better fits. The thresholds are physical (index and eigenvalue
-conventions, vehicle dimensions), not fitted to frames.
+``vehicle_likelihood`` turns the vehicle cues into a factor in (0, 1] that multiplies a
+vehicle noun's membership (``Program.membership``): soft, so that a car the cues misjudge (an
+occluded one) stays in the set when nothing better fits. The thresholds are physical (index
+and eigenvalue conventions, vehicle dimensions), not fitted to frames.
 """
 
 from __future__ import annotations
@@ -145,12 +146,15 @@ def road_clearance(cluster: np.ndarray | None, scene: np.ndarray | None,
     if len(xs) < 2:
         return None
     xs_a, zs_a = np.array(xs), np.array(zs)
-    fit = np.polyfit(xs_a, zs_a, 1)
-    keep = zs_a - np.polyval(fit, xs_a) < 0.2
-    if keep.sum() >= 2 and not keep.all():
-        fit = np.polyfit(xs_a[keep], zs_a[keep], 1)
-    fit[0] = float(np.clip(fit[0], -MAX_GRADE, MAX_GRADE))
-    road = float(np.polyval(fit, near)) if len(xs) >= 3 else float(np.min(zs_a))
+    keep = np.ones(len(xs_a), dtype=bool)
+    for _ in range(2):  # fit, drop slices well above the line (obstacle bodies), refit
+        slope = float(np.clip(np.polyfit(xs_a[keep], zs_a[keep], 1)[0], -MAX_GRADE, MAX_GRADE))
+        offset = float(np.median(zs_a[keep] - slope * xs_a[keep]))  # the line at that slope
+        low = zs_a - (offset + slope * xs_a) < 0.2
+        if low.sum() < 2 or (low == keep).all():
+            break
+        keep = low
+    road = offset + slope * near if len(xs) >= 3 else float(np.min(zs_a))
     return float(C[:, 2].min() - road), float(C[:, 2].max() - road)
 
 
