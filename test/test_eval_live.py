@@ -85,7 +85,7 @@ def _same(a, b) -> None:
 def test_play_into_live_node_records_the_replay_boxes(sim, live_node, tmp_path):
     rec = tmp_path / "live"
     stats = play(
-        sim / "bag", rate=0.3, record=rec, domain_id=DOMAIN, start_delay=0.5, record_grace=1.5
+        sim / "bag", rate=0.15, record=rec, domain_id=DOMAIN, start_delay=0.5, record_grace=1.5
     )
     assert stats.published["/camera/image_raw"] == 15
     assert stats.published["/tf_static"] == 1
@@ -93,9 +93,11 @@ def test_play_into_live_node_records_the_replay_boxes(sim, live_node, tmp_path):
     replay = replay_bag(sim / "bag", PerceptionConfig(use_vlm=False, queries=[]), snapshots=0)
     by_stamp = {f.stamp_ns: f for f in replay.predictions}
     assert len(replay.predictions) == 5  # 15 camera frames, 10 Hz LiDAR
-    # Every frame the node published is a replay frame with the same boxes. At 0.3x speed the
-    # node (~50 ms a frame) keeps up; a frame dropped as stale on a very busy machine is
-    # allowed, a different box is not.
+    # Every frame the node published is a replay frame with the same boxes. At 0.15x speed (a
+    # frame every 0.67 s) the in-process node (~50 ms a frame) keeps up even when the rest of
+    # the suite's threads share its interpreter (at 0.3x, 2-3 of 5 in some full-suite runs on
+    # 2 cores); a frame dropped as stale on a very busy machine is allowed, a different box
+    # is not.
     assert len(live) >= 4 and len({f.stamp_ns for f in live}) == len(live)
     assert live_node.counters["frames"] == len(live)
     for f in live:
