@@ -62,14 +62,14 @@ def band_colours(frame: SensorFrame, v: CandidateView, T_zup_from_opt: np.ndarra
     share of the colour terms, band -> lightness of the achromatic pixels); bands with too few
     points are left out. The lightness of all its points is under "all"."""
     from spatial_ros.geometry.camera import project_points
-    from spatial_ros.vlm.appearance import pixel_colours, pixel_lightness
+    from spatial_ros.vlm.appearance import achromatic_lightness, sample_pixels, term_shares
 
     P = candidate_points_optical(v)
     if P is None or len(P) < 8:
         return {}, {}
     uv, front = project_points(P, frame.camera)
     light = {}
-    whole = pixel_lightness(frame.image, uv[front])
+    whole = achromatic_lightness(sample_pixels(frame.image, uv[front]))
     if whole is not None:
         light["all"] = whole
     z = P @ T_zup_from_opt[2, :3] + T_zup_from_opt[2, 3]
@@ -78,10 +78,11 @@ def band_colours(frame: SensorFrame, v: CandidateView, T_zup_from_opt: np.ndarra
     for name, (a, b) in BANDS.items():
         sel = front & (z >= lo + a * (hi - lo)) & (z <= lo + b * (hi - lo))
         if sel.sum() >= 5:
-            got = pixel_colours(frame.image, uv[sel])
+            rgb = sample_pixels(frame.image, uv[sel])  # once for the terms and the lightness
+            got = term_shares(rgb)
             if got:
                 out[name] = got
-            lit = pixel_lightness(frame.image, uv[sel])
+            lit = achromatic_lightness(rgb)
             if lit is not None:
                 light[name] = lit
     return out, light
@@ -112,7 +113,7 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
                  colours: Sequence[dict[str, float]]) -> tuple[list[ObjectView], Viewpoint]:
     """ObjectViews of the listed candidates and the camera viewpoint, both in the z-up frame."""
     name, T = zup_frame(frame, listed)
-    scene = _scene_points(frame, name)
+    scene = _scene_points(frame, name, T)
     views = []
     for v, col in zip(listed, colours, strict=True):
         P = candidate_points_optical(v)
@@ -134,19 +135,23 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
     return views, Viewpoint.from_camera_pose(T)
 
 
-def _scene_points(frame: SensorFrame, zup: str) -> np.ndarray | None:
-    """The frame's whole scan in the z-up frame ``zup`` ((N, 3) metres), None without one."""
+def _scene_points(frame: SensorFrame, zup: str, T_zup_from_opt: np.ndarray,
+                  behind_m: float = 2.0) -> np.ndarray | None:
+    """The frame's scan in the z-up frame ``zup`` ((N, 3) metres), without the points more
+    than ``behind_m`` behind the camera (a 360-degree scan is two thirds behind it; the cues
+    only look at the road and surroundings of objects in view); None without a scan."""
     if frame.points is None or not len(frame.points):
         return None
     P = np.asarray(frame.points[:, :3], dtype=np.float64)
     src = frame.points_frame or ""
-    if src == zup:
-        return P
-    try:
-        T = frame.transforms.lookup(zup, src)
-    except Exception:  # noqa: BLE001 - frames not connected: no road cue
-        return None
-    return P @ T[:3, :3].T + T[:3, 3]
+    if src != zup:
+        try:
+            T = frame.transforms.lookup(zup, src)
+        except Exception:  # noqa: BLE001 - frames not connected: no road cue
+            return None
+        P = P @ T[:3, :3].T + T[:3, 3]
+    forward = (P - T_zup_from_opt[:3, 3]) @ T_zup_from_opt[:3, 2]  # optical z in the z-up frame
+    return P[forward > -behind_m]
 
 
 def surface_evidence(frame: SensorFrame, v: CandidateView, box_zup, P_opt, P_zup, scene,

@@ -106,7 +106,11 @@ def pixel_colours(image: np.ndarray, uv: np.ndarray, max_samples: int = 400,
     colour of an object read where its own LiDAR or depth points land, not over its 2D box
     (which on a car is mostly windows, wheels, shadow and road). {} when no sample falls on
     the image."""
-    rgb = sample_pixels(image, uv, max_samples, seed)
+    return term_shares(sample_pixels(image, uv, max_samples, seed))
+
+
+def term_shares(rgb: np.ndarray) -> dict[str, float]:
+    """Share of each basic colour term among (M, 3) sRGB 0..255 samples ({} for none)."""
     if not len(rgb):
         return {}
     names = colour_names(rgb)
@@ -119,7 +123,13 @@ def pixel_lightness(image: np.ndarray, uv: np.ndarray, min_pixels: int = 5) -> f
     """Median value (max of R, G, B; 0..1) of the achromatic pixels at ``uv`` — the ones the
     reader calls white, gray or black — which tells white from silver from gray paint; None
     with fewer than ``min_pixels`` of them."""
-    rgb = sample_pixels(image, uv) / 255.0
+    return achromatic_lightness(sample_pixels(image, uv), min_pixels)
+
+
+def achromatic_lightness(rgb: np.ndarray, min_pixels: int = 5) -> float | None:
+    """Median value (0..1) of the achromatic ones among (M, 3) sRGB 0..255 samples, None with
+    fewer than ``min_pixels`` of them (``pixel_lightness``)."""
+    rgb = np.asarray(rgb, dtype=np.float64) / 255.0
     if not len(rgb):
         return None
     mx, mn = rgb.max(1), rgb.min(1)
