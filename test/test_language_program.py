@@ -159,3 +159,13 @@ def test_a_rider_read_as_a_pedestrian_is_found_only_when_no_cyclist_fits():
     assert resolve(vs, "the cyclist in yellow").index == 2
     assert resolve(vs, "the pedestrian on the left").index == 0
     assert resolve(vs, "the leftmost cyclist").index == 2
+
+
+def test_a_bike_long_box_labelled_pedestrian_is_still_a_cyclist():
+    long_rider = _street_view("pedestrian", "black", 20.0, 1.0)
+    long_rider.box = Box3D.from_yaw([20.0, 1.0, 0.9], (1.2, 0.4, 1.8), 0.0, "base_link")
+    vs = [_street_view("cyclist", "blue", 10.0, -3.0), long_rider,
+          _street_view("pedestrian", "red", 30.0, 0.0)]
+    assert resolve(vs, "the farthest cyclist").index == 1  # not the 0.5 m pedestrian at 30 m
+    assert resolve(vs, "the second closest cyclist").index == 1
+    assert resolve(vs, "the farthest pedestrian").index == 2
