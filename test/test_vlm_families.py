@@ -365,9 +365,15 @@ def test_remote_code_model_names_the_option(model_dirs, tmp_path):
     (remote / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="trust_remote_code: true.*--trust-remote-code"):
         TransformersBackend(remote, device="cpu")
+    import yaml
+
+    from spatial_ros.config import from_dict
     from spatial_ros.perception import PerceptionConfig
 
-    assert PerceptionConfig(trust_remote_code=True).trust_remote_code  # a key the config takes
+    assert not PerceptionConfig().trust_remote_code  # off unless the user opts in
+    # the YAML line the message names is a key the config takes
+    opted_in = from_dict(PerceptionConfig, yaml.safe_load("trust_remote_code: true"))
+    assert opted_in.trust_remote_code
 
 
 def test_model_options_reach_the_backend_from_cli_and_yaml(sim_bag, tmp_path, monkeypatch):
