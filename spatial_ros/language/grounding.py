@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from spatial_ros.language.categories import shape_score
-from spatial_ros.language.program import ObjectView
 from spatial_ros.language.surface import (
     STANDALONE,
     VEHICLES,
@@ -25,6 +24,7 @@ from spatial_ros.language.surface import (
     surface_scatter,
     vegetation_share,
 )
+from spatial_ros.language.views import ObjectView
 from spatial_ros.spatial.predicates import Viewpoint
 from spatial_ros.types import SensorFrame
 from spatial_ros.vlm.appearance import object_colours

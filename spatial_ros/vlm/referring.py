@@ -33,7 +33,8 @@ def program_objects(engine, frame, qs, listed, colours, tags, context, image, T_
     ``len(tags)`` of them; the model cannot score the others)."""
     from spatial_ros.language.grounding import object_views, tag_scorer
     from spatial_ros.language.parser import QueryTooLong, parse_refexpr
-    from spatial_ros.language.program import Program, describe_view
+    from spatial_ros.language.program import Program
+    from spatial_ros.language.views import describe_view
 
     cfg = engine.config
     refused: set[int] = set()
