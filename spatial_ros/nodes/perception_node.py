@@ -85,10 +85,8 @@ class PerceptionNode(SensorNode):
         self.pub_queries = self.create_publisher(ActiveQueries, "~/active_queries", LATCHED)
         self._publish_active_queries()
         return [
-            self.create_service(SetQueries, "~/set_queries", self._srv_set_queries,
-                                callback_group=self.request_group),
-            self.create_service(AskSpatial, "~/ask", self._srv_ask,
-                                callback_group=self.request_group),
+            self.create_request_service(SetQueries, "~/set_queries", self._srv_set_queries),
+            self.create_request_service(AskSpatial, "~/ask", self._srv_ask),
         ]
 
     def load_core(self) -> None:

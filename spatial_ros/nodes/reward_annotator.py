@@ -82,8 +82,7 @@ class RewardAnnotatorNode(SensorNode):
         return [
             self.create_subscription(String, "~/goal", self._on_goal_topic, 10,
                                      callback_group=self.request_group),
-            self.create_service(SetGoal, "~/set_goal", self._srv_set_goal,
-                                callback_group=self.request_group),
+            self.create_request_service(SetGoal, "~/set_goal", self._srv_set_goal),
         ]
 
     def load_core(self) -> None:

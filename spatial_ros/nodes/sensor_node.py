@@ -24,7 +24,7 @@ Everything the two nodes do alike lives here once (a fix lands in both):
   the unprocessed one out; reward: ``max_pending``, oldest pushed out);
 * bad input never kills the node and never publishes a wrong message: the frame is skipped with
   a throttled log line and a counter;
-* /diagnostics: every counter plus latency/processing percentiles.
+* /diagnostics: every counter plus latency/processing/request-handler times (node_stats.py).
 
 Every frame that is lost is counted under exactly one reason (all in /diagnostics):
 
@@ -59,9 +59,6 @@ import dataclasses
 import threading
 import time
 import traceback
-from collections import Counter, deque
-
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -75,6 +72,7 @@ from spatial_ros.errors import CalibrationError, ModelError, SpatialRosError
 from spatial_ros.geometry.transforms import TransformHistory, TransformTree
 from spatial_ros.io.msgs import MessageFactory, stamp_to_ns
 from spatial_ros.nodes.frame_queue import FrameQueue
+from spatial_ros.nodes.node_stats import NodeStats
 from spatial_ros.nodes.sensor_io import (
     COUNTERS,
     LATCHED,
@@ -99,7 +97,6 @@ except ImportError:  # pragma: no cover - static_transforms parameter still work
     TFMessage = None
 
 __all__ = ["LATCHED", "EmptyCloud", "SensorNode", "StaleFrame"]
-_WINDOW = 500  # frames in the latency / processing-time statistics (constant memory)
 
 
 class SensorNode(LifecycleNode):
@@ -132,7 +129,6 @@ class SensorNode(LifecycleNode):
         self._active = False
         self._busy = threading.Lock()  # held by the worker per frame; model/goal changes take it
         self._state_lock = threading.Lock()  # transforms and CameraInfo (callbacks vs worker)
-        self._count_lock = threading.Lock()
         self._frames = FrameQueue(1)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -145,10 +141,8 @@ class SensorNode(LifecycleNode):
         self._last_seq: dict[tuple[str, bytes], int] = {}  # (input, publisher) -> sequence
         self._newest_image_ns = -1
         self._newest_info_ns = -1
-        self.counters: Counter = Counter()
-        self._latencies: deque[float] = deque(maxlen=_WINDOW)
-        self._e2e_ms: deque[float] = deque(maxlen=_WINDOW)
-        self._proc_ms: deque[float] = deque(maxlen=_WINDOW)
+        self._stats = NodeStats(window=500)  # counters and timing windows (constant memory)
+        self.counters = self._stats.counters
         self._entities: list = []
         self.sensor_group = MutuallyExclusiveCallbackGroup()
         self.request_group = MutuallyExclusiveCallbackGroup()  # services, goal topic
@@ -165,8 +159,9 @@ class SensorNode(LifecycleNode):
         raise NotImplementedError
 
     def create_interfaces(self, cfg) -> list:
-        """Make the node's own publishers, services (``callback_group=self.request_group``) and
-        extra subscriptions; return the entities to destroy on cleanup."""
+        """Make the node's own publishers, services (:meth:`create_request_service`) and extra
+        subscriptions (``callback_group=self.request_group``); return the entities to destroy
+        on cleanup."""
         raise NotImplementedError
 
     def load_core(self) -> None:
@@ -324,9 +319,7 @@ class SensorNode(LifecycleNode):
 
     # ---- input callbacks (cheap; never raise) ------------------------------------------------
     def _count(self, counter: str, n: int = 1) -> None:
-        if n:
-            with self._count_lock:
-                self.counters[counter] += n
+        self._stats.count(counter, n)
 
     def _skip(self, counter: str, message: str) -> None:
         self._count(counter)
@@ -476,11 +469,25 @@ class SensorNode(LifecycleNode):
         frame = self.frame_from(msgs)
         self.handle_frame(frame)
         self._count("frames")
-        self._proc_ms.append((time.perf_counter() - t0) * 1e3)
-        self._latencies.append((time.monotonic() - received) * 1e3)
-        self._e2e_ms.append((self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6)
+        self._stats.record_frame(
+            processing_ms=(time.perf_counter() - t0) * 1e3,
+            latency_ms=(time.monotonic() - received) * 1e3,
+            end_to_end_ms=(self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6)
 
     # ---- requests ----------------------------------------------------------------------------
+    def create_request_service(self, srv_type, name: str, handler):
+        """A service in the request group whose handler times are in the stats
+        (``request_p50_ms``, ``request_max_ms``, ``request_cpu_max_ms``; node_stats.py)."""
+        def timed(req, resp):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return handler(req, resp)
+            finally:
+                self._stats.record_request(wall_ms=(time.perf_counter() - t0) * 1e3,
+                                           cpu_ms=(time.thread_time() - c0) * 1e3)
+
+        return self.create_service(srv_type, name, timed, callback_group=self.request_group)
+
     def reject(self, what: str, error: SpatialRosError) -> str:
         """Count and log a refused request (the message is bounded: it never quotes a whole
         user string); returns the message for the reply."""
@@ -490,20 +497,8 @@ class SensorNode(LifecycleNode):
 
     # ---- stats -------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
-        def pct(values, q: float) -> float:
-            return float(np.percentile(list(values), q)) if values else float("nan")
-
-        with self._count_lock:
-            counters = dict(self.counters)
-        out = {k: float(counters.get(k, 0)) for k in (*COUNTERS, *self.extra_counters)}
-        out.update({k: float(v) for k, v in counters.items()})
+        out = self._stats.summary((*COUNTERS, *self.extra_counters))
         out.update(
-            latency_p50_ms=pct(self._latencies, 50),
-            latency_p95_ms=pct(self._latencies, 95),
-            end_to_end_p50_ms=pct(self._e2e_ms, 50),
-            end_to_end_p95_ms=pct(self._e2e_ms, 95),
-            processing_p50_ms=pct(self._proc_ms, 50),
-            processing_p95_ms=pct(self._proc_ms, 95),
             sync_fired=float(getattr(self._sync, "fired", 0)),
             sync_dropped=float(getattr(self._sync, "dropped", 0)),
             pending=float(len(self._frames)),
@@ -512,8 +507,7 @@ class SensorNode(LifecycleNode):
         return out
 
     def _publish_stats(self) -> None:
-        with self._count_lock:
-            counters = dict(self.counters)
+        counters = self._stats.counter_snapshot()
         self.pub_diag.publish(diagnostics_message(
             f"{self.get_name()}: {self.kind}", counters, self.stats(),
             self.get_clock().now().to_msg(), self.backend_status()))
