@@ -27,9 +27,9 @@ import numpy as np
 from spatial_ros.config import field_help, param
 from spatial_ros.errors import CalibrationError, ConfigError, ModelError, SpatialRosError
 from spatial_ros.types import Candidate, GroundedObject, Relation, SensorFrame
+from spatial_ros.user_text import bounded_text
 from spatial_ros.vlm.backends.options import BackendConfig, model_option, model_options_of
 from spatial_ros.vlm.served_config import BACKENDS, served_config_from, served_param
-from spatial_ros.user_text import bounded_text
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,8 @@ def _pose(f: MessageFactory, box: Box3D) -> Any:
     x, y, z, w = matrix_to_quaternion(box.rotation)
     return f.new(
         "geometry_msgs/msg/Pose",
-        position=f.new("geometry_msgs/msg/Point", x=box.center[0], y=box.center[1], z=box.center[2]),
+        position=f.new("geometry_msgs/msg/Point",
+                       x=box.center[0], y=box.center[1], z=box.center[2]),
         orientation=f.new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w),
     )
 
@@ -60,7 +61,8 @@ def grounded_object_to_msg(obj: GroundedObject, f: MessageFactory) -> Any:
         label=obj.label or "",
         score=float(obj.score),
         center=_pose(f, obj.box),
-        size=f.new("geometry_msgs/msg/Vector3", x=obj.box.size[0], y=obj.box.size[1], z=obj.box.size[2]),
+        size=f.new("geometry_msgs/msg/Vector3",
+                   x=obj.box.size[0], y=obj.box.size[1], z=obj.box.size[2]),
         box_2d=b2.astype(np.float32),
         distance=float(obj.distance) if math.isfinite(obj.distance) else 0.0,
         source=obj.source,
@@ -73,7 +75,8 @@ def grounded_object_to_msg(obj: GroundedObject, f: MessageFactory) -> Any:
 def grounded_objects_to_msg(
     objects: Sequence[GroundedObject], stamp_ns: int, frame_id: str, f: MessageFactory
 ) -> Any:
-    """``GroundedObject3DArray`` with the SOURCE IMAGE stamp and the output frame (may be empty)."""
+    """``GroundedObject3DArray`` with the SOURCE IMAGE stamp and the output frame (may be
+    empty)."""
     return f.new(
         GROUNDED_ARRAY,
         header=f.header(stamp_ns, frame_id),
@@ -144,7 +147,8 @@ def markers_for(
     per object, and a line + text per distance relation between two objects."""
     header = f.header(stamp_ns, frame_id)
     sec = int(lifetime_s)
-    lifetime = f.new("builtin_interfaces/msg/Duration", sec=sec, nanosec=int((lifetime_s - sec) * 1e9))
+    lifetime = f.new("builtin_interfaces/msg/Duration", sec=sec,
+                     nanosec=int((lifetime_s - sec) * 1e9))
     markers = [f.new("visualization_msgs/msg/Marker", header=header, ns="spatial_ros", action=3)]
     by_id = {o.id: o for o in objects}
 
@@ -184,7 +188,8 @@ def markers_for(
             marker(j, "distances", 5, points=[point(a.box.center), point(b.box.center)],
                    color=colour((1.0, 1.0, 0.0)), scale=f.new("geometry_msgs/msg/Vector3", x=0.01))
         )
-        tm = marker(j, "distance_labels", 9, text=f"{r.value:.2f} m", color=colour((1.0, 1.0, 0.0)),
+        tm = marker(j, "distance_labels", 9, text=f"{r.value:.2f} m",
+                    color=colour((1.0, 1.0, 0.0)),
                     scale=f.new("geometry_msgs/msg/Vector3", z=0.05))
         tm.pose.position = point((a.box.center + b.box.center) / 2)
         markers.append(tm)
@@ -241,7 +246,8 @@ def tree_to_tf_message(tree: TransformTree, stamp_ns: int, f: MessageFactory) ->
                 child_frame_id=child,
                 transform=f.new(
                     "geometry_msgs/msg/Transform",
-                    translation=f.new("geometry_msgs/msg/Vector3", x=T[0, 3], y=T[1, 3], z=T[2, 3]),
+                    translation=f.new("geometry_msgs/msg/Vector3",
+                                      x=T[0, 3], y=T[1, 3], z=T[2, 3]),
                     rotation=f.new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w),
                 ),
             )

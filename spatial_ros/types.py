@@ -143,7 +143,9 @@ class CameraIntrinsics:
         self.D = np.asarray(self.D, dtype=np.float64).reshape(-1)
 
     @classmethod
-    def from_fov(cls, width: int, height: int, hfov_deg: float, frame_id: str = "camera_optical_frame"):
+    def from_fov(
+        cls, width: int, height: int, hfov_deg: float, frame_id: str = "camera_optical_frame"
+    ):
         """Square-pixel camera with a horizontal field of view of ``hfov_deg`` degrees."""
         f = (width / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
         K = np.array([[f, 0, (width - 1) / 2.0], [0, f, (height - 1) / 2.0], [0, 0, 1.0]])
@@ -205,7 +207,8 @@ class Candidate:
     """A specialist's 3D box proposal (the "specialist" half of specialist box prompts).
 
     Attributes:
-        box: 3D box in the specialist's output frame (``box.frame_id``; z-up, e.g. lidar/base_link).
+        box: 3D box in the specialist's output frame (``box.frame_id``; z-up, e.g.
+            lidar/base_link).
         box_2d: (4,) x1, y1, x2, y2 pixels of its projection into the image, or None.
         score: [0, 1].
         source: "lidar", "depth" or "onnx".

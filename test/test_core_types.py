@@ -67,8 +67,8 @@ def test_box_file_roundtrip(tmp_path):
         BoxFrame(
             123,
             "base_link",
-            [BoxRecord("o1", "mug", Box3D.from_yaw([1, 2, 3], [0.1, 0.1, 0.12], 0.5), "red mug", 0.9,
-                       {"color": "red"})],
+            [BoxRecord("o1", "mug", Box3D.from_yaw([1, 2, 3], [0.1, 0.1, 0.12], 0.5), "red mug",
+                       0.9, {"color": "red"})],
         ),
         BoxFrame(456, "base_link", []),
     ]

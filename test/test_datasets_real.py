@@ -94,8 +94,8 @@ def test_label_box_roundtrip_and_conventions():
     calib = _synthetic_calib()
     box = Box3D.from_yaw([15.0, -2.0, -0.7], [4.0, 1.7, 1.5], 0.8, "velodyne")
     lab = KittiLabel.from_box(box, calib, "Car", score=0.75)
-    h, w, l = lab.dimensions
-    assert (h, w, l) == pytest.approx((1.5, 1.7, 4.0))
+    h, w, length = lab.dimensions
+    assert (h, w, length) == pytest.approx((1.5, 1.7, 4.0))
     # Camera y points down: the bottom centre is h/2 below (larger y than) the box centre.
     c_rect = calib.T_rect_from_velo[:3, :3] @ box.center + calib.T_rect_from_velo[:3, 3]
     np.testing.assert_allclose(lab.location, c_rect + [0, 0.75, 0])
@@ -135,7 +135,7 @@ def test_synthetic_frame_both_layouts(tmp_path, layout):
     np.testing.assert_array_equal(frame.points, pts)
     np.testing.assert_allclose(frame.calib.T_cam_from_velo, calib.T_cam_from_velo, atol=1e-9)
     assert [lab.type for lab in frame.labels] == ["Car", "Car"]
-    for lab, box in zip(frame.labels, boxes):
+    for lab, box in zip(frame.labels, boxes, strict=True):
         # Written with 2 decimals: centres within 1 cm, yaw within 0.01 rad.
         np.testing.assert_allclose(lab.box.center, box.center, atol=0.01)
         np.testing.assert_allclose(lab.box.size, box.size, atol=0.006)
@@ -203,7 +203,7 @@ def test_kitti_000008_label_roundtrip(kitti_dir, tmp_path):
     cars = [lab for lab in frame.labels if not lab.is_dontcare]
     again = [KittiLabel.from_box(lab.box, frame.calib, lab.type, box_2d=lab.box_2d,
                                  truncated=lab.truncated, occluded=lab.occluded) for lab in cars]
-    for a, b in zip(again, cars):
+    for a, b in zip(again, cars, strict=True):
         np.testing.assert_allclose(a.location, b.location, atol=1e-9)
         np.testing.assert_allclose(a.dimensions, b.dimensions, atol=1e-9)
         # Only the ~0.5 degree Velodyne/camera tilt separates the yaw-only box from the label.
@@ -234,7 +234,7 @@ def test_sunrgbd_000001_geometry(sunrgbd_dir, capsys):
     centres = np.array([lab.box.center for lab in frame.labels])
     cuv, cdepth = project_upright_points(centres, frame)
     inside = [bool(b[0] <= u <= b[2] and b[1] <= v <= b[3])
-              for (u, v), b in zip(cuv, (lab.box_2d for lab in frame.labels))]
+              for (u, v), b in zip(cuv, (lab.box_2d for lab in frame.labels), strict=True)]
     assert sum(inside) >= 5 and (cdepth > 0).all()
     # Size order (across, along heading, up): the boxes hold far more of the scene's points
     # than with the first two half sizes swapped.
@@ -252,5 +252,5 @@ def test_sunrgbd_000001_geometry(sunrgbd_dir, capsys):
     with capsys.disabled():
         print(f"\nSUN RGB-D 000001: colour err {colour_err:.3f}, centres in 2D box "
               f"{sum(inside)}/6 {inside}, projected-box IoU "
-              + ", ".join(f"{n} {i:.2f}" for n, i in zip(names, ious))
+              + ", ".join(f"{n} {i:.2f}" for n, i in zip(names, ious, strict=True))
               + f"; points in boxes {ours} vs {swapped} swapped")

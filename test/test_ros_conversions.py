@@ -34,7 +34,7 @@ def test_grounded_array_roundtrip(factory):
     msg = grounded_objects_to_msg(objs, 1_700_000_000_123_456_789, "base_link", factory)
     stamp, frame, back = msg_to_grounded_objects(msg)
     assert stamp == 1_700_000_000_123_456_789 and frame == "base_link"
-    for a, b in zip(objs, back):
+    for a, b in zip(objs, back, strict=True):
         assert (a.id, a.query, a.label, a.source) == (b.id, b.query, b.label, b.source)
         assert np.allclose(a.box.corners(), b.box.corners(), atol=1e-6)
         assert b.score == pytest.approx(a.score)

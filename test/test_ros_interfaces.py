@@ -1,4 +1,5 @@
-"""Every custom message round-trips between two real rclpy nodes over DDS; every service answers."""
+"""Every custom message round-trips between two real rclpy nodes over DDS; every service
+answers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ pytestmark = pytest.mark.ros
 
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy  # noqa: E402
-
 from spatial_ros.msg import (  # noqa: E402
     GroundedObject3D,
     GroundedObject3DArray,
@@ -69,7 +69,7 @@ def _assert_equal(a, b):
             _assert_equal(va, vb)
         elif isinstance(va, list):
             assert len(va) == len(vb), name
-            for x, y in zip(va, vb):
+            for x, y in zip(va, vb, strict=True):
                 _assert_equal(x, y) if hasattr(x, "get_fields_and_field_types") else None
         elif isinstance(va, float):
             assert va == pytest.approx(vb, rel=1e-6), name
@@ -97,7 +97,8 @@ def test_every_message_roundtrips_over_dds(ros_context):
     received: dict[str, object] = {}
     pubs = {k: pub_node.create_publisher(t, f"/iface_test/{k}", qos) for k, t in types.items()}
     for k, t in types.items():
-        sub_node.create_subscription(t, f"/iface_test/{k}", lambda m, k=k: received.setdefault(k, m), qos)
+        sub_node.create_subscription(t, f"/iface_test/{k}",
+                                     lambda m, k=k: received.setdefault(k, m), qos)
     ex, _ = _spin(ros_context, pub_node, sub_node)
     try:
         deadline = time.monotonic() + 20
@@ -143,7 +144,8 @@ def test_every_service_answers(ros_context):
     ex, _ = _spin(ros_context, server, client_node)
     try:
         calls = [
-            (SetQueries, "/iface_test/set_queries", SetQueries.Request(queries=["the red mug", " "])),
+            (SetQueries, "/iface_test/set_queries",
+             SetQueries.Request(queries=["the red mug", " "])),
             (AskSpatial, "/iface_test/ask", AskSpatial.Request(question="how far?")),
             (SetGoal, "/iface_test/set_goal", SetGoal.Request(goal="lift the ball")),
         ]

@@ -338,7 +338,7 @@ def test_viewpoint_from_camera_poses():
 def test_input_validation():
     box = Box3D([0, 0, 0], [1, 1, 1])
     with pytest.raises(ConfigError, match="vertical"):
-        Viewpoint([0, 0, 0], [0, 0, -1]).heading
+        _ = Viewpoint([0, 0, 0], [0, 0, -1]).heading  # the property raises
     with pytest.raises(ConfigError, match="vertical"):
         P.left_of(SpatialObject("a", box), SpatialObject("b", box),
                   Viewpoint([0, 0, 0], [0, 0, 1]))

@@ -122,8 +122,10 @@ def test_all_types_appear_and_single_object_scenes():
         QAConfig(types=("nearness",))
 
 
-def _check_pair(q, objs, cfg=QAConfig()):
+def _check_pair(q, objs, cfg=None):
     """Recompute a generated pair's answer from the predicates and parse its answer text."""
+    if cfg is None:
+        cfg = QAConfig()
     by_id = {o.id: o for o in objs}
     a = by_id[q.subject_id]
     b = by_id.get(q.object_id)

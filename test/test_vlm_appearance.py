@@ -93,8 +93,8 @@ def test_engine_lists_candidate_colours_when_asked():
     assert not seen[0].split("\n")[1].endswith("blue")
     assert seen[1].split("\n")[1].endswith("] blue")
     # with size words: "<size> <colour>" (a 0.4 m cube is "tall"), tagged with its rank
-    SpatialEngine(backend, EngineConfig(referring="model", candidate_colours=True, candidate_sizes=True,
-                                        candidate_index=True)).ground(
+    SpatialEngine(backend, EngineConfig(referring="model", candidate_colours=True,
+                                        candidate_sizes=True, candidate_index=True)).ground(
         frame, ["the blue box"], [cand], "cam")
     assert seen[2].split("\n")[1].endswith("] tall blue1")
 
@@ -128,7 +128,8 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
 
     # colours on: tags are "gray1", "gray2" (the test image is gray): "#k" names nothing
     eng = SpatialEngine(ScriptedBackend(script),
-                        EngineConfig(referring="model", candidate_index=True, candidate_colours=True))
+                        EngineConfig(referring="model", candidate_index=True,
+                                     candidate_colours=True))
     out = {o.query: o for o in eng.ground(frame, list(answers), cands, "cam")}
     lines = seen[0].split("\n")[1:3]
     assert lines[0].endswith("] gray1") and lines[1].endswith("] gray2")
@@ -142,7 +143,8 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
     assert eng.stats.retries == 4
     # colours off: the list is tagged by position
     seen.clear()
-    eng = SpatialEngine(ScriptedBackend(script), EngineConfig(referring="model", candidate_index=True))
+    eng = SpatialEngine(ScriptedBackend(script),
+                        EngineConfig(referring="model", candidate_index=True))
     out = {o.query: o for o in eng.ground(frame, list(answers), cands, "cam")}
     assert seen[0].split("\n")[1].endswith("] #1")
     assert set(out) == {"the far box", "the near box"}
@@ -150,7 +152,8 @@ def test_engine_resolves_candidate_tags_to_the_listed_box():
     np.testing.assert_allclose(out["the near box"].box.size, cands[1].box.size)
     # without a listed prompt (specialist prompts off) a tag designates nothing
     eng2 = SpatialEngine(ScriptedBackend(lambda c, i: "#1"),
-                         EngineConfig(referring="model", candidate_index=True, specialist_prompts=False))
+                         EngineConfig(referring="model", candidate_index=True,
+                                      specialist_prompts=False))
     assert eng2.ground(frame, ["the near box"], cands, "cam") == []
     assert eng2.stats.parse_failures == 1
 
@@ -177,8 +180,8 @@ def test_unknown_tag_is_asked_again_without_the_list():
     for mode in ("rank", "retry", "drop"):
         prompts.clear()
         eng = SpatialEngine(ScriptedBackend(script, choice_scores=lambda c, t: [0.0] * len(t)),
-                            EngineConfig(referring="model", candidate_index=True, candidate_colours=True,
-                                         unknown_tag=mode))
+                            EngineConfig(referring="model", candidate_index=True,
+                                         candidate_colours=True, unknown_tag=mode))
         out = eng.ground(frame, ["the red ball"], cands, "cam")
         if mode != "drop":
             assert prompts == [True, False] and eng.stats.retries == 1 and eng.stats.ranked == 0

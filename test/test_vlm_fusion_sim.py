@@ -51,7 +51,8 @@ def test_fusion_recovers_specialist_accuracy_from_noisy_answers(scenario, seeds,
                 if not o.ambiguous_with and o.box_2d is not None and (o.lidar_points or 0) >= 30
                 and o.category != "gripper"}
         for fuse in (False, True):
-            engine = SpatialEngine(_noisy_model(frame, objs, rng), EngineConfig(fuse=fuse, referring="model"))
+            engine = SpatialEngine(_noisy_model(frame, objs, rng),
+                                   EngineConfig(fuse=fuse, referring="model"))
             for g in engine.ground(frame, list(objs), cands, "base_link"):
                 assert g.source == ("vlm+lidar" if fuse else "vlm")
                 upright = Box3D.from_yaw(g.box.center, g.box.size, g.box.yaw, "base_link")

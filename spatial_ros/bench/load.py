@@ -19,8 +19,8 @@ for ``--duration`` seconds (60):
   three images have no cloud by design);
 - RSS of the node process (psutil), sampled every 0.25 s: start and end are the MEDIANS of
   the first and last quarter (at most 10 s) of the samples (a single sample swings by +-3 %
-  with the transient arrays of the frame in flight), growth % between them (also over the second half alone), the maximum,
-  and the least-squares slope (MB/min);
+  with the transient arrays of the frame in flight), growth % between them (also over the
+  second half alone), the maximum, and the least-squares slope (MB/min);
 - correctness under load, scored against the simulator's truth of each replayed frame
   (spatial_ros.perception_metrics): LiDAR candidate BEV recall/precision @IoU 0.5 in
   specialists-only mode, Acc@IoU0.25 and distance errors with ``--model``.
@@ -319,7 +319,7 @@ def run_load(cfg: LoadConfig, log=print) -> LoadResult:
             time.sleep(min(0.25, max(0.0, cfg.duration - (time.monotonic() - t_start))))
             rss.append((time.monotonic() - t_start, proc.memory_info().rss / 2**20))
             if child.poll() is not None:
-                raise SpatialRosError(f"the perception node died under load:\n" + tail())
+                raise SpatialRosError("the perception node died under load:\n" + tail())
         window["end"] = time.time_ns()
         window_s = time.monotonic() - t_start
         stop.set()

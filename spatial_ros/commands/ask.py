@@ -77,8 +77,8 @@ def run(args) -> int:
     from spatial_ros.errors import ConfigError, DataError, ParseError
     from spatial_ros.perception import PerceptionConfig, PerceptionPipeline, normalize_queries
     from spatial_ros.spatial.qa import answer_objects
-    from spatial_ros.vlm.backends.options import model_options_from_args
     from spatial_ros.user_text import bounded_text
+    from spatial_ros.vlm.backends.options import model_options_from_args
 
     if args.frame < 0:
         raise ConfigError(f"--frame {args.frame} must be >= 0")

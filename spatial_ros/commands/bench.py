@@ -1,5 +1,6 @@
 """`spatial-ros bench NAME`: benchmarks. Each lives in spatial_ros/bench/<name>.py with
-``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and prints ratios measured in one run."""
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and prints ratios measured in one
+run."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import pkgutil
 
 import spatial_ros.bench as bench_pkg
 
-HELP = "benchmarks (io, lidar, vlm, served, sim, reward, load, all): ours vs a baseline, one run each"
+HELP = ("benchmarks (io, lidar, vlm, served, sim, reward, load, all): ours vs a baseline, "
+        "one run each")
 
 
 def _names() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(bench_pkg.__path__) if not m.name.startswith("_"))
+    return sorted(m.name for m in pkgutil.iter_modules(bench_pkg.__path__)
+                  if not m.name.startswith("_"))
 
 
 def add_arguments(parser) -> None:

@@ -128,11 +128,11 @@ class KittiLabel:
 
     def to_line(self) -> str:
         """The label_2 line (with the score column when ``score`` is set)."""
-        h, w, l = self.dimensions
+        h, w, length = self.dimensions
         x, y, z = self.location
         x1, y1, x2, y2 = self.box_2d
         line = (f"{self.type} {self.truncated:.2f} {int(self.occluded)} {self.alpha:.2f} "
-                f"{x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} {h:.2f} {w:.2f} {l:.2f} "
+                f"{x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} {h:.2f} {w:.2f} {length:.2f} "
                 f"{x:.2f} {y:.2f} {z:.2f} {self.rotation_y:.2f}")
         return line if self.score is None else f"{line} {self.score:.4f}"
 
@@ -149,7 +149,7 @@ class KittiLabel:
     ) -> KittiLabel:
         """Label for a yaw-only box in the Velodyne frame (e.g. a prediction). The 2D box is the
         box's projection into image_2 unless given (zeros when it does not project)."""
-        l, w, h = box.size
+        length, w, h = box.size
         c_rect = calib.T_rect_from_velo[:3, :3] @ box.center + calib.T_rect_from_velo[:3, 3]
         ry = _rotation_y_for_yaw(box.yaw, calib)
         loc = c_rect + np.array([0.0, h / 2.0, 0.0])
@@ -162,7 +162,7 @@ class KittiLabel:
             occluded=int(occluded),
             alpha=wrap_angle(ry - np.arctan2(loc[0], loc[2])),
             box_2d=np.asarray(box_2d, dtype=np.float64),
-            dimensions=np.array([h, w, l]),
+            dimensions=np.array([h, w, length]),
             location=loc,
             rotation_y=ry,
             score=score,
@@ -187,14 +187,14 @@ def _rotation_y_for_yaw(yaw: float, calib: KittiCalib) -> float:
 
 def label_box_in_velo(dimensions, location, rotation_y: float, calib: KittiCalib) -> Box3D:
     """Yaw-only Velodyne-frame Box3D (size l, w, h) of a KITTI label's camera-frame values."""
-    h, w, l = (float(v) for v in dimensions)
+    h, w, length = (float(v) for v in dimensions)
     x, y, z = (float(v) for v in location)
     T_velo_from_rect = invert(calib.T_rect_from_velo)
     center = T_velo_from_rect[:3, :3] @ np.array([x, y - h / 2.0, z]) + T_velo_from_rect[:3, 3]
     # Object x axis (length) in the rectified camera frame is R_y(ry) e_x = (cos, 0, -sin).
     heading = T_velo_from_rect[:3, :3] @ np.array([np.cos(rotation_y), 0.0, -np.sin(rotation_y)])
     yaw = float(np.arctan2(heading[1], heading[0]))
-    return Box3D.from_yaw(center, [l, w, h], yaw, VELO_FRAME)
+    return Box3D.from_yaw(center, [length, w, h], yaw, VELO_FRAME)
 
 
 @dataclass(eq=False)

@@ -75,16 +75,20 @@ def matrix_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
     t = np.trace(R)
     if t > 0:
         s = np.sqrt(t + 1.0) * 2
-        w, x, y, z = 0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s
+        w, x, y, z = (0.25 * s, (R[2, 1] - R[1, 2]) / s,
+                      (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s)
     elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
         s = np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2]) * 2
-        w, x, y, z = (R[2, 1] - R[1, 2]) / s, 0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s
+        w, x, y, z = ((R[2, 1] - R[1, 2]) / s, 0.25 * s,
+                      (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s)
     elif R[1, 1] > R[2, 2]:
         s = np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2]) * 2
-        w, x, y, z = (R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s
+        w, x, y, z = ((R[0, 2] - R[2, 0]) / s, (R[0, 1] + R[1, 0]) / s,
+                      0.25 * s, (R[1, 2] + R[2, 1]) / s)
     else:
         s = np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1]) * 2
-        w, x, y, z = (R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s
+        w, x, y, z = ((R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s,
+                      (R[1, 2] + R[2, 1]) / s, 0.25 * s)
     q = np.array([x, y, z, w])
     q = q / np.linalg.norm(q)
     if q[3] < 0:
@@ -139,7 +143,8 @@ class TransformTree:
             return False
 
     def lookup(self, target: str, source: str) -> np.ndarray:
-        """4x4 ``T_target_from_source``. Raises CalibrationError when the frames are not connected."""
+        """4x4 ``T_target_from_source``. Raises CalibrationError when the frames are not
+        connected."""
         if target == source:
             return np.eye(4)
         if source not in self._edges or target not in self._edges:
@@ -161,7 +166,8 @@ class TransformTree:
                 if nbr == target:
                     return prev[nbr][1]
                 queue.append(nbr)
-        raise CalibrationError(f"frames '{source}' and '{target}' are not connected: {self.frames}")
+        raise CalibrationError(
+            f"frames '{source}' and '{target}' are not connected: {self.frames}")
 
 
 class TransformHistory:

@@ -59,6 +59,7 @@ import dataclasses
 import threading
 import time
 import traceback
+
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup

@@ -133,9 +133,8 @@ def describe_length(meters: float, rng: np.random.Generator, units=DISPLAY_UNITS
     """A randomly but plausibly phrased length: unit by magnitude (see ``_UNIT_WEIGHTS``),
     abbreviated or spelled out, often hedged ("about ...", always likely for imperial units,
     which are conversions)."""
-    for limit, weights in _UNIT_WEIGHTS:
-        if meters < limit:
-            break
+    # The first row whose limit exceeds ``meters``; the last row when none does (NaN).
+    weights = next((w for limit, w in _UNIT_WEIGHTS if meters < limit), _UNIT_WEIGHTS[-1][1])
     choices = [u for u in weights if u in units] or [u for u in units if u in _MIN_STEP]
     if not choices:
         raise ConfigError(f"describe_length: no display unit among {units}")
@@ -190,7 +189,7 @@ def _words_to_digits(text: str) -> str:
     t = re.sub(rf"\b({'|'.join(_TENS)})[\s-]+({'|'.join(_SMALL[1:10])})\b", compound, t)
     t = re.sub(rf"\b({word})\b", lambda m: str(_WORD_VALUE[m.group(1)]), t)
     unit_word = r"(?=\s*(?:met(?:er|re)|centimet|millimet|kilomet|inch|foot|feet|yard))"
-    t = re.sub(rf"\b(\d+)\s+and\s+a\s+half\b", lambda m: f"{int(m.group(1)) + 0.5}", t)
+    t = re.sub(r"\b(\d+)\s+and\s+a\s+half\b", lambda m: f"{int(m.group(1)) + 0.5}", t)
     t = re.sub(rf"\bhalf\s+an?\b{unit_word}", "0.5", t)
     t = re.sub(rf"\b(?:an?|one)\b{unit_word}", "1", t)
     t = re.sub(r"\b(?:an?|1)\s+(met(?:er|re)|foot|yard)\s+and\s+a\s+half\b", r"1.5 \1", t)

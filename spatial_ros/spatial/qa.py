@@ -603,7 +603,7 @@ def _answer_references(objects, viewpoint, cfg):
     for i in dropped:
         by_group.setdefault(caption_key(objects[i].name), []).append(i)
     extra = []
-    for key, members in by_group.items():
+    for _key, members in by_group.items():
         if len(members) >= 3:
             base = referring_phrase(objects[members[0]].name)
             for i, (phrase, aliases) in _ordinal_aliases(objects, members, base, viewpoint,
