@@ -1,4 +1,5 @@
-"""Vehicle cues of LiDAR candidates (foliage colour, surface scatter, height above the road) on
+"""Vehicle cues of LiDAR candidates (foliage colour, surface scatter, height above the road, one
+flat wall) on
 hand-built points and pixels with known answers, and their effect on the program: a hedge
 with a car-sized box is not "the car on the left"."""
 
@@ -12,6 +13,7 @@ from spatial_ros.language.program import ObjectView, Program
 from spatial_ros.language.surface import (
     SurfaceEvidence,
     crowding,
+    flat_wall,
     road_clearance,
     standalone_likelihood,
     surface_scatter,
@@ -149,3 +151,48 @@ def test_the_farthest_pole_is_not_a_piece_of_a_distant_facade():
     prog = Program(views, vp)
     assert prog.resolve(parse_refexpr("the pole farthest from the camera")).index == 1
     assert prog.resolve(parse_refexpr("the second closest pole")).index == 1
+
+
+def _car_shell(x, y, yaw, n=1500) -> np.ndarray:
+    """Points on the sides and ends of a 4.0 x 1.7 x 1.5 m box at (x, y) (bottom at
+    z = -1.7), rotated by ``yaw``, seen from the origin: only the faces turned towards it."""
+    L, W = 4.0, 1.7
+    c, s = np.cos(yaw), np.sin(yaw)
+    R = np.array([[c, -s], [s, c]])
+    faces = []
+    for axis, sign in ((0, 1), (0, -1), (1, 1), (1, -1)):
+        normal = R @ (np.eye(2)[axis] * sign)
+        centre = np.array([x, y]) + normal * (L if axis == 0 else W) / 2
+        if normal @ centre >= 0:  # turned away from the sensor
+            continue
+        u = RNG.uniform(-0.5, 0.5, n) * (W if axis == 0 else L)
+        along = R @ np.eye(2)[1 - axis]
+        xy = centre + np.outer(u, along)
+        faces.append(np.column_stack([xy, RNG.uniform(-1.7, -0.2, n)]))
+    return np.vstack(faces)
+
+
+def test_a_flat_wall_seen_obliquely_is_not_a_car():
+    origin = np.zeros(3)
+    # a garden wall along the street, 15-21 m ahead and 7 m to the left: one plane at a
+    # grazing angle (its normal is ~70 degrees off the line of sight)
+    wall = np.column_stack([RNG.uniform(15, 21, 400), 7.0 + RNG.normal(0, 0.01, 400),
+                            RNG.uniform(-1.5, -0.3, 400)])
+    assert flat_wall(wall, origin) is True
+    ev = SurfaceEvidence(vegetation=0.05, scatter=0.01, clearance=0.3, top=1.4, wall=True)
+    assert vehicle_likelihood(ev) == pytest.approx(0.15)
+    # a car parked along the street at the same place shows its rear and its side (an L)
+    assert flat_wall(_car_shell(18.0, 7.0, 0.0), origin) is False
+    # a box-shaped car straight ahead shows one flat face, turned towards the sensor
+    rear = _car_shell(15.0, 0.0, 0.0)
+    assert np.ptp(rear[:, 0]) < 1e-9  # only the rear face is visible: a single plane
+    assert flat_wall(rear, origin) is False
+    # a facade across the line of sight is flat and vertical but faces the sensor
+    facade = np.column_stack([np.full(300, 30.0), RNG.uniform(-3, 3, 300),
+                              RNG.uniform(-1.5, 3.0, 300)])
+    assert flat_wall(facade, origin) is False
+    # a flat roof-like patch is not vertical
+    patch = np.column_stack([RNG.uniform(10, 14, 300), RNG.uniform(5, 9, 300),
+                             np.full(300, -1.7)])
+    assert flat_wall(patch, origin) is False
+    assert flat_wall(wall[:10], origin) is None  # too few points to say

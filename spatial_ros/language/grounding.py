@@ -20,6 +20,7 @@ from spatial_ros.language.surface import (
     VEHICLES,
     SurfaceEvidence,
     crowding,
+    flat_wall,
     road_clearance,
     surface_scatter,
     vegetation_share,
@@ -177,7 +178,8 @@ def surface_evidence(frame: SensorFrame, v: CandidateView, box_zup, P_opt, P_zup
     return SurfaceEvidence(vegetation=vegetation_share(frame.image, uv[front]),
                            scatter=surface_scatter(P_zup),
                            clearance=None if road is None else road[0],
-                           top=None if road is None else road[1])
+                           top=None if road is None else road[1],
+                           wall=flat_wall(P_zup, origin))
 
 
 def in_view_share(v: CandidateView, camera) -> float:

@@ -18,6 +18,14 @@ scenes has never seen either. Three cues can, each computed from the candidate's
   or a fence often starts a metre up and reaches 2-3 m (one on raised ground does not: the
   road under it is that ground).
 
+- **one flat wall seen obliquely**: the cluster as a whole is a single vertical plane (the
+  smallest principal axis of its points is horizontal and under 5 cm of spread) whose normal
+  is more than 45 degrees off the line of sight. A vehicle is a solid: seen from any bearing
+  but straight at one face, two faces show (an L in plan view), and a real car's curved panels
+  make even one face 0.1-0.3 m deep; a garden wall, fence or facade seen along the street is
+  one flat plane at a grazing angle. (A box-shaped simulated car seen straight from behind is
+  flat too, but faces the sensor: its normal is within about 20 degrees of the line of sight.)
+
 For poles one more cue, **crowding**: scan points that are not the candidate's own within a
 metre of it at its own heights. A pole stands free; a sliver the clusterer cut from a facade
 (distant walls seen at a grazing angle break into pole-like pieces) has the rest of the wall
@@ -50,6 +58,9 @@ MAX_GRADE = 0.15  # steepest road slope believed
 STANDALONE = ("pole",)
 CROWD_RADIUS = 1.0  # metres around a free-standing candidate that should hold no other object
 OWN_POINT_M = 0.05  # a scan point this close to a cluster point is the cluster's own
+WALL_THICKNESS = 0.05  # metres: spread along the smallest principal axis of a flat wall
+WALL_TILT = 0.3  # |z| of that axis below this: the plane is vertical
+WALL_INCIDENCE = 45.0  # degrees between the plane's normal and the line of sight: oblique
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class SurfaceEvidence:
         clearance: metres from the road on its line of sight up to its lowest point.
         top: the same up to its highest point.
         crowding: foreign scan points around it at its own heights (``crowding``).
+        wall: whether its points form one flat vertical plane seen obliquely (``flat_wall``).
     """
 
     vegetation: float | None = None
@@ -69,6 +81,7 @@ class SurfaceEvidence:
     clearance: float | None = None
     top: float | None = None
     crowding: int | None = None
+    wall: bool | None = None
 
 
 def vegetation_share(image: np.ndarray, uv: np.ndarray) -> float | None:
@@ -158,6 +171,25 @@ def road_clearance(cluster: np.ndarray | None, scene: np.ndarray | None,
     return float(C[:, 2].min() - road), float(C[:, 2].max() - road)
 
 
+def flat_wall(cluster: np.ndarray | None, origin: np.ndarray) -> bool | None:
+    """Whether the cluster's points ((M, 3), z-up frame) form one flat vertical plane whose
+    normal is more than ``WALL_INCIDENCE`` degrees off the line of sight from ``origin`` (3,),
+    the sensor in that frame (module docstring); None below ``MIN_POINTS`` points."""
+    if cluster is None or len(cluster) < MIN_POINTS:
+        return None
+    C = np.asarray(cluster, dtype=np.float64)[:, :3]
+    centre = C.mean(axis=0)
+    evals, evecs = np.linalg.eigh(np.cov((C - centre).T))
+    normal = evecs[:, 0]  # the smallest principal axis
+    sight = centre[:2] - np.asarray(origin, dtype=np.float64)[:2]
+    flat = np.hypot(*normal[:2])
+    if np.sqrt(max(evals[0], 0.0)) >= WALL_THICKNESS or abs(normal[2]) >= WALL_TILT or \
+            flat < 1e-9 or np.hypot(*sight) < 1e-6:
+        return False
+    cos = abs(normal[:2] @ sight) / (flat * np.hypot(*sight))
+    return bool(np.degrees(np.arccos(min(1.0, cos))) > WALL_INCIDENCE)
+
+
 def crowding(cluster: np.ndarray | None, scene: np.ndarray | None,
              radius: float = CROWD_RADIUS) -> int | None:
     """Scan points that are not the cluster's own within ``radius`` metres (horizontally) of
@@ -203,6 +235,8 @@ def vehicle_likelihood(ev: SurfaceEvidence, categories: tuple[str, ...] = VEHICL
     f = 1.0 if green_named else _ramp(ev.vegetation, 0.1, 0.25, 0.1)
     f *= _ramp(ev.scatter, 0.09, 0.13, 0.1)
     f *= _ramp(ev.clearance, 0.8, 1.2, 0.3)
+    if ev.wall:
+        f *= 0.15
     if ev.top is not None and all(c in TOP_MAX for c in categories):
         hi = max(TOP_MAX[c] for c in categories)
         f *= _ramp(ev.top, hi, hi + 0.4, 0.2)
