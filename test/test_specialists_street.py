@@ -257,3 +257,46 @@ def test_wall_columns_are_no_poles():
     car = Candidate(Box3D.from_yaw([50.0, 12.0, 0.75], [4.0, 1.7, 1.5], 0.0), label="car")
     kept = drop_pole_chains([*poles, alone, car], gap=1.5)
     assert kept == [alone, car]
+
+
+def test_a_pole_whose_top_is_above_the_top_beam_gets_a_street_pole_height():
+    """A 5.5 m pole 14 m away: the top beam (+2 degrees from 1.73 m) passes 2.2 m up, so the
+    scan sees less than half of it; its box takes the hidden-top height (4.5 m) with its
+    bottom on the ground, and a round footprint (the unseen depth = the seen breadth)."""
+    pole = on_ground(-14.0, 3.0, [0.2, 0.2, 5.5])  # on the flat part, behind the sensor
+    short = on_ground(-5.0, -3.0, [0.2, 0.2, 1.9])  # a post whose top the scan sees
+    # 10 m facades along both sides of the street: the top beam hits them all around, so the
+    # scan's highest elevation is the sensor's top beam (in an open field it is not)
+    facades = [("wall", Box3D([0.0, s * 14.0, 5.0], [120.0, 0.5, 10.0])) for s in (-1, 1)]
+    pts, T = scan([("pole", pole), ("post", short), *facades], azimuth_steps=4096)
+    cands, _ = propose(pts, T)
+    _, c = best_bev(pole, cands)
+    assert c is not None and c.label == "pole", [(x.label, x.box.size) for x in cands]
+    assert c.box.size[2] == pytest.approx(4.5, abs=0.05)
+    assert c.box.center[2] - c.box.size[2] / 2 == pytest.approx(0.0, abs=0.1)  # on the road
+    assert c.box.size[0] == pytest.approx(c.box.size[1])  # round
+    from spatial_ros.geometry.iou import iou_3d
+    assert iou_3d(c.box, pole) > 0.25  # with the seen 2.2 m it was below 0.25
+    # a post whose top is seen keeps its height (too short for a pole: not one)
+    _, s = best_bev(short, cands)
+    assert s is None or s.label != "pole" or s.box.size[2] < 2.2
+
+
+def test_hidden_top_height_applies_only_when_the_top_is_hidden():
+    from spatial_ros.specialists.classify import SizePrior, complete_with_prior
+
+    prior = SizePrior("pole", 0.3, 0.3, 3.0, min_height=2.1, max_height=1e9, max_length=0.7,
+                      max_width=0.7, min_length=0.02, grow_below=0.0,
+                      hidden_top_height=4.5, round=True)
+    # seen from (0, 0): 0.2 m across the line of sight (y), 0.1 m of depth (x)
+    seen = Box3D.from_yaw([10.0, 0.0, 1.2], [0.2, 0.1, 2.4], np.pi / 2)
+    grown, label = complete_with_prior(seen, [prior], open_top=1)
+    assert label == "pole" and grown.size[2] == pytest.approx(4.5)
+    assert grown.center[2] - 2.25 == pytest.approx(0.0)  # the bottom stays
+    assert grown.size[0] == grown.size[1] == pytest.approx(0.2)
+    assert grown.center[0] == pytest.approx(10.05)  # the unseen depth lies away from (0, 0)
+    kept, _ = complete_with_prior(seen, [prior], open_top=0)
+    assert kept.size[2] == pytest.approx(2.4)
+    tall, _ = complete_with_prior(Box3D.from_yaw([10.0, 0.0, 3.0], [0.2, 0.2, 6.0], 0.0),
+                                  [prior], open_top=1)
+    assert tall.size[2] == pytest.approx(6.0)  # never lowered

@@ -43,6 +43,12 @@ class SizePrior:
             ``width``), e.g. a cyclist seen from the side is longer than a pedestrian.
         grow_height: raise a box lower than ``height`` to it (upper parts unseen, e.g. car
             windows at range), keeping its bottom.
+        hidden_top_height: the height (metres) a box lower than it takes, bottom kept, when
+            its top is hidden (it reaches the sensor's highest beam or the height window:
+            ``open_top``), e.g. a street pole whose upper part passes above a spinning
+            LiDAR's top beam at close range; None: the visible height stays.
+        round: the object is round in plan view (a pole): its unseen depth is its seen
+            breadth, so the box's shorter side grows to its longer one (away from the sensor).
         max_roughness: largest median distance (metres) of the visible contour from the box
             sides (``boxfit.edge_residual``): vehicles have flat panels, bushes do not;
             None = any.
@@ -62,6 +68,8 @@ class SizePrior:
     min_length: float | None = None
     grow_height: bool = False
     max_roughness: float | None = None
+    hidden_top_height: float | None = None
+    round: bool = False
 
     def __post_init__(self) -> None:
         if not (0 < self.width <= self.length and self.height > 0 and 0 <= self.tolerance < 1
@@ -103,7 +111,10 @@ VEHICLE_ROUGHNESS = 0.08
 
 # KITTI training-set mean sizes (length, width, height). Visible heights: a car's top may be
 # glass that returns nothing at range, so its box can be as low as its body (0.7 m); a van is
-# taller than any car, a truck taller than a van. Poles: thin and taller than a person.
+# taller than any car, a truck taller than a van. Poles: thin and taller than a person; one
+# whose top is hidden (above the LiDAR's top beam: 2.2 m up at 12 m range for KITTI's +2
+# degrees) gets 4.5 m, the middle of street furniture's 3-6 m (sign posts, traffic lights,
+# lamps), instead of the cut height.
 STREET_CLASSES: tuple[SizePrior, ...] = (
     SizePrior("car", 3.88, 1.63, 1.53, min_height=0.7, max_height=1.95, max_length=5.4,
               max_width=2.2, min_length=0.9, grow_below=0.95, grow_height=True,
@@ -117,7 +128,7 @@ STREET_CLASSES: tuple[SizePrior, ...] = (
     SizePrior("cyclist", 1.76, 0.60, 1.74, min_height=1.2, max_height=2.1, max_length=2.3,
               max_width=1.1, min_length=1.1, grow_below=0.0),
     SizePrior("pole", 0.3, 0.3, 3.0, min_height=2.1, max_height=1e9, max_length=0.7,
-              max_width=0.7, min_length=0.02, grow_below=0.0),
+              max_width=0.7, min_length=0.02, grow_below=0.0, hidden_top_height=4.5, round=True),
 )
 
 
@@ -223,10 +234,11 @@ def facing_sides(center_xy: np.ndarray, yaw: np.ndarray, sensor_xy,
 
 
 def complete_batch(center, size, yaw, index, end_on, priors, sensor_xy=(0.0, 0.0),
-                   cut_xy=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   cut_xy=None, open_top=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(center (G, 3), size (G, 3), yaw (G,)) of yaw-only boxes grown to their priors
     (``index`` into ``priors``, -1 = unchanged; see ``complete_with_prior``). ``cut_xy``:
-    (G, 2), NaN where the object is not cut by the field of view."""
+    (G, 2), NaN where the object is not cut by the field of view. ``open_top``: (G,) or one
+    value, non-zero where the object's top is hidden (``classify_batch``)."""
     ctr = np.array(center, dtype=np.float64, ndmin=2)
     size = np.array(size, dtype=np.float64, ndmin=2)
     yaw = np.array(yaw, dtype=np.float64, ndmin=1)
@@ -243,6 +255,9 @@ def complete_batch(center, size, yaw, index, end_on, priors, sensor_xy=(0.0, 0.0
     new_wid = np.where(end_on, np.maximum(W, plen), np.maximum(W, pwid))
     new_len = np.where(L < grow * new_len, new_len, L)
     new_wid = np.where(W < grow * new_wid, new_wid, W)
+    round_ = np.array([p.round for p in priors])[pick]
+    new_len = np.where(round_, np.maximum(new_len, new_wid), new_len)
+    new_wid = np.where(round_, new_len, new_wid)
     s = np.asarray(sensor_xy, dtype=np.float64)[:2]
     ax_len = np.column_stack([np.cos(yaw), np.sin(yaw)])
     ax_wid = np.column_stack([-np.sin(yaw), np.cos(yaw)])
@@ -261,6 +276,11 @@ def complete_batch(center, size, yaw, index, end_on, priors, sensor_xy=(0.0, 0.0
             away = np.where(use, toward, away)
         out[:, :2] += axis * (away * grow_by / 2.0)[:, None]
     new_h = np.where(has & (ghgt > 0) & (H < phgt), phgt, H)
+    hidden = np.array([np.nan if p.hidden_top_height is None else p.hidden_top_height
+                       for p in priors])[pick]
+    if open_top is not None and np.isfinite(hidden).any():
+        up = has & np.isfinite(hidden) & (np.broadcast_to(np.asarray(open_top), H.shape) > 0)
+        new_h = np.where(up, np.maximum(new_h, np.nan_to_num(hidden)), new_h)
     out[:, 2] += (new_h - H) / 2.0
     length = np.where(has, new_len, L)
     width = np.where(has, new_wid, W)
@@ -300,5 +320,5 @@ def complete_with_prior(
         return box, ""
     cut = None if cut_xy is None else np.asarray(cut_xy, dtype=np.float64)[None, :2]
     ctr, size, yaw = complete_batch(box.center, box.size, box.yaw, k, end_on, priors,
-                                    sensor_xy, cut)
+                                    sensor_xy, cut, open_top)
     return Box3D.from_yaw(ctr[0], size[0], float(yaw[0]), box.frame_id), priors[int(k[0])].label

@@ -342,7 +342,7 @@ class BoxResolver:
             k, end_on = classify_batch(size[:, 0], size[:, 1], size[:, 2], priors, open_top,
                                        gb.roughness, facing)
             center, size, yaw = complete_batch(center, size, yaw, k, end_on, priors,
-                                               self.origin[:2], cut)
+                                               self.origin[:2], cut, open_top)
             labels = [priors[i].label if i >= 0 else cfg.unknown_label for i in k]
         out = []
         for j, g in enumerate(groups):
