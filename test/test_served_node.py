@@ -83,8 +83,13 @@ def test_node_reports_a_down_server_and_recovers(ros, monkeypatch):
         for k in range(3):
             down.append(h.shifted(fr, 10.0 + 3.0 * k))
             h.stream(down[-1:])
+            # the frame's requests fail one after another, so the diagnostics can say
+            # "unreachable" before the last of them is counted: wait for the whole frame
             if h.wait(lambda: bool(h.diagnostics) and
-                      h.last_diagnostics().get("backend.state") == "unreachable", 10):
+                      h.last_diagnostics().get("backend.state") == "unreachable" and
+                      int(h.last_diagnostics().get("backend.consecutive_failures", 0)) >=
+                      len(queries) and float(h.last_diagnostics().get("model_errors", 0)) >= 1,
+                      10):
                 break
         d = h.last_diagnostics()
         assert d["level"] == 2 and d["message"].startswith("VLM server unreachable (ConnectError")
