@@ -216,8 +216,24 @@ def test_oversized_requests_are_refused_fast_while_frames_flow(nodes):
         "the red cube", "the blue bowl"]
     assert wait(lambda: active and list(active[-1].queries) == ["the red cube", "the blue bowl"])
 
-    time.sleep(1.2)  # the diagnostics now include every warm-up frame
-    before = dict(diags["perception_node"])
+    # the snapshot the counts are taken from: once every warm-up frame is received and
+    # accounted (two diagnostics 0.6 s apart agree; on a starved machine a fixed sleep read a
+    # stale snapshot and two warm-up frames were counted as losses of the measured ones)
+    def quiet() -> dict[str, float] | None:
+        prev = None
+        for _ in range(40):
+            d = dict(diags["perception_node"])
+            if prev is not None and d["pending"] == 0 and all(
+                    d[k] == prev[k] for k in ("received_image", "received_cloud", "sync_fired",
+                                              "frames")) and \
+                    d["sync_fired"] == d["frames"] + sum(d[k] for k in PERCEPTION_LOSSES):
+                return d
+            prev = d
+            time.sleep(0.6)
+        return None
+
+    before = quiet()
+    assert before is not None, "the warm-up frames were never all accounted:\n" + logs()
     question = "how far is the red cube from " + "the blue bowl " * 150_000  # 2.1 MB
     goal = "put the red " + "red " * 250_000 + "cube next to the blue bowl"  # 1.0 MB
     assert len(question) > 2_000_000 and len(goal) > 1_000_000
