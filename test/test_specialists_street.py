@@ -17,7 +17,11 @@ from spatial_ros.specialists.classify import (
     classify_extents,
 )
 from spatial_ros.specialists.ground import GroundConfig, segment_ground
-from spatial_ros.specialists.scan_geometry import contours, drop_pole_chains
+from spatial_ros.specialists.scan_geometry import (
+    contours,
+    drop_pole_chains,
+    drop_vehicle_parts,
+)
 from spatial_ros.specialists.splitting import best_cut
 from spatial_ros.specialists.synthetic import _box_mesh, raycast_lidar
 from spatial_ros.types import Box3D, Candidate
@@ -300,3 +304,27 @@ def test_hidden_top_height_applies_only_when_the_top_is_hidden():
     tall, _ = complete_with_prior(Box3D.from_yaw([10.0, 0.0, 3.0], [0.2, 0.2, 6.0], 0.0),
                                   [prior], open_top=1)
     assert tall.size[2] == pytest.approx(6.0)  # never lowered
+
+
+def test_slivers_of_a_car_side_are_no_pedestrians():
+    """A car 30 m ahead-left (its near side at y = 5.2 m) and, from a cloud of 40,000 returns
+    per steradian (a 0.3 m^2 sliver there returns 13 points): person-sized pieces of 5 points
+    just inside its near side are dropped; a pedestrian of 28 points at the same place, a
+    sliver deep inside the completed (unseen) far half and one beside the car are kept."""
+    car = Candidate(Box3D.from_yaw([30.0, 6.0, 0.8], [3.9, 1.6, 1.5], 0.0), label="car",
+                    num_points=45)
+
+    def ped(x, y, n):
+        return Candidate(Box3D.from_yaw([x, y, 0.8], [0.35, 0.2, 1.6], 0.0), label="pedestrian",
+                         num_points=n)
+
+    slivers = [ped(29.3, 5.35, 5), ped(30.6, 5.3, 6)]
+    person = ped(30.0, 5.35, 28)
+    deep = ped(30.0, 6.6, 5)  # 1.4 m behind the seen side: the box's grown part
+    beside = ped(30.0, 4.6, 5)  # outside the box
+    pole = Candidate(Box3D.from_yaw([31.0, 5.3, 2.2], [0.2, 0.2, 4.5], 0.0), label="pole",
+                     num_points=4)
+    cands = [car, *slivers, person, deep, beside, pole]
+    kept = drop_vehicle_parts(cands, ("car", "van", "truck"), (0.0, 0.0), density=40_000.0)
+    assert kept == [car, person, deep, beside]
+    assert drop_vehicle_parts(cands, ("van",), (0.0, 0.0), density=40_000.0) == cands

@@ -38,7 +38,11 @@ from spatial_ros.specialists.clustering import grid_clusters, group_indices
 from spatial_ros.specialists.common import beam_pitch, far_row_gap, support_below
 from spatial_ros.specialists.lidar_config import LidarSpecialistConfig
 from spatial_ros.specialists.planes import Plane
-from spatial_ros.specialists.scan_geometry import drop_pole_chains, truncation_point
+from spatial_ros.specialists.scan_geometry import (
+    drop_pole_chains,
+    drop_vehicle_parts,
+    truncation_point,
+)
 from spatial_ros.specialists.splitting import best_cut
 from spatial_ros.types import Box3D, Candidate
 
@@ -113,6 +117,9 @@ class BoxResolver:
         out = self._in_rounds(cl, groups, boxes)
         if self.cfg.pole_chain_gap > 0:
             out = drop_pole_chains(out, self.cfg.pole_chain_gap)
+        if self.cfg.vehicle_labels:
+            out = drop_vehicle_parts(out, self.cfg.vehicle_labels, self.origin[:2],
+                                     self.density)
         return out
 
     def _hopeless(self, cl: ClusterPoints, groups: list[np.ndarray]) -> np.ndarray:

@@ -96,6 +96,9 @@ class LidarSpecialistConfig:
             buildings, whose height is unknown.
         pole_chain_gap: "poles" in a row of three or more, each within this many metres of
             the next, are a wall seen at a grazing angle and are dropped; 0 = off.
+        vehicle_labels: classes whose boxes swallow smaller candidates: a candidate of
+            another class centred inside one of their boxes is a sliver of the vehicle and is
+            dropped (``scan_geometry.drop_vehicle_parts``); () = off.
         unknown_label: label of clusters no size prior admits ("misc" on the street; "" when
             the preset has no classes).
         min_extent: a box's largest side must reach this, metres.
@@ -184,6 +187,7 @@ class LidarSpecialistConfig:
     size_priors: tuple[SizePrior, ...] = ()
     drop_open_top_unknown: bool = False
     pole_chain_gap: float = 0.0
+    vehicle_labels: tuple[str, ...] = ()
     unknown_label: str = ""
     score_points: float = 30.0
     require_in_image: bool = False
@@ -262,7 +266,7 @@ class LidarSpecialistConfig:
                     min_points=5, min_visible_area=0.1, min_top=0.5,
                     contour_heading=True, split_touching=True, split_oversized=False,
                     drop_open_top_unknown=True,
-                    pole_chain_gap=1.5,
+                    pole_chain_gap=1.5, vehicle_labels=("car", "van", "truck"),
                     box_pad_per_m=0.0017, top_pad_rows=0.5, preset_name="street")
         base.update(overrides)
         return cls(**base)
@@ -315,8 +319,9 @@ class LidarSpecialistConfig:
             raise ConfigError(
                 f"LidarSpecialistConfig: unknown keys {unknown}; known: {sorted(known)}"
             )
-        if isinstance(d.get("people_classes"), (list, tuple)):
-            d["people_classes"] = tuple(str(v) for v in d["people_classes"])
+        for k in ("people_classes", "vehicle_labels"):
+            if isinstance(d.get(k), (list, tuple)):
+                d[k] = tuple(str(v) for v in d[k])
         if isinstance(d.get("size_priors"), (list, tuple)):
             d["size_priors"] = tuple(d["size_priors"])
         for k in ("roi_min", "roi_max", "max_size"):
