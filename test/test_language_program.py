@@ -169,3 +169,17 @@ def test_a_bike_long_box_labelled_pedestrian_is_still_a_cyclist():
     assert resolve(vs, "the farthest cyclist").index == 1  # not the 0.5 m pedestrian at 30 m
     assert resolve(vs, "the second closest cyclist").index == 1
     assert resolve(vs, "the farthest pedestrian").index == 2
+
+
+def test_a_short_rider_labelled_cyclist_is_no_pedestrian_among_pedestrians():
+    # a rider boxed 1.1 m long (the bike partly seen) reads as pedestrian-sized, but the
+    # specialist saw a bike: "the second closest pedestrian" counts the walkers only
+    rider = _street_view("cyclist", "black", 25.0, -6.0)
+    rider.box = Box3D.from_yaw([25.0, -6.0, 0.9], (1.1, 0.4, 1.8), 0.0, "base_link")
+    vs = [_street_view("pedestrian", "red", 7.0, -3.0), rider,
+          _street_view("pedestrian", "blue", 31.0, -8.0),
+          _street_view("pedestrian", "green", 40.0, 5.0)]
+    assert resolve(vs, "the second closest pedestrian").index == 2
+    assert resolve(vs, "the farthest cyclist").index == 1
+    # with no walker in view it is still found
+    assert resolve([rider], "the pedestrian").index == 0

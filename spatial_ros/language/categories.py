@@ -112,12 +112,16 @@ def category_score(categories: tuple[str, ...], box: Box3D, label: str = "",
                 s = max(s, 0.9)
             elif {lab, cat} == {"car", "van"}:  # people call a van a car, less often
                 s = max(s * LABEL_MISMATCH, 0.5)
-            elif {lab, cat} == {"pedestrian", "cyclist"}:  # the specialist tells these two
+            elif lab == "pedestrian" and cat == "cyclist":  # the specialist tells these two
                 # apart least well: a box as long as a bike labelled "pedestrian" is still a
                 # rider (the shape decides, at half weight), and a rider whose bike the scan
                 # split off is found when nothing better fits (PEOPLE_MISMATCH: below
                 # SET_RELATIVE of a true member)
                 s = max(0.5 * s * s, PEOPLE_MISMATCH)
+            elif lab == "cyclist" and cat == "pedestrian":  # the reverse: the specialist saw
+                # something bike-long; a walker is that long only when pushing a bike, so
+                # only when nothing better fits
+                s = PEOPLE_MISMATCH
             else:  # the specialist's classifier says it is another class (or none)
                 s *= LABEL_MISMATCH
         best = max(best, s)
