@@ -2,7 +2,7 @@
 
 On real streets a LiDAR clusterer proposes hedges, garden walls and fences behind parked cars
 with car-sized boxes: a box's extents cannot tell them apart, and a model trained on simulated
-scenes has never seen either. Three cues can, each computed from the candidate's own data:
+scenes has never seen either. Four cues can, each computed from the candidate's own data:
 
 - **vegetation share**: the share of the pixels its points hit that are leaf-green by the excess
   green index (2g - r - b) / (r + g + b) between 0.1 (the usual vegetation threshold of RGB

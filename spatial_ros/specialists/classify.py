@@ -255,7 +255,7 @@ def complete_batch(center, size, yaw, index, end_on, priors, sensor_xy=(0.0, 0.0
     new_wid = np.where(end_on, np.maximum(W, plen), np.maximum(W, pwid))
     new_len = np.where(L < grow * new_len, new_len, L)
     new_wid = np.where(W < grow * new_wid, new_wid, W)
-    round_ = np.array([p.round for p in priors])[pick]
+    round_ = has & np.array([p.round for p in priors])[pick]
     new_len = np.where(round_, np.maximum(new_len, new_wid), new_len)
     new_wid = np.where(round_, new_len, new_wid)
     s = np.asarray(sensor_xy, dtype=np.float64)[:2]
