@@ -74,6 +74,7 @@ from spatial_ros.geometry.transforms import TransformHistory, TransformTree
 from spatial_ros.io.msgs import MessageFactory, stamp_to_ns
 from spatial_ros.nodes.frame_queue import FrameQueue
 from spatial_ros.nodes.node_stats import NodeStats
+from spatial_ros.nodes.sensor_inputs import SensorInputs
 from spatial_ros.nodes.sensor_io import (
     COUNTERS,
     LATCHED,
@@ -84,11 +85,7 @@ from spatial_ros.nodes.sensor_io import (
     parse_static_transforms,
     sensor_qos,
 )
-from spatial_ros.ros_conversions import (
-    sensor_frame_from_msgs,
-    tf_message_into_history,
-    tf_message_into_tree,
-)
+from spatial_ros.ros_conversions import sensor_frame_from_msgs
 from spatial_ros.sync import ApproximateTimeSynchronizer, LatestBeforeCache
 from spatial_ros.types import SensorFrame
 
@@ -100,7 +97,7 @@ except ImportError:  # pragma: no cover - static_transforms parameter still work
 __all__ = ["LATCHED", "EmptyCloud", "SensorNode", "StaleFrame"]
 
 
-class SensorNode(LifecycleNode):
+class SensorNode(SensorInputs, LifecycleNode):
     """Base of the sensor nodes (see the module docstring). A subclass sets ``config_cls`` and
     ``kind`` and implements the hooks below; ``self.cfg`` is its validated config after
     configure, ``self.f`` the rclpy message factory, ``self.counters`` the counters.
@@ -318,93 +315,13 @@ class SensorNode(LifecycleNode):
             self._worker.join(timeout=10)
         self._worker = None
 
-    # ---- input callbacks (cheap; never raise) ------------------------------------------------
+    # ---- counting; the input callbacks are in sensor_inputs.py ---------------------------------
     def _count(self, counter: str, n: int = 1) -> None:
         self._stats.count(counter, n)
 
     def _skip(self, counter: str, message: str) -> None:
         self._count(counter)
         self.get_logger().warning(message, throttle_duration_sec=2.0)
-
-    def _count_gap(self, kind: str, info) -> None:
-        """Count the messages of ``kind`` that never arrived: a jump in the publisher's
-        sequence number (rmw MessageInfo; per publisher, from its first message we saw)."""
-        seq = (info or {}).get("publication_sequence_number")
-        if not seq:
-            return
-        gid = (info.get("publisher_gid") or {}).get("data", b"")
-        last = self._last_seq.get((kind, gid))
-        self._last_seq[(kind, gid)] = seq
-        if last is not None and seq > last + 1:
-            self._count(f"lost_{kind}", seq - last - 1)
-
-    def _on_input(self, kind: str, msg, info=None) -> None:
-        self._count(f"received_{kind}")
-        self._count_gap(kind, info)
-        try:
-            if not self._active:
-                if kind == "image":
-                    self._count("inactive_images")
-                return
-            stamp = stamp_to_ns(msg.header)
-            newest = self._newest.get(kind)
-            if newest is not None and stamp < newest - int(self.cfg.time_jump * 1e9):
-                self._time_jump(kind, newest - stamp)
-            self._newest[kind] = max(self._newest.get(kind, stamp), stamp)
-            if kind == "image":
-                self._newest_image_ns = max(self._newest_image_ns, stamp)
-            self._sync.add(self._inputs.index(kind), msg, stamp)
-        except Exception as e:  # noqa: BLE001 - a bad header must not kill the node
-            self._skip("bad_input", f"{kind} message rejected: {e}")
-
-    def _time_jump(self, kind: str, back_ns: int) -> None:
-        """Stamps went backwards (bag loop, simulator restart, clock reset): forget every queued
-        message and restart the stale-frame clock, so the new timeline is processed at once
-        instead of being judged against the old one; then the subclass's ``on_time_jump``."""
-        self._sync.reset()
-        self._newest.clear()
-        self._newest_image_ns = -1
-        self._count("time_jumps")
-        self.on_time_jump()
-        self.get_logger().warning(
-            f"{kind} stamps jumped back {back_ns / 1e9:.3f} s (bag loop or restart?): "
-            "synchronizer queues cleared"
-        )
-
-    def _on_info(self, msg: CameraInfo) -> None:
-        try:
-            stamp = stamp_to_ns(msg.header)
-            with self._state_lock:
-                if 0 <= self._newest_info_ns and stamp < self._newest_info_ns - int(
-                        self.cfg.time_jump * 1e9):
-                    self._info.clear()  # else the old timeline's entries shadow the new ones
-                    self._newest_info_ns = -1
-                self._newest_info_ns = max(self._newest_info_ns, stamp)
-                self._info.add(msg, stamp)
-        except Exception as e:  # noqa: BLE001
-            self._skip("bad_camera_info", f"CameraInfo rejected: {e}")
-
-    def _on_tf_static(self, msg) -> None:
-        try:
-            with self._state_lock:
-                tf_message_into_tree(msg, self._tf)
-        except Exception as e:  # noqa: BLE001
-            self._skip("bad_tf", f"/tf_static rejected: {e}")
-
-    def _on_tf(self, msg) -> None:
-        try:
-            with self._state_lock:
-                tf_message_into_history(msg, self._tf_dynamic)
-        except Exception as e:  # noqa: BLE001
-            self._skip("bad_tf", f"/tf rejected: {e}")
-
-    def _on_incompatible_qos(self, topic: str, info) -> None:
-        self._count("qos_incompatible")
-        self.get_logger().warning(
-            f"a publisher on {topic} offers a QoS this subscription cannot match "
-            f"({getattr(info.last_policy_kind, 'name', info.last_policy_kind)}); when it "
-            f"publishes best effort, set qos_reliability: best_effort (now "
-            f"{self.cfg.qos_reliability})", throttle_duration_sec=5.0)
 
     def _on_synced(self, *msgs) -> None:
         self._count(self.overflow_counter, self._frames.put((time.monotonic(), msgs)))
