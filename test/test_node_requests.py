@@ -120,6 +120,16 @@ def nodes(sim, tmp_path):
         rclpy.try_shutdown(context=ctx)
 
 
+def accounted(d: dict[str, float]) -> bool:
+    """Every synchronized set the perception node made is processed or counted lost."""
+    return d["sync_fired"] == d["frames"] + sum(d[k] for k in PERCEPTION_LOSSES)
+
+
+def since(now: dict[str, float], then: dict[str, float]) -> dict[str, float]:
+    """Counter increments from the snapshot ``then`` to ``now``."""
+    return {k: v - then.get(k, 0.0) for k, v in now.items()}
+
+
 def wait(cond, timeout=20.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -228,8 +238,7 @@ def test_oversized_requests_are_refused_fast_while_frames_flow(nodes):
             d = dict(diags["perception_node"])
             if prev is not None and d["pending"] == 0 and all(
                     d[k] == prev[k] for k in ("received_image", "received_cloud", "sync_fired",
-                                              "frames")) and \
-                    d["sync_fired"] == d["frames"] + sum(d[k] for k in PERCEPTION_LOSSES):
+                                              "frames")) and accounted(d):
                 return d
             prev = d
             time.sleep(0.6)
@@ -288,14 +297,13 @@ def test_oversized_requests_are_refused_fast_while_frames_flow(nodes):
     # whether the transport or the node lost them)
     def reward_missing() -> tuple[list[int], float]:
         done = {stamp_to_ns(m.header) for m in labels}
-        r = {k: v - before_reward.get(k, 0.0) for k, v in diags["reward_annotator"].items()}
+        r = since(diags["reward_annotator"], before_reward)
         counted = sum(r.get(k, 0.0) for k in (*REWARD_LOSSES, "lost_image", "lost_cloud",
                                                "sync_dropped"))
         return [t for t in sent if t not in done], counted
 
     assert wait(lambda: len(reward_missing()[0]) <= reward_missing()[1], 45), \
-        (reward_missing(), {k: v - before_reward.get(k, 0.0)
-                            for k, v in diags["reward_annotator"].items()}, logs())
+        (reward_missing(), since(diags["reward_annotator"], before_reward), logs())
     stamps = [stamp_to_ns(m.header) for m in list(labels)]  # one snapshot for both checks
     missing = [t for t in sent if t not in set(stamps)]
     print(f"reward: {len(sent) - len(missing)} of {len(sent)} frames labelled, "
@@ -308,7 +316,7 @@ def test_oversized_requests_are_refused_fast_while_frames_flow(nodes):
     # perception: every synchronized frame processed or counted; the frames sent while the
     # requests were served were processed
     def delta() -> dict[str, float]:
-        return {k: v - before.get(k, 0.0) for k, v in diags["perception_node"].items()}
+        return since(diags["perception_node"], before)
 
     counted = {"sync_fired", "frames", "pending", "received_image", "received_cloud",
                "lost_image", "lost_cloud", "sync_dropped", "bad_input", *PERCEPTION_LOSSES}
@@ -318,7 +326,7 @@ def test_oversized_requests_are_refused_fast_while_frames_flow(nodes):
         # and every synchronized set is processed or counted
         return d["received_image"] + d["lost_image"] >= len(sent) + 1 and \
             d["received_cloud"] + d["lost_cloud"] >= len(sent) + 1 and d["pending"] == 0 and \
-            d["sync_fired"] == d["frames"] + sum(d[k] for k in PERCEPTION_LOSSES)
+            accounted(d)
 
     assert wait(lambda: settled(delta()), 30), json.dumps({k: delta()[k] for k in counted})
     time.sleep(1.2)  # the counts no longer change

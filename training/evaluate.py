@@ -93,7 +93,8 @@ def evaluate(backend, frames: int = 60, qa_per_frame: int = 6, seed: int = 0,
     from spatial_ros.geometry.iou import iou_3d
     from spatial_ros.spatial.answers import parse_quantity
     from spatial_ros.spatial.predicates import SpatialObject, Viewpoint
-    from spatial_ros.spatial.qa import QAConfig, answer_question, generate_qa
+    from spatial_ros.spatial.qa import QAConfig, generate_qa
+    from spatial_ros.spatial.qa_answer import answer_question
     from spatial_ros.specialists import LidarSpecialist, LidarSpecialistConfig
     from spatial_ros.vlm.engine import EngineConfig, SpatialEngine
     from spatial_ros.vlm.prompts import PromptBuilder

@@ -2,7 +2,8 @@
 
 The objects the question names are grounded in 3D with the perception pipeline (specialist
 candidates + the VLM), then the question is answered from their boxes by the deterministic
-spatial-QA answerer (``spatial_ros.spatial.qa.answer_objects``), with the camera as viewpoint.
+spatial-QA answerer (``spatial_ros.spatial.qa_answer.answer_objects``), with the camera as
+viewpoint.
 The phrases to ground are the question's "the ..." noun phrases unless ``--query`` names them.
 """
 
@@ -76,7 +77,7 @@ def run(args) -> int:
     from spatial_ros.bagio import frames_from_bag
     from spatial_ros.errors import ConfigError, DataError, ParseError
     from spatial_ros.perception import PerceptionConfig, PerceptionPipeline, normalize_queries
-    from spatial_ros.spatial.qa import answer_objects
+    from spatial_ros.spatial.qa_answer import answer_objects
     from spatial_ros.user_text import bounded_text
     from spatial_ros.vlm.backends.options import model_options_from_args
 

@@ -148,7 +148,7 @@ class PerceptionNode(SensorNode):
             return resp
         frame, result = latest
         try:
-            from spatial_ros.spatial.qa import answer_objects
+            from spatial_ros.spatial.qa_answer import answer_objects
 
             ans = answer_objects(question, result.objects, frame)
         except SpatialRosError as e:

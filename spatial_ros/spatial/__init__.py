@@ -6,8 +6,8 @@ Shared by the perception node's ``ask`` service, the reward annotator and ``trai
   (distances, height, width, depth, clock direction) over boxes in a gravity-aligned z-up frame.
 - :mod:`.answers`: human-like rounding and units, and parsers for answers (lengths, yes/no,
   which-object, clock hours).
-- :mod:`.qa`: the QA generator (``generate_qa``) and the deterministic answerer
-  (``answer_question``).
+- :mod:`.qa`: the QA generator (``generate_qa``); :mod:`.qa_answer`: the deterministic
+  answerer (``answer_question``).
 """
 
 from spatial_ros.spatial.answers import (
@@ -29,13 +29,8 @@ from spatial_ros.spatial.predicates import (
     clock_direction,
     reorient,
 )
-from spatial_ros.spatial.qa import (
-    QAConfig,
-    QAPair,
-    answer_objects,
-    answer_question,
-    generate_qa,
-)
+from spatial_ros.spatial.qa import QAConfig, QAPair, generate_qa
+from spatial_ros.spatial.qa_answer import answer_objects, answer_question
 
 __all__ = [
     "RELATIONS",

@@ -247,15 +247,16 @@ def complete_batch(center, size, yaw, index, end_on, priors, sensor_xy=(0.0, 0.0
     if not has.any():
         return ctr, size, yaw
     pick = np.where(has, index, 0)
-    tab = np.array([[p.length, p.width, p.height, p.grow_below, float(p.grow_height)]
-                    for p in priors])[pick]
-    plen, pwid, phgt, grow, ghgt = tab.T
+    tab = np.array([[p.length, p.width, p.height, p.grow_below, float(p.grow_height),
+                     float(p.round), np.nan if p.hidden_top_height is None
+                     else p.hidden_top_height] for p in priors])[pick]
+    plen, pwid, phgt, grow, ghgt, rnd, hidden = tab.T
     L, W, H = size[:, 0], size[:, 1], size[:, 2]
     new_len = np.where(end_on, np.maximum(L, pwid), np.maximum(L, plen))
     new_wid = np.where(end_on, np.maximum(W, plen), np.maximum(W, pwid))
     new_len = np.where(L < grow * new_len, new_len, L)
     new_wid = np.where(W < grow * new_wid, new_wid, W)
-    round_ = has & np.array([p.round for p in priors])[pick]
+    round_ = has & (rnd > 0)
     new_len = np.where(round_, np.maximum(new_len, new_wid), new_len)
     new_wid = np.where(round_, new_len, new_wid)
     s = np.asarray(sensor_xy, dtype=np.float64)[:2]
@@ -276,8 +277,6 @@ def complete_batch(center, size, yaw, index, end_on, priors, sensor_xy=(0.0, 0.0
             away = np.where(use, toward, away)
         out[:, :2] += axis * (away * grow_by / 2.0)[:, None]
     new_h = np.where(has & (ghgt > 0) & (H < phgt), phgt, H)
-    hidden = np.array([np.nan if p.hidden_top_height is None else p.hidden_top_height
-                       for p in priors])[pick]
     if open_top is not None and np.isfinite(hidden).any():
         up = has & np.isfinite(hidden) & (np.broadcast_to(np.asarray(open_top), H.shape) > 0)
         new_h = np.where(up, np.maximum(new_h, np.nan_to_num(hidden)), new_h)
