@@ -183,3 +183,57 @@ def test_a_short_rider_labelled_cyclist_is_no_pedestrian_among_pedestrians():
     assert resolve(vs, "the farthest cyclist").index == 1
     # with no walker in view it is still found
     assert resolve([rider], "the pedestrian").index == 0
+
+
+def _pole_view(x: float, y: float, crowding: int) -> ObjectView:
+    from spatial_ros.language.surface import SurfaceEvidence
+
+    box = Box3D.from_yaw([x, y, 2.25], (0.2, 0.2, 4.5), 0.0, "base_link")
+    c = T_OPT_FROM_BASE[:3, :3] @ box.center + T_OPT_FROM_BASE[:3, 3]
+    return ObjectView(box, c, {"gray": 1.0}, label="pole",
+                      surface=SurfaceEvidence(crowding=crowding))
+
+
+def test_a_doubtful_pole_at_the_extreme_gives_way_to_a_sure_one():
+    """A "pole" 52 m away among facade returns (crowded: membership 0.4) and two free-standing
+    poles: the farthest sure pole is "the most distant pole"; with nothing doubtful the
+    order decides alone, and people's partial memberships (pedestrian or cyclist) never
+    make a nearer one the farthest."""
+    sure = [_pole_view(18.0, 3.0, 0), _pole_view(27.0, -4.0, 0)]
+    sliver = _pole_view(52.0, 9.0, 6)
+    prog = Program([*sure, sliver], VP)
+    m = prog.membership(parse_refexpr("the pole").np)
+    assert m[2] == pytest.approx(0.4) and m[0] == m[1] == 1.0
+    assert resolve([*sure, sliver], "the most distant pole").index == 1
+    assert resolve([*sure, sliver], "the closest pole").index == 0
+    assert resolve([*sure, _pole_view(52.0, 9.0, 0)], "the farthest pole").index == 2
+    # a nearly sure one at the extreme stays the answer (0.9 vs 1 x 0.1 behind it)
+    nearly = _pole_view(52.0, 9.0, 3)
+    assert Program([*sure, nearly], VP).membership(parse_refexpr("the pole").np)[2] > 0.8
+    assert resolve([*sure, nearly], "the farthest pole").index == 2
+
+
+@pytest.mark.parametrize("memberships, k, expected", [
+    ((1.0, 1.0, 1.0), 0, 0), ((1.0, 1.0, 1.0), 1, 1), ((1.0, 1.0, 1.0), -1, 2),
+    ((0.3, 1.0, 1.0), 0, 1),  # a weak first gives way
+    ((0.3, 1.0, 1.0), 1, 2),  # ... and the second is likeliest the sure one after it
+    ((1.0, 1.0, 0.3), -1, 1),  # the last, from the other end
+    ((0.9, 1.0, 1.0), 0, 0),  # 0.9 vs 1 x 0.1
+])
+def test_the_likeliest_member_at_a_rank(memberships, k, expected):
+    from spatial_ros.language.program import _likeliest_at
+
+    assert _likeliest_at([0, 1, 2], k, np.array(memberships)) == expected
+
+
+def test_a_rider_read_as_a_pedestrian_still_counts_at_the_extreme():
+    """People's partial memberships come from the pedestrian/cyclist confusion: a rider the
+    specialist boxed short and labelled a pedestrian is there all the same, so it is "the
+    closest cyclist" when it is closer than the one labelled a cyclist."""
+    short = _street_view("pedestrian", "black", 24.0, 1.0)
+    short.box = Box3D.from_yaw([24.0, 1.0, 0.9], (0.9, 0.4, 1.8), 0.0, "base_link")
+    vs = [_street_view("cyclist", "blue", 27.0, -1.0), short]
+    m = Program(vs, VP).membership(parse_refexpr("the cyclist").np)
+    assert m[1] < 0.6 * m[0]  # a doubtful member ...
+    assert resolve(vs, "the closest cyclist").index == 1  # ... at the extreme all the same
+    assert resolve(vs, "the farthest cyclist").index == 0

@@ -21,6 +21,7 @@ from spatial_ros.specialists.scan_geometry import (
     contours,
     drop_pole_chains,
     drop_vehicle_parts,
+    overlapping_vehicles,
 )
 from spatial_ros.specialists.splitting import best_cut
 from spatial_ros.specialists.synthetic import _box_mesh, raycast_lidar
@@ -328,3 +329,38 @@ def test_slivers_of_a_car_side_are_no_pedestrians():
     kept = drop_vehicle_parts(cands, ("car", "van", "truck"), (0.0, 0.0), density=40_000.0)
     assert kept == [car, person, deep, beside]
     assert drop_vehicle_parts(cands, ("van",), (0.0, 0.0), density=40_000.0) == cands
+
+
+def test_overlapping_vehicle_boxes_are_grouped_as_one_object():
+    """Two solid objects cannot share space: boxes that overlap a vehicle's are one group;
+    touching or apart ones, and overlaps without a vehicle, are not."""
+    def cand(x, y, size, label, yaw=0.0):
+        return Candidate(Box3D.from_yaw([x, y, size[2] / 2], size, yaw), label=label)
+
+    car = [3.9, 1.6, 1.5]
+    a, b = cand(30.0, 5.0, car, "car"), cand(31.5, 5.2, car, "car", 0.2)  # one car, two boxes
+    piece = cand(29.0, 5.0, [1.5, 0.6, 1.6], "cyclist")  # a bike-long piece of car a
+    touching = cand(35.6, 5.0, car, "car")  # 0.1 m behind b's box
+    apart = cand(20.0, -4.0, car, "car")
+    people = [cand(10.0, 2.0, [0.6, 0.5, 1.8], "pedestrian"),
+              cand(10.2, 2.1, [0.6, 0.5, 1.8], "pedestrian")]
+    groups = overlapping_vehicles([a, b, piece, touching, apart, *people], ("car",))
+    assert [sorted(g) for g in groups] == [[0, 1, 2]]
+    assert overlapping_vehicles([a, b], ("van",)) == []
+
+
+def test_a_car_split_by_a_pole_in_front_is_one_car_not_a_car_and_a_pedestrian():
+    """A pole 10 m ahead casts a shadow across a car's side 30 m away: the scan returns two
+    pieces, one person-sized. Each piece's box alone overlaps the other (a car completed
+    from its prior around the larger one); together they are one car."""
+    from spatial_ros.geometry.iou import iou_3d
+
+    car = on_ground(30.0, -4.0, [4.2, 1.7, 1.5], 0.0)
+    pole = on_ground(10.0, -1.3, [0.3, 0.3, 3.0])
+    pts, T = scan([("car", car), ("pole", pole)], azimuth_steps=4096)
+    cands, _ = propose(pts, T)
+    on_car = [c for c in cands if iou_3d(c.box, car) > 0.02]
+    assert [c.label for c in on_car] == ["car"], [(c.label, c.num_points) for c in on_car]
+    assert iou_3d(on_car[0].box, car) > 0.7
+    _, p = best_bev(pole, cands)
+    assert p is not None and p.label == "pole"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from spatial_ros.language.bands import band_colours
 from spatial_ros.language.categories import shape_score
 from spatial_ros.language.surface import (
     STANDALONE,
@@ -49,46 +50,6 @@ def view_colours(frame: SensorFrame, listed: Sequence[CandidateView]) -> list[di
                            candidate_points_optical(v), frame.depth) for v in listed]
 
 
-# Height bands (fractions of the box height, from its bottom) where a category's colour is seen:
-# a car's paint is below the windows, a person's clothes colour ("the pedestrian in blue") is
-# the torso. Others: the whole object.
-BANDS = {"body": (0.1, 0.5), "torso": (0.45, 0.85)}
-BAND_OF = {"car": "body", "van": "body", "truck": "body", "pedestrian": "torso",
-           "cyclist": "torso"}
-
-
-def band_colours(frame: SensorFrame, v: CandidateView, T_zup_from_opt: np.ndarray,
-                 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """What the candidate's points see in each height band of ``BANDS``: (band -> term ->
-    share of the colour terms, band -> lightness of the achromatic pixels); bands with too few
-    points are left out. The lightness of all its points is under "all"."""
-    from spatial_ros.geometry.camera import project_points
-    from spatial_ros.vlm.appearance import achromatic_lightness, sample_pixels, term_shares
-
-    P = candidate_points_optical(v)
-    if P is None or len(P) < 8:
-        return {}, {}
-    uv, front = project_points(P, frame.camera)
-    light = {}
-    whole = achromatic_lightness(sample_pixels(frame.image, uv[front]))
-    if whole is not None:
-        light["all"] = whole
-    z = P @ T_zup_from_opt[2, :3] + T_zup_from_opt[2, 3]
-    lo, hi = float(z.min()), float(z.max())
-    out = {}
-    for name, (a, b) in BANDS.items():
-        sel = front & (z >= lo + a * (hi - lo)) & (z <= lo + b * (hi - lo))
-        if sel.sum() >= 5:
-            rgb = sample_pixels(frame.image, uv[sel])  # once for the terms and the lightness
-            got = term_shares(rgb)
-            if got:
-                out[name] = got
-            lit = achromatic_lightness(rgb)
-            if lit is not None:
-                light[name] = lit
-    return out, light
-
-
 def zup_frame(frame: SensorFrame, listed: Sequence[CandidateView]) -> tuple[str, np.ndarray]:
     """A gravity-aligned frame to evaluate relations in — the candidates' own (specialists
     output z-up boxes) — and T_zup_from_optical (4x4)."""
@@ -115,12 +76,21 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
     """ObjectViews of the listed candidates and the camera viewpoint, both in the z-up frame."""
     name, T = zup_frame(frame, listed)
     scene = _scene_points(frame, name, T)
+    depth = [float(np.linalg.norm(v.box_optical.center)) for v in listed]
     views = []
-    for v, col in zip(listed, colours, strict=True):
+    for j, (v, col) in enumerate(zip(listed, colours, strict=True)):
         P = candidate_points_optical(v)
         P_zup = None if P is None else P @ T[:3, :3].T + T[:3, 3]
         box = v.box_optical.transformed(T, name)
-        bands, light = band_colours(frame, v, T)
+        kind = _cue_kind(v, box, P)
+        road = road_clearance(P_zup, scene, T[:3, 3]) if kind == "vehicle" else None
+        road_z = None
+        if kind == "vehicle":  # the road under it, else the bottom of its box
+            road_z = float(P_zup[:, 2].min()) - road[0] if road is not None else \
+                float(box.center[2] - box.size[2] / 2)
+        occluders = [w.box_2d for w, d in zip(listed, depth, strict=True)
+                     if w.box_2d is not None and d < depth[j] - 1.0] if road_z is not None else ()
+        bands, light = band_colours(frame, P, T, road_z, occluders)
         views.append(ObjectView(
             box=box,
             center_optical=np.asarray(v.box_optical.center, dtype=np.float64),
@@ -131,7 +101,7 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
             score=float(v.candidate.score),
             colour_bands=bands,
             lightness=light,
-            surface=surface_evidence(frame, v, box, P, P_zup, scene, T[:3, 3]),
+            surface=surface_evidence(frame, kind, P, P_zup, scene, T[:3, 3], road),
         ))
     return views, Viewpoint.from_camera_pose(T)
 
@@ -155,26 +125,34 @@ def _scene_points(frame: SensorFrame, zup: str, T_zup_from_opt: np.ndarray,
     return P[forward > -behind_m]
 
 
-def surface_evidence(frame: SensorFrame, v: CandidateView, box_zup, P_opt, P_zup, scene,
-                     origin) -> SurfaceEvidence | None:
-    """The cues (``language.surface``) of a candidate the specialist labelled a vehicle (or a
-    pole: crowding only) or whose z-up box (``box_zup``) is sized like one; None for others
-    and for candidates without points. Points: ``P_opt`` in the optical frame, ``P_zup`` and
-    the whole ``scene`` in the z-up frame, where the camera is at ``origin``."""
-    from spatial_ros.geometry.camera import project_points
-
+def _cue_kind(v: CandidateView, box_zup, P_opt) -> str | None:
+    """Which cues a candidate gets: "vehicle" (labelled one, or unlabelled and sized like
+    one), "standalone" (poles: crowding only) or None (others, and fewer than 5 points)."""
     if P_opt is None or len(P_opt) < 5:
         return None
     label = (v.candidate.label or "").lower()
     if label in STANDALONE or (not label and max(
             shape_score(c, box_zup) for c in STANDALONE) >= 0.5):
-        return SurfaceEvidence(crowding=crowding(P_zup, scene))
+        return "standalone"
     if label and label not in VEHICLES:
         return None
     if not label and max(shape_score(c, box_zup) for c in VEHICLES) < 0.5:
         return None
+    return "vehicle"
+
+
+def surface_evidence(frame: SensorFrame, kind: str | None, P_opt, P_zup, scene, origin,
+                     road: tuple[float, float] | None) -> SurfaceEvidence | None:
+    """The cues (``language.surface``) of a candidate of cue ``kind`` (``_cue_kind``); None
+    for others. Points: ``P_opt`` in the optical frame, ``P_zup`` and the whole ``scene`` in
+    the z-up frame, where the camera is at ``origin``; ``road``: ``road_clearance``."""
+    from spatial_ros.geometry.camera import project_points
+
+    if kind == "standalone":
+        return SurfaceEvidence(crowding=crowding(P_zup, scene))
+    if kind != "vehicle":
+        return None
     uv, front = project_points(P_opt, frame.camera)
-    road = road_clearance(P_zup, scene, origin)
     return SurfaceEvidence(vegetation=vegetation_share(frame.image, uv[front]),
                            scatter=surface_scatter(P_zup),
                            clearance=None if road is None else road[0],

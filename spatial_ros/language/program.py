@@ -195,8 +195,13 @@ class Program:
                 why.append(text)
                 decisive &= ok
         extremes = [c for c in expr.constraints if isinstance(c, Extreme)]
+        # Poles' and vehicles' partial memberships doubt that the thing is there at all (a
+        # facade's sliver, a hedge): a weak one at the extreme gives way (``_likeliest_at``).
+        # People's come from the pedestrian/cyclist confusion: they are there either way.
+        cats = expr.np.categories
+        doubt = m if cats and all(c in STANDALONE or c in VEHICLES for c in cats) else None
         for c in extremes:
-            S, ok, text = self._extreme(c, S, name)
+            S, ok, text = self._extreme(c, S, name, doubt)
             why.append(text)
             decisive &= ok
         if not S:
@@ -257,9 +262,7 @@ class Program:
         a = idx[0]
         A = self._objs[a]
         if pred in ("next_to", "closest_to", "toward", "within"):
-            keyed = [(P.box_box_distance(self.views[s].box, A.box) if pred != "closest_to"
-                      else float(np.linalg.norm(self.views[s].box.center - A.box.center)), s)
-                     for s in pool]
+            keyed = [(P.box_box_distance(self.views[s].box, A.box), s) for s in pool]
             return self._closest(keyed, f"{pred.replace('_', ' ')} {names}")
         if pred in ("far_from", "farthest_from"):
             d = [float(np.linalg.norm(self.views[s].box.center - A.box.center)) for s in pool]
@@ -321,7 +324,7 @@ class Program:
 
     # -- extremes -----------------------------------------------------------------------------
 
-    def _extreme(self, c: Extreme, S: list[int], name: str):
+    def _extreme(self, c: Extreme, S: list[int], name: str, m: np.ndarray | None = None):
         if not S:
             return S, False, ""
         key, metric = self._key(c)
@@ -345,7 +348,8 @@ class Program:
         k = n - 1 if rank == -1 else rank - 1
         if k >= n:
             return [], False, f"there is no {_ordinal(rank)} of {plural}"
-        pick = order[k]
+        pick = order[k] if m is None else _likeliest_at(order, -1 if rank == -1 else k, m)
+        k = order.index(pick)
         rest = [s for s in order if s != pick]
         # decisive: the neighbours in the order are clearly apart from the pick
         for j in (k - 1, k + 1):
@@ -439,3 +443,24 @@ def _inside(a: Box3D, b: Box3D, margin: float = 0.02) -> bool:
     """a's centre lies inside b's box grown by ``margin``."""
     local = (a.center - b.center) @ b.rotation
     return bool(np.all(np.abs(local) <= b.size / 2 + margin))
+
+
+def _likeliest_at(order: list[int], k: int, m: np.ndarray) -> int:
+    """The candidate most likely to be the (k+1)-th member along ``order`` (best first) when
+    membership is uncertain: each candidate is a member with probability m / max(m) over
+    ``order``, so a weak member at the extreme ("a pole" that may be a facade's sliver) gives
+    way to a sure one just behind it. Equal memberships keep ``order[k]``."""
+    q = np.array([m[s] for s in order], dtype=np.float64)
+    q = np.clip(q / max(float(q.max()), 1e-12), 0.0, 1.0)
+    if k < 0:  # the last: the first from the other end
+        return _likeliest_at(order[::-1], 0, m)
+    ahead = np.zeros(k + 1)  # ahead[j]: P(exactly j members before this candidate)
+    ahead[0] = 1.0
+    best, pick = -1.0, order[min(k, len(order) - 1)]
+    for s, p in zip(order, q, strict=True):
+        here = p * ahead[k]
+        if here > best + 1e-9:
+            best, pick = here, s
+        ahead[1:] = ahead[1:] * (1.0 - p) + ahead[:-1] * p
+        ahead[0] *= 1.0 - p
+    return pick

@@ -46,7 +46,7 @@ class ObjectView:
     lightness: dict[str, float] = field(default_factory=dict)
 
     def _band(self, categories: tuple[str, ...]) -> str | None:
-        from spatial_ros.language.grounding import BAND_OF
+        from spatial_ros.language.bands import BAND_OF
 
         bands = {BAND_OF.get(c) for c in categories}
         return bands.pop() if len(bands) == 1 else None

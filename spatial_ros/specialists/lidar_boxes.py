@@ -27,7 +27,12 @@ from spatial_ros.specialists.cluster_boxes import ClusterBoxes, ClusterPoints
 from spatial_ros.specialists.clustering import grid_clusters, group_indices
 from spatial_ros.specialists.lidar_config import LidarSpecialistConfig
 from spatial_ros.specialists.planes import Plane
-from spatial_ros.specialists.scan_geometry import drop_pole_chains, drop_vehicle_parts
+from spatial_ros.specialists.scan_geometry import (
+    drop_pole_chains,
+    drop_vehicle_parts,
+    inside_share,
+    overlapping_vehicles,
+)
 from spatial_ros.specialists.splitting import best_cut
 from spatial_ros.types import Candidate
 
@@ -56,6 +61,8 @@ class BoxResolver(ClusterBoxes):
         self.source = source
         self.batched = config.box_method == "lshape" and config.contour_heading
         self._priors = {p.label: p for p in config.size_priors}
+        # indices into the scan's ClusterPoints of each kept candidate (by id, for one scan)
+        self._index: dict[int, np.ndarray] = {}
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -83,9 +90,42 @@ class BoxResolver(ClusterBoxes):
         if self.cfg.pole_chain_gap > 0:
             out = drop_pole_chains(out, self.cfg.pole_chain_gap)
         if self.cfg.vehicle_labels:
+            out = self.merge_overlapping(cl, out)
             out = drop_vehicle_parts(out, self.cfg.vehicle_labels, self.origin[:2],
                                      self.density)
         return out
+
+    def merge_overlapping(self, cl: ClusterPoints, cands: list[Candidate]) -> list[Candidate]:
+        """Candidates whose boxes overlap a vehicle's (``overlapping_vehicles``) as one: refitted
+        from all their points when those get a vehicle class; else the box holding most of
+        the points is kept, and the others go when they are vehicles or lie mostly inside it
+        (an L-shape fit of two pieces can turn 45 degrees and lose the class)."""
+        groups = overlapping_vehicles(cands, self.cfg.vehicle_labels)
+        if not groups:
+            return cands
+        drop: set[int] = set()
+        add: list[Candidate] = []
+        for grp in groups:
+            parts = [self._index.get(id(cands[k])) for k in grp]
+            if any(p is None for p in parts):
+                continue
+            union = np.unique(np.concatenate(parts))
+            merged = self.boxes(cl, [union])[0]
+            if merged.label in self.cfg.vehicle_labels:
+                merged.points = cl.xyz[union].astype(np.float32)
+                drop.update(grp)
+                add.append(merged)
+                continue
+            pts = cl.xyz[union]
+            held = [int(cands[k].box.contains(pts).sum()) for k in grp]
+            keep = grp[int(np.argmax(held))]
+            kept = cands[keep].box
+            for k in grp:
+                c = cands[k]
+                if k != keep and (c.label in self.cfg.vehicle_labels
+                                  or inside_share(c.box, kept) >= 0.5):
+                    drop.add(k)
+        return [c for k, c in enumerate(cands) if k not in drop] + add
 
     def _hopeless(self, cl: ClusterPoints, groups: list[np.ndarray]) -> np.ndarray:
         """(G,) bool: the cluster can get no class and would not be kept unclassified: its
@@ -258,6 +298,7 @@ class BoxResolver(ClusterBoxes):
                 return []  # taller than seen and no class: a wall, a tree, a building
         if c.points is None:
             c.points = cl.xyz[g].astype(np.float32)
+        self._index[id(c)] = g
         return [c]
 
     # -- decisions ----------------------------------------------------------------------------
