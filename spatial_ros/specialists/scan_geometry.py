@@ -165,7 +165,8 @@ def overlapping_vehicles(cands: list[Candidate], vehicles: tuple[str, ...],
     if not idx or len(cands) < 2:
         return []
     boxes = [c.box for c in cands]
-    share = _smaller_share([boxes[k] for k in idx], boxes)
+    ctr = np.array([b.center[:2] for b in boxes])
+    reach = np.array([0.5 * float(np.hypot(*b.size[:2])) for b in boxes])  # half diagonals
     parent = list(range(len(cands)))
 
     def root(k: int) -> int:
@@ -174,10 +175,15 @@ def overlapping_vehicles(cands: list[Candidate], vehicles: tuple[str, ...],
             k = parent[k]
         return k
 
-    for a, i in enumerate(idx):
-        for j in np.flatnonzero(share[a] >= min_share):
-            if int(j) != i:
-                parent[root(int(j))] = root(i)
+    for i in idx:
+        near = np.hypot(*(ctr - ctr[i]).T) < reach + reach[i]  # footprints may meet
+        near[i] = False
+        js = np.flatnonzero(near)
+        if not len(js):
+            continue
+        share = _smaller_share([boxes[i]], [boxes[j] for j in js])[0]
+        for j in js[share >= min_share]:
+            parent[root(int(j))] = root(i)
     groups: dict[int, list[int]] = {}
     for k in range(len(cands)):
         groups.setdefault(root(k), []).append(k)
