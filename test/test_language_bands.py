@@ -78,3 +78,27 @@ def test_a_nearer_object_in_front_hides_the_body_samples():
     # hidden body: the band is read from the points that lie at door height (none here)
     bands, _ = band_colours(frame, P, T, road_z=0.0, occluders=[occluder])
     assert "body" not in bands
+
+
+def test_the_ground_beside_a_car_is_its_road_not_its_sill():
+    """A car 4 m away whose lowest return is its sill 0.7 m up (the scan's lowest beam
+    passes over the road in front of it): the returns around its footprint put the road at
+    -1.73 m (KITTI's sensor height); the car's own points and a wall behind do not count."""
+    from spatial_ros.language.bands import ground_beside
+    from spatial_ros.types import Box3D
+
+    rng = np.random.default_rng(0)
+    car = Box3D.from_yaw([4.0, 2.5, -1.73 + 0.75], [3.9, 1.6, 1.5], 0.3)
+    road = np.column_stack([rng.uniform(-2, 12, 4000), rng.uniform(-3, 8, 4000),
+                            rng.normal(-1.73, 0.02, 4000)])
+    road = road[~car.contains(road, margin=0.1)]
+    body = car.center + (rng.uniform(-0.5, 0.5, (800, 3)) * car.size) @ car.rotation.T
+    body = body[body[:, 2] > -1.03]  # the sill and up
+    wall = np.column_stack([rng.uniform(-2, 12, 500), np.full(500, 6.0),
+                            rng.uniform(-1.7, 1.0, 500)])
+    scene = np.concatenate([road, body, wall])
+    scene = scene[np.argsort(scene[:, 0])]
+    assert ground_beside(car, scene) == pytest.approx(-1.73, abs=0.05)
+    only_car = body[np.argsort(body[:, 0])]
+    assert ground_beside(car, only_car) is None  # no road seen: none invented
+    assert ground_beside(car, None) is None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from spatial_ros.language.bands import band_colours
+from spatial_ros.language.bands import band_colours, ground_beside
 from spatial_ros.language.categories import shape_score
 from spatial_ros.language.surface import (
     STANDALONE,
@@ -77,33 +77,58 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
     name, T = zup_frame(frame, listed)
     scene = _scene_points(frame, name, T)
     depth = [float(np.linalg.norm(v.box_optical.center)) for v in listed]
+    P_opt = [candidate_points_optical(v) for v in listed]
+    P_up = [None if P is None else P @ T[:3, :3].T + T[:3, 3] for P in P_opt]
+    boxes = [v.box_optical.transformed(T, name) for v in listed]
+    kinds = [_cue_kind(v, b, P) for v, b, P in zip(listed, boxes, P_opt, strict=True)]
+    roads = [road_clearance(Pz, scene, T[:3, 3]) if k == "vehicle" else None
+             for k, Pz in zip(kinds, P_up, strict=True)]
+    road_z = _road_heights(kinds, roads, P_up, boxes, scene)
     views = []
     for j, (v, col) in enumerate(zip(listed, colours, strict=True)):
-        P = candidate_points_optical(v)
-        P_zup = None if P is None else P @ T[:3, :3].T + T[:3, 3]
-        box = v.box_optical.transformed(T, name)
-        kind = _cue_kind(v, box, P)
-        road = road_clearance(P_zup, scene, T[:3, 3]) if kind == "vehicle" else None
-        road_z = None
-        if kind == "vehicle":  # the road under it, else the bottom of its box
-            road_z = float(P_zup[:, 2].min()) - road[0] if road is not None else \
-                float(box.center[2] - box.size[2] / 2)
         occluders = [w.box_2d for w, d in zip(listed, depth, strict=True)
-                     if w.box_2d is not None and d < depth[j] - 1.0] if road_z is not None else ()
-        bands, light = band_colours(frame, P, T, road_z, occluders)
+                     if w.box_2d is not None and d < depth[j] - 1.0]
+        bands, light = band_colours(frame, P_opt[j], T, road_z[j],
+                                    occluders if road_z[j] is not None else ())
         views.append(ObjectView(
-            box=box,
+            box=boxes[j],
             center_optical=np.asarray(v.box_optical.center, dtype=np.float64),
             colours=dict(col),
             label=v.candidate.label or "",
-            points=P_zup,
+            points=P_up[j],
             in_view=in_view_share(v, frame.camera),
             score=float(v.candidate.score),
             colour_bands=bands,
             lightness=light,
-            surface=surface_evidence(frame, kind, P, P_zup, scene, T[:3, 3], road),
+            surface=surface_evidence(frame, kinds[j], P_opt[j], P_up[j], scene, T[:3, 3],
+                                     roads[j]),
         ))
     return views, Viewpoint.from_camera_pose(T)
+
+
+def _road_heights(kinds, roads, P_up, boxes, scene) -> list[float | None]:
+    """The ground's height (z-up frame, metres) under each vehicle candidate: beside it
+    (``bands.ground_beside``), else on its line of sight (``road_clearance``), else the median
+    of the others' (a car 4 m away cut by the image border shows its sill as its lowest
+    return), else the bottom of its box; None for other candidates."""
+    by_x = None if scene is None else scene[np.argsort(scene[:, 0], kind="stable")]
+    own = []
+    for k, r, Pz, b in zip(kinds, roads, P_up, boxes, strict=True):
+        z = ground_beside(b, by_x) if k == "vehicle" else None
+        if z is None and r is not None and Pz is not None:
+            z = float(Pz[:, 2].min()) - r[0]
+        own.append(z)
+    known = [z for z in own if z is not None]
+    shared = float(np.median(known)) if known else None
+    out: list[float | None] = []
+    for k, z, b in zip(kinds, own, boxes, strict=True):
+        if k != "vehicle":
+            out.append(None)
+        elif z is not None:
+            out.append(z)
+        else:
+            out.append(shared if shared is not None else float(b.center[2] - b.size[2] / 2))
+    return out
 
 
 def _scene_points(frame: SensorFrame, zup: str, T_zup_from_opt: np.ndarray,
