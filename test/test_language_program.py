@@ -237,3 +237,37 @@ def test_a_rider_read_as_a_pedestrian_still_counts_at_the_extreme():
     assert m[1] < 0.6 * m[0]  # a doubtful member ...
     assert resolve(vs, "the closest cyclist").index == 1  # ... at the extreme all the same
     assert resolve(vs, "the farthest cyclist").index == 0
+
+
+def test_a_doubtful_pole_next_to_an_anchor_gives_way_to_a_sure_one():
+    """"The pole next to the cyclist": a facade sliver (crowded, membership 0.4) 0.5 m from
+    the rider and a free-standing pole 1.5 m away: the sure pole is the answer; two sure
+    poles keep the nearer."""
+    rider = _street_view("cyclist", "blue", 20.0, 0.0)
+    sliver = _pole_view(20.0, 1.4, 6)  # the rider's box reaches y = 0.25 m: gap ~1 m
+    sure = _pole_view(20.0, -2.0, 0)  # gap ~1.65 m
+    far = _pole_view(35.0, 5.0, 0)
+    assert resolve([rider, sliver, sure, far], "the pole next to the cyclist").index == 2
+    assert resolve([rider, _pole_view(20.0, 1.4, 0), sure, far],
+                   "the pole next to the cyclist").index == 1
+
+
+def _car_view(colour: str, x: float, y: float, yaw: float) -> ObjectView:
+    box = Box3D.from_yaw([x, y, 0.75], (4.0, 1.7, 1.5), yaw, "base_link")
+    c = T_OPT_FROM_BASE[:3, :3] @ box.center + T_OPT_FROM_BASE[:3, 3]
+    return ObjectView(box, c, {colour: 1.0}, label="car")
+
+
+def test_closest_to_measures_the_gap_between_the_boxes():
+    """"The car closest to the pedestrian" means the smallest gap, as "next to" does: a car
+    parked end-on towards the walker (bumper 0.5 m away, centre 2.7 m) beats one parked
+    side-on whose centre is nearer (2.2 m) but whose side is 1.35 m away."""
+    walker = _street_view("pedestrian", "red", 20.0, 0.0)
+    end_on = _car_view("blue", 22.7, 0.0, 0.0)  # bumper at x = 20.7: gap 0.45 m
+    side_on = _car_view("green", 20.0, -2.2, 0.0)  # side at y = -1.35: gap 1.125 m
+    vs = [walker, end_on, side_on]
+    assert np.linalg.norm(side_on.box.center - walker.box.center) < \
+        np.linalg.norm(end_on.box.center - walker.box.center)
+    for q in ("the car closest to the pedestrian", "the car nearest to the pedestrian",
+              "the car next to the pedestrian", "the car beside the pedestrian"):
+        assert resolve(vs, q).index == 1, q

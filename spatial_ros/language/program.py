@@ -189,17 +189,18 @@ class Program:
             return Resolution(None, 0.0, False, (), f"no candidate looks like a {name}")
         why: list[str] = []
         decisive = True
+        # Poles' and vehicles' partial memberships doubt that the thing is there at all (a
+        # facade's sliver, a hedge): a weak one nearest an anchor or at an extreme gives way
+        # (``_likeliest_at``). People's come from the pedestrian/cyclist confusion: they are
+        # there either way.
+        cats = expr.np.categories
+        doubt = m if cats and all(c in STANDALONE or c in VEHICLES for c in cats) else None
         for c in expr.constraints:
             if isinstance(c, Relation):
-                S, ok, text = self._relation(c, S, m, exclude)
+                S, ok, text = self._relation(c, S, m, exclude, doubt)
                 why.append(text)
                 decisive &= ok
         extremes = [c for c in expr.constraints if isinstance(c, Extreme)]
-        # Poles' and vehicles' partial memberships doubt that the thing is there at all (a
-        # facade's sliver, a hedge): a weak one at the extreme gives way (``_likeliest_at``).
-        # People's come from the pedestrian/cyclist confusion: they are there either way.
-        cats = expr.np.categories
-        doubt = m if cats and all(c in STANDALONE or c in VEHICLES for c in cats) else None
         for c in extremes:
             S, ok, text = self._extreme(c, S, name, doubt)
             why.append(text)
@@ -238,7 +239,7 @@ class Program:
         r = self.resolve(a, frozenset(exclude))
         return r.index, a.np.canonical()
 
-    def _relation(self, c: Relation, S: list[int], m: np.ndarray, exclude):
+    def _relation(self, c: Relation, S: list[int], m: np.ndarray, exclude, doubt=None):
         anchors = []
         for a in c.anchors:
             k, name = self._anchor(a, exclude)
@@ -254,7 +255,7 @@ class Program:
         if pred in ("between",) and len(idx) == 2:
             keyed = [(self._between(s, idx[0], idx[1]), s) for s in pool]
             keyed = [(d, s) for d, s in keyed if d is not None]
-            return self._closest(keyed, f"between {names}")
+            return self._closest(keyed, f"between {names}", doubt)
         if not idx:  # relative to the robot/viewer
             if pred in ("far_from", "farthest_from"):
                 return self._ordered(pool, [self.views[s].range for s in pool], "far from you")
@@ -263,7 +264,7 @@ class Program:
         A = self._objs[a]
         if pred in ("next_to", "closest_to", "toward", "within"):
             keyed = [(P.box_box_distance(self.views[s].box, A.box), s) for s in pool]
-            return self._closest(keyed, f"{pred.replace('_', ' ')} {names}")
+            return self._closest(keyed, f"{pred.replace('_', ' ')} {names}", doubt)
         if pred in ("far_from", "farthest_from"):
             d = [float(np.linalg.norm(self.views[s].box.center - A.box.center)) for s in pool]
             return self._ordered(pool, d, f"farthest from {names}")
@@ -272,7 +273,7 @@ class Program:
                      for s in pool if _inside(self.views[s].box, A.box)]
             if not keyed:
                 return [], False, f"nothing inside {names}"
-            return self._closest(keyed, f"inside {names}")
+            return self._closest(keyed, f"inside {names}", doubt)
         fn = {"left_of": P.left_of, "right_of": P.right_of, "in_front_of": P.in_front_of,
               "behind": P.behind, "above": P.above, "on": P.above, "below": P.below,
               "under": P.below}[pred]
@@ -288,7 +289,7 @@ class Program:
         label = f"{pred.replace('_', ' ')} {names}"
         if not sat:
             return [], False, f"nothing is {label}"
-        return self._closest(sat, label)
+        return self._closest(sat, label, doubt)
 
     def _between(self, s: int, a: int, b: int) -> float | None:
         p = self.views[s].box.center[:2]
@@ -302,17 +303,22 @@ class Program:
             return None
         return float(np.linalg.norm(p - (pa + np.clip(t, 0, 1) * ab)))
 
-    def _closest(self, keyed: list[tuple[float, int]], label: str):
-        """The candidates ordered by a distance-like key (smallest first); decisive when the
-        runner-up is clearly farther."""
+    def _closest(self, keyed: list[tuple[float, int]], label: str,
+                 doubt: np.ndarray | None = None):
+        """The candidates ordered by a distance-like key (smallest first; with ``doubt``, the
+        likeliest member first: ``_likeliest_at``); decisive when the runner-up is clearly
+        apart."""
         if not keyed:
             return [], False, f"nothing is {label}"
         keyed.sort()
         S = [s for _, s in keyed]
         if len(keyed) == 1:
             return S, True, f"{label}"
+        if doubt is not None:
+            keyed.insert(0, keyed.pop(S.index(_likeliest_at(S, 0, doubt))))
+            S = [s for _, s in keyed]
         tol = self._tol(S[0], S[1])
-        ok = keyed[1][0] - keyed[0][0] > tol
+        ok = abs(keyed[1][0] - keyed[0][0]) > tol
         note = "" if ok else " (a near tie)"
         return S, ok, f"{label}, the nearest of {len(S)}{note}"
 
