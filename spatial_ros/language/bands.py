@@ -43,8 +43,9 @@ def ground_beside(box, scene: np.ndarray | None, margin: float = 2.0,
                   min_points: int = 10) -> float | None:
     """Height of the ground next to an object (z-up frame, metres): the 10th percentile of
     the scan's returns in a ring ``margin`` metres wide around its box's footprint (0.2 m
-    clear of it) and lower than its top: the road or pavement beside a car, whatever stands
-    in front. None with fewer than ``min_points`` returns there. ``scene``: (N, 3), sorted by
+    clear of it) and lower than its top: the road or pavement beside a car, also when
+    something in front hides the road on its line of sight. None with fewer than
+    ``min_points`` returns there. ``scene``: (N, 3), sorted by
     x (``np.argsort`` once per frame) so that only a slice of it is read."""
     if scene is None or not len(scene):
         return None
