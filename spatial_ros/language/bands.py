@@ -103,14 +103,14 @@ def band_colours(frame: SensorFrame, P_opt: np.ndarray | None, T_zup_from_opt: n
     whole = achromatic_lightness(sample_pixels(frame.image, uv[front]))
     if whole is not None:
         light["all"] = whole
-    z = P_opt @ T_zup_from_opt[2, :3] + T_zup_from_opt[2, 3]
+    P_zup = P_opt @ T_zup_from_opt[:3, :3].T + T_zup_from_opt[:3, 3]
+    z = P_zup[:, 2]
     lo, hi = float(z.min()), float(z.max())
     out = {}
     for name, (a, b) in BANDS.items():
         if name == "body" and road_z is not None:
             h = z - road_z
             sel = front & (h >= BODY_SPAN[0]) & (h <= BODY_SPAN[1])
-            P_zup = P_opt @ T_zup_from_opt[:3, :3].T + T_zup_from_opt[:3, 3]
             uv_band = np.concatenate([uv[sel], body_samples(
                 P_zup, road_z, np.linalg.inv(T_zup_from_opt), frame.camera, occluders)])
         else:

@@ -111,7 +111,9 @@ def _road_heights(kinds, roads, P_up, boxes, scene) -> list[float | None]:
     (``bands.ground_beside``), else on its line of sight (``road_clearance``), else the median
     of the others' (a car 4 m away cut by the image border shows its sill as its lowest
     return), else the bottom of its box; None for other candidates."""
-    by_x = None if scene is None else scene[np.argsort(scene[:, 0], kind="stable")]
+    by_x = None  # the scan sorted by x, once per frame and only when a vehicle needs it
+    if scene is not None and "vehicle" in kinds:
+        by_x = scene[np.argsort(scene[:, 0], kind="stable")]
     own = []
     for k, r, Pz, b in zip(kinds, roads, P_up, boxes, strict=True):
         z = ground_beside(b, by_x) if k == "vehicle" else None

@@ -330,7 +330,7 @@ class Program:
 
     # -- extremes -----------------------------------------------------------------------------
 
-    def _extreme(self, c: Extreme, S: list[int], name: str, m: np.ndarray | None = None):
+    def _extreme(self, c: Extreme, S: list[int], name: str, doubt: np.ndarray | None = None):
         if not S:
             return S, False, ""
         key, metric = self._key(c)
@@ -354,7 +354,8 @@ class Program:
         k = n - 1 if rank == -1 else rank - 1
         if k >= n:
             return [], False, f"there is no {_ordinal(rank)} of {plural}"
-        pick = order[k] if m is None else _likeliest_at(order, -1 if rank == -1 else k, m)
+        pick = order[k] if doubt is None else _likeliest_at(order, -1 if rank == -1 else k,
+                                                             doubt)
         k = order.index(pick)
         rest = [s for s in order if s != pick]
         # decisive: the neighbours in the order are clearly apart from the pick

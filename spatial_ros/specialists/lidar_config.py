@@ -96,9 +96,11 @@ class LidarSpecialistConfig:
             buildings, whose height is unknown.
         pole_chain_gap: "poles" in a row of three or more, each within this many metres of
             the next, are a wall seen at a grazing angle and are dropped; 0 = off.
-        vehicle_labels: classes whose boxes swallow smaller candidates: a candidate of
-            another class centred inside one of their boxes is a sliver of the vehicle and is
-            dropped (``scan_geometry.drop_vehicle_parts``); () = off.
+        vehicle_labels: classes whose boxes swallow smaller candidates: candidates whose
+            boxes overlap one of theirs are one object and are merged
+            (``lidar_boxes.BoxResolver.merge_overlapping``), and a candidate of another class
+            centred inside one of their boxes is a sliver of the vehicle and is dropped
+            (``scan_geometry.drop_vehicle_parts``); () = off.
         unknown_label: label of clusters no size prior admits ("misc" on the street; "" when
             the preset has no classes).
         min_extent: a box's largest side must reach this, metres.

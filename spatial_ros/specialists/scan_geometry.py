@@ -190,18 +190,23 @@ def overlapping_vehicles(cands: list[Candidate], vehicles: tuple[str, ...],
     return [g for g in groups.values() if len(g) > 1]
 
 
-def _smaller_share(A: list, B: list) -> np.ndarray:
-    """(len(A), len(B)) intersection volume of the boxes over the smaller one's volume."""
+def _intersections(A: list, B: list) -> np.ndarray:
+    """(len(A), len(B)) intersection volumes (m^3) of two lists of boxes in one frame."""
     from spatial_ros.geometry.iou import iou_3d_matrix
 
     iou = iou_3d_matrix(A, B)
     va = np.array([b.volume for b in A])[:, None]
     vb = np.array([b.volume for b in B])[None, :]
-    inter = iou * (va + vb) / (1.0 + iou)
-    return inter / np.maximum(np.minimum(va, vb), 1e-9)
+    return iou * (va + vb) / (1.0 + iou)  # IoU = I / (va + vb - I)
+
+
+def _smaller_share(A: list, B: list) -> np.ndarray:
+    """(len(A), len(B)) intersection volume of the boxes over the smaller one's volume."""
+    va = np.array([b.volume for b in A])[:, None]
+    vb = np.array([b.volume for b in B])[None, :]
+    return _intersections(A, B) / np.maximum(np.minimum(va, vb), 1e-9)
 
 
 def inside_share(a, b) -> float:
     """Share of box ``a``'s volume inside box ``b`` (same frame)."""
-    share = float(_smaller_share([a], [b])[0, 0])
-    return share * min(a.volume, b.volume) / max(a.volume, 1e-9)
+    return float(_intersections([a], [b])[0, 0]) / max(a.volume, 1e-9)
