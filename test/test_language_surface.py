@@ -1,7 +1,6 @@
 """Vehicle cues of LiDAR candidates (foliage colour, surface scatter, height above the road, one
-flat wall) on
-hand-built points and pixels with known answers, and their effect on the program: a hedge
-with a car-sized box is not "the car on the left"."""
+flat wall) and the pole cue (crowding) on hand-built points and pixels with known answers, and
+their effect on the program: a hedge with a car-sized box is not "the car on the left"."""
 
 from __future__ import annotations
 
@@ -135,6 +134,22 @@ def test_crowding_tells_a_free_pole_from_a_facade_sliver():
     assert n > 100
     assert standalone_likelihood(SurfaceEvidence(crowding=n)) == pytest.approx(0.1)
     assert crowding(None, wall) is None
+
+
+def test_people_and_cars_beside_a_pole_do_not_crowd_it():
+    """A walker 0.8 m from a pole and a car parked 0.9 m from it are movers: their points do
+    not count (the pole still stands free); the same points unowned (a wall) do."""
+    z = np.linspace(0.0, 3.5, 30)
+    pole = np.column_stack([np.full(30, 20.0), np.full(30, 7.0), z])
+    walker = np.column_stack([np.full(12, 20.8), np.full(12, 7.0), np.linspace(0.3, 1.7, 12)])
+    car_side = np.column_stack([RNG.uniform(19.0, 23.0, 200), np.full(200, 6.1),
+                                RNG.uniform(0.3, 1.4, 200)])
+    scene = np.vstack([_road(1, 40), pole, walker, car_side])
+    assert crowding(pole, scene) > 20
+    assert crowding(pole, scene, movers=[walker, car_side]) == 0
+    assert crowding(pole, scene, movers=[walker]) > 10  # the "car" unowned: a wall
+    assert standalone_likelihood(SurfaceEvidence(crowding=1)) == 1.0
+    assert standalone_likelihood(SurfaceEvidence(crowding=4)) == pytest.approx(0.1)
 
 
 def test_the_farthest_pole_is_not_a_piece_of_a_distant_facade():

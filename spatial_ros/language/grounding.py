@@ -17,6 +17,7 @@ import numpy as np
 from spatial_ros.language.bands import band_colours, ground_beside
 from spatial_ros.language.categories import shape_score
 from spatial_ros.language.surface import (
+    MOVERS,
     STANDALONE,
     VEHICLES,
     SurfaceEvidence,
@@ -86,6 +87,7 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
     road_z = _road_heights(kinds, roads, P_up, boxes, scene)
     views = []
     for j, (v, col) in enumerate(zip(listed, colours, strict=True)):
+        movers = _movers(listed, P_up, j) if kinds[j] == "standalone" else ()
         occluders = [w.box_2d for w, d in zip(listed, depth, strict=True)
                      if w.box_2d is not None and d < depth[j] - 1.0]
         bands, light = band_colours(frame, P_opt[j], T, road_z[j],
@@ -101,7 +103,7 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
             colour_bands=bands,
             lightness=light,
             surface=surface_evidence(frame, kinds[j], P_opt[j], P_up[j], scene, T[:3, 3],
-                                     roads[j]),
+                                     roads[j], movers),
         ))
     return views, Viewpoint.from_camera_pose(T)
 
@@ -168,15 +170,23 @@ def _cue_kind(v: CandidateView, box_zup, P_opt) -> str | None:
     return "vehicle"
 
 
+def _movers(listed: Sequence[CandidateView], P_up, j: int) -> list[np.ndarray]:
+    """The z-up points of the candidates other than ``j`` labelled as people or vehicles."""
+    return [P for k, (v, P) in enumerate(zip(listed, P_up, strict=True))
+            if k != j and P is not None and (v.candidate.label or "").lower() in MOVERS]
+
+
 def surface_evidence(frame: SensorFrame, kind: str | None, P_opt, P_zup, scene, origin,
-                     road: tuple[float, float] | None) -> SurfaceEvidence | None:
+                     road: tuple[float, float] | None,
+                     movers: Sequence[np.ndarray] = ()) -> SurfaceEvidence | None:
     """The cues (``language.surface``) of a candidate of cue ``kind`` (``_cue_kind``); None
-    for others. Points: ``P_opt`` in the optical frame, ``P_zup`` and the whole ``scene`` in
-    the z-up frame, where the camera is at ``origin``; ``road``: ``road_clearance``."""
+    for others. Points: ``P_opt`` in the optical frame, ``P_zup``, the whole ``scene`` and
+    ``movers`` (other candidates' points that ``crowding`` does not count) in the z-up frame,
+    where the camera is at ``origin``; ``road``: ``road_clearance``."""
     from spatial_ros.geometry.camera import project_points
 
     if kind == "standalone":
-        return SurfaceEvidence(crowding=crowding(P_zup, scene))
+        return SurfaceEvidence(crowding=crowding(P_zup, scene, movers=movers))
     if kind != "vehicle":
         return None
     uv, front = project_points(P_opt, frame.camera)
