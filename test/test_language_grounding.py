@@ -38,6 +38,10 @@ def test_queries_of_every_kind_find_their_object_where_a_candidate_can(tabletop_
     assert len(reachable) >= 100
     assert len(hits) / len(reachable) >= 0.85, [
         (r["query"], r["explanation"]) for r in reachable if r["iou"] < 0.25][:10]
+    # each row names the true object the answer landed on: the expected one for a hit (unless
+    # two true boxes overlap), never the expected one for a miss
+    assert sum(r["returned"] == r["expected"] for r in hits) >= 0.95 * len(hits)
+    assert not any(r["returned"] == r["expected"] for r in reachable if r["iou"] < 0.25)
     # paraphrases are exactly as good as the simulator's own captions
     k = tabletop_metrics["kinds"]
     for kind in ("colour_synonym", "noun_synonym", "both_synonyms", "word_order", "casual"):

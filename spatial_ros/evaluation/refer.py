@@ -9,7 +9,8 @@ engine grounds every query of a frame in one call, as the node does.
 
 Per kind: Acc@IoU0.25 / 0.5 (the returned box against the expected object's true box; no box
 is a miss), the candidate ceiling (share of queries for which some candidate has IoU >= 0.25
-with the expected object), and for ambiguous queries the share reported as ambiguous.
+with the expected object), and for ambiguous queries the share reported as ambiguous. Each row
+also names the true object the answer landed on (``returned``), for reading the failures.
 """
 
 from __future__ import annotations
@@ -148,10 +149,22 @@ def evaluate_refer(records: Iterable, engine, kitti_root=None, progress: bool = 
                 truth = ef.truth[r.expected]
                 row["iou"] = iou_3d(o.box, truth) if o is not None else 0.0
                 row["ceiling"] = max((iou_3d(c.box, truth) for c in cands), default=0.0)
+                row["returned"] = _returned(o, ef.truth)
             rows.append(row)
     out = summarise(rows, lat)
     out["opposite_words_same_object"] = opposite
     return out
+
+
+def _returned(o, truth: dict[str, Box3D]) -> str | None:
+    """The id of the true object the returned box matches best (IoU >= 0.25), None when it
+    matches none (no answer, or a box on something unlabelled)."""
+    from spatial_ros.geometry.iou import iou_3d
+
+    if o is None or not truth:
+        return None
+    iou, oid = max((iou_3d(o.box, b), k) for k, b in truth.items())
+    return oid if iou >= 0.25 else None
 
 
 _OPPOSITES = (("the {c} on the left", "the {c} on the right"),

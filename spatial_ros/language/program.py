@@ -143,6 +143,12 @@ class Program:
                     m[k] *= colour_match.lightness_match(grey, v.lightness_for(np_.categories))
         return m
 
+    def kind_fit(self, np_: NounPhrase) -> np.ndarray:
+        """(N,) how well every candidate's kind alone (box shape, specialist label) fits the
+        phrase's noun, colours and cues aside (``categories.category_score``)."""
+        return np.array([category_score(np_.categories, v.box, v.label, v.points)
+                         for v in self.views])
+
     def _model_scores(self, phrase: str) -> np.ndarray | None:
         if phrase not in self._model:
             s = self.scorer(phrase) if self.scorer else None

@@ -42,6 +42,7 @@ from spatial_ros.vlm.lifting import (
     surface_distance,
 )
 from spatial_ros.vlm.prompts import PromptBuilder, candidate_tags, normalize_tag
+from spatial_ros.vlm.referring import kind_checked
 from spatial_ros.vlm.visual_prompts import draw_marks, draw_visual_prompt
 
 log = logging.getLogger(__name__)
@@ -168,11 +169,12 @@ class SpatialEngine:
 
         images, texts = self._images_and_texts(frame, qs, listed, marks)
         found: dict[int, GroundedObject] = {}
+        fallbacks: dict = {}  # query -> referring.Fallback: the model's answer is checked
         todo = list(range(len(qs)))
         if cfg.referring == "program" and listed:
             from spatial_ros.vlm.referring import program_objects
 
-            found, refused, canonical = program_objects(
+            found, refused, canonical, fallbacks = program_objects(
                 self, frame, qs, visible, colours, tags, context, images[0], T_out,
                 output_frame, distinct)
             todo = [i for i in todo if i not in found and i not in refused]
@@ -204,6 +206,8 @@ class SpatialEngine:
                     retry.append(i)
                     continue
             if not isinstance(got, ParseFailure):
+                got = kind_checked(self, i, got, fallbacks.get(i))
+            if not isinstance(got, ParseFailure):
                 found[i] = got
             else:
                 self._fail(i, text, got, res.text)
@@ -216,6 +220,8 @@ class SpatialEngine:
             for i, res in zip(retry, self._generate(imgs, again), strict=True):
                 got = self._object(i, qs[i], texts[i], res, frame, views, listed, [], T_out,
                                    output_frame)
+                if not isinstance(got, ParseFailure):
+                    got = kind_checked(self, i, got, fallbacks.get(i))
                 if isinstance(got, ParseFailure):
                     self._fail(i, texts[i], got, res.text)
                 else:

@@ -147,6 +147,7 @@ class EngineStats:
     ambiguous: int = 0  # ... of them marked ambiguous
     program_fallbacks: int = 0  # queries it left to the model
     unmatched: int = 0  # queries whose spatial words no candidate satisfies (no object)
+    wrong_kind: int = 0  # model answers on a candidate of another kind than the noun's
     total_ms: float = 0.0
     generate_ms: float = 0.0
     new_tokens: int = 0
