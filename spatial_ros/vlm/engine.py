@@ -10,9 +10,7 @@ lifted to a metric box, fused with the candidate it designates, and moved to the
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import re
 import time
 from dataclasses import dataclass
 
@@ -21,6 +19,7 @@ import numpy as np
 from spatial_ros.errors import ConfigError
 from spatial_ros.language.grounding import view_colours
 from spatial_ros.types import Box3D, Candidate, GroundedObject, SensorFrame
+from spatial_ros.vlm.answers import make_distinct, ranked
 from spatial_ros.vlm.appearance import candidate_attribute
 from spatial_ros.vlm.backend import GenerationResult, GroundingAnswer, VLMBackend
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig, ParseFailure
@@ -41,7 +40,7 @@ from spatial_ros.vlm.lifting import (
     project_points,
     surface_distance,
 )
-from spatial_ros.vlm.prompts import PromptBuilder, candidate_tags, normalize_tag
+from spatial_ros.vlm.prompts import PromptBuilder, candidate_tags
 from spatial_ros.vlm.referring import kind_checked
 from spatial_ros.vlm.visual_prompts import draw_marks, draw_visual_prompt
 
@@ -200,8 +199,8 @@ class SpatialEngine:
             if isinstance(got, ParseFailure) and got.kind == "candidate tag" and context:
                 if cfg.unknown_tag == "rank":
                     img = images[0] if len(images) == 1 else images[i]
-                    got = self._ranked(i, q, text, res, convs[i], img, frame, views, listed,
-                                       tags, T_out, output_frame) or got
+                    got = ranked(self, i, q, text, res, convs[i], img, frame, views, listed,
+                                 tags, T_out, output_frame) or got
                 if isinstance(got, ParseFailure) and cfg.unknown_tag != "drop":
                     retry.append(i)
                     continue
@@ -227,8 +226,8 @@ class SpatialEngine:
                 else:
                     found[i] = got
         if distinct and tags and len(todo) == len(qs):
-            self._make_distinct(found, qs, texts, results, convs, images, frame, views, listed,
-                                tags, T_out, output_frame)
+            make_distinct(self, found, qs, texts, results, convs, images, frame, views, listed,
+                          tags, T_out, output_frame)
         return self._done(found, t0)
 
     @staticmethod
@@ -273,71 +272,6 @@ class SpatialEngine:
             self._points[obj.id] = P @ T_out[:3, :3].T + T_out[:3, 3]
         self._views[i] = lifted.view
         return obj
-
-    def _make_distinct(self, found: dict[int, GroundedObject], qs, texts, results, convs,
-                       images, frame, views, listed, tags, T_out, output_frame) -> None:
-        """Queries whose answers took the same listed candidate get different ones: each
-        colliding query scores every listed tag not held by another query as its whole answer,
-        and the assignment with the highest total log-probability wins (in place)."""
-        from scipy.optimize import linear_sum_assignment
-
-        by_view: dict[int, list[int]] = {}
-        for i in found:
-            v = self._views.get(i)
-            if v is not None:
-                by_view.setdefault(id(v), []).append(i)
-        clash = sorted(i for group in by_view.values() if len(group) > 1 for i in group)
-        if not clash:
-            return
-        held = {id(self._views[i]) for i in found if i not in clash and self._views.get(i)}
-        free = [k for k, v in enumerate(listed) if id(v) not in held]
-        if len(free) < len(clash):
-            return
-        try:
-            scores = np.array([
-                self.backend.score_choices(images[0] if len(images) == 1 else images[i],
-                                           convs[i], [tags[k] for k in free])
-                for i in clash
-            ])
-        except NotImplementedError:
-            return
-        rows, cols = linear_sum_assignment(-scores)
-        for r, c in zip(rows, cols, strict=True):
-            i, tag = clash[r], tags[free[c]]
-            res = dataclasses.replace(results[i], text=tag)
-            got = self._object(i, qs[i], texts[i], res, frame, views, listed, tags, T_out,
-                               output_frame)
-            if isinstance(got, ParseFailure):
-                continue
-            if found[i].box.center.tolist() != got.box.center.tolist():
-                self.stats.reassigned += 1
-                found[i] = dataclasses.replace(got, raw_text=f"{results[i].text} -> {tag} "
-                                                             "(distinct objects)")
-
-    def _ranked(self, i: int, q: Query, text: str, res: GenerationResult, conv, image,
-                frame: SensorFrame, views: list[CandidateView], listed: list[CandidateView],
-                tags: list[str], T_out: np.ndarray, output_frame: str) -> GroundedObject | None:
-        """Query ``i`` answered a tag the list does not hold (``res.text``, e.g. "wide blue1"
-        where the list says "large blue1"): the listed tag sharing a word with it that the
-        model scores likeliest as its whole answer, as that candidate's object; None when no
-        listed tag shares a word or the backend cannot score answers."""
-        said = set(re.findall(r"[a-z]+", normalize_tag(res.text) or ""))
-        pool = [t for t in tags if said & set(re.findall(r"[a-z]+", t))]
-        if not pool:
-            return None
-        try:
-            scores = self.backend.score_choices(image, conv, pool)
-        except NotImplementedError:
-            return None
-        best = pool[int(np.argmax(scores))]
-        got = self._object(i, q, text, dataclasses.replace(res, text=best), frame, views, listed,
-                           tags, T_out, output_frame)
-        if isinstance(got, ParseFailure):
-            return None
-        self.stats.ranked += 1
-        log.debug("query %d %r: unknown tag %r -> listed %r (log p %.2f)", i, text, res.text,
-                  best, max(scores))
-        return dataclasses.replace(got, raw_text=f"{res.text} -> {best}")
 
     def specialist_objects(
         self, frame: SensorFrame, candidates: list[Candidate], output_frame: str = "base_link"
