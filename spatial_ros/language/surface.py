@@ -218,8 +218,10 @@ def crowding(cluster: np.ndarray | None, scene: np.ndarray | None,
     N = N[np.hypot(N[:, 0] - c[0], N[:, 1] - c[1]) < radius]
     if not len(N):
         return 0
-    known = np.vstack([C, *(np.asarray(M, dtype=np.float64)[:, :3] for M in movers)])
-    d, _ = cKDTree(known).query(N, k=1)
+    reach = radius + OWN_POINT_M
+    near_movers = [M[(np.abs(M[:, 0] - c[0]) < reach) & (np.abs(M[:, 1] - c[1]) < reach)]
+                   for M in (np.asarray(M, dtype=np.float64)[:, :3] for M in movers)]
+    d, _ = cKDTree(np.vstack([C, *near_movers])).query(N, k=1)
     return int((d > OWN_POINT_M).sum())
 
 
