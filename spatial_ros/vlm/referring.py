@@ -11,9 +11,10 @@ crate" -> "the red box"). A query with spatial words that no candidate satisfies
 query longer than the parser accepts is refused and counted as a failure.
 
 The model's answer to a query left to it is checked against the noun (``Fallback``): an answer
-on a listed candidate of another kind ("the pedestrian in orange" -> a car) is wrong whatever
-the colours say, so the program's own best pick stands instead (it fits the kind, if not the
-colour), or, when there is none, no object (counted in ``EngineStats.wrong_kind``).
+on a listed candidate that the specialist classed as another kind ("the pedestrian in orange"
+-> a car) is wrong whatever the colours say, so the program's own best pick stands instead (it
+fits the kind, if not the colour), or, when there is none, no object (counted in
+``EngineStats.wrong_kind``). Candidates without a class (tabletop clusters) are not checked.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class Fallback:
 
     Attributes:
         noun: the noun phrase's canonical wording ("the orange pedestrian"), for the log.
-        admissible: ``id()`` of the listed candidates whose kind fits the noun (category score
-            at least ``KIND_FLOOR``; all of them for a noun without a category).
+        admissible: ``id()`` of the listed candidates that may answer: those without a
+            specialist class (a tabletop cluster's shape is weaker evidence than the model's
+            reading of the image) and those whose kind fits the noun (category score at least
+            ``KIND_FLOOR``; all of them for a noun without a category).
         program: builds the program's own best pick as the query's object (None: it had none).
     """
 
@@ -124,7 +127,8 @@ def program_objects(engine, frame, qs, listed, colours, tags, context, image, T_
                     return _program_object(engine, i, q, expr, res, listed, views, T_out,
                                            output_frame)
             fallbacks[i] = Fallback(expr.np.canonical(), {
-                id(v) for v, f in zip(listed, kind, strict=True) if f >= KIND_FLOOR}, pick)
+                id(v) for v, w, f in zip(listed, views, kind, strict=True)
+                if f >= KIND_FLOOR or not w.label}, pick)
             continue
         if distinct:
             taken.add(res.index)
