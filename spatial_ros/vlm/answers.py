@@ -25,10 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def make_distinct(engine, found: dict[int, GroundedObject], qs, texts, results, convs,
-                  images, frame, views, listed, tags, T_out, output_frame) -> None:
+                  images, frame, views, listed, tags, T_out, output_frame,
+                  fallbacks: dict | None = None) -> None:
     """Queries whose answers took the same listed candidate get different ones: each
     colliding query scores every listed tag not held by another query as its whole answer,
-    and the assignment with the highest total log-probability wins (in place)."""
+    and the assignment with the highest total log-probability wins (in place). A candidate
+    of another kind than a query's noun (``referring.Fallback``) is never given to it."""
     from scipy.optimize import linear_sum_assignment
 
     by_view: dict[int, list[int]] = {}
@@ -46,7 +48,7 @@ def make_distinct(engine, found: dict[int, GroundedObject], qs, texts, results, 
     try:
         scores = np.array([
             engine.backend.score_choices(images[0] if len(images) == 1 else images[i],
-                                       convs[i], [tags[k] for k in free])
+                                         convs[i], [tags[k] for k in free])
             for i in clash
         ])
     except NotImplementedError:
@@ -54,15 +56,19 @@ def make_distinct(engine, found: dict[int, GroundedObject], qs, texts, results, 
     rows, cols = linear_sum_assignment(-scores)
     for r, c in zip(rows, cols, strict=True):
         i, tag = clash[r], tags[free[c]]
+        fb = (fallbacks or {}).get(i)
+        if fb is not None and id(listed[free[c]]) not in fb.admissible:
+            continue
         res = dataclasses.replace(results[i], text=tag)
         got = engine._object(i, qs[i], texts[i], res, frame, views, listed, tags, T_out,
-                           output_frame)
+                             output_frame)
         if isinstance(got, ParseFailure):
             continue
         if found[i].box.center.tolist() != got.box.center.tolist():
             engine.stats.reassigned += 1
             found[i] = dataclasses.replace(got, raw_text=f"{results[i].text} -> {tag} "
                                                          "(distinct objects)")
+
 
 def ranked(engine, i: int, q: Query, text: str, res: GenerationResult, conv, image,
            frame: SensorFrame, views: list[CandidateView], listed: list[CandidateView],
@@ -81,7 +87,7 @@ def ranked(engine, i: int, q: Query, text: str, res: GenerationResult, conv, ima
         return None
     best = pool[int(np.argmax(scores))]
     got = engine._object(i, q, text, dataclasses.replace(res, text=best), frame, views, listed,
-                       tags, T_out, output_frame)
+                         tags, T_out, output_frame)
     if isinstance(got, ParseFailure):
         return None
     engine.stats.ranked += 1

@@ -168,7 +168,7 @@ class SpatialEngine:
 
         images, texts = self._images_and_texts(frame, qs, listed, marks)
         found: dict[int, GroundedObject] = {}
-        fallbacks: dict = {}  # query -> referring.Fallback: the model's answer is checked
+        fallbacks: dict = {}  # query -> referring.Fallback: its model answer's kind is checked
         todo = list(range(len(qs)))
         if cfg.referring == "program" and listed:
             from spatial_ros.vlm.referring import program_objects
@@ -227,7 +227,7 @@ class SpatialEngine:
                     found[i] = got
         if distinct and tags and len(todo) == len(qs):
             make_distinct(self, found, qs, texts, results, convs, images, frame, views, listed,
-                          tags, T_out, output_frame)
+                          tags, T_out, output_frame, fallbacks)
         return self._done(found, t0)
 
     @staticmethod

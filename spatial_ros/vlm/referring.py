@@ -125,7 +125,7 @@ def program_objects(engine, frame, qs, listed, colours, tags, context, image, T_
             if res.index is not None and kind[res.index] >= KIND_FLOOR:
                 def pick(i=i, q=q, expr=expr, res=res):
                     return _program_object(engine, i, q, expr, res, listed, views, T_out,
-                                           output_frame)
+                                           output_frame, " (the model named another kind)")
             fallbacks[i] = Fallback(expr.np.canonical(), {
                 id(v) for v, w, f in zip(listed, views, kind, strict=True)
                 if f >= KIND_FLOOR or not w.label}, pick)
@@ -141,9 +141,10 @@ def program_objects(engine, frame, qs, listed, colours, tags, context, image, T_
     return found, refused, canonical, fallbacks
 
 
-def _program_object(engine, i, q, expr, res, listed, views, T_out, output_frame):
+def _program_object(engine, i, q, expr, res, listed, views, T_out, output_frame, note=""):
     """Query ``i``'s object from the program's resolution ``res`` (its candidate's fused
-    geometry; the candidate's points and view kept for ``points``)."""
+    geometry; the candidate's points and view kept for ``points``); ``note`` is appended to
+    the explanation."""
     from spatial_ros.language.views import describe_view
 
     lifted = engine._fused(listed[res.index], GroundingAnswer())
@@ -152,8 +153,8 @@ def _program_object(engine, i, q, expr, res, listed, views, T_out, output_frame)
         id=f"q{i}", query=q.text, label=expr.np.category or lifted.label,
         score=float(np.clip(res.score, 0.0, 1.0)), box=box_out, box_2d=lifted.box_2d,
         distance=float(np.linalg.norm(lifted.box_optical.center)),
-        source=lifted.source, raw_text=f"[{expr.describe()}] {res.explanation}",
-        explanation=res.explanation, ambiguous=res.ambiguous,
+        source=lifted.source, raw_text=f"[{expr.describe()}] {res.explanation}{note}",
+        explanation=res.explanation + note, ambiguous=res.ambiguous,
         alternatives=[describe_view(views[k], views) for k in res.remaining]
         if res.ambiguous else [],
     )
