@@ -154,3 +154,32 @@ def test_card_table_pools_kinds_by_query_count():
     assert "| *paraphrases* (pooled) | 40 | 92.5 % | 87.5 % | 87.5 % | 87.5 % |" in lines
     assert any(ln.startswith("| ambiguous | 4 |") and "flagged 75.0 %" in ln for ln in lines)
     assert not any("spatial" in ln for ln in lines)  # no spatial kind measured: no row
+
+
+def test_orders_in_evaluation_files_hold_whether_or_not_hidden_objects_count():
+    """Four walkers straight ahead at 10, 20, 30 and 40 m, the nearest 5 % visible (behind a
+    car): "the second closest" is the one at 20 m counting every object in view but the one
+    at 30 m counting those one can see, so an evaluation file asks neither; "the farthest"
+    is the same either way. Training data keeps its single reading."""
+    from spatial_ros.types import Box3D
+    from training.refqueries import TruthObject, frame_queries
+
+    def walker(k, x, visible):
+        box = Box3D.from_yaw([x, 0.3 * k, 0.9], [0.5, 0.5, 1.8], 0.0, "base_link")
+        return TruthObject(f"pedestrian_{k}", "pedestrian", "red", box,
+                           np.array([-0.3 * k, 0.0, x]), visible)
+
+    objs = [walker(0, 10.0, 0.05), walker(1, 20.0, 1.0), walker(2, 30.0, 1.0),
+            walker(3, 40.0, 1.0)]
+    right = np.array([0.0, -1.0, 0.0])
+
+    def asked(seen_reading):
+        recs = frame_queries(objs, "test", np.random.default_rng(0), False, right,
+                             seen_reading=seen_reading)
+        return {r.subkind: r.expected for r in recs if r.kind in ("viewer", "ordinal")}
+
+    train, evaluation = asked(False), asked(True)
+    assert train["second_near"] == "pedestrian_1"
+    assert "second_near" not in evaluation
+    assert train["far"] == evaluation["far"] == "pedestrian_3"
+    assert "near" not in train and "near" not in evaluation  # the nearest is hardly seen

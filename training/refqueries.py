@@ -18,8 +18,10 @@ left"), ``comparative`` ("the bigger of the two boxes", "the tallest bottle"), `
 
 The meaning of each spatial word is computed here from the truth, independently of the
 grounding code, and a query is written only when its answer holds with a margin under every
-reasonable reading (e.g. "on the left" by image column AND by sideways metres), so that a
-definitional nuance cannot decide a score.
+reasonable reading (e.g. "on the left" by image column AND by sideways metres; in evaluation
+files an order also counting only the objects at least 30 % visible, so that a person hidden
+behind a car does not decide which one is "the second closest"), so that a definitional nuance
+cannot decide a score.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ KINDS = ("caption", "colour_synonym", "noun_synonym", "both_synonyms", "word_ord
 PARAPHRASE_KINDS = ("colour_synonym", "noun_synonym", "both_synonyms", "word_order", "casual")
 SPATIAL_KINDS = ("viewer", "ordinal", "comparative", "relation")
 NOT_QUERIED = ("gripper",)
+SEEN = 0.3  # visible fraction from which an object counts as seen (and may be a query's answer)
+MIDDLE = "middle"  # ``_Gen._clear_pick`` position: the middle one of an odd number
 
 
 @dataclass
@@ -114,9 +118,14 @@ class _Gen:
     """Query generator over one frame's truth (see the module docstring)."""
 
     def __init__(self, objs: list[TruthObject], frame: str, rng, tabletop: bool,
-                 right_axis: np.ndarray):
+                 right_axis: np.ndarray, seen_reading: bool = False):
         self.all = [o for o in objs if o.category not in NOT_QUERIED]
-        self.targets = [o for o in self.all if o.visible >= 0.3]
+        self.targets = [o for o in self.all if o.visible >= SEEN]
+        # orders (extremes, ordinals, the middle, comparatives) also read as counting only
+        # the objects visible enough to be seen: "the second closest pedestrian" is another
+        # one when the closest stands 95 % hidden behind a car (evaluation files; training
+        # data keeps the one reading it was made with)
+        self.seen_reading = seen_reading
         self.frame = frame
         self.rng = rng
         self.scale = 0.03 if tabletop else 0.8  # metres: a clear difference
@@ -176,20 +185,32 @@ class _Gen:
     def _lateral(self, o) -> float:
         return float(np.asarray(o.box.center) @ self.right)
 
-    def _clear_pick(self, objs, keys_margins, k: int):
-        """The object at position k (0 = largest key) when every (key, margin) ordering puts
-        the same object there, clearly apart from its neighbours; else None."""
+    def _clear_pick(self, objs, keys_margins, k: int | str):
+        """The object at position k (0 = largest key; ``MIDDLE``: the middle one of an odd
+        number) when every (key, margin) ordering puts the same object there, clearly apart
+        from its neighbours, and (``seen_reading``) counting only the objects visible enough
+        to be seen puts the same one there too; else None."""
+        groups = [objs]
+        seen = [o for o in objs if o.visible >= SEEN]
+        if self.seen_reading and len(seen) < len(objs):
+            groups.append(seen)
         picks = []
-        for key, margin in keys_margins:
-            s = sorted(objs, key=lambda o: -key(o))
-            if k >= len(s) or k < -len(s):
-                return None
-            kk = k % len(s)
-            o = s[kk]
-            for j in (kk - 1, kk + 1):
-                if 0 <= j < len(s) and abs(key(s[j]) - key(o)) <= margin(s[j], o):
+        for group in groups:
+            if k == MIDDLE:
+                if len(group) % 2 == 0:
                     return None
-            picks.append(o)
+                kk = len(group) // 2
+            elif k >= len(group) or k < -len(group):
+                return None
+            else:
+                kk = k % len(group)
+            for key, margin in keys_margins:
+                s = sorted(group, key=lambda o: -key(o))
+                o = s[kk]
+                for j in (kk - 1, kk + 1):
+                    if 0 <= j < len(s) and abs(key(s[j]) - key(o)) <= margin(s[j], o):
+                        return None
+                picks.append(o)
         return picks[0] if all(p is picks[0] for p in picks) else None
 
     def spatial(self) -> list[QueryRecord]:
@@ -226,7 +247,7 @@ class _Gen:
                     out.append(self.rec(f"the {ordw} {noun} from the {side}", "ordinal",
                                         f"{ordw}_{side}", o))
                 if n % 2 == 1:
-                    o = self._clear_pick(members, lr, n // 2)
+                    o = self._clear_pick(members, lr, MIDDLE)
                     if o is not None and o.id in vis:
                         out.append(self.rec(f"the {noun} in the middle", "viewer", "middle", o))
             # nearest / farthest from the camera
@@ -270,7 +291,7 @@ class _Gen:
                     w = most if pick == 0 else least
                     out.append(self.rec(f"the {w} {noun}", "comparative", sub, o))
             # ambiguous: the bare noun with several members in view
-            if all(o.visible >= 0.3 for o in members):
+            if all(o.visible >= SEEN for o in members):
                 out.append(self.rec(f"the {noun}", "ambiguous", "bare_noun", None, True))
         return out
 
@@ -294,7 +315,7 @@ class _Gen:
                     yes = [o for o in members if lat[o.id] > self.scale and col[o.id] > 0]
                     no = [o for o in members if lat[o.id] < -self.scale and col[o.id] < 0]
                     if len(yes) == 1 and len(yes) + len(no) == len(members) \
-                            and yes[0].visible >= 0.3:
+                            and yes[0].visible >= SEEN:
                         out.append(self.rec(str(rng.choice((
                             f"the {noun} to the {side} of {acap}",
                             f"the {noun} {side} of {acap}",
@@ -303,7 +324,7 @@ class _Gen:
                 # nearest to the anchor (footprint gap), clearly
                 gaps = sorted((_bev_gap(o.box, a.box), o.id, o) for o in members)
                 if gaps[1][0] - gaps[0][0] > max(self.scale, 0.3 * gaps[1][0]) \
-                        and gaps[0][2].visible >= 0.3:
+                        and gaps[0][2].visible >= SEEN:
                     out.append(self.rec(str(rng.choice((
                         f"the {noun} next to {acap}", f"the {noun} closest to {acap}",
                         f"the {noun} nearest to {acap}", f"the {noun} beside {acap}"))),
@@ -316,7 +337,7 @@ class _Gen:
                            * (max(a.box.size[:2]) + max(o.box.size[:2]))]
                     no = [o for o in members if d[o.id] < 0]
                     if len(yes) == 1 and len(yes) + len(no) == len(members) \
-                            and yes[0].visible >= 0.3:
+                            and yes[0].visible >= SEEN:
                         out.append(self.rec(f"the {noun} {word} {acap}", "relation",
                                             word.replace(" ", "_"), yes[0]))
         # between two anchors
@@ -338,7 +359,7 @@ class _Gen:
                         inside.append(o)
                     elif -0.05 < t < 1.05 and off < 0.5 * L:
                         inside.append(None)  # a near case: no clean query
-                if len(inside) == 1 and inside[0] is not None and inside[0].visible >= 0.3:
+                if len(inside) == 1 and inside[0] is not None and inside[0].visible >= SEEN:
                     o = inside[0]
                     noun = o.category
                     bcap = caption(b.category, b.colour)
@@ -358,9 +379,12 @@ def _bev_gap(a, b) -> float:
 
 
 def frame_queries(objs: list[TruthObject], frame: str, rng, tabletop: bool,
-                  right_axis: np.ndarray, kinds=KINDS) -> list[QueryRecord]:
-    """Every query the generator can make for one frame (filtered to ``kinds``)."""
-    g = _Gen(objs, frame, rng, tabletop, right_axis)
+                  right_axis: np.ndarray, kinds=KINDS,
+                  seen_reading: bool = False) -> list[QueryRecord]:
+    """Every query the generator can make for one frame (filtered to ``kinds``);
+    ``seen_reading``: orders must also hold counting only the objects visible enough to be
+    seen (evaluation files)."""
+    g = _Gen(objs, frame, rng, tabletop, right_axis, seen_reading)
     recs = g.paraphrases() + g.spatial() + g.relations()
     return [r for r in recs if r.kind in kinds]
 
@@ -401,7 +425,7 @@ def sim_queries(scenario: str, seeds, per_frame: int | None = None, kinds=KINDS,
     for s in seeds:
         _, objs, right = sim_truth(int(s), scenario)
         recs = frame_queries(objs, f"sim:{scenario}:{int(s)}", rng, scenario == "tabletop",
-                             right, kinds)
+                             right, kinds, seen_reading=True)
         if per_frame is not None and len(recs) > per_frame:
             recs = [recs[i] for i in sorted(rng.choice(len(recs), per_frame, replace=False))]
         out.extend(recs)
