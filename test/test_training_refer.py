@@ -12,7 +12,8 @@ from spatial_ros.geometry.iou import iou_3d
 from spatial_ros.vlm.codec import BoxCodec, CodecConfig
 from spatial_ros.vlm.lifting import lift_box3d
 from spatial_ros.vlm.prompts import SPECIALIST_PREFIX, TASKS
-from training.refqueries import SPATIAL_KINDS, caption
+from training.refqueries import SPATIAL_KINDS
+from training.refwords import caption
 from training.samples import SampleConfig, frame_samples
 from training.scenes import sim_frame
 

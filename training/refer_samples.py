@@ -22,7 +22,7 @@ import numpy as np
 
 from spatial_ros.geometry.iou import iou_3d_matrix
 from spatial_ros.types import Box3D
-from training import refqueries
+from training import refqueries, refwords
 
 MIN_IOU = 0.25
 CATEGORY_FORMS = ("the {n}", "the {n}", "a {n}", "that {n}", "find the {n}", "the {n} please")
@@ -51,14 +51,15 @@ def short_queries(frame, rng) -> list[refqueries.QueryRecord]:
     that category / colour (visible >= 30 %, not the gripper)."""
     truth = frame.truth or []
     out = []
-    targets = [o for o in truth if o.visible >= 0.3 and o.category not in refqueries.NOT_QUERIED]
+    targets = [o for o in truth
+               if o.visible >= refqueries.SEEN and o.category not in refqueries.NOT_QUERIED]
     for o in targets:
         if sum(p.category == o.category for p in truth) == 1:
-            nouns = (o.category,) * 2 + refqueries.NOUN_SYNONYMS.get(o.category, ())
+            nouns = (o.category,) * 2 + refwords.NOUN_SYNONYMS.get(o.category, ())
             q = str(rng.choice(CATEGORY_FORMS)).format(n=rng.choice(nouns))
             out.append(refqueries.QueryRecord(frame.key, q, "category", "category", o.id))
         if o.colour and sum(p.colour == o.colour for p in truth) == 1:
-            words = (o.colour,) * 3 + refqueries.COLOUR_SYNONYMS.get(o.colour, ())
+            words = (o.colour,) * 3 + refwords.COLOUR_SYNONYMS.get(o.colour, ())
             q = str(rng.choice(COLOUR_FORMS)).format(c=rng.choice(words))
             out.append(refqueries.QueryRecord(frame.key, q, "colour", "colour", o.id))
     return out

@@ -35,37 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from spatial_ros.evaluation.refer import QueryRecord, read_query_file
+from training.refwords import COLOUR_SYNONYMS, NOUN_SYNONYMS, caption, noun_phrase
 
-# Colour synonyms people use for the simulator's palette (each maps back to its term).
-COLOUR_SYNONYMS = {
-    "red": ("crimson", "scarlet", "ruby", "cherry red", "bright red", "dark red", "vermilion"),
-    "green": ("emerald", "forest green", "grass green", "jade", "kelly green", "dark green"),
-    "blue": ("navy blue", "azure", "cobalt", "royal blue", "sapphire", "dark blue", "bluish"),
-    "yellow": ("lemon", "golden", "lemon yellow", "canary yellow", "bright yellow", "mustard"),
-    "orange": ("tangerine", "bright orange", "pumpkin", "carrot orange", "orangish"),
-    "purple": ("violet", "plum", "indigo", "purplish", "dark purple", "grape"),
-    "white": ("ivory", "snow white", "off white", "pearl", "cream"),
-    "black": ("ebony", "jet black", "coal black", "pitch black", "dark black"),
-    "pink": ("hot pink", "rose", "bubblegum pink", "pinkish", "light pink", "salmon"),
-    "cyan": ("teal", "turquoise", "aqua", "aquamarine", "sea blue"),
-    "brown": ("chocolate", "chestnut", "coffee brown", "dark brown"),
-    "gray": ("grey", "ash grey", "slate grey", "charcoal grey"),
-    "silver": ("silvery", "metallic silver", "bright silver"),
-}
-NOUN_SYNONYMS = {
-    "mug": ("cup", "coffee cup", "coffee mug", "teacup"),
-    "bowl": ("dish", "salad bowl", "soup bowl", "basin"),
-    "can": ("tin", "soda can", "tin can", "drink can"),
-    "bottle": ("water bottle", "flask", "soda bottle"),
-    "book": ("notebook", "textbook", "novel", "hardcover"),
-    "box": ("crate", "carton", "package", "cardboard box"),
-    "cube": ("block", "toy block", "building block"),
-    "ball": ("sphere", "toy ball", "orb"),
-    "car": ("automobile", "sedan", "vehicle", "passenger car", "hatchback"),
-    "pedestrian": ("person", "man", "woman", "walker"),
-    "cyclist": ("bicyclist", "biker", "bike rider", "rider"),
-    "pole": ("post", "lamp post", "street light", "pillar"),
-}
 KINDS = ("caption", "colour_synonym", "noun_synonym", "both_synonyms", "word_order", "casual",
          "viewer", "ordinal", "comparative", "relation", "ambiguous")
 PARAPHRASE_KINDS = ("colour_synonym", "noun_synonym", "both_synonyms", "word_order", "casual")
@@ -94,24 +65,6 @@ class TruthObject:
     @property
     def range(self) -> float:
         return float(np.linalg.norm(self.center_optical))
-
-
-def caption(category: str, colour: str) -> str:
-    from spatial_ros.sim.catalog import caption as sim_caption
-
-    return sim_caption(category, colour)
-
-
-def _np(category: str, colour: str, rng, colour_word: str | None = None,
-        noun: str | None = None) -> str:
-    """A noun phrase in caption style with optional replacement words."""
-    c = colour_word or colour
-    n = noun or category
-    if category in ("pedestrian", "cyclist"):
-        return f"the {n} in {c}" if colour else f"the {n}"
-    if category == "pole":
-        return f"the {n}"
-    return f"the {c} {n}"
 
 
 class _Gen:
@@ -155,14 +108,14 @@ class _Gen:
             cs = COLOUR_SYNONYMS.get(o.colour, ())
             ns = NOUN_SYNONYMS.get(o.category, ())
             if cs:
-                out.append(self.rec(_np(o.category, o.colour, rng, rng.choice(cs)),
+                out.append(self.rec(noun_phrase(o.category, o.colour, rng.choice(cs)),
                                     "colour_synonym", "colour", o))
             if ns:
-                out.append(self.rec(_np(o.category, o.colour, rng, None, rng.choice(ns)),
+                out.append(self.rec(noun_phrase(o.category, o.colour, None, rng.choice(ns)),
                                     "noun_synonym", "noun", o))
             if cs and ns:
-                out.append(self.rec(_np(o.category, o.colour, rng, rng.choice(cs),
-                                        rng.choice(ns)), "both_synonyms", "both", o))
+                out.append(self.rec(noun_phrase(o.category, o.colour, rng.choice(cs),
+                                                rng.choice(ns)), "both_synonyms", "both", o))
             n = rng.choice((o.category,) + ns)
             if o.category in ("pedestrian", "cyclist"):
                 forms = (f"the {n} wearing {o.colour}", f"the {n} dressed in {o.colour}",

@@ -88,10 +88,10 @@ def object_views(frame: SensorFrame, listed: Sequence[CandidateView],
     views = []
     for j, (v, col) in enumerate(zip(listed, colours, strict=True)):
         movers = _movers(listed, P_up, j) if kinds[j] == "standalone" else ()
-        occluders = [w.box_2d for w, d in zip(listed, depth, strict=True)
-                     if w.box_2d is not None and d < depth[j] - 1.0]
-        bands, light = band_colours(frame, P_opt[j], T, road_z[j],
-                                    occluders if road_z[j] is not None else ())
+        occluders = [] if road_z[j] is None else [  # nearer candidates hide the body
+            w.box_2d for w, d in zip(listed, depth, strict=True)
+            if w.box_2d is not None and d < depth[j] - 1.0]
+        bands, light = band_colours(frame, P_opt[j], T, road_z[j], occluders)
         views.append(ObjectView(
             box=boxes[j],
             center_optical=np.asarray(v.box_optical.center, dtype=np.float64),

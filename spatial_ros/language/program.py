@@ -123,12 +123,11 @@ class Program:
             rel = self._model_scores(np_.canonical())
             if rel is not None:
                 return np.clip(rel, 0.0, 1.0) * seen
-        m = seen.copy()
+        m = seen * self.kind_fit(np_)
         vehicle = bool(np_.categories) and all(c in VEHICLES for c in np_.categories)
         green = any(t == "green" for c in np_.colours for t, _ in c.terms)
         standalone = bool(np_.categories) and all(c in STANDALONE for c in np_.categories)
         for k, v in enumerate(self.views):
-            m[k] *= category_score(np_.categories, v.box, v.label, v.points)
             if vehicle and v.surface is not None:
                 m[k] *= vehicle_likelihood(v.surface, np_.categories, green_named=green)
             if standalone and v.surface is not None:
@@ -463,10 +462,10 @@ def _likeliest_at(order: list[int], k: int, m: np.ndarray) -> int:
     membership is uncertain: each candidate is a member with probability m / max(m) over
     ``order``, so a weak member at the extreme ("a pole" that may be a facade's sliver) gives
     way to a sure one just behind it. Equal memberships keep ``order[k]``."""
-    q = np.array([m[s] for s in order], dtype=np.float64)
-    q = np.clip(q / max(float(q.max()), 1e-12), 0.0, 1.0)
     if k < 0:  # the last: the first from the other end
         return _likeliest_at(order[::-1], 0, m)
+    q = np.array([m[s] for s in order], dtype=np.float64)
+    q = np.clip(q / max(float(q.max()), 1e-12), 0.0, 1.0)
     ahead = np.zeros(k + 1)  # ahead[j]: P(exactly j members before this candidate)
     ahead[0] = 1.0
     best, pick = -1.0, order[min(k, len(order) - 1)]

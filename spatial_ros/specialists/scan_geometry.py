@@ -164,30 +164,27 @@ def overlapping_vehicles(cands: list[Candidate], vehicles: tuple[str, ...],
     idx = [k for k, c in enumerate(cands) if c.label in vehicles]
     if not idx or len(cands) < 2:
         return []
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     boxes = [c.box for c in cands]
     ctr = np.array([b.center[:2] for b in boxes])
     reach = np.array([0.5 * float(np.hypot(*b.size[:2])) for b in boxes])  # half diagonals
-    parent = list(range(len(cands)))
-
-    def root(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
+    edges = []
     for i in idx:
         near = np.hypot(*(ctr - ctr[i]).T) < reach + reach[i]  # footprints may meet
         near[i] = False
         js = np.flatnonzero(near)
-        if not len(js):
-            continue
-        share = _smaller_share([boxes[i]], [boxes[j] for j in js])[0]
-        for j in js[share >= min_share]:
-            parent[root(int(j))] = root(i)
-    groups: dict[int, list[int]] = {}
-    for k in range(len(cands)):
-        groups.setdefault(root(k), []).append(k)
-    return [g for g in groups.values() if len(g) > 1]
+        if len(js):
+            share = _smaller_share([boxes[i]], [boxes[j] for j in js])[0]
+            edges += [(i, int(j)) for j in js[share >= min_share]]
+    if not edges:
+        return []
+    e = np.array(edges)
+    g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(cands),) * 2)
+    _, comp = connected_components(g, directed=False)
+    size = np.bincount(comp)
+    return [np.flatnonzero(comp == c).tolist() for c in np.flatnonzero(size > 1)]
 
 
 def _intersections(A: list, B: list) -> np.ndarray:
