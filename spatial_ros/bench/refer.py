@@ -26,10 +26,11 @@ HELP = "referring-expression accuracy by kind (captions, paraphrases, spatial) w
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spatial_ros.vlm.backends.options import add_model_arguments
 
-    src = parser.add_mutually_exclusive_group()
-    src.add_argument("--queries", type=Path, default=None, help="query file (JSON Lines)")
-    src.add_argument("--kitti", type=Path, default=None,
-                     help="KITTI folder: viewer-relative car queries from its labels")
+    parser.add_argument("--queries", type=Path, default=None,
+                        help="query file (JSON Lines); its kitti:<id> frames need --kitti too")
+    parser.add_argument("--kitti", type=Path, default=None,
+                        help="KITTI folder: viewer-relative car queries from its labels "
+                             "(with --queries: the folder that file's frames come from)")
     parser.add_argument("--scenario", choices=("tabletop", "street"), default="tabletop",
                         help="simulated scenes when no --queries/--kitti")
     parser.add_argument("--frames", type=int, default=20, help="simulated scenes")
@@ -57,7 +58,13 @@ def _records(args):
     if args.queries:
         return refqueries.read_queries(args.queries)
     if args.kitti:
-        return refqueries.kitti_queries(args.kitti)
+        skipped: list = []
+        records = refqueries.kitti_queries(args.kitti, skipped=skipped)
+        if skipped:
+            print(f"left out {len(skipped)} orders that a car in a DontCare region could change "
+                  "(KITTI labels no object there): "
+                  + "; ".join(f"{r.frame} {r.query!r}" for r in skipped))
+        return records
     from training.generate_data import SPLIT_SEED_BASE
 
     base = SPLIT_SEED_BASE["test"] + args.first
