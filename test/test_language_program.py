@@ -87,6 +87,28 @@ def test_relations_in_3d():
     assert resolve(vs, "the box next to the box on the left").index == 2
 
 
+def test_an_anchor_no_candidate_fits_by_colour_is_the_likeliest_of_its_kind():
+    """"the box next to the orange can": when the pixels of every can read too little orange
+    to join the set, the can that reads most orange (twice any other) anchors the relation;
+    the only can of a scene does too; cans that read equally far from orange anchor nothing."""
+    def scene(*can_colours):
+        vs = [view("box", "white", 1.0, -0.5), view("box", "white", 1.0, 0.5)]
+        for y, cols in zip((-0.35, 0.35), can_colours, strict=False):
+            vs.append(view("can", "blue", 1.0, y))
+            vs[-1].colours = cols
+        return vs
+
+    dim_orange = {"brown": 0.96, "orange": 0.04}
+    r = resolve(scene({"blue": 1.0}, dim_orange), "the box next to the orange can")
+    assert r.index == 1 and "likeliest" in r.explanation
+    r = resolve(scene(dim_orange, {"blue": 1.0}), "the box next to the orange can")
+    assert r.index == 0
+    r = resolve(scene({"brown": 1.0}), "the box next to the orange can")  # the only can
+    assert r.index == 0
+    r = resolve(scene({"blue": 1.0}, {"green": 1.0}), "the box next to the orange can")
+    assert "cannot find the orange can" in r.explanation and r.ambiguous
+
+
 def test_categories_come_from_shape_and_colours_from_the_pixel_terms():
     vs = [view("bottle", "red", 1.0, 0.2), view("book", "red", 1.0, 0.0),
           view("cube", "red", 1.0, -0.2), view("cube", "blue", 1.0, -0.4)]

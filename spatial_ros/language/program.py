@@ -7,7 +7,8 @@
    every listed tag as the answer to the canonical phrase).
 2. Relations are evaluated in 3D with ``spatial_ros.spatial.predicates`` (viewer-relative ones
    from the camera's viewpoint); anchors are resolved first, recursively, and are never the
-   answer.
+   answer (an anchor whose colour no candidate fits well enough: the member of its kind that
+   fits it clearly best, or the only one).
 3. Extremes ("on the left", "the second from the left", "the closest", "the bigger of the two")
    order the remaining set; left/right order by the bearing from the camera (image columns),
    near/far by the distance from the camera, high/low by height in the z-up frame.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -51,6 +52,9 @@ MODEL_WEIGHT = 0.5
 # such cars left the set and 2 % of street queries failed)
 IN_VIEW = 0.02
 MODEL_FLOOR = 0.05
+# an anchor that no candidate fits well enough by colour is the member of its kind whose colour
+# fits at least this many times better than any other's (``Program._likeliest_colour``)
+COLOUR_LEAD = 2.0
 
 
 # (phrase, candidate indices) -> relative model scores in (0, 1] or None (no model)
@@ -242,7 +246,28 @@ class Program:
         if a.np.categories == ("robot",):
             return None, "robot"
         r = self.resolve(a, frozenset(exclude))
+        if r.index is None and a.np.colours and not a.constraints:
+            k = self._likeliest_colour(a.np, set(exclude))
+            if k is not None:
+                return k, f"{a.np.canonical()} (the likeliest of its kind)"
         return r.index, a.np.canonical()
+
+    def _likeliest_colour(self, np_: NounPhrase, exclude: set[int]) -> int | None:
+        """The member of the phrase's kind whose colour fits its words best, when no candidate
+        fits them well enough to join the set ("the pedestrian in orange" when the pixels of
+        the one walker read brown): the only member of the kind, or one whose colour fit is
+        at least ``COLOUR_LEAD`` times every other's. None when the kind has no member or the
+        colours do not tell its members apart."""
+        bare = replace(np_, colours=())
+        kind = self.membership(bare)
+        S = self.members(kind, exclude)
+        if len(S) == 1:
+            return S[0]
+        if not S:
+            return None
+        full = self.membership(np_)
+        fit = sorted(((full[k] / max(kind[k], 1e-9), k) for k in S), reverse=True)
+        return fit[0][1] if fit[0][0] >= COLOUR_LEAD * fit[1][0] else None
 
     def _relation(self, c: Relation, S: list[int], m: np.ndarray, exclude, doubt=None):
         anchors = []
@@ -288,8 +313,9 @@ class Program:
             if rel.value:
                 gap = P.box_box_distance(self.views[s].box, A.box)
                 if pred in ("on", "above", "under", "below"):
-                    gap = _footprint_offset(self.views[s].box, A.box) + (
-                        abs(_bottom(self.views[s].box) - _top(A.box)) if pred == "on" else 0)
+                    gap = _footprint_offset(self.views[s].box, A.box)
+                    if pred == "on":  # resting on: its bottom at the anchor's top
+                        gap += abs(P.z_interval(self.views[s].box)[0] - P.z_interval(A.box)[1])
                 sat.append((gap, s))
         label = f"{pred.replace('_', ' ')} {names}"
         if not sat:
@@ -436,14 +462,6 @@ def _ordinal(rank: int) -> str:
     if rank == -1:
         return "last"
     return {1: "first", 2: "second", 3: "third"}.get(rank, f"{rank}th")
-
-
-def _top(b: Box3D) -> float:
-    return float(b.center[2] + 0.5 * np.abs(b.rotation[2]) @ b.size)
-
-
-def _bottom(b: Box3D) -> float:
-    return float(b.center[2] - 0.5 * np.abs(b.rotation[2]) @ b.size)
 
 
 def _footprint_offset(a: Box3D, b: Box3D) -> float:

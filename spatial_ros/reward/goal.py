@@ -61,10 +61,10 @@ from spatial_ros.spatial.predicates import (
     SpatialObject,
     Viewpoint,
     extent_along,
-    height,
     horizontal_distance,
     point_box_distance,
     vertical_distance,
+    z_interval,
 )
 from spatial_ros.types import Box3D
 
@@ -400,10 +400,6 @@ class Measure:
     text: str
 
 
-def _bottom(box: Box3D) -> float:
-    return float(box.center[2] - height(SpatialObject("a", box)).value / 2.0)
-
-
 def _ref_distance(goal: Goal, a: SpatialObject, state: SceneState) -> float:
     """Distance of the target to the reference: horizontal centre distance to the robot (frame
     origin) or the camera, footprint gap to an object (metres)."""
@@ -443,15 +439,15 @@ def measure(
     b = None
     if state.reference is not None and goal.reference is not None and not goal.reference.special:
         b = SpatialObject(goal.reference.name, state.reference)
-    bottom_a = _bottom(state.target)
+    bottom_a = z_interval(state.target)[0]
     if state.support_z is not None:
         support = float(state.support_z)
     elif b is not None:
-        support = _bottom(state.reference)
+        support = z_interval(state.reference)[0]
     elif start.support_z is not None:
         support = float(start.support_z)
     else:
-        support = _bottom(start.target)
+        support = z_interval(start.target)[0]
     resting = abs(bottom_a - support) <= tol.rest
 
     def result(rem: float, cond: bool, value: float, text: str) -> Measure:

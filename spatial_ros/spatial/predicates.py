@@ -408,7 +408,8 @@ def box_box_distance(a: Box3D, b: Box3D) -> float:
     return float(min(best, seg.min()))
 
 
-def _z_interval(box: Box3D) -> tuple[float, float]:
+def z_interval(box: Box3D) -> tuple[float, float]:
+    """(bottom, top) of the box along the z-up axis, metres (a tilted box's full reach)."""
     half = extent_along(box, Z_UP) / 2.0
     return float(box.center[2] - half), float(box.center[2] + half)
 
@@ -555,8 +556,8 @@ def vertical_distance(a: SpatialObject, b: SpatialObject, viewpoint=None, config
     """Vertical distance = gap between the boxes' z intervals (bottom of the upper one minus top
     of the lower one), metres; 0 when the intervals overlap. ``details["center_dz"]`` =
     z(a centre) - z(b centre) (signed)."""
-    a0, a1 = _z_interval(a.box)
-    b0, b1 = _z_interval(b.box)
+    a0, a1 = z_interval(a.box)
+    b0, b1 = z_interval(b.box)
     gap = max(0.0, a0 - b1, b0 - a1)
     return Measurement("vertical_distance", gap, "m", a.name, b.name, "box",
                        {"center_dz": float(a.box.center[2] - b.box.center[2]),
@@ -642,8 +643,8 @@ def above(a, b, viewpoint=None, config: PredicateConfig | None = None) -> Relati
     boxes): margin = bottom(a) - top(b) + contact_tolerance. Resting on top counts as above;
     objects side by side (overlapping heights) are neither above nor below."""
     cfg = config or DEFAULT_CONFIG
-    a0, a1 = _z_interval(a.box)
-    b0, b1 = _z_interval(b.box)
+    a0, a1 = z_interval(a.box)
+    b0, b1 = z_interval(b.box)
     margin = a0 - b1 + cfg.contact_tolerance
     return _relation("above", a, b, margin, cfg.tie_tolerance,
                      {"a_bottom": a0, "a_top": a1, "b_bottom": b0, "b_top": b1})
@@ -653,8 +654,8 @@ def below(a, b, viewpoint=None, config: PredicateConfig | None = None) -> Relati
     """a is below b iff top(a) <= bottom(b) + contact_tolerance:
     margin = bottom(b) - top(a) + contact_tolerance."""
     cfg = config or DEFAULT_CONFIG
-    a0, a1 = _z_interval(a.box)
-    b0, b1 = _z_interval(b.box)
+    a0, a1 = z_interval(a.box)
+    b0, b1 = z_interval(b.box)
     margin = b0 - a1 + cfg.contact_tolerance
     return _relation("below", a, b, margin, cfg.tie_tolerance,
                      {"a_bottom": a0, "a_top": a1, "b_bottom": b0, "b_top": b1})
