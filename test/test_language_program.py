@@ -87,10 +87,11 @@ def test_relations_in_3d():
     assert resolve(vs, "the box next to the box on the left").index == 2
 
 
-def test_an_anchor_no_candidate_fits_by_colour_is_the_likeliest_of_its_kind():
+def test_a_phrase_no_candidate_fits_by_colour_is_the_closest_in_colour_of_its_kind():
     """"the box next to the orange can": when the pixels of every can read too little orange
-    to join the set, the can that reads most orange (twice any other) anchors the relation;
-    the only can of a scene does too; cans that read equally far from orange anchor nothing."""
+    to join the set, the can that reads most orange (more than twice any other, lit or in
+    deep shadow) anchors the relation; the only can of a scene does too; cans that read
+    equally far from orange anchor nothing. The same holds for the phrase itself."""
     def scene(*can_colours):
         vs = [view("box", "white", 1.0, -0.5), view("box", "white", 1.0, 0.5)]
         for y, cols in zip((-0.35, 0.35), can_colours, strict=False):
@@ -100,13 +101,16 @@ def test_an_anchor_no_candidate_fits_by_colour_is_the_likeliest_of_its_kind():
 
     dim_orange = {"brown": 0.96, "orange": 0.04}
     r = resolve(scene({"blue": 1.0}, dim_orange), "the box next to the orange can")
-    assert r.index == 1 and "likeliest" in r.explanation
+    assert r.index == 1 and "the orange can (the closest in colour)" in r.explanation
     r = resolve(scene(dim_orange, {"blue": 1.0}), "the box next to the orange can")
     assert r.index == 0
     r = resolve(scene({"brown": 1.0}), "the box next to the orange can")  # the only can
     assert r.index == 0
     r = resolve(scene({"blue": 1.0}, {"green": 1.0}), "the box next to the orange can")
     assert "cannot find the orange can" in r.explanation and r.ambiguous
+    r = resolve(scene({"blue": 1.0}, {"brown": 1.0}), "the orange can")  # orange in shadow
+    assert r.index == 3 and r.explanation.startswith("no candidate reads as 'orange can'")
+    assert resolve(scene({"blue": 1.0}, {"green": 1.0}), "the orange can").index is None
 
 
 def test_categories_come_from_shape_and_colours_from_the_pixel_terms():

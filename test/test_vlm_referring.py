@@ -60,10 +60,14 @@ def test_a_model_answer_of_another_kind_gives_way_to_the_programs_pick():
 def test_the_model_is_not_trusted_with_a_kind_the_candidates_lack(engine_answering):
     frame, (car, walker) = _street_frame()
     # no orange anywhere (a grey image): the program leaves "the pedestrian in orange" to the
-    # model, which names the car: no object (the program has no orange pick of its own)
+    # model, which names the car; the only pedestrian, closest in colour, stands instead
     eng = engine_answering("#2")
-    assert eng.ground(frame, ["the pedestrian in orange"], [car, walker], "cam") == []
+    out = eng.ground(frame, ["the pedestrian in orange"], [car, walker], "cam")
     assert eng.stats.program_fallbacks == 1 and eng.stats.wrong_kind == 1
+    np.testing.assert_allclose(out[0].box.center, walker.box.center)
+    assert out[0].explanation.startswith("no candidate reads as 'pedestrian in orange'")
+    assert out[0].explanation.endswith("(the model named another kind)")
+    assert out[0].score < 0.1
     # the model naming the walker: its answer stands
     eng = engine_answering("#1")
     out = eng.ground(frame, ["the pedestrian in orange"], [car, walker], "cam")

@@ -234,6 +234,27 @@ def canonical_term(phrase: str) -> str | None:
     return d[0][0] if d else None
 
 
+# Shading factors of deep shadow: what a colour reads as on the side of a body or a car that
+# the sun does not reach (orange clothes read brown, a white car reads gray).
+DEEP_SHADES = (0.4, 0.55, 0.7)
+
+
+@functools.lru_cache(maxsize=4096)
+def shadow_distribution(phrase: str) -> tuple[tuple[str, float], ...]:
+    """The basic-term distribution of a colour phrase seen lit or in deep shadow: half its own
+    distribution (``term_distribution``), half the terms the pixel reader gives its terms'
+    colours darkened by ``DEEP_SHADES``. For telling apart candidates that none of fits the
+    phrase itself; () for an unknown phrase."""
+    lit = term_distribution(phrase)
+    out: dict[str, float] = {}
+    for t, p in lit:
+        out[t] = out.get(t, 0.0) + 0.5 * p
+        for f in DEEP_SHADES:
+            u = _usual_term(np.asarray(BASIC_RGB[t], dtype=np.float64) * f)
+            out[u] = out.get(u, 0.0) + 0.5 * p / len(DEEP_SHADES)
+    return tuple(sorted(out.items(), key=lambda x: -x[1]))
+
+
 def match_score(phrase_dist: Iterable[tuple[str, float]], pixel_dist: dict[str, float],
                 floor: float = 0.02) -> float:
     """How well a candidate's pixels (term -> share of its pixels) fit a colour phrase's

@@ -55,6 +55,7 @@ MODEL_FLOOR = 0.05
 # an anchor that no candidate fits well enough by colour is the member of its kind whose colour
 # fits at least this many times better than any other's (``Program._likeliest_colour``)
 COLOUR_LEAD = 2.0
+CLOSEST_COLOUR = "no candidate reads as"  # how such a pick's explanation begins
 
 
 # (phrase, candidate indices) -> relative model scores in (0, 1] or None (no model)
@@ -117,11 +118,13 @@ class Program:
             return self.scorer is not None and self._model_scores(np_.canonical()) is not None
         return all(self.resolvable(a) or a.np.categories == ("robot",) for a in expr.anchors())
 
-    def membership(self, np_: NounPhrase) -> np.ndarray:
+    def membership(self, np_: NounPhrase, shadow: bool = False) -> np.ndarray:
         """(N,) membership in [0, 1] of every candidate in the phrase's set, from the
         candidates' shapes and colours (the model only breaks ties: ``_tie_break``) and, for
         vehicle nouns, the LiDAR cues that tell a car from a hedge (``language.surface``); for
-        a noun the lexicon lacks, the model's relative scores for the phrase."""
+        a noun the lexicon lacks, the model's relative scores for the phrase. ``shadow``: the
+        colours as they may read in deep shadow too (``colours.shadow_distribution``), with
+        no floor: for ranking candidates that none fits well (``_likeliest_colour``)."""
         seen = np.array([min(1.0, v.in_view / IN_VIEW) for v in self.views])
         if np_.head and not np_.categories:
             rel = self._model_scores(np_.canonical())
@@ -138,7 +141,10 @@ class Program:
                 m[k] *= standalone_likelihood(v.surface)
             cols = v.colours_for(np_.categories) if np_.colours else {}
             for c in np_.colours:
-                if cols:
+                if cols and shadow:
+                    m[k] *= colour_match.match_score(
+                        colour_match.shadow_distribution(c.text) or c.terms, cols, floor=0.0)
+                elif cols:
                     m[k] *= colour_match.match_score(c.terms, cols)
                 grey = colour_match.achromatic_name(c.text) if vehicle else None
                 if grey is not None:  # white, silver and grey paint differ in lightness only
@@ -194,9 +200,15 @@ class Program:
         m = self.membership(expr.np)
         S = self.members(m, set(exclude))
         name = expr.np.canonical().removeprefix("the ")
+        why: list[str] = []
+        if not S and expr.np.colours:
+            k = self._likeliest_colour(expr.np, set(exclude))
+            if k is not None:
+                S = [k]
+                kind = replace(expr.np, colours=()).canonical().removeprefix("the ")
+                why.append(f"{CLOSEST_COLOUR} '{name}': the {kind} whose colours come closest")
         if not S:
             return Resolution(None, 0.0, False, (), f"no candidate looks like a {name}")
-        why: list[str] = []
         decisive = True
         # Poles' and vehicles' partial memberships doubt that the thing is there at all (a
         # facade's sliver, a hedge): a weak one nearest an anchor or at an extreme gives way
@@ -246,18 +258,17 @@ class Program:
         if a.np.categories == ("robot",):
             return None, "robot"
         r = self.resolve(a, frozenset(exclude))
-        if r.index is None and a.np.colours and not a.constraints:
-            k = self._likeliest_colour(a.np, set(exclude))
-            if k is not None:
-                return k, f"{a.np.canonical()} (the likeliest of its kind)"
+        if r.explanation.startswith(CLOSEST_COLOUR):
+            return r.index, f"{a.np.canonical()} (the closest in colour)"
         return r.index, a.np.canonical()
 
     def _likeliest_colour(self, np_: NounPhrase, exclude: set[int]) -> int | None:
         """The member of the phrase's kind whose colour fits its words best, when no candidate
         fits them well enough to join the set ("the pedestrian in orange" when the pixels of
         the one walker read brown): the only member of the kind, or one whose colour fit is
-        at least ``COLOUR_LEAD`` times every other's. None when the kind has no member or the
-        colours do not tell its members apart."""
+        more than ``COLOUR_LEAD`` times every other's, the colours read lit or in deep shadow
+        (orange clothes in shade read brown). None when the kind has no member or the colours
+        do not tell its members apart."""
         bare = replace(np_, colours=())
         kind = self.membership(bare)
         S = self.members(kind, exclude)
@@ -265,9 +276,9 @@ class Program:
             return S[0]
         if not S:
             return None
-        full = self.membership(np_)
+        full = self.membership(np_, shadow=True)
         fit = sorted(((full[k] / max(kind[k], 1e-9), k) for k in S), reverse=True)
-        return fit[0][1] if fit[0][0] >= COLOUR_LEAD * fit[1][0] else None
+        return fit[0][1] if fit[0][0] > COLOUR_LEAD * fit[1][0] else None
 
     def _relation(self, c: Relation, S: list[int], m: np.ndarray, exclude, doubt=None):
         anchors = []
