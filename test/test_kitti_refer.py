@@ -5,7 +5,7 @@ the product answers the rest."""
 import numpy as np
 import pytest
 
-from training.refqueries import Unlabelled, dontcare_may_change, kitti_queries
+from training.kitti_refqueries import Unlabelled, dontcare_may_change, kitti_queries
 
 FAR = Unlabelled((800.0, 825.0), 75.0)  # a van parked 75 m away, unlabelled
 EDGE_NEAR = Unlabelled((1208.0, 1240.0), 12.0)  # something 12 m away at the right edge

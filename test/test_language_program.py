@@ -250,9 +250,9 @@ def test_a_doubtful_pole_at_the_extreme_gives_way_to_a_sure_one():
     ((0.9, 1.0, 1.0), 0, 0),  # 0.9 vs 1 x 0.1
 ])
 def test_the_likeliest_member_at_a_rank(memberships, k, expected):
-    from spatial_ros.language.program import _likeliest_at
+    from spatial_ros.language.relations import likeliest_at
 
-    assert _likeliest_at([0, 1, 2], k, np.array(memberships)) == expected
+    assert likeliest_at([0, 1, 2], k, np.array(memberships)) == expected
 
 
 def test_a_rider_read_as_a_pedestrian_still_counts_at_the_extreme():

@@ -59,7 +59,9 @@ def _records(args):
         return refqueries.read_queries(args.queries)
     if args.kitti:
         skipped: list = []
-        records = refqueries.kitti_queries(args.kitti, skipped=skipped)
+        from training.kitti_refqueries import kitti_queries
+
+        records = kitti_queries(args.kitti, skipped=skipped)
         if skipped:
             print(f"left out {len(skipped)} orders that a car in a DontCare region could change "
                   "(KITTI labels no object there): "

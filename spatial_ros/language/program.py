@@ -20,7 +20,6 @@ Trust geometry for relations, the model for names.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -29,6 +28,7 @@ import numpy as np
 from spatial_ros.language import colours as colour_match
 from spatial_ros.language.categories import category_score, extents
 from spatial_ros.language.refexpr import Extreme, NounPhrase, RefExpr, Relation
+from spatial_ros.language.relations import CLOSEST_COLOUR, RelationMixin, likeliest_at
 from spatial_ros.language.surface import (
     STANDALONE,
     VEHICLES,
@@ -37,7 +37,6 @@ from spatial_ros.language.surface import (
 )
 from spatial_ros.language.views import ObjectView, describe_view  # noqa: F401 - re-exported
 from spatial_ros.spatial import predicates as P
-from spatial_ros.types import Box3D
 
 # membership below this fraction of the best candidate's leaves the set
 SET_RELATIVE = 0.25
@@ -55,7 +54,6 @@ MODEL_FLOOR = 0.05
 # an anchor that no candidate fits well enough by colour is the member of its kind whose colour
 # fits at least this many times better than any other's (``Program._likeliest_colour``)
 COLOUR_LEAD = 2.0
-CLOSEST_COLOUR = "no candidate reads as"  # how such a pick's explanation begins
 
 
 # (phrase, candidate indices) -> relative model scores in (0, 1] or None (no model)
@@ -83,7 +81,7 @@ class Resolution:
     members: tuple[int, ...] = ()
 
 
-class Program:
+class Program(RelationMixin):
     """Resolves referring expressions over one frame's candidates.
 
     Args:
@@ -212,7 +210,7 @@ class Program:
         decisive = True
         # Poles' and vehicles' partial memberships doubt that the thing is there at all (a
         # facade's sliver, a hedge): a weak one nearest an anchor or at an extreme gives way
-        # (``_likeliest_at``). People's come from the pedestrian/cyclist confusion: they are
+        # (``likeliest_at``). People's come from the pedestrian/cyclist confusion: they are
         # there either way.
         cats = expr.np.categories
         doubt = m if cats and all(c in STANDALONE or c in VEHICLES for c in cats) else None
@@ -252,15 +250,7 @@ class Program:
         score = float(min(1.0, m[best])) * (1.0 if decisive else 1.0 / max(len(remaining), 2))
         return Resolution(best, score, not decisive, remaining, "; ".join(why), members)
 
-    # -- relations -----------------------------------------------------------------------------
-
-    def _anchor(self, a: RefExpr, exclude) -> tuple[int | None, str]:
-        if a.np.categories == ("robot",):
-            return None, "robot"
-        r = self.resolve(a, frozenset(exclude))
-        if r.explanation.startswith(CLOSEST_COLOUR):
-            return r.index, f"{a.np.canonical()} (the closest in colour)"
-        return r.index, a.np.canonical()
+    # -- noun phrases whose colour nothing fits ----------------------------------------------
 
     def _likeliest_colour(self, np_: NounPhrase, exclude: set[int]) -> int | None:
         """The member of the phrase's kind whose colour fits its words best, when no candidate
@@ -279,96 +269,6 @@ class Program:
         full = self.membership(np_, shadow=True)
         fit = sorted(((full[k] / max(kind[k], 1e-9), k) for k in S), reverse=True)
         return fit[0][1] if fit[0][0] > COLOUR_LEAD * fit[1][0] else None
-
-    def _relation(self, c: Relation, S: list[int], m: np.ndarray, exclude, doubt=None):
-        anchors = []
-        for a in c.anchors:
-            k, name = self._anchor(a, exclude)
-            anchors.append((k, name))
-        names = " and ".join(n for _, n in anchors)
-        if any(k is None for k, n in anchors if n != "robot"):
-            return S, False, f"cannot find {names}"
-        idx = [k for k, _ in anchors if k is not None]
-        pool = [s for s in S if s not in idx]
-        if not pool:
-            return [], False, f"nothing but {names} itself"
-        pred = c.predicate
-        if pred in ("between",) and len(idx) == 2:
-            keyed = [(self._between(s, idx[0], idx[1]), s) for s in pool]
-            keyed = [(d, s) for d, s in keyed if d is not None]
-            return self._closest(keyed, f"between {names}", doubt)
-        if not idx:  # relative to the robot/viewer
-            if pred in ("far_from", "farthest_from"):
-                return self._ordered(pool, [self.views[s].range for s in pool], "far from you")
-            return self._ordered(pool, [-self.views[s].range for s in pool], "close to you")
-        a = idx[0]
-        A = self._objs[a]
-        if pred in ("next_to", "closest_to", "toward", "within"):
-            keyed = [(P.box_box_distance(self.views[s].box, A.box), s) for s in pool]
-            return self._closest(keyed, f"{pred.replace('_', ' ')} {names}", doubt)
-        if pred in ("far_from", "farthest_from"):
-            d = [float(np.linalg.norm(self.views[s].box.center - A.box.center)) for s in pool]
-            return self._ordered(pool, d, f"farthest from {names}")
-        if pred == "inside":
-            keyed = [(float(np.linalg.norm(self.views[s].box.center - A.box.center)), s)
-                     for s in pool if _inside(self.views[s].box, A.box)]
-            if not keyed:
-                return [], False, f"nothing inside {names}"
-            return self._closest(keyed, f"inside {names}", doubt)
-        fn = {"left_of": P.left_of, "right_of": P.right_of, "in_front_of": P.in_front_of,
-              "behind": P.behind, "above": P.above, "on": P.above, "below": P.below,
-              "under": P.below}[pred]
-        sat = []
-        for s in pool:
-            rel = fn(self._objs[s], A, self.vp)
-            if rel.value:
-                gap = P.box_box_distance(self.views[s].box, A.box)
-                if pred in ("on", "above", "under", "below"):
-                    gap = _footprint_offset(self.views[s].box, A.box)
-                    if pred == "on":  # resting on: its bottom at the anchor's top
-                        gap += abs(P.z_interval(self.views[s].box)[0] - P.z_interval(A.box)[1])
-                sat.append((gap, s))
-        label = f"{pred.replace('_', ' ')} {names}"
-        if not sat:
-            return [], False, f"nothing is {label}"
-        return self._closest(sat, label, doubt)
-
-    def _between(self, s: int, a: int, b: int) -> float | None:
-        p = self.views[s].box.center[:2]
-        pa, pb = self.views[a].box.center[:2], self.views[b].box.center[:2]
-        ab = pb - pa
-        L2 = float(ab @ ab)
-        if L2 < 1e-12:
-            return None
-        t = float((p - pa) @ ab) / L2
-        if not -0.1 <= t <= 1.1:
-            return None
-        return float(np.linalg.norm(p - (pa + np.clip(t, 0, 1) * ab)))
-
-    def _closest(self, keyed: list[tuple[float, int]], label: str,
-                 doubt: np.ndarray | None = None):
-        """The candidates ordered by a distance-like key (smallest first; with ``doubt``, the
-        likeliest member first: ``_likeliest_at``); decisive when the runner-up is clearly
-        apart."""
-        if not keyed:
-            return [], False, f"nothing is {label}"
-        keyed.sort()
-        S = [s for _, s in keyed]
-        if len(keyed) == 1:
-            return S, True, f"{label}"
-        if doubt is not None:
-            keyed.insert(0, keyed.pop(S.index(_likeliest_at(S, 0, doubt))))
-            S = [s for _, s in keyed]
-        tol = self._tol(S[0], S[1])
-        ok = abs(keyed[1][0] - keyed[0][0]) > tol
-        note = "" if ok else " (a near tie)"
-        return S, ok, f"{label}, the nearest of {len(S)}{note}"
-
-    def _ordered(self, pool: list[int], values: list[float], label: str):
-        order = sorted(range(len(pool)), key=lambda i: -values[i])
-        S = [pool[i] for i in order]
-        ok = len(S) == 1 or values[order[0]] - values[order[1]] > self._tol(S[0], S[1])
-        return S, ok, label
 
     # -- extremes -----------------------------------------------------------------------------
 
@@ -396,7 +296,7 @@ class Program:
         k = n - 1 if rank == -1 else rank - 1
         if k >= n:
             return [], False, f"there is no {_ordinal(rank)} of {plural}"
-        pick = order[k] if doubt is None else _likeliest_at(order, -1 if rank == -1 else k,
+        pick = order[k] if doubt is None else likeliest_at(order, -1 if rank == -1 else k,
                                                              doubt)
         k = order.index(pick)
         rest = [s for s in order if s != pick]
@@ -473,35 +373,3 @@ def _ordinal(rank: int) -> str:
     if rank == -1:
         return "last"
     return {1: "first", 2: "second", 3: "third"}.get(rank, f"{rank}th")
-
-
-def _footprint_offset(a: Box3D, b: Box3D) -> float:
-    """Horizontal distance of a's centre from b's centre, metres."""
-    return float(math.hypot(*(a.center[:2] - b.center[:2])))
-
-
-def _inside(a: Box3D, b: Box3D, margin: float = 0.02) -> bool:
-    """a's centre lies inside b's box grown by ``margin``."""
-    local = (a.center - b.center) @ b.rotation
-    return bool(np.all(np.abs(local) <= b.size / 2 + margin))
-
-
-def _likeliest_at(order: list[int], k: int, m: np.ndarray) -> int:
-    """The candidate most likely to be the (k+1)-th member along ``order`` (best first) when
-    membership is uncertain: each candidate is a member with probability m / max(m) over
-    ``order``, so a weak member at the extreme ("a pole" that may be a facade's sliver) gives
-    way to a sure one just behind it. Equal memberships keep ``order[k]``."""
-    if k < 0:  # the last: the first from the other end
-        return _likeliest_at(order[::-1], 0, m)
-    q = np.array([m[s] for s in order], dtype=np.float64)
-    q = np.clip(q / max(float(q.max()), 1e-12), 0.0, 1.0)
-    ahead = np.zeros(k + 1)  # ahead[j]: P(exactly j members before this candidate)
-    ahead[0] = 1.0
-    best, pick = -1.0, order[min(k, len(order) - 1)]
-    for s, p in zip(order, q, strict=True):
-        here = p * ahead[k]
-        if here > best + 1e-9:
-            best, pick = here, s
-        ahead[1:] = ahead[1:] * (1.0 - p) + ahead[:-1] * p
-        ahead[0] *= 1.0 - p
-    return pick
