@@ -6,12 +6,15 @@
    model's relative score for the phrase when a scorer is given (``NameScorer``: the VLM scores
    every listed tag as the answer to the canonical phrase).
 2. Relations are evaluated in 3D with ``spatial_ros.spatial.predicates`` (viewer-relative ones
-   from the camera's viewpoint); anchors are resolved first, recursively, and are never the
-   answer (an anchor whose colour no candidate fits well enough: the member of its kind that
-   fits it clearly best, or the only one).
+   from the camera's viewpoint; ``language.relations``); anchors are resolved first,
+   recursively, and are never the answer.
 3. Extremes ("on the left", "the second from the left", "the closest", "the bigger of the two")
    order the remaining set; left/right order by the bearing from the camera (image columns),
    near/far by the distance from the camera, high/low by height in the z-up frame.
+
+A phrase (or an anchor) whose colour no candidate fits well enough takes the member of its kind
+whose colours come clearly closest, lit or in deep shadow, or the only member of its kind; its
+explanation says so and its score stays low.
 
 The result says which candidate, how sure, why, and — when the words do not single out one
 object ("the box" with three boxes in view) — that it is ambiguous and which candidates remain.
@@ -51,8 +54,8 @@ MODEL_WEIGHT = 0.5
 # such cars left the set and 2 % of street queries failed)
 IN_VIEW = 0.02
 MODEL_FLOOR = 0.05
-# an anchor that no candidate fits well enough by colour is the member of its kind whose colour
-# fits at least this many times better than any other's (``Program._likeliest_colour``)
+# a phrase whose colour no candidate fits well enough takes the member of its kind whose colour
+# fits more than this many times better than any other's (``Program._likeliest_colour``)
 COLOUR_LEAD = 2.0
 
 
@@ -240,7 +243,7 @@ class Program(RelationMixin):
                 decisive = False
                 why.append(f"{len(rivals) + 1} candidates fit '{name}' about equally "
                            "(ambiguous: add a position, size or relation)")
-            else:
+            elif not why:  # (a closest-in-colour pick has said why already)
                 why.append(f"the only good match for '{name}'" if len(S) == 1 else
                            f"the best match for '{name}' ({m[best]:.2f} vs "
                            f"{m[S[1]]:.2f})")
