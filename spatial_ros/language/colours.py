@@ -243,7 +243,7 @@ DEEP_SHADES = (0.4, 0.55, 0.7)
 def shadow_distribution(phrase: str) -> tuple[tuple[str, float], ...]:
     """The basic-term distribution of a colour phrase seen lit or in deep shadow: half its own
     distribution (``term_distribution``), half the terms the pixel reader gives its terms'
-    colours darkened by ``DEEP_SHADES``. For telling apart candidates that none of fits the
+    colours darkened by ``DEEP_SHADES``. For telling apart candidates none of which fits the
     phrase itself; () for an unknown phrase."""
     lit = term_distribution(phrase)
     out: dict[str, float] = {}
