@@ -162,7 +162,7 @@ def test_reward_curve_from_parquet_and_bad_input(tmp_path):
 def test_truth_progress_with_the_reach_stage(run):
     """The report's truth curve for labels with the reach stage is the simulator's staged
     progress: above the goal-region progress while the gripper approaches, equal at the end."""
-    from spatial_ros.reward.goal import staged_progress
+    from spatial_ros.reward.goal_measure import staged_progress
 
     sim, _, _ = run
     plain = truth_progress_of(sim / "truth_detail.jsonl")

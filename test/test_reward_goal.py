@@ -11,12 +11,11 @@ from spatial_ros.errors import DataError, ParseError, SpatialRosError
 from spatial_ros.reward.goal import (
     Goal,
     GoalError,
-    SceneState,
     Tolerances,
     Vocabulary,
-    measure,
     parse_goal,
 )
+from spatial_ros.reward.goal_measure import SceneState, measure
 from spatial_ros.sim import trajectory as sim_traj
 from spatial_ros.spatial.predicates import SpatialObject, Viewpoint, left_of, right_of
 from spatial_ros.types import Box3D

@@ -99,7 +99,7 @@ def test_ignored_goal_words_are_warned_once_and_noted_per_episode(episodes, tmp_
 def test_reach_stage_from_the_bags_tf(episodes, tmp_path):
     """The simulated bags carry the gripper's tool point on /tf: with tool_frame set, bag
     replay labels the simulator's staged truth progress (reach + goal region) exactly."""
-    from spatial_ros.reward.goal import staged_progress
+    from spatial_ros.reward.goal_measure import staged_progress
 
     out = tmp_path / "labels.parquet"
     cfg = dataclasses.replace(RAW, tool_frame="gripper_tcp")

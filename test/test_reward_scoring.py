@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from spatial_ros.errors import ConfigError
-from spatial_ros.reward.goal import SceneState, parse_goal
+from spatial_ros.reward.goal import parse_goal
+from spatial_ros.reward.goal_measure import SceneState
 from spatial_ros.reward.scoring import (
     CausalSmoother,
     EpisodeScorer,

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from spatial_ros.reward.goal import DEFAULT_TOLERANCES, Goal, SceneState, measure
+from spatial_ros.reward.goal import DEFAULT_TOLERANCES, Goal
+from spatial_ros.reward.goal_measure import SceneState, measure
 from spatial_ros.sim import CameraConfig, make_scene
 from spatial_ros.sim import goal_truth as gt
 from spatial_ros.spatial.predicates import Viewpoint

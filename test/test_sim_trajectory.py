@@ -7,7 +7,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from spatial_ros.errors import ParseError
-from spatial_ros.reward.goal import REACH_MOVED, tool_distance
+from spatial_ros.reward.goal import REACH_MOVED
+from spatial_ros.reward.goal_measure import tool_distance
 from spatial_ros.sim import CameraConfig, SimConfig, make_scene, parse_goal, plan_trajectory
 from spatial_ros.sim.trajectory import Goal, evaluate_goal, view_axes
 from spatial_ros.sim.world import make_episode

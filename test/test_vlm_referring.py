@@ -34,6 +34,14 @@ def engine_answering():
     return make
 
 
+def _ground(engine_answering, tag: str, query: str, cands):
+    """The engine whose model answers ``tag``, and its objects for ``query`` on the street
+    frame with ``cands``."""
+    frame, _ = _street_frame()
+    eng = engine_answering(tag)
+    return eng, eng.ground(frame, [query], cands, "cam")
+
+
 def test_a_model_answer_of_another_kind_gives_way_to_the_programs_pick():
     """Unit level: the model's object on a car for "the pedestrian in orange" is replaced by
     the program's pick (a pedestrian whose colour read poorly); an admissible answer stands."""
@@ -58,28 +66,26 @@ def test_a_model_answer_of_another_kind_gives_way_to_the_programs_pick():
 
 
 def test_the_model_is_not_trusted_with_a_kind_the_candidates_lack(engine_answering):
-    frame, (car, walker) = _street_frame()
+    _, (car, walker) = _street_frame()
     # no orange anywhere (a grey image): the program leaves "the pedestrian in orange" to the
     # model, which names the car; the only pedestrian, closest in colour, stands instead
-    eng = engine_answering("#2")
-    out = eng.ground(frame, ["the pedestrian in orange"], [car, walker], "cam")
+    eng, out = _ground(engine_answering, "#2", "the pedestrian in orange", [car, walker])
     assert eng.stats.program_fallbacks == 1 and eng.stats.wrong_kind == 1
     np.testing.assert_allclose(out[0].box.center, walker.box.center)
     assert out[0].explanation.startswith("no candidate reads as 'pedestrian in orange'")
     assert out[0].explanation.endswith("(the model named another kind)")
     assert out[0].score < 0.1
     # the model naming the walker: its answer stands
-    eng = engine_answering("#1")
-    out = eng.ground(frame, ["the pedestrian in orange"], [car, walker], "cam")
+    eng, out = _ground(engine_answering, "#1", "the pedestrian in orange", [car, walker])
     assert eng.stats.wrong_kind == 0
     np.testing.assert_allclose(out[0].box.center, walker.box.center)
 
 
 def test_a_model_answer_of_another_kind_with_nothing_of_that_kind_is_no_object(
         engine_answering):
-    frame, (car, walker) = _street_frame()
-    eng = engine_answering("#2")
-    assert eng.ground(frame, ["the orange pole"], [car, walker], "cam") == []
+    _, (car, walker) = _street_frame()
+    eng, out = _ground(engine_answering, "#2", "the orange pole", [car, walker])
+    assert out == []
     assert eng.stats.wrong_kind == 1
     assert eng.stats.failure_reasons["wrong kind"] == 1
     # the same boxes without a specialist class (tabletop clusters): the model's reading of
@@ -87,16 +93,14 @@ def test_a_model_answer_of_another_kind_with_nothing_of_that_kind_is_no_object(
     import dataclasses
 
     bare = [dataclasses.replace(c, label="") for c in (car, walker)]
-    eng = engine_answering("#2")
-    out = eng.ground(frame, ["the orange pole"], bare, "cam")
+    eng, out = _ground(engine_answering, "#2", "the orange pole", bare)
     assert eng.stats.wrong_kind == 0 and len(out) == 1
     np.testing.assert_allclose(out[0].box.center, car.box.center)
 
 
 def test_a_model_answer_of_the_right_kind_stands(engine_answering):
-    frame, (car, walker) = _street_frame()
-    eng = engine_answering("#2")
-    out = eng.ground(frame, ["the orange car"], [car, walker], "cam")
+    _, (car, walker) = _street_frame()
+    eng, out = _ground(engine_answering, "#2", "the orange car", [car, walker])
     assert eng.stats.program_fallbacks == 1 and eng.stats.wrong_kind == 0
     np.testing.assert_allclose(out[0].box.center, car.box.center)
     assert out[0].source == "vlm+lidar"  # the model's answer, fused with the candidate

@@ -60,7 +60,18 @@ def dontcare_may_change(subkind: str, column: float, range_m: float,
     return False
 
 
+def left_out_line(skipped: list[QueryRecord]) -> str:
+    """One line naming the queries ``kitti_queries`` left out ('' when none)."""
+    if not skipped:
+        return ""
+    return (f"left out {len(skipped)} orders that a car in a DontCare region could change "
+            "(KITTI labels no object there): "
+            + "; ".join(f"{r.frame} {r.query!r}" for r in skipped))
+
+
 def _unlabelled_regions(kf, T_cam_from_velo: np.ndarray) -> list[Unlabelled]:
+    from spatial_ros.geometry.camera import project_points
+
     labels = [lab for lab in kf.labels if lab.is_dontcare]
     if not labels:
         return []
@@ -68,9 +79,8 @@ def _unlabelled_regions(kf, T_cam_from_velo: np.ndarray) -> list[Unlabelled]:
     uv = np.zeros((0, 2))
     if kf.points is not None and len(kf.points):
         P = kf.points[:, :3] @ T_cam_from_velo[:3, :3].T + T_cam_from_velo[:3, 3]
-        P = P[P[:, 2] > 0.5]
-        uvw = P @ kf.calib.intrinsics.K.T
-        uv, ranges = uvw[:, :2] / uvw[:, 2:], np.linalg.norm(P, axis=1)
+        uv, front = project_points(P, kf.calib.intrinsics)
+        uv, ranges = uv[front], np.linalg.norm(P[front], axis=1)
     out = []
     for lab in labels:
         x1, y1, x2, y2 = lab.box_2d

@@ -427,8 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {len(recs)} queries to {a.out}: " + ", ".join(f"{k} {v}" for k, v in
                                                                  sorted(by.items())))
     if skipped:
-        print(f"left out {len(skipped)} orders that a DontCare region could change: "
-              + "; ".join(f"{r.frame} {r.query!r}" for r in skipped))
+        from training.kitti_refqueries import left_out_line
+
+        print(left_out_line(skipped))
     return 0
 
 

@@ -58,14 +58,12 @@ def _records(args):
     if args.queries:
         return refqueries.read_queries(args.queries)
     if args.kitti:
-        skipped: list = []
-        from training.kitti_refqueries import kitti_queries
+        from training.kitti_refqueries import kitti_queries, left_out_line
 
+        skipped: list = []
         records = kitti_queries(args.kitti, skipped=skipped)
         if skipped:
-            print(f"left out {len(skipped)} orders that a car in a DontCare region could change "
-                  "(KITTI labels no object there): "
-                  + "; ".join(f"{r.frame} {r.query!r}" for r in skipped))
+            print(left_out_line(skipped))
         return records
     from training.generate_data import SPLIT_SEED_BASE
 

@@ -350,7 +350,7 @@ def truth_progress_of(
 ) -> list[tuple[int, float, int]] | None:
     """(frame index, true progress, stamp_ns) from a simulator truth_detail.jsonl, or None.
     ``staged``: the progress with the reach stage (``TrajectoryState.staged_progress``)."""
-    from spatial_ros.reward.goal import staged_progress
+    from spatial_ros.reward.goal_measure import staged_progress
 
     if not detail_path or not Path(detail_path).is_file():
         return None

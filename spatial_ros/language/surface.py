@@ -219,8 +219,10 @@ def crowding(cluster: np.ndarray | None, scene: np.ndarray | None,
     if not len(N):
         return 0
     reach = radius + OWN_POINT_M
-    near_movers = [M[(np.abs(M[:, 0] - c[0]) < reach) & (np.abs(M[:, 1] - c[1]) < reach)]
-                   for M in (np.asarray(M, dtype=np.float64)[:, :3] for M in movers)]
+    near_movers = []
+    for M in movers:
+        M = np.asarray(M, dtype=np.float64)[:, :3]
+        near_movers.append(M[(np.abs(M[:, 0] - c[0]) < reach) & (np.abs(M[:, 1] - c[1]) < reach)])
     d, _ = cKDTree(np.vstack([C, *near_movers])).query(N, k=1)
     return int((d > OWN_POINT_M).sum())
 

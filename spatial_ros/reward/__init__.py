@@ -13,12 +13,11 @@ from spatial_ros.reward.goal import (
     Goal,
     GoalError,
     ObjectRef,
-    SceneState,
     Tolerances,
     Vocabulary,
-    measure,
     parse_goal,
 )
+from spatial_ros.reward.goal_measure import SceneState, measure
 
 __all__ = [
     "GOAL_KINDS",

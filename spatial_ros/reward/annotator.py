@@ -46,7 +46,8 @@ from spatial_ros.reward.annotator_config import (  # noqa: F401 - re-exported (t
     RewardAnnotatorConfig,
     config_yaml,
 )
-from spatial_ros.reward.goal import Goal, ObjectRef, SceneState, parse_goal
+from spatial_ros.reward.goal import Goal, ObjectRef, parse_goal
+from spatial_ros.reward.goal_measure import SceneState
 from spatial_ros.reward.goal_vlm import parse_goal_with_vlm
 from spatial_ros.reward.gripper import GripperGuard
 from spatial_ros.reward.scoring import EpisodeScorer, FrameScore

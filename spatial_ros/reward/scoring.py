@@ -4,14 +4,14 @@ Progress follows the simulator's truth definition (``spatial_ros.sim.trajectory`
 
     progress_t = clip(1 - remaining_t / remaining_0, 0, 1)
 
-with ``remaining`` the metres to the goal region (:func:`spatial_ros.reward.goal.measure`) and
+with ``remaining`` the metres to the goal region (:func:`reward.goal_measure.measure`) and
 ``remaining_0`` its value at the episode's first grounded frame (floored at ``min_remaining0`` so
 that a goal that starts satisfied does not divide by zero). With ground-truth boxes and no
 smoothing, progress equals the simulator's truth progress exactly (with the tool point, its
 ``staged_progress()``).
 
 With the robot's tool point in the state (``SceneState.tool``, e.g. the gripper's TCP from /tf)
-and ``reach_weight`` > 0, progress is staged (:func:`spatial_ros.reward.goal.staged_progress`):
+and ``reach_weight`` > 0, progress is staged (:func:`reward.goal_measure.staged_progress`):
 ``reach_weight`` of it for bringing the tool to the target, the rest for the goal region. The
 reach stage ends for good once the robot has taken the target: the target is more than
 ``reach_moved`` from its start after the tool touched it (came within ``reach_touch`` of its box)
@@ -64,8 +64,10 @@ from spatial_ros.reward.goal import (
     REACH_MOVED,
     REACH_WEIGHT,
     Goal,
-    SceneState,
     Tolerances,
+)
+from spatial_ros.reward.goal_measure import (
+    SceneState,
     measure,
     staged_progress,
     target_moved,

@@ -1,7 +1,7 @@
 """The simulator's own goal geometry: how far a scene state is from a goal region.
 
 Ground truth for reward work must not come from the code it checks. The reward annotator scores
-with ``spatial_ros.reward.goal.measure``; the simulator computes the same quantities here, from
+with ``reward.goal_measure.measure``; the simulator computes the same quantities here, from
 its objects' poses and extents only (centre, size, yaw; the camera rig for left/right), with
 shapely footprints and plain vector algebra, so a test comparing the two catches a bug in
 either (``test/test_sim_goal_truth.py``).

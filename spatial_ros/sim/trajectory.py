@@ -51,14 +51,16 @@ from spatial_ros.reward.goal import (  # noqa: F401 - re-exported for the simula
     REST_TOL,
     Goal,
     GoalError,
-    SceneState,
     Vocabulary,
+)
+from spatial_ros.reward.goal import parse_goal as _parse_goal
+from spatial_ros.reward.goal_measure import (  # noqa: F401 - re-exported for the simulator's users
+    SceneState,
     measure,
     staged_progress,
     target_moved,
     tool_distance,
 )
-from spatial_ros.reward.goal import parse_goal as _parse_goal
 from spatial_ros.sim import catalog
 from spatial_ros.sim.goal_truth import goal_truth
 from spatial_ros.sim.meshes import ObjectMesh, merge
@@ -166,7 +168,7 @@ class TrajectoryState:
     reach: float = 0.0
 
     def staged_progress(self, weight: float = REACH_WEIGHT) -> float:
-        """Progress with the reach stage (``spatial_ros.reward.goal.staged_progress``): what
+        """Progress with the reach stage (``reward.goal_measure.staged_progress``): what
         the reward annotator reports when it knows the gripper's tool point."""
         return staged_progress(self.progress, self.reach, weight)
 

@@ -2,6 +2,8 @@
 
 Shared by the perception node's ``ask`` service, the reward annotator and ``training/``:
 
+- :mod:`.objects`: the inputs (SpatialObject, Viewpoint, PredicateConfig) and results
+  (Relation, Measurement, ClockDirection); :mod:`.box_geometry`: exact oriented-box geometry.
 - :mod:`.predicates`: precise relations (left_of, behind, taller, ...) and measurements
   (distances, height, width, depth, clock direction) over boxes in a gravity-aligned z-up frame.
 - :mod:`.answers`: human-like rounding and units, and parsers for answers (lengths, yes/no,
@@ -18,17 +20,16 @@ from spatial_ros.spatial.answers import (
     parse_yes_no,
     rounding_tolerance,
 )
-from spatial_ros.spatial.predicates import (
-    RELATIONS,
+from spatial_ros.spatial.objects import (
     ClockDirection,
     Measurement,
     PredicateConfig,
     Relation,
     SpatialObject,
     Viewpoint,
-    clock_direction,
     reorient,
 )
+from spatial_ros.spatial.predicates import RELATIONS, clock_direction
 from spatial_ros.spatial.qa import QAConfig, QAPair, generate_qa
 from spatial_ros.spatial.qa_answer import answer_objects, answer_question
 

@@ -187,23 +187,24 @@ def overlapping_vehicles(cands: list[Candidate], vehicles: tuple[str, ...],
     return [np.flatnonzero(comp == c).tolist() for c in np.flatnonzero(size > 1)]
 
 
-def _intersections(A: list, B: list) -> np.ndarray:
-    """(len(A), len(B)) intersection volumes (m^3) of two lists of boxes in one frame."""
+def _intersections(A: list, B: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(len(A), len(B)) intersection volumes (m^3) of two lists of boxes in one frame, with
+    the volumes of A (column) and B (row)."""
     from spatial_ros.geometry.iou import iou_3d_matrix
 
     iou = iou_3d_matrix(A, B)
     va = np.array([b.volume for b in A])[:, None]
     vb = np.array([b.volume for b in B])[None, :]
-    return iou * (va + vb) / (1.0 + iou)  # IoU = I / (va + vb - I)
+    return iou * (va + vb) / (1.0 + iou), va, vb  # IoU = I / (va + vb - I)
 
 
 def _smaller_share(A: list, B: list) -> np.ndarray:
     """(len(A), len(B)) intersection volume of the boxes over the smaller one's volume."""
-    va = np.array([b.volume for b in A])[:, None]
-    vb = np.array([b.volume for b in B])[None, :]
-    return _intersections(A, B) / np.maximum(np.minimum(va, vb), 1e-9)
+    inter, va, vb = _intersections(A, B)
+    return inter / np.maximum(np.minimum(va, vb), 1e-9)
 
 
 def inside_share(a, b) -> float:
     """Share of box ``a``'s volume inside box ``b`` (same frame)."""
-    return float(_intersections([a], [b])[0, 0]) / max(a.volume, 1e-9)
+    inter, va, _ = _intersections([a], [b])
+    return float(inter[0, 0] / max(va[0, 0], 1e-9))
